@@ -1,0 +1,166 @@
+//! The entry points every front door (the `GlobalAlloc` impl, the C ABI) dispatches to:
+//! small requests to the thread heap, the rest to the page heap.
+
+use crate::heap;
+use crate::options::Config;
+use crate::pageheap::LOOKUP;
+use crate::runtime;
+use crate::size_class::small_size_for;
+use crate::span::Span;
+use core::ptr;
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
+///
+/// # Safety
+/// `align` must be a power of two.
+#[inline]
+pub unsafe fn alloc(config: &Config, size: usize, align: usize) -> *mut u8 {
+    match small_size_for(size, align) {
+        // SAFETY: s <= SMALL_MAX, rounded for align.
+        Some(s) => unsafe { heap::alloc_small(s, config) },
+        None => alloc_large(config, size, align).0,
+    }
+}
+
+/// Like [`alloc`], but the memory is zero. Memory fresh from the OS is known to be zero and
+/// is not cleared again (large spans); small blocks are cleared.
+///
+/// # Safety
+/// As for [`alloc`].
+#[inline]
+pub unsafe fn alloc_zeroed(config: &Config, size: usize, align: usize) -> *mut u8 {
+    match small_size_for(size, align) {
+        Some(s) => {
+            // SAFETY: as for alloc.
+            let p = unsafe { heap::alloc_small(s, config) };
+            if !p.is_null() {
+                // SAFETY: p holds at least `size` bytes.
+                unsafe { ptr::write_bytes(p, 0, size) };
+            }
+            p
+        }
+        None => {
+            let (p, zeroed) = alloc_large(config, size, align);
+            if !p.is_null() && !zeroed {
+                // SAFETY: p holds at least `size` bytes.
+                unsafe { ptr::write_bytes(p, 0, size) };
+            }
+            p
+        }
+    }
+}
+
+/// A span of its own for a large or strongly aligned request. Returns the address and
+/// whether the memory is known to be zero.
+#[cold]
+#[inline(never)]
+fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
+    if !runtime::ensure_init(config) {
+        return (ptr::null_mut(), false);
+    }
+    let mut rt = runtime::lock();
+    let Some(ph) = rt.heap.as_mut() else {
+        return (ptr::null_mut(), false);
+    };
+    let span = ph.alloc_span(size, align);
+    if span.is_null() {
+        return (ptr::null_mut(), false);
+    }
+    // SAFETY: span is a fresh live header.
+    unsafe { ((*span).start as *mut u8, (*span).zeroed) }
+}
+
+/// Frees `p` (null, and pointers hugeheap did not hand out, are ignored).
+///
+/// # Safety
+/// `p` must be null or a live allocation of this allocator, not used afterwards.
+#[inline]
+pub unsafe fn free(p: *mut u8) {
+    let span = LOOKUP.span_of(p as usize);
+    if span.is_null() {
+        return;
+    }
+    // SAFETY: span is the live span holding p (caller's contract).
+    unsafe {
+        if (*span).is_slab() {
+            heap::free_small(p, span);
+        } else {
+            free_large(p, span);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_large(p: *mut u8, span: *mut Span) {
+    let mut rt = runtime::lock();
+    if let Some(ph) = rt.heap.as_mut() {
+        // SAFETY: p is the live large allocation of span; checked to be its start.
+        unsafe {
+            if (*span).start == p as usize {
+                ph.free_span(span);
+            }
+        }
+    }
+}
+
+/// The bytes usable at `p` (at least what was asked for).
+///
+/// # Safety
+/// `p` must be a live allocation of this allocator.
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    let span = LOOKUP.span_of(p as usize);
+    if span.is_null() {
+        return 0;
+    }
+    // SAFETY: span is the live span of p.
+    unsafe {
+        if (*span).is_slab() {
+            (*span).block_size as usize
+        } else {
+            (*span).bytes() - (p as usize - (*span).start)
+        }
+    }
+}
+
+/// Resizes `p` (holding `old_size` meaningful bytes) to `new_size` bytes aligned to `align`.
+/// Stays in place when the new size fits the block or span and does not waste more than half
+/// of it; otherwise moves. Null (and `p` untouched) when out of memory.
+///
+/// # Safety
+/// `p` must be a live allocation of this allocator made with alignment `align`.
+pub unsafe fn realloc(
+    config: &Config,
+    p: *mut u8,
+    old_size: usize,
+    new_size: usize,
+    align: usize,
+) -> *mut u8 {
+    // SAFETY: p is live (caller).
+    let usable = unsafe { usable_size(p) };
+    if new_size <= usable && new_size >= usable / 2 {
+        if usable > crate::size_class::SMALL_MAX {
+            set_large_size(p, new_size);
+        }
+        return p;
+    }
+    // SAFETY: align is a power of two (it came with p).
+    let q = unsafe { alloc(config, new_size, align) };
+    if !q.is_null() {
+        // SAFETY: both blocks hold at least the bytes copied, and are distinct allocations.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old_size.min(new_size).min(usable));
+            free(p);
+        }
+    }
+    q
+}
+
+fn set_large_size(p: *mut u8, size: usize) {
+    let _rt = runtime::lock();
+    let span = LOOKUP.span_of(p as usize);
+    if !span.is_null() {
+        // SAFETY: span is the live large span of p; its size is read only under this lock.
+        unsafe { (*span).size = size };
+    }
+}

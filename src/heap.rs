@@ -1,0 +1,419 @@
+//! Thread heaps: the front end. Each thread owns a heap of slabs, one list per size class;
+//! allocation pops the current slab's free list, a free by the owner pushes onto it. Neither
+//! takes a lock or does an atomic read-modify-write.
+//!
+//! A free from another thread pushes the block onto the owning heap's *inbox*, a lock-free
+//! stack (one compare-and-swap); the owner drains it in its slow path, so every block comes
+//! home to its slab and slab counts stay exact. Heaps are never unmapped: when a thread
+//! exits, its heap is flushed and left on an abandoned list for the next new thread to adopt,
+//! together with whatever is still allocated from it and whatever frees are still in flight.
+//!
+//! Invariants:
+//! - `current[c]` is the head of class `c`'s list of non-full slabs, or `EMPTY_SPAN`;
+//! - a slab is in its heap's list iff `!full`; `used` counts its blocks not yet back on its
+//!   free list (blocks in an inbox count as used);
+//! - `span.heap` never changes while the slab has live blocks, so a freeing thread always
+//!   finds the right inbox.
+
+use crate::options::Config;
+use crate::pageheap::LOOKUP;
+use crate::runtime;
+use crate::size_class::{NCLASS, class_of, class_size, slab_bytes};
+use crate::span::{Block, Span};
+use core::cell::Cell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// Upper bound on heaps alive at once (threads alive at once).
+pub const MAX_HEAPS: usize = 16384;
+
+/// A thread heap.
+#[repr(C)]
+pub struct Heap {
+    current: [*mut Span; NCLASS],
+    inbox: AtomicPtr<Block>,
+    /// Link in the abandoned list.
+    next_abandoned: *mut Heap,
+    /// Link in the list of all heaps.
+    pub all_next: *mut Heap,
+}
+
+/// The sentinel slab: no free blocks, never written.
+static mut EMPTY_SPAN: Span = Span::EMPTY;
+
+/// The sentinel heap of threads that have none yet: every class points to `EMPTY_SPAN`, so
+/// the fast path falls into the slow path, which sets the thread up. Never written.
+static mut EMPTY_HEAP: Heap = Heap {
+    current: [&raw mut EMPTY_SPAN; NCLASS],
+    inbox: AtomicPtr::new(ptr::null_mut()),
+    next_abandoned: ptr::null_mut(),
+    all_next: ptr::null_mut(),
+};
+
+std::thread_local! {
+    static HEAP: Cell<*mut Heap> = const { Cell::new(&raw mut EMPTY_HEAP) };
+}
+
+#[inline]
+fn empty_span() -> *mut Span {
+    &raw mut EMPTY_SPAN
+}
+
+#[inline]
+fn empty_heap() -> *mut Heap {
+    &raw mut EMPTY_HEAP
+}
+
+/// This thread's heap (the sentinel if it has none, or if thread-local storage is gone).
+#[inline]
+fn thread_heap() -> *mut Heap {
+    HEAP.try_with(|h| h.get()).unwrap_or(empty_heap())
+}
+
+/// Allocates a block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its
+/// alignment), or null when memory is exhausted.
+///
+/// `config` is used only if this call starts the allocator.
+///
+/// # Safety
+/// None beyond those of `GlobalAlloc::alloc`; marked unsafe because it hands out raw memory.
+#[inline]
+pub unsafe fn alloc_small(size: usize, config: &Config) -> *mut u8 {
+    let heap = thread_heap();
+    let c = class_of(size);
+    // SAFETY: c < NCLASS (size <= SMALL_MAX); heap points to this thread's heap or the
+    // sentinel, whose slots point to live spans; only this thread touches its own heap.
+    unsafe {
+        let span = *(*heap).current.get_unchecked(c);
+        let b = (*span).free;
+        if !b.is_null() {
+            (*span).free = (*b).next;
+            (*span).set_used((*span).used() + 1);
+            return b.cast();
+        }
+        alloc_slow(heap, c, config)
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, config: &Config) -> *mut u8 {
+    if heap == empty_heap() {
+        heap = thread_start(config);
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: heap is this thread's own heap (not the sentinel), so this thread has exclusive
+    // use of its slabs' local fields.
+    unsafe {
+        drain_inbox(heap);
+        loop {
+            let span = (*heap).current[c];
+            if span != empty_span() {
+                let b = (*span).free;
+                if !b.is_null() {
+                    (*span).free = (*b).next;
+                    (*span).set_used((*span).used() + 1);
+                    return b.cast();
+                }
+                if (*span).bump < (*span).capacity {
+                    extend(span);
+                    continue;
+                }
+                // Exhausted: it leaves the list until a block comes back.
+                (*span).full = true;
+                unlink(heap, span);
+                continue;
+            }
+            let span = new_slab(heap, c);
+            if span.is_null() {
+                return ptr::null_mut();
+            }
+            push_front(heap, span);
+        }
+    }
+}
+
+/// Threads the next never-used blocks of `span` (one 4 KiB page worth, at least one) onto its
+/// free list.
+///
+/// # Safety
+/// `span` must be a slab of this thread's heap with `bump < capacity` and an empty free list.
+unsafe fn extend(span: *mut Span) {
+    // SAFETY: caller's contract; the blocks [bump, bump + n) lie inside the span.
+    unsafe {
+        let bs = (*span).block_size as usize;
+        let n = (4096 / bs).clamp(1, ((*span).capacity - (*span).bump) as usize);
+        let first = (*span).start + (*span).bump as usize * bs;
+        for i in 0..n {
+            let b = (first + i * bs) as *mut Block;
+            (*b).next = if i + 1 < n {
+                (first + (i + 1) * bs) as *mut Block
+            } else {
+                ptr::null_mut()
+            };
+        }
+        (*span).free = first as *mut Block;
+        (*span).bump += n as u32;
+    }
+}
+
+/// Gets a new slab of class `c` for `heap` from the page heap.
+///
+/// # Safety
+/// `heap` must be this thread's heap.
+unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
+    let bytes = slab_bytes(c);
+    let mut rt = runtime::lock();
+    let Some(ph) = rt.heap.as_mut() else {
+        return ptr::null_mut();
+    };
+    let span = ph.alloc_span(bytes, crate::units::PAGE_SIZE);
+    if span.is_null() {
+        return span;
+    }
+    // SAFETY: span is fresh and ours; mapping all its pages lets interior blocks find it.
+    unsafe {
+        let bs = class_size(c);
+        (*span).block_size = bs as u32;
+        (*span).class = c as u8;
+        (*span).capacity = (bytes / bs) as u32;
+        (*span).bump = 0;
+        (*span).free = ptr::null_mut();
+        (*span).set_used(0);
+        (*span).full = false;
+        (*span).heap = heap;
+        ph.map_pages((*span).start, (*span).pages as usize, span);
+    }
+    span
+}
+
+/// # Safety
+/// `span` must be a non-full slab of `heap`, not in its list.
+unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract; heap and span are this thread's.
+    unsafe {
+        let c = (*span).class as usize;
+        let head = (*heap).current[c];
+        (*span).prev = ptr::null_mut();
+        (*span).next = if head == empty_span() {
+            ptr::null_mut()
+        } else {
+            head
+        };
+        if head != empty_span() {
+            (*head).prev = span;
+        }
+        (*heap).current[c] = span;
+    }
+}
+
+/// # Safety
+/// `span` must be in `heap`'s list of its class.
+unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let c = (*span).class as usize;
+        let (prev, next) = ((*span).prev, (*span).next);
+        if prev.is_null() {
+            (*heap).current[c] = if next.is_null() { empty_span() } else { next };
+        } else {
+            (*prev).next = next;
+        }
+        if !next.is_null() {
+            (*next).prev = prev;
+        }
+        (*span).next = ptr::null_mut();
+        (*span).prev = ptr::null_mut();
+    }
+}
+
+/// Frees a block of a slab. `span` is the slab holding `p`.
+///
+/// # Safety
+/// `p` must be a live block of `span`.
+#[inline]
+pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
+    let heap = thread_heap();
+    let b = p as *mut Block;
+    // SAFETY: p is a live block of span (caller), so span.heap is stable; if it is this
+    // thread's heap, this thread alone touches the slab's local fields.
+    unsafe {
+        let owner = (*span).heap;
+        if owner == heap {
+            (*b).next = (*span).free;
+            (*span).free = b;
+            let used = (*span).used() - 1;
+            (*span).set_used(used);
+            if used == 0 || (*span).full {
+                free_local_slow(heap, span);
+            }
+        } else {
+            push_remote(owner, b);
+        }
+    }
+}
+
+/// Pushes `b` onto `owner`'s inbox (lock-free).
+///
+/// # Safety
+/// `owner` must be a live heap (heaps are never unmapped) and `b` a live block of it.
+unsafe fn push_remote(owner: *mut Heap, b: *mut Block) {
+    // SAFETY: caller's contract; the inbox is an atomic, and `b` is ours to link until the CAS
+    // publishes it.
+    unsafe {
+        let inbox = &(*owner).inbox;
+        let mut head = inbox.load(Ordering::Relaxed);
+        loop {
+            (*b).next = head;
+            match inbox.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: span is a slab of this thread's heap.
+    unsafe {
+        if (*span).full {
+            (*span).full = false;
+            push_front(heap, span);
+        }
+        if (*span).used() == 0 {
+            retire_if_spare(heap, span);
+        }
+    }
+}
+
+/// Gives an empty slab back to the page heap unless it is its class's only slab (kept, so a
+/// loop that allocates and frees one block does not thrash the page heap).
+///
+/// # Safety
+/// `span` must be an empty (`used == 0`) non-full slab of this thread's heap.
+unsafe fn retire_if_spare(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let c = (*span).class as usize;
+        if (*heap).current[c] == span && (*span).next.is_null() {
+            return;
+        }
+        unlink(heap, span);
+        retire(span);
+    }
+}
+
+/// # Safety
+/// `span` must be an empty slab in no list.
+unsafe fn retire(span: *mut Span) {
+    let mut rt = runtime::lock();
+    if let Some(ph) = rt.heap.as_mut() {
+        // SAFETY: the slab holds no live block and nothing refers to it any more.
+        unsafe { ph.free_span(span) };
+    }
+}
+
+/// Brings every block in `heap`'s inbox home.
+///
+/// # Safety
+/// `heap` must be this thread's heap.
+unsafe fn drain_inbox(heap: *mut Heap) {
+    // SAFETY: heap is ours; blocks in the inbox are freed blocks of our slabs.
+    unsafe {
+        if (*heap).inbox.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        let mut b = (*heap).inbox.swap(ptr::null_mut(), Ordering::Acquire);
+        while !b.is_null() {
+            let next = (*b).next;
+            let span = LOOKUP.span_of(b as usize);
+            (*b).next = (*span).free;
+            (*span).free = b;
+            let used = (*span).used() - 1;
+            (*span).set_used(used);
+            if used == 0 || (*span).full {
+                free_local_slow(heap, span);
+            }
+            b = next;
+        }
+    }
+}
+
+/// Sets this thread up with a heap: an abandoned one if any, else a new one.
+#[cold]
+fn thread_start(config: &Config) -> *mut Heap {
+    if !runtime::ensure_init(config) {
+        return ptr::null_mut();
+    }
+    let heap = {
+        let mut rt = runtime::lock();
+        let h = rt.abandoned;
+        if !h.is_null() {
+            // SAFETY: abandoned heaps are live heaps owned by no thread.
+            rt.abandoned = unsafe { (*h).next_abandoned };
+            h
+        } else {
+            let Some(ph) = rt.heap.as_mut() else {
+                return ptr::null_mut();
+            };
+            // SAFETY: the pool memory is mapped; the fields are set right below.
+            let h = unsafe { ph.heaps.alloc() };
+            if h.is_null() {
+                return h;
+            }
+            // SAFETY: h is a fresh heap, ours alone.
+            unsafe {
+                (*h).current = [empty_span(); NCLASS];
+                (*h).all_next = rt.all_heaps;
+            }
+            rt.all_heaps = h;
+            h
+        }
+    };
+    let set = HEAP.try_with(|c| c.set(heap)).is_ok();
+    if !set {
+        // Thread-local storage is being torn down: hand the heap back.
+        abandon(heap);
+        return ptr::null_mut();
+    }
+    runtime::register_thread_exit(heap);
+    heap
+}
+
+fn abandon(heap: *mut Heap) {
+    let mut rt = runtime::lock();
+    // SAFETY: heap is a live heap that no thread owns any more.
+    unsafe { (*heap).next_abandoned = rt.abandoned };
+    rt.abandoned = heap;
+}
+
+/// Flushes and abandons `heap` at thread exit.
+///
+/// # Safety
+/// `heap` must be the exiting thread's heap.
+pub unsafe fn thread_done(heap: *mut Heap) {
+    if heap.is_null() || heap == empty_heap() {
+        return;
+    }
+    let _ = HEAP.try_with(|c| c.set(empty_heap()));
+    // SAFETY: heap is still exclusively ours until abandoned below.
+    unsafe {
+        drain_inbox(heap);
+        for c in 0..NCLASS {
+            let mut span = (*heap).current[c];
+            while span != empty_span() && !span.is_null() {
+                let next = (*span).next;
+                if (*span).used() == 0 {
+                    unlink(heap, span);
+                    retire(span);
+                }
+                span = next;
+            }
+        }
+    }
+    abandon(heap);
+}

@@ -1,0 +1,41 @@
+#![doc = include_str!("../README.md")]
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("hugeheap works on Linux only: it is built on hugetlb pages, THP and Linux's fork.");
+
+// Module map, bottom up:
+//   os/        the OS contract (the only place libc is called) and the machine probe
+//   units      page / huge page newtypes
+//   options    the option table and env parsing
+//   sync       the spin lock
+//   pageheap/  arena (reserve, commit ladder), huge range map, filler, descriptors
+//   span       span headers, the metadata object pool
+//   size_class size classes
+//   heap       thread heaps: the fast paths, remote frees, thread exit
+//   runtime    start-up, the global lock, fork handlers, exit report
+//   alloc      dispatch used by every front door
+//   global     HugeAlloc (GlobalAlloc)
+//   stats      Stats snapshot and KernelView
+pub mod alloc;
+mod global;
+mod heap;
+pub mod options;
+pub mod os;
+pub mod pageheap;
+mod runtime;
+pub mod size_class;
+mod span;
+pub mod stats;
+mod sync;
+pub mod units;
+
+pub use global::HugeAlloc;
+pub use options::{Config, PageChain};
+pub use os::PageKind;
+pub use stats::{Fallback, KernelView, Stats, stats};

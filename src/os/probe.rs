@@ -1,0 +1,185 @@
+//! What the machine can do, probed once into plain data, and what the kernel says the process
+//! holds (the truth behind hugeheap's own counters).
+
+use super::read_file;
+use core::ffi::CStr;
+
+/// The transparent huge page mode (`/sys/kernel/mm/transparent_hugepage/enabled`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThpMode {
+    /// Every anonymous mapping may get huge pages.
+    Always,
+    /// Only mappings advised with `MADV_HUGEPAGE` get them.
+    Madvise,
+    /// THP is off: advising does nothing.
+    Never,
+    /// The file is missing or unreadable (kernel without THP, or no sysfs).
+    Unknown,
+}
+
+impl ThpMode {
+    /// The name the kernel uses.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ThpMode::Always => "always",
+            ThpMode::Madvise => "madvise",
+            ThpMode::Never => "never",
+            ThpMode::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the kernel's `a [b] c` form, where the bracketed word is the mode in force.
+    pub fn parse(text: &[u8]) -> ThpMode {
+        let Some(open) = text.iter().position(|&c| c == b'[') else {
+            return ThpMode::Unknown;
+        };
+        let rest = &text[open + 1..];
+        let Some(close) = rest.iter().position(|&c| c == b']') else {
+            return ThpMode::Unknown;
+        };
+        match &rest[..close] {
+            b"always" => ThpMode::Always,
+            b"madvise" => ThpMode::Madvise,
+            b"never" => ThpMode::Never,
+            _ => ThpMode::Unknown,
+        }
+    }
+}
+
+/// What the OS offers, read once at start.
+#[derive(Clone, Copy, Debug)]
+pub struct OsInfo {
+    /// THP mode.
+    pub thp: ThpMode,
+    /// A 2 MiB hugetlb pool exists (it may be empty).
+    pub has_2m: bool,
+    /// A 1 GiB hugetlb pool exists (it may be empty).
+    pub has_1g: bool,
+    /// Pages the 2 MiB pool could give at start.
+    pub avail_2m: usize,
+    /// Pages the 1 GiB pool could give at start.
+    pub avail_1g: usize,
+    /// Physical memory in bytes.
+    pub phys_mem: usize,
+}
+
+impl OsInfo {
+    /// Probes the running system. Reads a handful of sysfs files; allocates nothing.
+    pub fn probe() -> OsInfo {
+        let mut buf = [0u8; 128];
+        let thp = match read_file(c"/sys/kernel/mm/transparent_hugepage/enabled", &mut buf) {
+            Some(n) => ThpMode::parse(&buf[..n]),
+            None => ThpMode::Unknown,
+        };
+        let avail_2m = super::pool_available(super::PageKind::Mib2);
+        let avail_1g = super::pool_available(super::PageKind::Gib1);
+        OsInfo {
+            thp,
+            has_2m: avail_2m.is_some(),
+            has_1g: avail_1g.is_some(),
+            avail_2m: avail_2m.unwrap_or(0),
+            avail_1g: avail_1g.unwrap_or(0),
+            phys_mem: super::physical_memory(),
+        }
+    }
+}
+
+/// What the kernel reports about this process's memory, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelView {
+    /// `AnonHugePages` of `/proc/self/smaps_rollup`: anonymous memory in transparent huge pages.
+    pub anon_huge: usize,
+    /// `HugetlbPages` of `/proc/self/status`: hugetlb memory mapped by the process.
+    pub hugetlb: usize,
+    /// `VmPTE` of `/proc/self/status`: page-table size.
+    pub vm_pte: usize,
+    /// `VmRSS` of `/proc/self/status`.
+    pub rss: usize,
+    /// Lines of `/proc/self/maps`: the number of mappings (VMAs).
+    pub mappings: usize,
+}
+
+impl KernelView {
+    /// Reads the kernel's view of this process. Allocates nothing (stack buffers).
+    pub fn read() -> KernelView {
+        let mut buf = [0u8; 8192];
+        let mut v = KernelView::default();
+        if let Some(n) = read_file(c"/proc/self/smaps_rollup", &mut buf) {
+            v.anon_huge = field_kib(&buf[..n], b"AnonHugePages:").unwrap_or(0) * 1024;
+        }
+        if let Some(n) = read_file(c"/proc/self/status", &mut buf) {
+            let s = &buf[..n];
+            v.hugetlb = field_kib(s, b"HugetlbPages:").unwrap_or(0) * 1024;
+            v.vm_pte = field_kib(s, b"VmPTE:").unwrap_or(0) * 1024;
+            v.rss = field_kib(s, b"VmRSS:").unwrap_or(0) * 1024;
+        }
+        v.mappings = count_lines(c"/proc/self/maps");
+        v
+    }
+}
+
+/// Counts the lines of a file of any size, reading it in pieces.
+fn count_lines(path: &CStr) -> usize {
+    // The whole file may exceed any stack buffer: read it through a small window.
+    let mut lines = 0;
+    let mut buf = [0u8; 4096];
+    // SAFETY: path is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return 0;
+    }
+    loop {
+        // SAFETY: reading into our own buffer.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            break;
+        }
+        lines += buf[..r as usize].iter().filter(|&&c| c == b'\n').count();
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    lines
+}
+
+/// The number after `key` in a `Key:   123 kB` line.
+pub fn field_kib(text: &[u8], key: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + key.len() <= text.len() {
+        if (i == 0 || text[i - 1] == b'\n') && text[i..].starts_with(key) {
+            return super::parse_decimal(&text[i + key.len()..]);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thp_mode_parses_kernel_form() {
+        assert_eq!(
+            ThpMode::parse(b"always [madvise] never\n"),
+            ThpMode::Madvise
+        );
+        assert_eq!(ThpMode::parse(b"[always] madvise never"), ThpMode::Always);
+        assert_eq!(ThpMode::parse(b"always madvise [never]"), ThpMode::Never);
+        assert_eq!(ThpMode::parse(b"garbage"), ThpMode::Unknown);
+    }
+
+    #[test]
+    fn field_kib_finds_line_starts_only() {
+        let s = b"Name:\tx\nVmPTE:\t   120 kB\nXVmRSS: 5 kB\nVmRSS:\t 7 kB\n";
+        assert_eq!(field_kib(s, b"VmPTE:"), Some(120));
+        assert_eq!(field_kib(s, b"VmRSS:"), Some(7));
+        assert_eq!(field_kib(s, b"Nope:"), None);
+    }
+
+    #[test]
+    fn kernel_view_reads_this_process() {
+        let v = KernelView::read();
+        assert!(v.rss > 0);
+        assert!(v.mappings > 5);
+    }
+}

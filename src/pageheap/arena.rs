@@ -1,0 +1,289 @@
+//! The arena: one large, 1 GiB-aligned reservation of address space (`PROT_NONE`), committed
+//! from the bottom up in chunks, each backed by the best page kind the fallback chain allows.
+//!
+//! Growth policy (in 2 MiB huge pages): below 1 GiB each chunk doubles the heap (2, 2, 4, 8 ...
+//! MiB, so the heap reaches 1 GiB exactly on a 1 GiB boundary); past it, chunks add an eighth
+//! of the heap (at least 128 MiB), and are whole aligned GiBs when 1 GiB pages can be had. The
+//! number of mappings therefore grows with the logarithm of the heap size, and hugetlb pool
+//! pages committed ahead of need are bounded by that eighth.
+//!
+//! The ladder: for each piece of a chunk, the kinds of the chain are tried in order. A hugetlb
+//! kind is tried only for as many pages as its pool says it can give (so a small pool yields
+//! part of the chunk as hugetlb and the rest one rung down); a kind whose `mmap` failed is not
+//! tried again until its pool count changes. Every refusal is counted, per kind, with its reason.
+//! Plain 4 KiB pages end every chain, listed or not.
+
+use crate::options::{Config, PageChain};
+use crate::os::{self, OsInfo, PageKind, Refusal, StackWriter, ThpMode};
+use crate::units::{GIB, HUGE_PER_GIB, HUGE_SIZE, HugePage};
+use core::fmt::Write;
+
+/// Smallest chunk past 1 GiB, in huge pages (128 MiB).
+const MIN_LATE_CHUNK: usize = 64;
+
+/// Per-kind record of the ladder.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KindRecord {
+    /// Bytes committed with this kind.
+    pub bytes: usize,
+    /// Pieces committed with this kind.
+    pub pieces: usize,
+    /// Times this kind was passed over for a piece it should have backed.
+    pub fallbacks: usize,
+    /// Why it was last passed over.
+    pub last_refusal: Option<Refusal>,
+    /// The errno of the last failed `mmap`, if that was the reason.
+    pub last_errno: i32,
+    /// Pool availability when `mmap` last failed (retry only once it changes).
+    failed_at: Option<usize>,
+}
+
+/// The arena and its growth.
+pub struct Arena {
+    /// First byte; 1 GiB aligned.
+    pub base: usize,
+    /// Huge pages reserved.
+    pub len: HugePage,
+    /// Huge pages committed: `[0, frontier)`.
+    pub frontier: usize,
+    /// Commit limit in huge pages (the arena size, or `HUGEHEAP_MAX_HEAP`).
+    pub cap: usize,
+    chain: PageChain,
+    thp: ThpMode,
+    has_1g: bool,
+    has_2m: bool,
+    verbose: bool,
+    /// Ladder records, indexed by `PageKind as usize`.
+    pub kinds: [KindRecord; 4],
+    /// Mappings (VMAs) the committed part of the arena is made of.
+    pub mappings: usize,
+    /// Kind of the last committed piece (for counting merged anonymous mappings).
+    last_kind: Option<PageKind>,
+}
+
+impl Arena {
+    /// Reserves the arena: `max_heap` rounded up to 1 GiB when a cap is set, else four times
+    /// physical memory (at least 64 GiB, at most 16 TiB). Halves the request on failure (an
+    /// address-space limit), down to 64 MiB.
+    pub fn reserve(cfg: &Config, info: &OsInfo) -> Option<Arena> {
+        let mut want = if cfg.max_heap > 0 {
+            cfg.max_heap.div_ceil(GIB).saturating_mul(GIB)
+        } else {
+            info.phys_mem
+                .saturating_mul(4)
+                .clamp(64 * GIB, 16 << 40)
+                .next_power_of_two()
+        };
+        let base = loop {
+            let align = if want >= GIB { GIB } else { HUGE_SIZE };
+            if let Some(b) = os::reserve(want, align) {
+                break b;
+            }
+            if want <= 64 << 20 {
+                return None;
+            }
+            want /= 2;
+        };
+        let len = want / HUGE_SIZE;
+        let cap = if cfg.max_heap > 0 {
+            (cfg.max_heap / HUGE_SIZE).min(len)
+        } else {
+            len
+        };
+        Some(Arena {
+            base,
+            len: HugePage(len),
+            frontier: 0,
+            cap,
+            chain: cfg.pages,
+            thp: info.thp,
+            has_1g: info.has_1g,
+            has_2m: info.has_2m,
+            verbose: cfg.verbose,
+            kinds: [KindRecord::default(); 4],
+            mappings: 0,
+            last_kind: None,
+        })
+    }
+
+    /// Address of huge page `i`.
+    #[inline]
+    pub fn addr(&self, i: usize) -> usize {
+        self.base + i * HUGE_SIZE
+    }
+
+    /// Whether 1 GiB pages may back a chunk starting at huge page `at`.
+    fn gib_allowed(&self, at: usize) -> bool {
+        self.has_1g
+            && self.chain.kinds().contains(&PageKind::Gib1)
+            && (!self.chain.is_auto() || at >= HUGE_PER_GIB)
+    }
+
+    /// Where the next chunk should end, given that the heap must reach `min_end`.
+    fn chunk_end(&self, min_end: usize) -> usize {
+        let f = self.frontier;
+        let explicit_gib =
+            !self.chain.is_auto() && self.chain.kinds().first() == Some(&PageKind::Gib1);
+        let step = if explicit_gib {
+            HUGE_PER_GIB
+        } else if f < HUGE_PER_GIB {
+            f.max(1)
+        } else {
+            (f / 8).max(MIN_LATE_CHUNK)
+        };
+        let mut end = min_end.max(f + step);
+        if f < HUGE_PER_GIB && end > HUGE_PER_GIB && min_end <= HUGE_PER_GIB {
+            end = HUGE_PER_GIB; // land exactly on the first GiB
+        }
+        if end > HUGE_PER_GIB
+            && self.gib_allowed(f)
+            && os::pool_available(PageKind::Gib1).unwrap_or(0) > 0
+        {
+            end = end.div_ceil(HUGE_PER_GIB) * HUGE_PER_GIB;
+        }
+        end.min(self.cap).max(min_end)
+    }
+
+    /// Commits huge pages `[frontier, end)` for some `end >= min_end`, calling `on_piece(start,
+    /// count, kind)` for each piece committed. Returns false (committing nothing more) when
+    /// the cap or the arena would be passed, or when not even 4 KiB pages could be had.
+    pub fn grow(
+        &mut self,
+        min_end: usize,
+        mut on_piece: impl FnMut(usize, usize, PageKind),
+    ) -> bool {
+        if min_end > self.cap {
+            return false;
+        }
+        let end = self.chunk_end(min_end);
+        // Kinds whose commit failed during this growth: not tried again until the next one.
+        let mut failed_now = [false; 4];
+        while self.frontier < end {
+            let at = self.frontier;
+            let Some((kind, n)) = self.pick(at, end - at, &failed_now) else {
+                return self.frontier >= min_end;
+            };
+            // SAFETY: [at, at + n) lies in our reservation above the frontier, so it is
+            // PROT_NONE and unused; sizes are multiples of the kind's page (pick ensures 1 GiB
+            // alignment for Gib1, and everything here is in 2 MiB units).
+            match unsafe {
+                os::commit(
+                    self.addr(at),
+                    n * HUGE_SIZE,
+                    kind,
+                    self.thp == ThpMode::Always,
+                )
+            } {
+                Ok(()) => {
+                    let rec = &mut self.kinds[kind as usize];
+                    rec.bytes += n * HUGE_SIZE;
+                    rec.pieces += 1;
+                    rec.failed_at = None;
+                    let merges = !kind.is_hugetlb() && self.last_kind == Some(kind);
+                    if !merges {
+                        self.mappings += 1;
+                    }
+                    self.last_kind = Some(kind);
+                    self.frontier = at + n;
+                    on_piece(at, n, kind);
+                }
+                Err(e) => {
+                    failed_now[kind as usize] = true;
+                    self.refuse(kind, Refusal::MapFailed, e);
+                    match kind {
+                        // Remember the pool count: retried once the pool has changed.
+                        PageKind::Gib1 | PageKind::Mib2 => {
+                            self.kinds[kind as usize].failed_at =
+                                Some(os::pool_available(kind).unwrap_or(usize::MAX));
+                        }
+                        // madvise refused MADV_HUGEPAGE: this kernel has no THP; never retry.
+                        PageKind::Thp if e == os::EINVAL => {
+                            self.kinds[kind as usize].failed_at = Some(0)
+                        }
+                        PageKind::Thp => {}
+                        // Not even 4 KiB pages: out of memory or commit limit.
+                        PageKind::Small => return self.frontier >= min_end,
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Chooses the kind and length (in huge pages) of the next piece at `at`, at most `len`.
+    fn pick(&mut self, at: usize, len: usize, failed_now: &[bool; 4]) -> Option<(PageKind, usize)> {
+        let chain = self.chain;
+        for &kind in chain.kinds() {
+            if failed_now[kind as usize] {
+                continue;
+            }
+            match kind {
+                PageKind::Gib1 => {
+                    if !self.gib_allowed(at) || at % HUGE_PER_GIB != 0 || len < HUGE_PER_GIB {
+                        continue; // not a fallback: this chunk is not a place for 1 GiB pages
+                    }
+                    match self.pool_pages(kind) {
+                        Ok(avail) => {
+                            return Some((kind, (len / HUGE_PER_GIB).min(avail) * HUGE_PER_GIB));
+                        }
+                        Err(r) => self.refuse(kind, r, 0),
+                    }
+                }
+                PageKind::Mib2 => {
+                    if !self.has_2m {
+                        self.refuse(kind, Refusal::Unsupported, 0);
+                        continue;
+                    }
+                    match self.pool_pages(kind) {
+                        Ok(avail) => return Some((kind, len.min(avail))),
+                        Err(r) => self.refuse(kind, r, 0),
+                    }
+                }
+                PageKind::Thp => {
+                    if self.thp == ThpMode::Never || self.kinds[kind as usize].failed_at.is_some() {
+                        self.refuse(kind, Refusal::Unsupported, 0);
+                        continue;
+                    }
+                    return Some((kind, len));
+                }
+                PageKind::Small => return Some((kind, len)),
+            }
+        }
+        // 4 KiB pages are the last resort even when the chain does not list them: the heap
+        // never fails for want of huge pages.
+        (!failed_now[PageKind::Small as usize]).then_some((PageKind::Small, len))
+    }
+
+    /// How many pages of a hugetlb kind the pool can give now, or why none.
+    fn pool_pages(&self, kind: PageKind) -> Result<usize, Refusal> {
+        let avail = os::pool_available(kind);
+        if let Some(failed_at) = self.kinds[kind as usize].failed_at {
+            if avail.unwrap_or(usize::MAX) == failed_at {
+                return Err(Refusal::Remembered);
+            }
+        }
+        match avail {
+            Some(0) => Err(Refusal::PoolEmpty),
+            Some(n) => Ok(n),
+            // No sysfs to ask: try the whole piece and let mmap decide.
+            None => Ok(usize::MAX / HUGE_PER_GIB),
+        }
+    }
+
+    fn refuse(&mut self, kind: PageKind, why: Refusal, errno: i32) {
+        let rec = &mut self.kinds[kind as usize];
+        let first = rec.fallbacks == 0;
+        rec.fallbacks += 1;
+        rec.last_refusal = Some(why);
+        rec.last_errno = errno;
+        if first && self.verbose {
+            let mut w = StackWriter::<160>::new();
+            let _ = write!(w, "hugeheap: page kind {kind} not used ({}", why.describe());
+            if errno != 0 {
+                let _ = write!(w, ", errno {errno}");
+            }
+            let _ = writeln!(w, "); falling back");
+            w.flush_stderr();
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The huge range allocator: one bit per 2 MiB huge page of the committed arena, set when the
+//! huge page is wholly free. Runs are found first-fit from the lowest address, which keeps the
+//! heap compact at the bottom and leaves the top free to be given back.
+//!
+//! Pure bit work over a word slice: no OS, tested on its own.
+
+use crate::units::HugePage;
+
+/// A bitmap over huge page indices.
+pub struct HugeMap<'a> {
+    words: &'a mut [u64],
+}
+
+impl<'a> HugeMap<'a> {
+    /// Wraps `words` (bit `i` of the map is bit `i % 64` of word `i / 64`).
+    pub fn new(words: &'a mut [u64]) -> Self {
+        HugeMap { words }
+    }
+
+    /// Whether huge page `i` is free. Out-of-range indices read as not free.
+    #[inline]
+    pub fn is_free(&self, i: usize) -> bool {
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
+    }
+
+    /// Marks `[start, start + n)` free (`true`) or used.
+    pub fn set_range(&mut self, start: HugePage, n: HugePage, free: bool) {
+        for i in start.0..start.0 + n.0 {
+            if let Some(w) = self.words.get_mut(i / 64) {
+                if free {
+                    *w |= 1 << (i % 64);
+                } else {
+                    *w &= !(1 << (i % 64));
+                }
+            }
+        }
+    }
+
+    /// The first index `>= from` and `< end` whose bit equals `free`, or `end`.
+    pub fn next(&self, from: usize, end: usize, free: bool) -> usize {
+        let mut i = from;
+        while i < end {
+            let Some(&w) = self.words.get(i / 64) else {
+                return end;
+            };
+            let w = if free { w } else { !w };
+            let bits = w >> (i % 64);
+            if bits != 0 {
+                return (i + bits.trailing_zeros() as usize).min(end);
+            }
+            i = (i / 64 + 1) * 64;
+        }
+        end
+    }
+
+    /// The last free index `< end` (searching down to 0), if any.
+    pub fn prev_free(&self, end: usize) -> Option<usize> {
+        let mut i = end;
+        while i > 0 {
+            let wi = (i - 1) / 64;
+            let w = *self.words.get(wi)?;
+            let upto = i - wi * 64; // bits [0, upto) of this word are below `i`
+            let mask = if upto == 64 { !0 } else { (1u64 << upto) - 1 };
+            let bits = w & mask;
+            if bits != 0 {
+                return Some(wi * 64 + 63 - bits.leading_zeros() as usize);
+            }
+            i = wi * 64;
+        }
+        None
+    }
+
+    /// Finds the lowest run of `n` free huge pages below `end` whose first index satisfies
+    /// `aligned(index)`. Returns `Ok(start)`, or `Err(tail)` where `tail` is the start of the
+    /// free run that reaches `end` (or `end` when the last page is used): growing the arena
+    /// from there may complete a run.
+    pub fn find(
+        &self,
+        n: HugePage,
+        end: usize,
+        aligned: impl Fn(usize) -> usize,
+    ) -> Result<HugePage, usize> {
+        let mut i = self.next(0, end, true);
+        while i < end {
+            let run_end = self.next(i, end, false);
+            let start = aligned(i);
+            if start + n.0 <= run_end {
+                return Ok(HugePage(start));
+            }
+            if run_end == end {
+                return Err(i);
+            }
+            i = self.next(run_end, end, true);
+        }
+        Err(end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(words: &mut [u64]) -> HugeMap<'_> {
+        HugeMap::new(words)
+    }
+
+    #[test]
+    fn find_first_fit_with_alignment() {
+        let mut w = [0u64; 4];
+        let mut m = map(&mut w);
+        m.set_range(HugePage(3), HugePage(10), true); // free [3, 13)
+        m.set_range(HugePage(70), HugePage(5), true); // free [70, 75)
+        let id = |i| i;
+        assert_eq!(m.find(HugePage(4), 200, id), Ok(HugePage(3)));
+        assert_eq!(m.find(HugePage(10), 200, id), Ok(HugePage(3)));
+        assert_eq!(m.find(HugePage(11), 200, id), Err(200));
+        let align8 = |i: usize| (i + 7) & !7;
+        assert_eq!(m.find(HugePage(5), 200, align8), Ok(HugePage(8)));
+        assert_eq!(m.find(HugePage(6), 200, align8), Err(200));
+        // A free run touching `end` is reported as the tail to grow from.
+        assert_eq!(m.find(HugePage(9), 75, id), Err(70));
+    }
+
+    #[test]
+    fn next_and_prev() {
+        let mut w = [0u64; 3];
+        let mut m = map(&mut w);
+        m.set_range(HugePage(64), HugePage(1), true);
+        m.set_range(HugePage(130), HugePage(2), true);
+        assert_eq!(m.next(0, 192, true), 64);
+        assert_eq!(m.next(65, 192, true), 130);
+        assert_eq!(m.next(130, 192, false), 132);
+        assert_eq!(m.prev_free(192), Some(131));
+        assert_eq!(m.prev_free(130), Some(64));
+        assert_eq!(m.prev_free(64), None);
+        assert!(m.is_free(131) && !m.is_free(132) && !m.is_free(10_000));
+        m.set_range(HugePage(130), HugePage(2), false);
+        assert_eq!(m.prev_free(192), Some(64));
+    }
+}

@@ -1,0 +1,501 @@
+//! The hugepage-aware page heap (after TCMalloc's Temeraire): hands out spans of 64 KiB pages
+//! and takes them back, under one lock that only slow paths take.
+//!
+//! - [`arena`] reserves the address space and commits it in chunks with the best page kind;
+//! - [`hugemap`] tracks wholly free 2 MiB huge pages and finds runs of them (large spans);
+//! - [`filler`] packs spans smaller than a huge page into partly used huge pages, fullest first;
+//! - this module ties them: per-huge-page descriptors, the page map that finds the span of any
+//!   heap address without a lock, and the release of whole free huge pages to the OS.
+//!
+//! A large span of `n` pages takes `n / 32` whole huge pages plus, for the remainder, the
+//! first pages of one more huge page, which joins the filler: its free tail serves small spans
+//! instead of being wasted (Temeraire's donation).
+//!
+//! Invariants:
+//! - every huge page below `arena.frontier` is in exactly one state: `FREE` (its bit in the
+//!   huge map is set), `FILLER` (some pages used, listed in the filler unless full) or `LARGE`;
+//! - `free_anon_backed` counts the `FREE` huge pages of anonymous (THP or 4 KiB) kind that are
+//!   not released; it is brought down to `retain` after every free by releasing the highest;
+//! - hugetlb huge pages are never released: a private hugetlb page given back could not be
+//!   faulted in again once the pool runs dry, and that would be a SIGBUS, not a NULL;
+//! - `page_map[p]` points to the span covering page `p` for every page of a slab, and for the
+//!   first page of a large span; every other entry is null.
+
+pub mod arena;
+pub mod filler;
+pub mod hugemap;
+
+use crate::heap::{Heap, MAX_HEAPS};
+use crate::options::Config;
+use crate::os::{self, OsInfo, PageKind};
+use crate::span::{Pool, Span};
+use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
+use arena::Arena;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use filler::{Filler, FillerSlot, run_mask};
+use hugemap::HugeMap;
+
+/// Descriptor states.
+#[cfg(any(test, feature = "check"))]
+const UNCOMMITTED: u8 = 0;
+const FREE: u8 = 1;
+const FILLER: u8 = 2;
+const LARGE: u8 = 3;
+
+/// What the page heap keeps per 2 MiB huge page of the arena.
+#[repr(C)]
+pub struct HpDesc {
+    /// Bit `i`: page `i` is in use (filler); all ones for a large huge page.
+    used: u32,
+    /// Bit `i`: page `i` was handed out since it was last zero (committed or released).
+    dirty: u32,
+    next: u32,
+    prev: u32,
+    state: u8,
+    kind: u8,
+    list: u8,
+    released: bool,
+}
+
+impl FillerSlot for HpDesc {
+    fn used(&self) -> u32 {
+        self.used
+    }
+    fn set_used(&mut self, v: u32) {
+        self.used = v;
+    }
+    fn links(&mut self) -> (&mut u32, &mut u32, &mut u8) {
+        (&mut self.next, &mut self.prev, &mut self.list)
+    }
+}
+
+/// Where `free()` finds spans without taking the lock: set once at start.
+pub struct Lookup {
+    base: AtomicUsize,
+    len: AtomicUsize,
+    map: AtomicPtr<*mut Span>,
+}
+
+/// The process's lookup table.
+pub static LOOKUP: Lookup = Lookup {
+    base: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    map: AtomicPtr::new(ptr::null_mut()),
+};
+
+impl Lookup {
+    /// The span holding `p`, or null if `p` is not in a live span's first page (slab or large)
+    /// of the arena. Lock-free: entries are written before the span's memory is handed out,
+    /// and the pointer reaches the caller only through that hand-out (which orders them).
+    #[inline]
+    pub fn span_of(&self, p: usize) -> *mut Span {
+        let base = self.base.load(Ordering::Relaxed);
+        let idx = p.wrapping_sub(base) >> PAGE_SHIFT;
+        if idx >= self.len.load(Ordering::Relaxed) {
+            return ptr::null_mut();
+        }
+        // SAFETY: idx is below the map's length, and the map lives for the process.
+        unsafe { *self.map.load(Ordering::Relaxed).add(idx) }
+    }
+}
+
+/// Page heap counters, read by `stats()`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PageCounters {
+    /// Bytes handed back to the OS so far (cumulative).
+    pub released_total: usize,
+    /// Bytes currently released (committed but not backed).
+    pub released_now: usize,
+    /// Bytes in wholly free huge pages (backed or not).
+    pub free_bytes: usize,
+}
+
+/// The page heap.
+pub struct PageHeap {
+    /// The address space and its commitment.
+    pub arena: Arena,
+    desc: *mut HpDesc,
+    free_words: *mut u64,
+    words: usize,
+    page_map: *mut *mut Span,
+    filler: Filler,
+    /// Span headers.
+    pub spans: Pool<Span>,
+    /// Thread heaps.
+    pub heaps: Pool<Heap>,
+    retain: usize,
+    free_anon_backed: usize,
+    /// Counters.
+    pub counters: PageCounters,
+    meta_len: usize,
+}
+
+// SAFETY: the raw pointers refer to process-wide metadata; the page heap is only ever used
+// under its lock, by one thread at a time.
+unsafe impl Send for PageHeap {}
+
+impl PageHeap {
+    /// Reserves the arena and maps the metadata. `None` when not even a small arena fits.
+    pub fn create(cfg: &Config, info: &OsInfo) -> Option<PageHeap> {
+        let arena = Arena::reserve(cfg, info)?;
+        let hps = arena.len.0;
+        let pages = hps * PAGES_PER_HUGE;
+        let words = hps.div_ceil(64);
+        let map_bytes = pages * size_of::<*mut Span>();
+        let desc_bytes = (hps * size_of::<HpDesc>()).next_multiple_of(64);
+        let word_bytes = (words * 8).next_multiple_of(64);
+        let span_bytes = (pages * size_of::<Span>()).next_multiple_of(64);
+        let heap_bytes = MAX_HEAPS * size_of::<Heap>();
+        let meta_len =
+            (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes).next_multiple_of(4096);
+        let meta = os::map_metadata(meta_len)?;
+        let desc = meta + map_bytes;
+        let free_words = desc + desc_bytes;
+        let span_start = free_words + word_bytes;
+        let heap_start = span_start + span_bytes;
+        LOOKUP.base.store(arena.base, Ordering::Relaxed);
+        LOOKUP.map.store(meta as *mut *mut Span, Ordering::Relaxed);
+        LOOKUP.len.store(pages, Ordering::Release);
+        Some(PageHeap {
+            arena,
+            desc: desc as *mut HpDesc,
+            free_words: free_words as *mut u64,
+            words,
+            page_map: meta as *mut *mut Span,
+            filler: Filler::new(),
+            spans: Pool::new(span_start, heap_start),
+            heaps: Pool::new(heap_start, heap_start + heap_bytes),
+            retain: cfg.retain / HUGE_SIZE,
+            free_anon_backed: 0,
+            counters: PageCounters::default(),
+            meta_len,
+        })
+    }
+
+    fn descs(&mut self) -> &'static mut [HpDesc] {
+        // SAFETY: desc points to `arena.len` zero-initialised descriptors in metadata that lives
+        // for the process; `&mut self` (held under the page heap lock) makes this the only
+        // access, and the 'static slice is never kept past the call that takes it.
+        unsafe { core::slice::from_raw_parts_mut(self.desc, self.arena.len.0) }
+    }
+
+    fn map(&mut self) -> HugeMap<'static> {
+        // SAFETY: as for descs: free_words holds `words` words of metadata, used under the lock.
+        HugeMap::new(unsafe { core::slice::from_raw_parts_mut(self.free_words, self.words) })
+    }
+
+    #[inline]
+    fn hp_index(&self, addr: usize) -> usize {
+        (addr - self.arena.base) >> HUGE_SHIFT
+    }
+
+    /// Sets the page map for `pages` pages from `start` (all of them, or only the first).
+    ///
+    /// # Safety
+    /// `start` must be the first byte of a span of this heap covering `pages` pages.
+    pub unsafe fn map_pages(&mut self, start: usize, pages: usize, span: *mut Span) {
+        let first = (start - self.arena.base) >> PAGE_SHIFT;
+        for i in first..first + pages {
+            // SAFETY: i indexes the page map, which covers every page of the arena.
+            unsafe { *self.page_map.add(i) = span };
+        }
+    }
+
+    /// A new span of at least `bytes` (rounded up to 64 KiB pages) aligned to `align` (a power
+    /// of two), with its header filled and the page map set for its first page. Null when the
+    /// heap cannot grow (cap, arena or OS memory exhausted).
+    pub fn alloc_span(&mut self, bytes: usize, align: usize) -> *mut Span {
+        let pages = Page::covering(bytes).0.max(1);
+        let Ok(pages32) = u32::try_from(pages) else {
+            return ptr::null_mut();
+        };
+        let Some((start, zeroed)) = self.alloc_pages(pages, align) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the span pool lives in mapped metadata; a zero Span is valid and every field
+        // that matters is written below.
+        let span = unsafe { self.spans.alloc() };
+        if span.is_null() {
+            self.free_pages(start, pages);
+            return ptr::null_mut();
+        }
+        // SAFETY: span is a fresh, exclusively owned header.
+        unsafe {
+            (*span).start = start;
+            (*span).pages = pages32;
+            (*span).zeroed = zeroed;
+            (*span).size = bytes;
+            self.map_pages(start, 1, span);
+        }
+        span
+    }
+
+    /// Frees a span: clears its page map entries and gives back its pages.
+    ///
+    /// # Safety
+    /// `span` must come from `alloc_span` of this heap, hold no live allocation, and not be
+    /// used afterwards.
+    pub unsafe fn free_span(&mut self, span: *mut Span) {
+        // SAFETY: caller's contract: span is a live header of ours.
+        let (start, pages, slab) =
+            unsafe { ((*span).start, (*span).pages as usize, (*span).is_slab()) };
+        // SAFETY: start/pages describe the span (set at alloc); it is being retired.
+        unsafe {
+            self.map_pages(start, if slab { pages } else { 1 }, ptr::null_mut());
+            self.spans.free(span);
+        }
+        self.free_pages(start, pages);
+    }
+
+    /// Pages for a span: from the filler for spans under one huge page, else whole huge pages
+    /// (plus a filler tail). Returns the start and whether the memory is known to be zero.
+    fn alloc_pages(&mut self, pages: usize, align: usize) -> Option<(usize, bool)> {
+        let base = self.arena.base;
+        if pages < PAGES_PER_HUGE && align <= HUGE_SIZE {
+            let n = pages as u32;
+            let a = (align >> PAGE_SHIFT).max(1) as u32;
+            let descs = self.descs();
+            let (hp, first) = match self.filler.alloc(descs, n, a) {
+                Some(found) => found,
+                None => {
+                    let hp = self.take_huge(HugePage(1), HUGE_SIZE)?;
+                    let d = &mut self.descs()[hp];
+                    d.state = FILLER;
+                    d.used = run_mask(0, n);
+                    let descs = self.descs();
+                    self.filler.insert(descs, hp as u32);
+                    (hp as u32, 0)
+                }
+            };
+            let mask = run_mask(first, n);
+            let d = &mut self.descs()[hp as usize];
+            let zeroed = d.dirty & mask == 0;
+            d.dirty |= mask;
+            return Some((
+                base + (hp as usize) * HUGE_SIZE + (first as usize) * PAGE_SIZE,
+                zeroed,
+            ));
+        }
+        let full = pages / PAGES_PER_HUGE;
+        let tail = (pages % PAGES_PER_HUGE) as u32;
+        let count = full + (tail > 0) as usize;
+        let s = self.take_huge(HugePage(count), align.max(HUGE_SIZE))?;
+        let mut zeroed = true;
+        let descs = self.descs();
+        for d in &mut descs[s..s + full] {
+            d.state = LARGE;
+            d.used = u32::MAX;
+            zeroed &= d.dirty == 0;
+            d.dirty = u32::MAX;
+        }
+        if tail > 0 {
+            let d = &mut descs[s + full];
+            let mask = run_mask(0, tail);
+            d.state = FILLER;
+            d.used = mask;
+            zeroed &= d.dirty & mask == 0;
+            d.dirty |= mask;
+            self.filler.insert(descs, (s + full) as u32);
+        }
+        Some((base + s * HUGE_SIZE, zeroed))
+    }
+
+    fn free_pages(&mut self, start: usize, pages: usize) {
+        let first = self.hp_index(start);
+        let offset = ((start >> PAGE_SHIFT) % PAGES_PER_HUGE) as u32;
+        let full = pages / PAGES_PER_HUGE;
+        let tail = (pages % PAGES_PER_HUGE) as u32;
+        if full > 0 {
+            self.make_free(first, full);
+        }
+        if tail > 0 {
+            let hp = first + full;
+            let descs = self.descs();
+            if self.filler.free(descs, hp as u32, offset, tail) {
+                self.make_free(hp, 1);
+            }
+        }
+        self.release_excess();
+    }
+
+    /// Takes `n` wholly free huge pages aligned to `align` bytes, growing the arena if needed.
+    /// Returns the first index; the pages' state is left for the caller to set.
+    fn take_huge(&mut self, n: HugePage, align: usize) -> Option<usize> {
+        let base = self.arena.base;
+        let limit = self.arena.len.bytes();
+        if align > limit {
+            return None;
+        }
+        let aligned = move |i: usize| {
+            (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE
+        };
+        loop {
+            let frontier = self.arena.frontier;
+            match self.map().find(n, frontier, aligned) {
+                Ok(HugePage(s)) => {
+                    self.map().set_range(HugePage(s), n, false);
+                    for i in s..s + n.0 {
+                        let d = &mut self.descs()[i];
+                        if d.released {
+                            d.released = false;
+                            self.counters.released_now -= HUGE_SIZE;
+                        } else if !PageKind::ALL[d.kind as usize].is_hugetlb() {
+                            self.free_anon_backed -= 1;
+                        }
+                        self.counters.free_bytes -= HUGE_SIZE;
+                        d.state = LARGE;
+                    }
+                    return Some(s);
+                }
+                Err(tail) => {
+                    let min_end = aligned(tail).checked_add(n.0)?;
+                    let descs = self.descs();
+                    let mut added = 0;
+                    let mut anon = 0;
+                    let grew = self.arena.grow(min_end, |s, count, kind| {
+                        for d in &mut descs[s..s + count] {
+                            d.state = FREE;
+                            d.kind = kind as u8;
+                        }
+                        added += count;
+                        if !kind.is_hugetlb() {
+                            anon += count;
+                        }
+                    });
+                    self.map()
+                        .set_range(HugePage(frontier), HugePage(added), true);
+                    self.counters.free_bytes += added * HUGE_SIZE;
+                    self.free_anon_backed += anon;
+                    if !grew {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn make_free(&mut self, s: usize, n: usize) {
+        for d in &mut self.descs()[s..s + n] {
+            d.state = FREE;
+            d.used = 0;
+            if !PageKind::ALL[d.kind as usize].is_hugetlb() {
+                self.free_anon_backed += 1;
+            }
+        }
+        self.counters.free_bytes += n * HUGE_SIZE;
+        self.map().set_range(HugePage(s), HugePage(n), true);
+    }
+
+    /// Gives whole free anonymous huge pages back to the OS, highest first, until at most
+    /// `retain` bytes of them stay backed.
+    fn release_excess(&mut self) {
+        let mut below = self.arena.frontier;
+        while self.free_anon_backed > self.retain {
+            let Some(top) = self.map().prev_free(below) else {
+                return;
+            };
+            let descs = self.descs();
+            let releasable =
+                |d: &HpDesc| !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb();
+            if !releasable(&descs[top]) {
+                below = top;
+                continue;
+            }
+            let mut lo = top;
+            let excess = self.free_anon_backed - self.retain;
+            while lo > 0
+                && top + 1 - lo < excess
+                && self.map().is_free(lo - 1)
+                && releasable(&descs[lo - 1])
+            {
+                lo -= 1;
+            }
+            let count = top + 1 - lo;
+            // SAFETY: [lo, top] are free anonymous huge pages of the committed arena: nothing
+            // lives there.
+            if !unsafe { os::release(self.arena.addr(lo), count * HUGE_SIZE) } {
+                return;
+            }
+            for d in &mut descs[lo..=top] {
+                d.released = true;
+                d.dirty = 0;
+            }
+            self.free_anon_backed -= count;
+            self.counters.released_now += count * HUGE_SIZE;
+            self.counters.released_total += count * HUGE_SIZE;
+            below = lo;
+        }
+    }
+
+    /// Bytes in use by the program: for each live span, its live blocks (slab) or its
+    /// requested size (large). Walks the page map of the committed arena.
+    pub fn bytes_in_use(&self) -> usize {
+        let pages = self.arena.frontier * PAGES_PER_HUGE;
+        let mut total = 0;
+        for i in 0..pages {
+            // SAFETY: i is below the page map's length (the committed part of it).
+            let span = unsafe { *self.page_map.add(i) };
+            if span.is_null() {
+                continue;
+            }
+            // SAFETY: a non-null entry points to a live span header (the lock is held, so no
+            // span is freed meanwhile); only its first page counts it.
+            let s = unsafe { &*span };
+            if s.start == self.arena.base + (i << PAGE_SHIFT) {
+                total += if s.is_slab() {
+                    s.used() as usize * s.block_size as usize
+                } else {
+                    s.size
+                };
+            }
+        }
+        total
+    }
+
+    /// Bytes of metadata mapped (virtual) and touched so far (approximate upper bound).
+    pub fn metadata_bytes(&self) -> (usize, usize) {
+        let touched = self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>())
+            + self.spans.touched()
+            + self.heaps.touched();
+        (self.meta_len, touched)
+    }
+
+    /// Checks the invariants in the module doc; panics on a breach.
+    #[cfg(any(test, feature = "check"))]
+    pub fn check_invariants(&mut self) {
+        let frontier = self.arena.frontier;
+        let descs = self.descs();
+        let map = self.map();
+        let mut free_anon = 0;
+        let mut free_bytes = 0;
+        for (i, d) in descs.iter().enumerate().take(frontier) {
+            assert!(
+                d.state != UNCOMMITTED,
+                "huge page {i} below the frontier is uncommitted"
+            );
+            assert_eq!(map.is_free(i), d.state == FREE, "free bit of huge page {i}");
+            if d.state == FREE {
+                free_bytes += HUGE_SIZE;
+                if !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb() {
+                    free_anon += 1;
+                }
+            }
+            if d.state == LARGE {
+                assert_eq!(d.used, u32::MAX);
+            }
+        }
+        assert_eq!(free_anon, self.free_anon_backed);
+        assert_eq!(free_bytes, self.counters.free_bytes);
+        let descs = self.descs();
+        self.filler.check(descs, |i| {
+            i < frontier && descs_state(self.desc, i) == FILLER
+        });
+    }
+}
+
+#[cfg(any(test, feature = "check"))]
+fn descs_state(desc: *mut HpDesc, i: usize) -> u8 {
+    // SAFETY: i is below the frontier, inside the descriptor array.
+    unsafe { (*desc.add(i)).state }
+}

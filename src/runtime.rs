@@ -1,0 +1,167 @@
+//! Process-wide state: the one-time start-up, the page heap behind its lock, the thread-exit
+//! key, the fork handlers and the exit report.
+//!
+//! Start-up happens at the first allocation: options (code defaults, then the environment),
+//! a probe of the machine, the arena reservation. It allocates nothing; a second thread that
+//! arrives meanwhile waits. Whatever might call `malloc` itself (`pthread_atfork`, `atexit`)
+//! is called only after the allocator is ready.
+
+use crate::heap::{self, Heap};
+use crate::options::Config;
+use crate::os::{self, OsInfo, StackWriter, ThreadKey};
+use crate::pageheap::PageHeap;
+use crate::sync::{SpinGuard, SpinLock};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// What start-up found and chose, kept for `stats()` and the verbose report.
+pub struct Runtime {
+    /// The page heap (`None` before start-up, or if it failed).
+    pub heap: Option<PageHeap>,
+    /// The configuration in force.
+    pub config: Config,
+    /// The machine as probed at start.
+    pub os: Option<OsInfo>,
+    /// Heaps of exited threads, waiting for a new thread to adopt them.
+    pub abandoned: *mut Heap,
+    /// Every heap ever made (linked through `Heap::all_next`).
+    pub all_heaps: *mut Heap,
+}
+
+// SAFETY: the raw heap pointers refer to metadata that lives for the process; Runtime is only
+// reached through its lock.
+unsafe impl Send for Runtime {}
+
+/// The global state, behind the only lock of the allocator.
+pub static RUNTIME: SpinLock<Runtime> = SpinLock::new(Runtime {
+    heap: None,
+    config: Config::DEFAULT,
+    os: None,
+    abandoned: core::ptr::null_mut(),
+    all_heaps: core::ptr::null_mut(),
+});
+
+/// Takes the lock.
+#[inline]
+pub fn lock() -> SpinGuard<'static, Runtime> {
+    RUNTIME.lock()
+}
+
+/// Makes sure start-up has run, with `config` as the code defaults. Returns false if the
+/// allocator could not start (no address space at all): allocations then return null.
+#[inline]
+pub fn ensure_init(config: &Config) -> bool {
+    match STATE.load(Ordering::Acquire) {
+        READY => true,
+        FAILED => false,
+        _ => init_slow(config),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn init_slow(config: &Config) -> bool {
+    if STATE
+        .compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire)
+        .is_ok()
+    {
+        let cfg = config.from_process_env();
+        let info = OsInfo::probe();
+        let ph = PageHeap::create(&cfg, &info);
+        let ok = ph.is_some();
+        {
+            let mut rt = lock();
+            rt.heap = ph;
+            rt.config = cfg;
+            rt.os = Some(info);
+        }
+        if let Some(key) = os::thread_key_create(thread_exit) {
+            KEY.store(key as usize, Ordering::Relaxed);
+        }
+        STATE.store(if ok { READY } else { FAILED }, Ordering::Release);
+        if !ok {
+            os::write_stderr(
+                b"hugeheap: could not reserve address space for the heap; allocations will fail\n",
+            );
+            return false;
+        }
+        // These may allocate: only now that the allocator is ready.
+        os::atfork(fork_prepare, fork_parent, fork_child);
+        if cfg.verbose {
+            report_start(&cfg, &info);
+            os::atexit(report_exit);
+        }
+        return true;
+    }
+    // Another thread is starting the allocator: wait for it.
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            READY => return true,
+            FAILED => return false,
+            _ => os::yield_now(),
+        }
+    }
+}
+
+/// Registers `heap` to be flushed when this thread exits.
+pub fn register_thread_exit(heap: *mut Heap) {
+    let key = KEY.load(Ordering::Relaxed);
+    if key != usize::MAX {
+        os::thread_key_set(key as ThreadKey, heap.cast());
+    }
+}
+
+unsafe extern "C" fn thread_exit(arg: *mut core::ffi::c_void) {
+    // SAFETY: the key's value is only ever set to this thread's heap.
+    unsafe { heap::thread_done(arg.cast()) };
+}
+
+// Fork: the forking thread takes the lock so that no other thread is inside the page heap
+// when the address space is copied; both sides release it. In the child, heaps of threads
+// that no longer exist are simply never adopted (they are not on the abandoned list): their
+// memory stays theirs, and frees into them still land in their lock-free inboxes.
+unsafe extern "C" fn fork_prepare() {
+    RUNTIME.raw_lock();
+}
+
+unsafe extern "C" fn fork_parent() {
+    // SAFETY: fork_prepare took the lock in this thread.
+    unsafe { RUNTIME.force_unlock() };
+}
+
+unsafe extern "C" fn fork_child() {
+    // SAFETY: the forking thread took the lock in fork_prepare and is the child's only thread.
+    unsafe { RUNTIME.force_unlock() };
+}
+
+fn report_start(cfg: &Config, info: &OsInfo) {
+    let mut w = StackWriter::<512>::new();
+    let _ = writeln!(
+        w,
+        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} retain={}M",
+        cfg.pages,
+        info.thp.name(),
+        if info.has_2m { "yes" } else { "no" },
+        info.avail_2m,
+        if info.has_1g { "yes" } else { "no" },
+        info.avail_1g,
+        cfg.max_heap,
+        cfg.retain >> 20
+    );
+    w.flush_stderr();
+}
+
+extern "C" fn report_exit() {
+    let s = crate::stats();
+    let mut w = StackWriter::<4096>::new();
+    let _ = writeln!(w, "hugeheap: at exit\n{s}");
+    w.flush_stderr();
+}

@@ -1,0 +1,129 @@
+//! Size classes: multiples of 16 up to 128 bytes, then four classes per doubling up to
+//! 256 KiB (at most 25% rounding), computed without a table or a loop.
+//!
+//! Every class size is a multiple of 16, so every block is 16-aligned (glibc's
+//! `MALLOC_ALIGNMENT`). For an alignment `a > 16`, rounding the size up to a multiple of `a`
+//! lands on a class whose size is a multiple of `a` (proved in the tests), and slabs start on
+//! 64 KiB boundaries, so every block of that class is `a`-aligned for `a <= 64 KiB`.
+
+use crate::units::PAGE_SIZE;
+
+/// Number of size classes.
+pub const NCLASS: usize = 52;
+/// Largest size served from slabs; larger requests get spans of their own.
+pub const SMALL_MAX: usize = 256 << 10;
+/// Largest alignment slabs can honour (their start is 64 KiB aligned).
+pub const SMALL_ALIGN_MAX: usize = PAGE_SIZE;
+
+/// The class of a request of `size` bytes (`size <= SMALL_MAX`; 0 is class 0).
+#[inline]
+pub const fn class_of(size: usize) -> usize {
+    if size <= 128 {
+        size.saturating_sub(1) >> 4
+    } else {
+        let s = size - 1;
+        let k = (usize::BITS - 1 - s.leading_zeros()) as usize; // floor(log2(s)) >= 7
+        8 + (k - 7) * 4 + ((s >> (k - 2)) & 3)
+    }
+}
+
+/// The block size of class `c`.
+#[inline]
+pub const fn class_size(c: usize) -> usize {
+    if c < 8 {
+        (c + 1) * 16
+    } else {
+        let k = (c - 8) / 4 + 7;
+        let j = (c - 8) % 4;
+        (5 + j) << (k - 2)
+    }
+}
+
+/// Bytes of a slab of class `c`: room for at least 16 blocks, between 64 KiB and 1 MiB.
+#[inline]
+pub const fn slab_bytes(c: usize) -> usize {
+    let want = class_size(c) * 16;
+    let rounded = want.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    if rounded < PAGE_SIZE {
+        PAGE_SIZE
+    } else if rounded > 16 * PAGE_SIZE {
+        16 * PAGE_SIZE
+    } else {
+        rounded
+    }
+}
+
+/// The block size a request of `size` bytes aligned to `align` gets from a slab, or `None` if
+/// it must go to a span of its own.
+#[inline]
+pub const fn small_size_for(size: usize, align: usize) -> Option<usize> {
+    if align <= 16 {
+        if size <= SMALL_MAX { Some(size) } else { None }
+    } else if align <= SMALL_ALIGN_MAX && size <= SMALL_MAX {
+        let s = if size < align {
+            align
+        } else {
+            (size + align - 1) & !(align - 1)
+        };
+        if s <= SMALL_MAX { Some(s) } else { None }
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_sizes_tightly() {
+        assert_eq!(class_size(NCLASS - 1), SMALL_MAX);
+        assert_eq!(class_of(SMALL_MAX), NCLASS - 1);
+        let mut prev = 0;
+        for c in 0..NCLASS {
+            let s = class_size(c);
+            assert!(s > prev && s % 16 == 0, "class {c} size {s}");
+            assert_eq!(class_of(s), c, "size {s}");
+            assert_eq!(class_of(prev + 1), c, "size {}", prev + 1);
+            // At most 25% rounding past 128 bytes.
+            if s > 128 {
+                assert!((s - (prev + 1)) * 4 <= prev + 1, "class {c}");
+            }
+            prev = s;
+        }
+        assert_eq!(class_of(0), 0);
+    }
+
+    #[test]
+    fn every_size_fits_its_class() {
+        for size in 1..=SMALL_MAX {
+            let c = class_of(size);
+            assert!(class_size(c) >= size);
+            assert!(c == 0 || class_size(c - 1) < size);
+        }
+    }
+
+    #[test]
+    fn aligned_requests_land_on_aligned_classes() {
+        let mut align = 32;
+        while align <= SMALL_ALIGN_MAX {
+            for size in (1..=SMALL_MAX).step_by(7) {
+                if let Some(s) = small_size_for(size, align) {
+                    let cs = class_size(class_of(s));
+                    assert_eq!(cs % align, 0, "size {size} align {align} class size {cs}");
+                    assert!(cs >= size);
+                }
+            }
+            align *= 2;
+        }
+    }
+
+    #[test]
+    fn slabs_hold_enough_blocks() {
+        for c in 0..NCLASS {
+            let b = slab_bytes(c);
+            assert!(b % PAGE_SIZE == 0 && b >= PAGE_SIZE && b <= 16 * PAGE_SIZE);
+            assert!(b / class_size(c) >= 4, "class {c}");
+        }
+    }
+}

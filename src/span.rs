@@ -1,0 +1,175 @@
+//! Spans: runs of 64 KiB pages handed out by the page heap, either as a *slab* of one size
+//! class owned by one thread heap, or as one *large* allocation. Their headers live in
+//! metadata memory (never inside the span), so the data of a span starts on a 64 KiB boundary
+//! and power-of-two blocks are naturally aligned.
+//!
+//! Also the fixed-size object pool that holds span headers and thread heaps.
+
+use crate::heap::Heap;
+use core::ptr;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub struct Block {
+    /// The next free block, or null.
+    pub next: *mut Block,
+}
+
+/// A span header.
+///
+/// Ownership: the slab fields (`free`, `used`, `bump`, `full`, list links) belong to the owning
+/// heap's thread, except `used`, which `stats()` also reads (hence an atomic, written by the
+/// owner with plain relaxed stores: no read-modify-write on the fast path). The page fields are
+/// written only under the page heap lock, while the span is not in use by any heap.
+#[repr(C)]
+pub struct Span {
+    /// Slab: the local free list.
+    pub free: *mut Block,
+    /// Slab: blocks handed out and not yet freed back to the owner.
+    pub used: AtomicU32,
+    /// Slab: blocks from index `bump` on have never been handed out.
+    pub bump: u32,
+    /// Slab: blocks the span holds.
+    pub capacity: u32,
+    /// Slab: the block size; 0 for a large span.
+    pub block_size: u32,
+    /// Slab: the size class.
+    pub class: u8,
+    /// Slab: full and therefore in none of its heap's lists.
+    pub full: bool,
+    /// The span's memory was zero when it was handed out (fresh from the OS).
+    pub zeroed: bool,
+    /// Slab: the owning heap; null for large spans and the empty sentinel.
+    pub heap: *mut Heap,
+    /// List links (a heap's slab list, or the pool's free list).
+    pub next: *mut Span,
+    /// List links.
+    pub prev: *mut Span,
+    /// First byte of the span.
+    pub start: usize,
+    /// Length in 64 KiB pages.
+    pub pages: u32,
+    /// Large: the bytes requested (what `stats()` counts as in use).
+    pub size: usize,
+}
+
+impl Span {
+    /// A span with nothing in it: the sentinel every empty slot of a heap points to, so the
+    /// fast path never tests for null. It is never written.
+    pub const EMPTY: Span = Span {
+        free: ptr::null_mut(),
+        used: AtomicU32::new(0),
+        bump: 0,
+        capacity: 0,
+        block_size: 0,
+        class: 0,
+        full: false,
+        zeroed: false,
+        heap: ptr::null_mut(),
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        start: 0,
+        pages: 0,
+        size: 0,
+    };
+
+    /// Blocks handed out (relaxed read: exact for the owner, a snapshot for others).
+    #[inline]
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Sets `used` (owner only; a plain store, no read-modify-write).
+    #[inline]
+    pub fn set_used(&self, v: u32) {
+        self.used.store(v, Ordering::Relaxed);
+    }
+
+    /// Whether this is a slab (as opposed to a large allocation).
+    #[inline]
+    pub fn is_slab(&self) -> bool {
+        self.block_size != 0
+    }
+
+    /// Bytes the span covers.
+    #[inline]
+    pub fn bytes(&self) -> usize {
+        (self.pages as usize) << crate::units::PAGE_SHIFT
+    }
+}
+
+/// A pool of fixed-size objects of type `T` in a metadata range: bump allocation plus a free
+/// list threaded through freed objects. Used under the page heap lock only.
+///
+/// Invariant: `[start, bump)` holds objects handed out or on the free list; objects are never
+/// unmapped, so a pointer into the pool stays valid memory for the process's life.
+pub struct Pool<T> {
+    start: usize,
+    bump: usize,
+    end: usize,
+    free: *mut T,
+}
+
+impl<T> Pool<T> {
+    /// An empty pool (no storage yet).
+    pub const fn empty() -> Self {
+        Pool {
+            start: 0,
+            bump: 0,
+            end: 0,
+            free: ptr::null_mut(),
+        }
+    }
+
+    /// A pool over `[start, end)` of zeroed metadata memory, aligned for `T`.
+    pub fn new(start: usize, end: usize) -> Self {
+        debug_assert!(start % core::mem::align_of::<T>() == 0);
+        Pool {
+            start,
+            bump: start,
+            end,
+            free: ptr::null_mut(),
+        }
+    }
+
+    /// A zero-filled `T` (all fields zero bits; callers write the fields they need), or null
+    /// when the pool is exhausted.
+    ///
+    /// # Safety
+    /// `T` must be valid when all-zero or be fully written by the caller before use; the pool
+    /// must have been made by `new` over memory that is mapped and zeroed.
+    pub unsafe fn alloc(&mut self) -> *mut T {
+        let size = core::mem::size_of::<T>().max(core::mem::size_of::<usize>());
+        let p = if !self.free.is_null() {
+            let p = self.free;
+            // SAFETY: objects on the free list carry the next pointer in their first word.
+            self.free = unsafe { *(p as *mut *mut T) };
+            p
+        } else if self.bump + size <= self.end {
+            let p = self.bump as *mut T;
+            self.bump += size;
+            return p; // fresh metadata memory is already zero
+        } else {
+            return ptr::null_mut();
+        };
+        // SAFETY: p points to a whole T-sized slot of this pool, no longer in use.
+        unsafe { ptr::write_bytes(p as *mut u8, 0, size) };
+        p
+    }
+
+    /// Returns `p` to the pool.
+    ///
+    /// # Safety
+    /// `p` must come from `alloc` of this pool and not be used afterwards.
+    pub unsafe fn free(&mut self, p: *mut T) {
+        // SAFETY: p is a slot of this pool, at least one word long.
+        unsafe { *(p as *mut *mut T) = self.free };
+        self.free = p;
+    }
+
+    /// Bytes of the pool's storage touched so far.
+    pub fn touched(&self) -> usize {
+        self.bump - self.start
+    }
+}
