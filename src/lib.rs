@@ -39,3 +39,13 @@ pub use global::HugeAlloc;
 pub use options::{Config, PageChain};
 pub use os::PageKind;
 pub use stats::{Fallback, KernelView, Stats, stats};
+
+/// Checks the page heap's invariants (descriptor states, free map, filler lists, counters);
+/// panics on a breach. For tests: takes the lock and walks all metadata.
+#[cfg(feature = "check")]
+pub fn check_invariants() {
+    let mut rt = runtime::lock();
+    if let Some(ph) = rt.heap.as_mut() {
+        ph.check_invariants();
+    }
+}

@@ -23,6 +23,8 @@ pub struct Fallback {
 /// A snapshot of the heap.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
+    /// First byte of the heap's reservation (the arena).
+    pub base: usize,
     /// Address space reserved for the heap.
     pub reserved: usize,
     /// Bytes committed (mapped readable and writable), whatever backs them.
@@ -66,6 +68,7 @@ pub fn stats() -> Stats {
     };
     let arena = &ph.arena;
     let mut s = Stats {
+        base: arena.base,
         reserved: arena.len.bytes(),
         committed: arena.frontier * crate::units::HUGE_SIZE,
         in_use: ph.bytes_in_use(),

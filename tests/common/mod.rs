@@ -1,0 +1,83 @@
+//! Helpers shared by the integration tests: running a test of this binary as a child process
+//! with its own environment, and reading the kernel's view of a process.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+/// The environment variable that tells a re-executed test binary which child body to run.
+pub const CHILD_MODE: &str = "HUGEHEAP_TEST_CHILD";
+
+/// The child body requested of this process, if it is a child.
+pub fn child_mode() -> Option<String> {
+    std::env::var(CHILD_MODE).ok()
+}
+
+/// Runs test `entry` of this test binary in a child process with `mode` and `env`
+/// (other HUGEHEAP_* variables of the parent are removed).
+pub fn run_child(entry: &str, mode: &str, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUGEHEAP_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(CHILD_MODE, mode);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn child")
+}
+
+/// The `key=value` pairs a child printed on lines starting with `@`.
+pub fn child_values(out: &Output) -> std::collections::HashMap<String, String> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut m = std::collections::HashMap::new();
+    for line in text.lines().filter_map(|l| l.strip_prefix('@')) {
+        for pair in line.split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                m.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    m
+}
+
+/// Asserts the child exited 0, showing its output otherwise.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Free pages of a hugetlb pool that a new mapping could reserve now (`None` without sysfs).
+pub fn pool_free(kib: usize) -> Option<usize> {
+    let dir = format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok()?.trim().parse::<usize>().ok();
+    Some(read("free_hugepages")?.saturating_sub(read("resv_hugepages").unwrap_or(0)))
+}
+
+/// The THP mode in force.
+pub fn thp_mode() -> String {
+    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    s.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("unknown").to_string()
+}
+
+/// Mappings (lines of /proc/self/maps) that overlap `[start, end)`.
+pub fn mappings_in(start: usize, end: usize) -> usize {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter(|l| {
+            let range = l.split_whitespace().next().unwrap();
+            let (a, b) = range.split_once('-').unwrap();
+            let a = usize::from_str_radix(a, 16).unwrap();
+            let b = usize::from_str_radix(b, 16).unwrap();
+            a < end && b > start
+        })
+        .count()
+}

@@ -1,0 +1,120 @@
+//! Fork safety: while several threads allocate and free, the main thread forks in a loop; each
+//! child allocates, frees and exits 0 (fork without exec, as Redis or Python's
+//! multiprocessing do). A child that deadlocks is killed by an alarm and fails the test: the
+//! time is bounded, but no timing is measured.
+
+use hugeheap::HugeAlloc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+#[global_allocator]
+static A: HugeAlloc = HugeAlloc::new();
+
+fn child_work() -> i32 {
+    // Runs in the child: it must be able to allocate and free at once.
+    let mut v: Vec<Vec<u64>> = Vec::new();
+    for i in 0..2000u64 {
+        v.push(vec![i; (i % 97) as usize + 1]);
+    }
+    let big = vec![3u8; 8 << 20];
+    let ok = v
+        .iter()
+        .enumerate()
+        .all(|(i, x)| x.iter().all(|&y| y == i as u64))
+        && big[12345] == 3;
+    drop(v);
+    if ok { 0 } else { 3 }
+}
+
+#[test]
+fn fork_while_threads_allocate() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|t| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut keep: Vec<Vec<u8>> = Vec::new();
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    keep.push(vec![t as u8; (i * 37) % 5000 + 1]);
+                    if keep.len() > 2000 {
+                        keep.drain(..1000);
+                    }
+                    if i % 5000 == 0 {
+                        keep.push(vec![0u8; 3 << 20]); // the page heap lock too
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for round in 0..150 {
+        // SAFETY: fork is called with no locks of ours held by this thread; the child only
+        // allocates (through hugeheap, which registered its fork handlers), and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: alarm and _exit are async-signal-safe.
+            unsafe {
+                libc::alarm(20);
+                libc::_exit(child_work());
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            failures.push((round, status));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(
+        failures.is_empty(),
+        "children failed (round, wait status): {failures:?}"
+    );
+    hugeheap::check_invariants();
+}
+
+#[test]
+fn child_can_free_parent_blocks_and_fork_again() {
+    let parent_blocks: Vec<Vec<u8>> = (0..1000).map(|i| vec![i as u8; 100 + i]).collect();
+    // SAFETY: as above.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // Child: free what the parent allocated, then fork a grandchild.
+        let ok = parent_blocks
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.len() == 100 + i && b[0] == i as u8);
+        drop(parent_blocks);
+        // SAFETY: as above.
+        let gpid = unsafe { libc::fork() };
+        if gpid == 0 {
+            // SAFETY: async-signal-safe exit.
+            unsafe { libc::_exit(child_work()) };
+        }
+        let mut st = 0;
+        // SAFETY: waiting for our own child; then leaving.
+        unsafe {
+            libc::waitpid(gpid, &mut st, 0);
+            libc::_exit(if ok && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
+                0
+            } else {
+                5
+            });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}"
+    );
+    assert_eq!(parent_blocks[999][0], 999u32 as u8);
+}

@@ -1,0 +1,128 @@
+//! Cross-thread stress: producer/consumer frees (every block freed by a thread that did not
+//! allocate it), many short-lived threads, and contents checked throughout.
+
+use hugeheap::HugeAlloc;
+use std::sync::mpsc;
+use std::thread;
+
+#[global_allocator]
+static A: HugeAlloc = HugeAlloc::new();
+
+fn pattern(id: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (id as usize * 131 + i) as u8).collect()
+}
+
+#[test]
+fn producer_consumer_cross_thread_frees() {
+    const PRODUCERS: u64 = 3;
+    const PER: u64 = 60_000;
+    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(1024);
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|t| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                for i in 0..PER {
+                    let id = t * PER + i;
+                    let len = [8, 24, 100, 700, 3000, 20_000][(id % 6) as usize];
+                    tx.send((id, pattern(id, len))).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumer = thread::spawn(move || {
+        let mut n = 0u64;
+        let mut kept = Vec::new();
+        for (id, v) in rx {
+            assert_eq!(v, pattern(id, v.len()), "block {id} corrupted in flight");
+            // Keep some for a while so frees interleave with new allocations.
+            kept.push(v);
+            if kept.len() > 500 {
+                kept.drain(..250);
+            }
+            n += 1;
+        }
+        n
+    });
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(consumer.join().unwrap(), PRODUCERS * PER);
+    hugeheap::check_invariants();
+}
+
+#[test]
+fn many_short_lived_threads() {
+    // Thread exit flushes the heap; new threads adopt abandoned heaps. Blocks allocated by a
+    // thread outlive it and are freed by the main thread later.
+    let mut survivors = Vec::new();
+    for round in 0..40u64 {
+        let handles: Vec<_> = (0..8u64)
+            .map(|t| {
+                thread::spawn(move || {
+                    let id = round * 8 + t;
+                    let mut local: Vec<Vec<u8>> = (0..200)
+                        .map(|i| pattern(id + i, 64 + (i as usize % 5) * 200))
+                        .collect();
+                    local.truncate(50);
+                    local
+                })
+            })
+            .collect();
+        for h in handles {
+            survivors.push(h.join().unwrap());
+        }
+        if survivors.len() > 64 {
+            survivors.drain(..32);
+        }
+    }
+    for v in &survivors {
+        for b in v {
+            assert!(!b.is_empty());
+        }
+    }
+    drop(survivors);
+    hugeheap::check_invariants();
+    let s = hugeheap::stats();
+    assert!(
+        s.in_use < 64 << 20,
+        "in use after all threads ended: {}",
+        s.in_use
+    );
+}
+
+#[test]
+fn concurrent_mixed_sizes_with_checks() {
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut live: Vec<(u64, Vec<u8>)> = Vec::new();
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                for i in 0..40_000u64 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let len = match x % 100 {
+                        0 => (x % (3 << 20)) as usize,
+                        1..=10 => (x % 60_000) as usize,
+                        _ => (x % 300) as usize,
+                    };
+                    let id = t << 32 | i;
+                    live.push((id, pattern(id, len)));
+                    if x % 3 == 0 && !live.is_empty() {
+                        let (id, v) = live.swap_remove((x as usize / 3) % live.len());
+                        assert_eq!(v, pattern(id, v.len()));
+                    }
+                }
+                live
+            })
+        })
+        .collect();
+    let all: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    for (id, v) in &all {
+        assert_eq!(*v, pattern(*id, v.len()));
+    }
+}
