@@ -115,11 +115,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
     }
     // SAFETY: span is the live span of p.
     unsafe {
-        if (*span).is_slab() {
-            (*span).block_size as usize
-        } else {
-            (*span).bytes() - (p as usize - (*span).start)
-        }
+        if (*span).is_slab() { (*span).block_size as usize } else { (*span).bytes() - (p as usize - (*span).start) }
     }
 }
 
@@ -129,13 +125,7 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 ///
 /// # Safety
 /// `p` must be a live allocation of this allocator made with alignment `align`.
-pub unsafe fn realloc(
-    config: &Config,
-    p: *mut u8,
-    old_size: usize,
-    new_size: usize,
-    align: usize,
-) -> *mut u8 {
+pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: usize, align: usize) -> *mut u8 {
     // SAFETY: p is live (caller).
     let usable = unsafe { usable_size(p) };
     if new_size <= usable && new_size >= usable / 2 {

@@ -16,9 +16,7 @@ pub struct HugeAlloc {
 impl HugeAlloc {
     /// The allocator with the defaults of the option table.
     pub const fn new() -> Self {
-        HugeAlloc {
-            config: Config::DEFAULT,
-        }
+        HugeAlloc { config: Config::DEFAULT }
     }
 
     /// Sets the page-kind fallback chain (`HUGEHEAP_PAGES` overrides it).

@@ -148,11 +148,7 @@ unsafe fn extend(span: *mut Span) {
         let first = (*span).start + (*span).bump as usize * bs;
         for i in 0..n {
             let b = (first + i * bs) as *mut Block;
-            (*b).next = if i + 1 < n {
-                (first + (i + 1) * bs) as *mut Block
-            } else {
-                ptr::null_mut()
-            };
+            (*b).next = if i + 1 < n { (first + (i + 1) * bs) as *mut Block } else { ptr::null_mut() };
         }
         (*span).free = first as *mut Block;
         (*span).bump += n as u32;
@@ -197,11 +193,7 @@ unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
         let c = (*span).class as usize;
         let head = (*heap).current[c];
         (*span).prev = ptr::null_mut();
-        (*span).next = if head == empty_span() {
-            ptr::null_mut()
-        } else {
-            head
-        };
+        (*span).next = if head == empty_span() { ptr::null_mut() } else { head };
         if head != empty_span() {
             (*head).prev = span;
         }

@@ -1,10 +1,5 @@
 #![doc = include_str!("../README.md")]
-#![deny(
-    missing_docs,
-    unsafe_op_in_unsafe_fn,
-    clippy::undocumented_unsafe_blocks,
-    clippy::missing_safety_doc
-)]
+#![deny(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("hugeheap works on Linux only: it is built on hugetlb pages, THP and Linux's fork.");

@@ -61,11 +61,7 @@ pub struct PageChain {
 
 impl PageChain {
     /// `auto`: 1g (once the heap is 1 GiB), 2m, thp, 4k.
-    pub const AUTO: PageChain = PageChain {
-        kinds: PageKind::ALL,
-        len: 4,
-        auto: true,
-    };
+    pub const AUTO: PageChain = PageChain { kinds: PageKind::ALL, len: 4, auto: true };
 
     /// A chain of exactly these kinds, in this order (duplicates are dropped; an empty list
     /// means `4k`).
@@ -92,11 +88,7 @@ impl PageChain {
         if len == 0 {
             len = 1;
         }
-        PageChain {
-            kinds,
-            len: len as u8,
-            auto: false,
-        }
+        PageChain { kinds, len: len as u8, auto: false }
     }
 
     /// The kinds, in order.
@@ -160,14 +152,8 @@ fn eq_any(s: &[u8], names: &[&[u8]]) -> bool {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+    let start = s.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -186,12 +172,7 @@ pub struct Config {
 
 impl Config {
     /// The defaults of the option table.
-    pub const DEFAULT: Config = Config {
-        pages: PageChain::AUTO,
-        max_heap: 0,
-        retain: 64 << 20,
-        verbose: false,
-    };
+    pub const DEFAULT: Config = Config { pages: PageChain::AUTO, max_heap: 0, retain: 64 << 20, verbose: false };
 
     /// Applies the `HUGEHEAP_*` variables found by `lookup` over `self`, reporting each bad
     /// value through `warn` (one line each). Separated from the real environment for tests.
@@ -210,11 +191,7 @@ impl Config {
             match parse_size(v) {
                 Some(0) => self.max_heap = 0,
                 Some(s) if s >= crate::units::HUGE_SIZE => self.max_heap = s,
-                _ => warn(
-                    OPTIONS[1].env,
-                    v,
-                    "a size of at least 2M such as 512M, 4G, 1T (suffixes K, M, G, T)",
-                ),
+                _ => warn(OPTIONS[1].env, v, "a size of at least 2M such as 512M, 4G, 1T (suffixes K, M, G, T)"),
             }
         }
         if let Some(v) = lookup(b"HUGEHEAP_RETAIN") {
@@ -242,10 +219,7 @@ impl Config {
         self.with_env(os::env_var, |var, value, accepts| {
             let mut w = StackWriter::<512>::new();
             let shown = core::str::from_utf8(value).unwrap_or("(not UTF-8)");
-            let _ = writeln!(
-                w,
-                "hugeheap: {var}={shown:?} is not valid (accepted: {accepts}); using the default"
-            );
+            let _ = writeln!(w, "hugeheap: {var}={shown:?} is not valid (accepted: {accepts}); using the default");
             w.flush_stderr();
         })
     }
@@ -295,17 +269,7 @@ mod tests {
         assert_eq!(parse_size(b"1T"), Some(1 << 40));
         assert_eq!(parse_size(b"123"), Some(123));
         assert_eq!(parse_size(b"0"), Some(0));
-        for bad in [
-            &b""[..],
-            b"G",
-            b"-1",
-            b"4X",
-            b"4GG",
-            b"1.5G",
-            b"99999999999999999999",
-            b"99999999999T",
-            b"12bb",
-        ] {
+        for bad in [&b""[..], b"G", b"-1", b"4X", b"4GG", b"1.5G", b"99999999999999999999", b"99999999999T", b"12bb"] {
             assert_eq!(parse_size(bad), None, "{:?}", std::str::from_utf8(bad));
         }
     }
@@ -317,24 +281,14 @@ mod tests {
         assert_eq!(c.kinds(), &[PageKind::Mib2, PageKind::Thp]);
         assert_eq!(c.to_string(), "2m,thp");
         assert_eq!(PageChain::parse(b"4k").unwrap().kinds(), &[PageKind::Small]);
-        assert_eq!(
-            PageChain::parse(b"1G,4kb").unwrap().kinds(),
-            &[PageKind::Gib1, PageKind::Small]
-        );
+        assert_eq!(PageChain::parse(b"1G,4kb").unwrap().kinds(), &[PageKind::Gib1, PageKind::Small]);
         assert_eq!(PageChain::parse(b"3m"), None);
         assert_eq!(PageChain::parse(b""), None);
         assert_eq!(PageChain::parse(b"2m,,thp"), None);
     }
 
-    fn env_of(
-        pairs: &'static [(&'static str, &'static str)],
-    ) -> impl Fn(&[u8]) -> Option<&'static [u8]> {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| k.as_bytes() == name)
-                .map(|(_, v)| v.as_bytes())
-        }
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&[u8]) -> Option<&'static [u8]> {
+        move |name| pairs.iter().find(|(k, _)| k.as_bytes() == name).map(|(_, v)| v.as_bytes())
     }
 
     #[test]
@@ -367,10 +321,7 @@ mod tests {
                 ("HUGEHEAP_VERBOSE", "2"),
             ]),
             |v, value, accepts| {
-                warnings.borrow_mut().push(format!(
-                    "{v}={} ({accepts})",
-                    String::from_utf8_lossy(value)
-                ))
+                warnings.borrow_mut().push(format!("{v}={} ({accepts})", String::from_utf8_lossy(value)))
             },
         );
         assert_eq!(c, Config::DEFAULT);
@@ -389,10 +340,8 @@ mod tests {
         for row in OPTIONS {
             let count = RefCell::new(0);
             let name = row.env.as_bytes();
-            let _ = Config::DEFAULT.with_env(
-                move |n| (n == name).then_some(&b"?bad?"[..]),
-                |_, _, _| *count.borrow_mut() += 1,
-            );
+            let _ = Config::DEFAULT
+                .with_env(move |n| (n == name).then_some(&b"?bad?"[..]), |_, _, _| *count.borrow_mut() += 1);
             assert_eq!(*count.borrow(), 1, "{}", row.env);
         }
     }

@@ -69,10 +69,7 @@ pub fn ensure_init(config: &Config) -> bool {
 #[cold]
 #[inline(never)]
 fn init_slow(config: &Config) -> bool {
-    if STATE
-        .compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire)
-        .is_ok()
-    {
+    if STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
         let cfg = config.from_process_env();
         let info = OsInfo::probe();
         let ph = PageHeap::create(&cfg, &info);
@@ -88,9 +85,7 @@ fn init_slow(config: &Config) -> bool {
         }
         STATE.store(if ok { READY } else { FAILED }, Ordering::Release);
         if !ok {
-            os::write_stderr(
-                b"hugeheap: could not reserve address space for the heap; allocations will fail\n",
-            );
+            os::write_stderr(b"hugeheap: could not reserve address space for the heap; allocations will fail\n");
             return false;
         }
         // These may allocate: only now that the allocator is ready.
@@ -115,7 +110,7 @@ fn init_slow(config: &Config) -> bool {
 pub fn register_thread_exit(heap: *mut Heap) {
     let key = KEY.load(Ordering::Relaxed);
     if key != usize::MAX {
-        os::thread_key_set(key as ThreadKey, heap.cast());
+        os::thread_key_set(key as ThreadKey, heap as usize);
     }
 }
 

@@ -60,11 +60,7 @@ pub const fn small_size_for(size: usize, align: usize) -> Option<usize> {
     if align <= 16 {
         if size <= SMALL_MAX { Some(size) } else { None }
     } else if align <= SMALL_ALIGN_MAX && size <= SMALL_MAX {
-        let s = if size < align {
-            align
-        } else {
-            (size + align - 1) & !(align - 1)
-        };
+        let s = if size < align { align } else { (size + align - 1) & !(align - 1) };
         if s <= SMALL_MAX { Some(s) } else { None }
     } else {
         None
@@ -122,7 +118,7 @@ mod tests {
     fn slabs_hold_enough_blocks() {
         for c in 0..NCLASS {
             let b = slab_bytes(c);
-            assert!(b % PAGE_SIZE == 0 && b >= PAGE_SIZE && b <= 16 * PAGE_SIZE);
+            assert!(b % PAGE_SIZE == 0 && (PAGE_SIZE..=16 * PAGE_SIZE).contains(&b));
             assert!(b / class_size(c) >= 4, "class {c}");
         }
     }

@@ -57,6 +57,7 @@ pub struct Span {
 impl Span {
     /// A span with nothing in it: the sentinel every empty slot of a heap points to, so the
     /// fast path never tests for null. It is never written.
+    #[allow(clippy::declare_interior_mutable_const)] // only used to initialise one static
     pub const EMPTY: Span = Span {
         free: ptr::null_mut(),
         used: AtomicU32::new(0),
@@ -114,23 +115,13 @@ pub struct Pool<T> {
 impl<T> Pool<T> {
     /// An empty pool (no storage yet).
     pub const fn empty() -> Self {
-        Pool {
-            start: 0,
-            bump: 0,
-            end: 0,
-            free: ptr::null_mut(),
-        }
+        Pool { start: 0, bump: 0, end: 0, free: ptr::null_mut() }
     }
 
     /// A pool over `[start, end)` of zeroed metadata memory, aligned for `T`.
     pub fn new(start: usize, end: usize) -> Self {
         debug_assert!(start % core::mem::align_of::<T>() == 0);
-        Pool {
-            start,
-            bump: start,
-            end,
-            free: ptr::null_mut(),
-        }
+        Pool { start, bump: start, end, free: ptr::null_mut() }
     }
 
     /// A zero-filled `T` (all fields zero bits; callers write the fields they need), or null

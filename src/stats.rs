@@ -82,11 +82,7 @@ pub fn stats() -> Stats {
     for k in PageKind::ALL {
         let r = &arena.kinds[k as usize];
         s.by_kind[k as usize] = r.bytes;
-        s.fallbacks[k as usize] = Fallback {
-            count: r.fallbacks,
-            reason: r.last_refusal,
-            errno: r.last_errno,
-        };
+        s.fallbacks[k as usize] = Fallback { count: r.fallbacks, reason: r.last_refusal, errno: r.last_errno };
     }
     s
 }
@@ -97,12 +93,7 @@ impl fmt::Display for Mib {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = self.0;
         if v >= 1 << 30 {
-            write!(
-                f,
-                "{}.{:02} GiB",
-                v >> 30,
-                ((v & ((1 << 30) - 1)) * 100) >> 30
-            )
+            write!(f, "{}.{:02} GiB", v >> 30, ((v & ((1 << 30) - 1)) * 100) >> 30)
         } else {
             write!(f, "{}.{} MiB", v >> 20, ((v & ((1 << 20) - 1)) * 10) >> 20)
         }
@@ -125,12 +116,7 @@ impl fmt::Display for Stats {
             Mib(self.released_now),
             Mib(self.released_total)
         )?;
-        writeln!(
-            f,
-            "  mappings    {:>12}   metadata  {:>12}",
-            self.mappings,
-            Mib(self.metadata)
-        )?;
+        writeln!(f, "  mappings    {:>12}   metadata  {:>12}", self.mappings, Mib(self.metadata))?;
         write!(f, "  backing    ")?;
         for k in PageKind::ALL {
             write!(f, " {}={}", k.name(), Mib(self.bytes(k)))?;

@@ -18,11 +18,7 @@ fn child_work() -> i32 {
         v.push(vec![i; (i % 97) as usize + 1]);
     }
     let big = vec![3u8; 8 << 20];
-    let ok = v
-        .iter()
-        .enumerate()
-        .all(|(i, x)| x.iter().all(|&y| y == i as u64))
-        && big[12345] == 3;
+    let ok = v.iter().enumerate().all(|(i, x)| x.iter().all(|&y| y == i as u64)) && big[12345] == 3;
     drop(v);
     if ok { 0 } else { 3 }
 }
@@ -73,10 +69,7 @@ fn fork_while_threads_allocate() {
     for w in workers {
         w.join().unwrap();
     }
-    assert!(
-        failures.is_empty(),
-        "children failed (round, wait status): {failures:?}"
-    );
+    assert!(failures.is_empty(), "children failed (round, wait status): {failures:?}");
     hugeheap::check_invariants();
 }
 
@@ -87,10 +80,7 @@ fn child_can_free_parent_blocks_and_fork_again() {
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // Child: free what the parent allocated, then fork a grandchild.
-        let ok = parent_blocks
-            .iter()
-            .enumerate()
-            .all(|(i, b)| b.len() == 100 + i && b[0] == i as u8);
+        let ok = parent_blocks.iter().enumerate().all(|(i, b)| b.len() == 100 + i && b[0] == i as u8);
         drop(parent_blocks);
         // SAFETY: as above.
         let gpid = unsafe { libc::fork() };
@@ -102,19 +92,12 @@ fn child_can_free_parent_blocks_and_fork_again() {
         // SAFETY: waiting for our own child; then leaving.
         unsafe {
             libc::waitpid(gpid, &mut st, 0);
-            libc::_exit(if ok && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 {
-                0
-            } else {
-                5
-            });
+            libc::_exit(if ok && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0 { 0 } else { 5 });
         }
     }
     let mut status = 0;
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "status {status}"
-    );
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
     assert_eq!(parent_blocks[999][0], 999u32 as u8);
 }

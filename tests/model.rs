@@ -14,18 +14,9 @@ static A: HugeAlloc = HugeAlloc::new();
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc {
-        size: usize,
-        align_shift: u32,
-        zeroed: bool,
-    },
-    Realloc {
-        pick: usize,
-        size: usize,
-    },
-    Free {
-        pick: usize,
-    },
+    Alloc { size: usize, align_shift: u32, zeroed: bool },
+    Realloc { pick: usize, size: usize },
+    Free { pick: usize },
 }
 
 fn size() -> impl Strategy<Value = usize> {
@@ -54,10 +45,7 @@ struct Live {
 }
 
 fn byte(id: u64, i: usize) -> u8 {
-    (id as usize)
-        .wrapping_mul(31)
-        .wrapping_add(i)
-        .wrapping_mul(7) as u8
+    (id as usize).wrapping_mul(31).wrapping_add(i).wrapping_mul(7) as u8
 }
 
 /// Offsets checked in a block: all of a small one, a sample of a big one.
@@ -65,11 +53,7 @@ fn offsets(size: usize) -> Box<dyn Iterator<Item = usize>> {
     if size <= 64 << 10 {
         Box::new(0..size)
     } else {
-        Box::new(
-            (0..4096)
-                .chain((4096..size - 4096).step_by(4093))
-                .chain(size - 4096..size),
-        )
+        Box::new((0..4096).chain((4096..size - 4096).step_by(4093)).chain(size - 4096..size))
     }
 }
 
@@ -85,13 +69,7 @@ fn check(b: &Live, filled_size: usize, upto: usize) {
     for i in offsets(filled_size).filter(|&i| i < upto) {
         // SAFETY: i < size, inside the live block.
         let v = unsafe { *b.ptr.add(i) };
-        assert_eq!(
-            v,
-            byte(b.id, i),
-            "block {} (size {}) byte {i} lost",
-            b.id,
-            b.size
-        );
+        assert_eq!(v, byte(b.id, i), "block {} (size {}) byte {i} lost", b.id, b.size);
     }
 }
 
@@ -107,30 +85,17 @@ fn run(ops: Vec<Op>) {
     let insert = |spans: &mut BTreeMap<usize, usize>, p: usize, size: usize| {
         let end = p + size.max(1);
         if let Some((&s, &e)) = spans.range(..end).next_back() {
-            assert!(
-                e <= p || s >= end,
-                "block {p:#x}+{size} overlaps {s:#x}..{e:#x}"
-            );
+            assert!(e <= p || s >= end, "block {p:#x}+{size} overlaps {s:#x}..{e:#x}");
         }
         spans.insert(p, end);
     };
     for op in ops {
         match op {
-            Op::Alloc {
-                size,
-                align_shift,
-                zeroed,
-            } => {
+            Op::Alloc { size, align_shift, zeroed } => {
                 let align = 1usize << align_shift;
                 let l = layout(size, align);
                 // SAFETY: l has a non-zero size.
-                let p = unsafe {
-                    if zeroed {
-                        A.alloc_zeroed(l)
-                    } else {
-                        A.alloc(l)
-                    }
-                };
+                let p = unsafe { if zeroed { A.alloc_zeroed(l) } else { A.alloc(l) } };
                 assert!(!p.is_null(), "alloc {size} align {align}");
                 assert_eq!(p as usize % align, 0, "alignment {align} of {p:p}");
                 if zeroed {
@@ -140,12 +105,7 @@ fn run(ops: Vec<Op>) {
                     }
                 }
                 insert(&mut spans, p as usize, l.size());
-                let b = Live {
-                    ptr: p,
-                    size: l.size(),
-                    align,
-                    id: next_id,
-                };
+                let b = Live { ptr: p, size: l.size(), align, id: next_id };
                 next_id += 1;
                 fill(&b);
                 live.push(b);
@@ -160,12 +120,7 @@ fn run(ops: Vec<Op>) {
                 let p = unsafe { A.realloc(old.ptr, layout(old.size, old.align), new_size) };
                 assert!(!p.is_null());
                 assert_eq!(p as usize % old.align, 0);
-                let moved = Live {
-                    ptr: p,
-                    size: new_size,
-                    align: old.align,
-                    id: old.id,
-                };
+                let moved = Live { ptr: p, size: new_size, align: old.align, id: old.id };
                 check(&moved, old.size, old.size.min(new_size));
                 insert(&mut spans, p as usize, new_size);
                 let id = next_id;

@@ -61,9 +61,8 @@ fn many_short_lived_threads() {
             .map(|t| {
                 thread::spawn(move || {
                     let id = round * 8 + t;
-                    let mut local: Vec<Vec<u8>> = (0..200)
-                        .map(|i| pattern(id + i, 64 + (i as usize % 5) * 200))
-                        .collect();
+                    let mut local: Vec<Vec<u8>> =
+                        (0..200).map(|i| pattern(id + i, 64 + (i as usize % 5) * 200)).collect();
                     local.truncate(50);
                     local
                 })
@@ -84,11 +83,7 @@ fn many_short_lived_threads() {
     drop(survivors);
     hugeheap::check_invariants();
     let s = hugeheap::stats();
-    assert!(
-        s.in_use < 64 << 20,
-        "in use after all threads ended: {}",
-        s.in_use
-    );
+    assert!(s.in_use < 64 << 20, "in use after all threads ended: {}", s.in_use);
 }
 
 #[test]
@@ -118,10 +113,7 @@ fn concurrent_mixed_sizes_with_checks() {
             })
         })
         .collect();
-    let all: Vec<_> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
+    let all: Vec<_> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
     for (id, v) in &all {
         assert_eq!(*v, pattern(*id, v.len()));
     }

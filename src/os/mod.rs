@@ -32,12 +32,7 @@ pub enum PageKind {
 
 impl PageKind {
     /// All kinds, best first; `ALL[k as usize] == k`.
-    pub const ALL: [PageKind; 4] = [
-        PageKind::Gib1,
-        PageKind::Mib2,
-        PageKind::Thp,
-        PageKind::Small,
-    ];
+    pub const ALL: [PageKind; 4] = [PageKind::Gib1, PageKind::Mib2, PageKind::Thp, PageKind::Small];
 
     /// The name used in `HUGEHEAP_PAGES` and in messages.
     pub const fn name(self) -> &'static str {
@@ -137,11 +132,7 @@ pub fn map_metadata(len: usize) -> Option<usize> {
             0,
         )
     };
-    if p == libc::MAP_FAILED {
-        None
-    } else {
-        Some(p as usize)
-    }
+    if p == libc::MAP_FAILED { None } else { Some(p as usize) }
 }
 
 /// Why committing a chunk with some page kind failed.
@@ -190,11 +181,7 @@ pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, thp_always: bool) 
     let ptr = addr as *mut libc::c_void;
     match kind {
         PageKind::Gib1 | PageKind::Mib2 => {
-            let size_flag = if kind == PageKind::Gib1 {
-                libc::MAP_HUGE_1GB
-            } else {
-                libc::MAP_HUGE_2MB
-            };
+            let size_flag = if kind == PageKind::Gib1 { libc::MAP_HUGE_1GB } else { libc::MAP_HUGE_2MB };
             // SAFETY: the caller guarantees the range is our own PROT_NONE reservation, so
             // replacing it with MAP_FIXED destroys nothing anyone uses. If the pool cannot
             // reserve the pages, the kernel fails before it touches the range.
@@ -203,11 +190,7 @@ pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, thp_always: bool) 
                     ptr,
                     len,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE
-                        | libc::MAP_ANONYMOUS
-                        | libc::MAP_FIXED
-                        | libc::MAP_HUGETLB
-                        | size_flag,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_HUGETLB | size_flag,
                     -1,
                     0,
                 )
@@ -222,10 +205,7 @@ pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, thp_always: bool) 
                         ptr,
                         len,
                         libc::PROT_NONE,
-                        libc::MAP_PRIVATE
-                            | libc::MAP_ANONYMOUS
-                            | libc::MAP_NORESERVE
-                            | libc::MAP_FIXED_NOREPLACE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
                         -1,
                         0,
                     )
@@ -404,17 +384,8 @@ pub fn env_var(name: &[u8]) -> Option<&'static [u8]> {
 /// Physical memory of the machine in bytes (0 if unknown).
 pub fn physical_memory() -> usize {
     // SAFETY: sysconf has no preconditions.
-    let (pages, size) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PHYS_PAGES),
-            libc::sysconf(libc::_SC_PAGESIZE),
-        )
-    };
-    if pages <= 0 || size <= 0 {
-        0
-    } else {
-        (pages as usize).saturating_mul(size as usize)
-    }
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages <= 0 || size <= 0 { 0 } else { (pages as usize).saturating_mul(size as usize) }
 }
 
 /// Yields the CPU (lock back-off).
@@ -436,17 +407,14 @@ pub fn thread_key_create(dtor: unsafe extern "C" fn(*mut core::ffi::c_void)) -> 
 }
 
 /// Sets this thread's value of `key` (non-null values get the destructor at thread exit).
-pub fn thread_key_set(key: ThreadKey, value: *mut core::ffi::c_void) {
-    // SAFETY: key was created by thread_key_create.
-    unsafe { libc::pthread_setspecific(key, value) };
+/// The value is stored, never dereferenced, by the C library.
+pub fn thread_key_set(key: ThreadKey, value: usize) {
+    // SAFETY: key was created by thread_key_create; the value is only stored.
+    unsafe { libc::pthread_setspecific(key, value as *const core::ffi::c_void) };
 }
 
 /// Registers fork handlers (see `sync.rs` for what they do).
-pub fn atfork(
-    prepare: unsafe extern "C" fn(),
-    parent: unsafe extern "C" fn(),
-    child: unsafe extern "C" fn(),
-) {
+pub fn atfork(prepare: unsafe extern "C" fn(), parent: unsafe extern "C" fn(), child: unsafe extern "C" fn()) {
     // SAFETY: the handlers are plain functions valid for the process's life.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
 }
@@ -467,10 +435,7 @@ pub struct StackWriter<const N: usize> {
 impl<const N: usize> StackWriter<N> {
     /// An empty writer.
     pub const fn new() -> Self {
-        StackWriter {
-            buf: [0; N],
-            len: 0,
-        }
+        StackWriter { buf: [0; N], len: 0 }
     }
     /// What has been written.
     pub fn as_bytes(&self) -> &[u8] {

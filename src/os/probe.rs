@@ -159,10 +159,7 @@ mod tests {
 
     #[test]
     fn thp_mode_parses_kernel_form() {
-        assert_eq!(
-            ThpMode::parse(b"always [madvise] never\n"),
-            ThpMode::Madvise
-        );
+        assert_eq!(ThpMode::parse(b"always [madvise] never\n"), ThpMode::Madvise);
         assert_eq!(ThpMode::parse(b"[always] madvise never"), ThpMode::Always);
         assert_eq!(ThpMode::parse(b"always madvise [never]"), ThpMode::Never);
         assert_eq!(ThpMode::parse(b"garbage"), ThpMode::Unknown);

@@ -69,10 +69,7 @@ impl Arena {
         let mut want = if cfg.max_heap > 0 {
             cfg.max_heap.div_ceil(GIB).saturating_mul(GIB)
         } else {
-            info.phys_mem
-                .saturating_mul(4)
-                .clamp(64 * GIB, 16 << 40)
-                .next_power_of_two()
+            info.phys_mem.saturating_mul(4).clamp(64 * GIB, 16 << 40).next_power_of_two()
         };
         let base = loop {
             let align = if want >= GIB { GIB } else { HUGE_SIZE };
@@ -85,11 +82,7 @@ impl Arena {
             want /= 2;
         };
         let len = want / HUGE_SIZE;
-        let cap = if cfg.max_heap > 0 {
-            (cfg.max_heap / HUGE_SIZE).min(len)
-        } else {
-            len
-        };
+        let cap = if cfg.max_heap > 0 { (cfg.max_heap / HUGE_SIZE).min(len) } else { len };
         Some(Arena {
             base,
             len: HugePage(len),
@@ -114,16 +107,13 @@ impl Arena {
 
     /// Whether 1 GiB pages may back a chunk starting at huge page `at`.
     fn gib_allowed(&self, at: usize) -> bool {
-        self.has_1g
-            && self.chain.kinds().contains(&PageKind::Gib1)
-            && (!self.chain.is_auto() || at >= HUGE_PER_GIB)
+        self.has_1g && self.chain.kinds().contains(&PageKind::Gib1) && (!self.chain.is_auto() || at >= HUGE_PER_GIB)
     }
 
     /// Where the next chunk should end, given that the heap must reach `min_end`.
     fn chunk_end(&self, min_end: usize) -> usize {
         let f = self.frontier;
-        let explicit_gib =
-            !self.chain.is_auto() && self.chain.kinds().first() == Some(&PageKind::Gib1);
+        let explicit_gib = !self.chain.is_auto() && self.chain.kinds().first() == Some(&PageKind::Gib1);
         let step = if explicit_gib {
             HUGE_PER_GIB
         } else if f < HUGE_PER_GIB {
@@ -135,10 +125,7 @@ impl Arena {
         if f < HUGE_PER_GIB && end > HUGE_PER_GIB && min_end <= HUGE_PER_GIB {
             end = HUGE_PER_GIB; // land exactly on the first GiB
         }
-        if end > HUGE_PER_GIB
-            && self.gib_allowed(f)
-            && os::pool_available(PageKind::Gib1).unwrap_or(0) > 0
-        {
+        if end > HUGE_PER_GIB && self.gib_allowed(f) && os::pool_available(PageKind::Gib1).unwrap_or(0) > 0 {
             end = end.div_ceil(HUGE_PER_GIB) * HUGE_PER_GIB;
         }
         end.min(self.cap).max(min_end)
@@ -147,11 +134,7 @@ impl Arena {
     /// Commits huge pages `[frontier, end)` for some `end >= min_end`, calling `on_piece(start,
     /// count, kind)` for each piece committed. Returns false (committing nothing more) when
     /// the cap or the arena would be passed, or when not even 4 KiB pages could be had.
-    pub fn grow(
-        &mut self,
-        min_end: usize,
-        mut on_piece: impl FnMut(usize, usize, PageKind),
-    ) -> bool {
+    pub fn grow(&mut self, min_end: usize, mut on_piece: impl FnMut(usize, usize, PageKind)) -> bool {
         if min_end > self.cap {
             return false;
         }
@@ -166,14 +149,7 @@ impl Arena {
             // SAFETY: [at, at + n) lies in our reservation above the frontier, so it is
             // PROT_NONE and unused; sizes are multiples of the kind's page (pick ensures 1 GiB
             // alignment for Gib1, and everything here is in 2 MiB units).
-            match unsafe {
-                os::commit(
-                    self.addr(at),
-                    n * HUGE_SIZE,
-                    kind,
-                    self.thp == ThpMode::Always,
-                )
-            } {
+            match unsafe { os::commit(self.addr(at), n * HUGE_SIZE, kind, self.thp == ThpMode::Always) } {
                 Ok(()) => {
                     let rec = &mut self.kinds[kind as usize];
                     rec.bytes += n * HUGE_SIZE;
@@ -193,13 +169,10 @@ impl Arena {
                     match kind {
                         // Remember the pool count: retried once the pool has changed.
                         PageKind::Gib1 | PageKind::Mib2 => {
-                            self.kinds[kind as usize].failed_at =
-                                Some(os::pool_available(kind).unwrap_or(usize::MAX));
+                            self.kinds[kind as usize].failed_at = Some(os::pool_available(kind).unwrap_or(usize::MAX));
                         }
                         // madvise refused MADV_HUGEPAGE: this kernel has no THP; never retry.
-                        PageKind::Thp if e == os::EINVAL => {
-                            self.kinds[kind as usize].failed_at = Some(0)
-                        }
+                        PageKind::Thp if e == os::EINVAL => self.kinds[kind as usize].failed_at = Some(0),
                         PageKind::Thp => {}
                         // Not even 4 KiB pages: out of memory or commit limit.
                         PageKind::Small => return self.frontier >= min_end,

@@ -75,10 +75,7 @@ impl Default for Filler {
 impl Filler {
     /// An empty filler.
     pub const fn new() -> Self {
-        Filler {
-            heads: [NONE; PAGES_PER_HUGE],
-            nonempty: 0,
-        }
+        Filler { heads: [NONE; PAGES_PER_HUGE], nonempty: 0 }
     }
 
     /// Puts huge page `hp` (whose used map is set) into the list its longest run says.
@@ -130,12 +127,7 @@ impl Filler {
 
     /// Finds room for `n` pages (1..=31) aligned to `align` pages in a huge page already in the
     /// filler, best fit first. Marks them used and returns `(huge page, first page)`.
-    pub fn alloc<S: FillerSlot>(
-        &mut self,
-        slots: &mut [S],
-        n: u32,
-        align: u32,
-    ) -> Option<(u32, u32)> {
+    pub fn alloc<S: FillerSlot>(&mut self, slots: &mut [S], n: u32, align: u32) -> Option<(u32, u32)> {
         let mut lists = self.nonempty & !((1u32 << n) - 1);
         while lists != 0 {
             let run = lists.trailing_zeros();
@@ -173,19 +165,11 @@ impl Filler {
     pub fn check<S: FillerSlot>(&self, slots: &mut [S], in_filler: impl Fn(usize) -> bool) {
         for run in 1..PAGES_PER_HUGE {
             let mut hp = self.heads[run];
-            assert_eq!(
-                hp != NONE,
-                self.nonempty >> run & 1 == 1,
-                "nonempty bit of list {run}"
-            );
+            assert_eq!(hp != NONE, self.nonempty >> run & 1 == 1, "nonempty bit of list {run}");
             let mut prev = NONE;
             while hp != NONE {
                 let used = slots[hp as usize].used();
-                assert_eq!(
-                    longest_free_run(used),
-                    run as u32,
-                    "huge page {hp} in list {run}"
-                );
+                assert_eq!(longest_free_run(used), run as u32, "huge page {hp} in list {run}");
                 assert!(in_filler(hp as usize));
                 let (next, p, list) = slots[hp as usize].links();
                 assert_eq!((*p, *list as usize), (prev, run));
@@ -237,15 +221,7 @@ mod tests {
 
     #[test]
     fn best_fit_prefers_fullest_huge_page() {
-        let mut slots = vec![
-            Slot {
-                used: 0,
-                next: NONE,
-                prev: NONE,
-                list: 0
-            };
-            4
-        ];
+        let mut slots = vec![Slot { used: 0, next: NONE, prev: NONE, list: 0 }; 4];
         let mut f = Filler::new();
         slots[0].used = 0x0000_FFFF; // 16 free
         slots[1].used = 0x0FFF_FFFF; // 4 free

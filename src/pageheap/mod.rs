@@ -78,11 +78,8 @@ pub struct Lookup {
 }
 
 /// The process's lookup table.
-pub static LOOKUP: Lookup = Lookup {
-    base: AtomicUsize::new(0),
-    len: AtomicUsize::new(0),
-    map: AtomicPtr::new(ptr::null_mut()),
-};
+pub static LOOKUP: Lookup =
+    Lookup { base: AtomicUsize::new(0), len: AtomicUsize::new(0), map: AtomicPtr::new(ptr::null_mut()) };
 
 impl Lookup {
     /// The span holding `p`, or null if `p` is not in a live span's first page (slab or large)
@@ -147,8 +144,7 @@ impl PageHeap {
         let word_bytes = (words * 8).next_multiple_of(64);
         let span_bytes = (pages * size_of::<Span>()).next_multiple_of(64);
         let heap_bytes = MAX_HEAPS * size_of::<Heap>();
-        let meta_len =
-            (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes).next_multiple_of(4096);
+        let meta_len = (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes).next_multiple_of(4096);
         let meta = os::map_metadata(meta_len)?;
         let desc = meta + map_bytes;
         let free_words = desc + desc_bytes;
@@ -238,8 +234,7 @@ impl PageHeap {
     /// used afterwards.
     pub unsafe fn free_span(&mut self, span: *mut Span) {
         // SAFETY: caller's contract: span is a live header of ours.
-        let (start, pages, slab) =
-            unsafe { ((*span).start, (*span).pages as usize, (*span).is_slab()) };
+        let (start, pages, slab) = unsafe { ((*span).start, (*span).pages as usize, (*span).is_slab()) };
         // SAFETY: start/pages describe the span (set at alloc); it is being retired.
         unsafe {
             self.map_pages(start, if slab { pages } else { 1 }, ptr::null_mut());
@@ -272,10 +267,7 @@ impl PageHeap {
             let d = &mut self.descs()[hp as usize];
             let zeroed = d.dirty & mask == 0;
             d.dirty |= mask;
-            return Some((
-                base + (hp as usize) * HUGE_SIZE + (first as usize) * PAGE_SIZE,
-                zeroed,
-            ));
+            return Some((base + (hp as usize) * HUGE_SIZE + (first as usize) * PAGE_SIZE, zeroed));
         }
         let full = pages / PAGES_PER_HUGE;
         let tail = (pages % PAGES_PER_HUGE) as u32;
@@ -327,9 +319,7 @@ impl PageHeap {
         if align > limit {
             return None;
         }
-        let aligned = move |i: usize| {
-            (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE
-        };
+        let aligned = move |i: usize| (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE;
         loop {
             let frontier = self.arena.frontier;
             match self.map().find(n, frontier, aligned) {
@@ -363,8 +353,7 @@ impl PageHeap {
                             anon += count;
                         }
                     });
-                    self.map()
-                        .set_range(HugePage(frontier), HugePage(added), true);
+                    self.map().set_range(HugePage(frontier), HugePage(added), true);
                     self.counters.free_bytes += added * HUGE_SIZE;
                     self.free_anon_backed += anon;
                     if !grew {
@@ -396,19 +385,14 @@ impl PageHeap {
                 return;
             };
             let descs = self.descs();
-            let releasable =
-                |d: &HpDesc| !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb();
+            let releasable = |d: &HpDesc| !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb();
             if !releasable(&descs[top]) {
                 below = top;
                 continue;
             }
             let mut lo = top;
             let excess = self.free_anon_backed - self.retain;
-            while lo > 0
-                && top + 1 - lo < excess
-                && self.map().is_free(lo - 1)
-                && releasable(&descs[lo - 1])
-            {
+            while lo > 0 && top + 1 - lo < excess && self.map().is_free(lo - 1) && releasable(&descs[lo - 1]) {
                 lo -= 1;
             }
             let count = top + 1 - lo;
@@ -443,11 +427,7 @@ impl PageHeap {
             // span is freed meanwhile); only its first page counts it.
             let s = unsafe { &*span };
             if s.start == self.arena.base + (i << PAGE_SHIFT) {
-                total += if s.is_slab() {
-                    s.used() as usize * s.block_size as usize
-                } else {
-                    s.size
-                };
+                total += if s.is_slab() { s.used() as usize * s.block_size as usize } else { s.size };
             }
         }
         total
@@ -470,10 +450,7 @@ impl PageHeap {
         let mut free_anon = 0;
         let mut free_bytes = 0;
         for (i, d) in descs.iter().enumerate().take(frontier) {
-            assert!(
-                d.state != UNCOMMITTED,
-                "huge page {i} below the frontier is uncommitted"
-            );
+            assert!(d.state != UNCOMMITTED, "huge page {i} below the frontier is uncommitted");
             assert_eq!(map.is_free(i), d.state == FREE, "free bit of huge page {i}");
             if d.state == FREE {
                 free_bytes += HUGE_SIZE;
@@ -488,9 +465,7 @@ impl PageHeap {
         assert_eq!(free_anon, self.free_anon_backed);
         assert_eq!(free_bytes, self.counters.free_bytes);
         let descs = self.descs();
-        self.filler.check(descs, |i| {
-            i < frontier && descs_state(self.desc, i) == FILLER
-        });
+        self.filler.check(descs, |i| i < frontier && descs_state(self.desc, i) == FILLER);
     }
 }
 
@@ -498,4 +473,77 @@ impl PageHeap {
 fn descs_state(desc: *mut HpDesc, i: usize) -> u8 {
     // SAFETY: i is below the frontier, inside the descriptor array.
     unsafe { (*desc.add(i)).state }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::PageChain;
+
+    fn heap(retain: usize) -> PageHeap {
+        let cfg = Config { pages: PageChain::of(&[PageKind::Small]), max_heap: 4 << 30, retain, verbose: false };
+        PageHeap::create(&cfg, &OsInfo::probe()).expect("page heap")
+    }
+
+    #[test]
+    fn spans_never_overlap_and_zero_flags_are_true() {
+        let mut ph = heap(4 << 20);
+        let mut live: std::vec::Vec<(*mut Span, usize)> = std::vec::Vec::new();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for step in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 3 != 0 || live.is_empty() {
+                let bytes = match x % 10 {
+                    0 => (x >> 8) as usize % (9 << 20),
+                    1 => (x >> 8) as usize % (3 << 20),
+                    _ => (x >> 8) as usize % (600 << 10),
+                } + 1;
+                let align = 1usize << ((x >> 40) % 23).max(16);
+                let span = ph.alloc_span(bytes, align);
+                assert!(!span.is_null(), "step {step}");
+                // SAFETY: span is live; its memory is ours to read and write.
+                let (start, len, zeroed) = unsafe { ((*span).start, (*span).bytes(), (*span).zeroed) };
+                assert_eq!(start % align, 0);
+                assert!(len >= bytes);
+                if zeroed {
+                    // SAFETY: inside the span.
+                    assert!((0..len).step_by(4093).all(|i| unsafe { *((start + i) as *const u8) } == 0), "step {step}");
+                }
+                // SAFETY: inside the span.
+                unsafe { core::ptr::write_bytes(start as *mut u8, 0xA5, len) };
+                for &(o, olen) in &live {
+                    // SAFETY: o is live.
+                    let os = unsafe { (*o).start };
+                    assert!(os + olen <= start || start + len <= os, "overlap at step {step}");
+                }
+                live.push((span, len));
+            } else {
+                let (span, _) = live.swap_remove((x >> 20) as usize % live.len());
+                // SAFETY: span is live and no longer used.
+                unsafe { ph.free_span(span) };
+            }
+            ph.check_invariants();
+        }
+        for (span, _) in live {
+            // SAFETY: live spans, freed once.
+            unsafe { ph.free_span(span) };
+        }
+        ph.check_invariants();
+        assert!(ph.counters.released_total > 0, "free huge pages beyond retain went back");
+        assert!(ph.free_anon_backed * HUGE_SIZE <= 4 << 20);
+        assert_eq!(ph.bytes_in_use(), 0);
+    }
+
+    #[test]
+    fn cap_is_respected() {
+        let mut ph = heap(0);
+        let a = ph.alloc_span(3 << 30, HUGE_SIZE);
+        assert!(!a.is_null());
+        assert!(ph.alloc_span(2 << 30, HUGE_SIZE).is_null(), "past the 4 GiB cap");
+        // SAFETY: a is live.
+        unsafe { ph.free_span(a) };
+        assert!(!ph.alloc_span(3 << 30, HUGE_SIZE).is_null(), "room again after the free");
+    }
 }

@@ -30,11 +30,11 @@ pub fn run_child(entry: &str, mode: &str, env: &[(&str, &str)]) -> Output {
     cmd.output().expect("spawn child")
 }
 
-/// The `key=value` pairs a child printed on lines starting with `@`.
+/// The `key=value` pairs a child printed after an `@` (libtest may print the test name first).
 pub fn child_values(out: &Output) -> std::collections::HashMap<String, String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut m = std::collections::HashMap::new();
-    for line in text.lines().filter_map(|l| l.strip_prefix('@')) {
+    for line in text.lines().filter_map(|l| l.find('@').map(|i| &l[i + 1..])) {
         for pair in line.split_whitespace() {
             if let Some((k, v)) = pair.split_once('=') {
                 m.insert(k.to_string(), v.to_string());

@@ -1,0 +1,110 @@
+//! Environment variables, read in a child process each: every bad value gets its one line on
+//! stderr and the default; the cap turns into null returns the program survives; verbose
+//! prints the start line and the exit stats; retain=0 gives free huge pages back at once.
+
+mod common;
+
+use common::*;
+use hugeheap::HugeAlloc;
+
+#[global_allocator]
+static A: HugeAlloc = HugeAlloc::new();
+
+#[test]
+fn child_entry() {
+    let Some(mode) = child_mode() else { return };
+    match mode.as_str() {
+        "work" => {
+            let v: Vec<Vec<u8>> = (0..10_000).map(|i| vec![i as u8; 64]).collect();
+            println!("@ok={}", v.len());
+        }
+        "cap" => {
+            let mut big: Vec<u8> = Vec::new();
+            let refused = big.try_reserve_exact(200 << 20).is_err();
+            // The program goes on: smaller allocations still succeed.
+            let small: Vec<Vec<u8>> = (0..100).map(|_| vec![7u8; 100_000]).collect();
+            let s = hugeheap::stats();
+            println!("@refused={} small={} committed={}", refused, small.len(), s.committed);
+        }
+        "retain" => {
+            let big = vec![1u8; 256 << 20];
+            drop(big);
+            let s = hugeheap::stats();
+            println!("@released_total={} released_now={}", s.released_total, s.released_now);
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_values_warn_once_each_and_keep_defaults() {
+    let out = run_child(
+        "child_entry",
+        "work",
+        &[
+            ("HUGEHEAP_PAGES", "fast"),
+            ("HUGEHEAP_MAX_HEAP", "lots"),
+            ("HUGEHEAP_RETAIN", "-3"),
+            ("HUGEHEAP_VERBOSE", "maybe"),
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(child_values(&out)["ok"], "10000");
+    let err = stderr_of(&out);
+    for (var, accepted) in [
+        ("HUGEHEAP_PAGES=\"fast\"", "auto, or a comma list of 1g,2m,thp,4k"),
+        ("HUGEHEAP_MAX_HEAP=\"lots\"", "a size of at least 2M"),
+        ("HUGEHEAP_RETAIN=\"-3\"", "a size such as"),
+        ("HUGEHEAP_VERBOSE=\"maybe\"", "0 or 1"),
+    ] {
+        let lines: Vec<&str> = err.lines().filter(|l| l.contains(var)).collect();
+        assert_eq!(lines.len(), 1, "{var} in:\n{err}");
+        assert!(
+            lines[0].starts_with("hugeheap: ")
+                && lines[0].contains(accepted)
+                && lines[0].ends_with("using the default"),
+            "{}",
+            lines[0]
+        );
+    }
+    // Verbose stayed at its default (off): no start line.
+    assert!(!err.contains("hugeheap: pages="), "{err}");
+}
+
+#[test]
+fn verbose_prints_start_line_and_exit_stats() {
+    let out = run_child("child_entry", "work", &[("HUGEHEAP_VERBOSE", "1"), ("HUGEHEAP_PAGES", "thp,4k")]);
+    assert_ok(&out);
+    let err = stderr_of(&out);
+    let start: Vec<&str> = err.lines().filter(|l| l.starts_with("hugeheap: pages=")).collect();
+    assert_eq!(start.len(), 1, "{err}");
+    assert!(start[0].contains("pages=thp,4k") && start[0].contains("thp="), "{}", start[0]);
+    assert!(err.contains("hugeheap: at exit") && err.contains("in use") && err.contains("backing"), "{err}");
+}
+
+#[test]
+fn max_heap_cap_returns_null_and_program_goes_on() {
+    let out = run_child("child_entry", "cap", &[("HUGEHEAP_MAX_HEAP", "64M")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    assert_eq!(v["refused"], "true", "{v:?}");
+    assert_eq!(v["small"], "100");
+    assert!(v["committed"].parse::<usize>().unwrap() <= 64 << 20, "{v:?}");
+}
+
+#[test]
+fn retain_zero_gives_free_huge_pages_back() {
+    let out = run_child("child_entry", "retain", &[("HUGEHEAP_RETAIN", "0"), ("HUGEHEAP_PAGES", "thp")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    assert!(v["released_total"].parse::<usize>().unwrap() >= 256 << 20, "{v:?}");
+    // With the default (64M), most of it stays for reuse.
+    let out = run_child("child_entry", "retain", &[("HUGEHEAP_PAGES", "thp")]);
+    let v = child_values(&out);
+    let released = v["released_total"].parse::<usize>().unwrap();
+    assert!((190 << 20..=256 << 20).contains(&released), "{v:?}");
+}
