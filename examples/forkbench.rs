@@ -89,6 +89,8 @@ fn build_heap(bytes: usize) -> Vec<Box<[u8]>> {
             total += n / 2 + 1;
         }
     }
+    // Exact size: unused capacity would count as heap in use without ever being touched.
+    live.shrink_to_fit();
     live
 }
 

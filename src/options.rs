@@ -334,6 +334,19 @@ mod tests {
     }
 
     #[test]
+    fn docs_cover_every_option() {
+        let tuning = include_str!("../docs/tuning.md");
+        let readme = include_str!("../README.md");
+        for row in OPTIONS {
+            let line = tuning.lines().find(|l| l.starts_with(&format!("| `{}`", row.env)));
+            let line = line.unwrap_or_else(|| panic!("{} has no row in docs/tuning.md", row.env));
+            let default = row.default.split(' ').next().unwrap();
+            assert!(line.contains(default), "docs/tuning.md row of {} lacks its default {default}", row.env);
+            assert!(readme.contains(row.env), "README.md does not mention {}", row.env);
+        }
+    }
+
+    #[test]
     fn every_option_row_is_read() {
         // A row added to the table without parsing code would show up here: each env var of
         // the table, given a bad value, must produce exactly one warning.
