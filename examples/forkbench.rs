@@ -10,56 +10,13 @@
 //!
 //! `cargo run --release --example forkbench -- [--sizes 512M,4G] [--forks 100] [--kinds auto,1g,2m,thp,4k]`
 
-use hugeheap::HugeAlloc;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::process::Command;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// Chooses the allocator once, from `FORKBENCH_ALLOC` (read through libc, without allocating).
-struct Switch;
-
-static CHOICE: AtomicU8 = AtomicU8::new(0); // 0 unknown, 1 system, 2 hugeheap
-static HUGE: HugeAlloc = HugeAlloc::new();
-
-impl Switch {
-    #[inline]
-    fn huge(&self) -> bool {
-        match CHOICE.load(Ordering::Relaxed) {
-            1 => false,
-            2 => true,
-            _ => {
-                let sys = hugeheap::os::env_var(b"FORKBENCH_ALLOC") == Some(b"system");
-                CHOICE.store(if sys { 1 } else { 2 }, Ordering::Relaxed);
-                !sys
-            }
-        }
-    }
-}
-
-// SAFETY: forwards every call to one allocator, chosen before the first allocation and never
-// changed, so each block is freed by the allocator that made it.
-unsafe impl GlobalAlloc for Switch {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        unsafe { if self.huge() { HUGE.alloc(l) } else { System.alloc(l) } }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe { if self.huge() { HUGE.dealloc(p, l) } else { System.dealloc(p, l) } }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        unsafe { if self.huge() { HUGE.alloc_zeroed(l) } else { System.alloc_zeroed(l) } }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        // SAFETY: forwarded contract.
-        unsafe { if self.huge() { HUGE.realloc(p, l, n) } else { System.realloc(p, l, n) } }
-    }
-}
-
-#[global_allocator]
-static A: Switch = Switch;
+#[path = "common/switch.rs"]
+mod switch;
+use switch::{CHOICE, SYSTEM};
 
 fn parse_size(s: &str) -> usize {
     hugeheap::options::parse_size(s.as_bytes()).unwrap_or_else(|| panic!("bad size {s}"))
@@ -140,7 +97,7 @@ fn child(bytes: usize, forks: usize) {
     let heap = build_heap(bytes);
     let build = t.elapsed().as_secs_f64();
     let k = hugeheap::KernelView::read();
-    let in_use = if CHOICE.load(Ordering::Relaxed) == 2 { hugeheap::stats().in_use } else { k.rss };
+    let in_use = if CHOICE.load(Ordering::Relaxed) != SYSTEM { hugeheap::stats().in_use } else { k.rss };
     let mut f: Vec<f64> = (0..forks).map(|_| fork_once()).collect();
     let mut fe: Vec<f64> = (0..forks.min(50)).map(|_| fork_exec_once()).collect();
     println!(

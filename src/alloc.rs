@@ -120,18 +120,25 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 }
 
 /// Resizes `p` (holding `old_size` meaningful bytes) to `new_size` bytes aligned to `align`.
-/// Stays in place when the new size fits the block or span and does not waste more than half
-/// of it; otherwise moves. Null (and `p` untouched) when out of memory.
+/// Stays in place when the new size fits the block or span and uses at least half of it, or
+/// when a large span can take the free pages right after it; otherwise moves. Null (and `p`
+/// untouched) when out of memory.
 ///
 /// # Safety
 /// `p` must be a live allocation of this allocator made with alignment `align`.
 pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: usize, align: usize) -> *mut u8 {
+    let span = LOOKUP.span_of(p as usize);
     // SAFETY: p is live (caller).
     let usable = unsafe { usable_size(p) };
+    // SAFETY: span is p's live span.
+    let large = !span.is_null() && unsafe { !(*span).is_slab() };
     if new_size <= usable && new_size >= usable / 2 {
-        if usable > crate::size_class::SMALL_MAX {
-            set_large_size(p, new_size);
+        if large {
+            resize_large(span, new_size);
         }
+        return p;
+    }
+    if large && new_size > usable && resize_large(span, new_size) {
         return p;
     }
     // SAFETY: align is a power of two (it came with p).
@@ -146,11 +153,13 @@ pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: us
     q
 }
 
-fn set_large_size(p: *mut u8, size: usize) {
-    let _rt = runtime::lock();
-    let span = LOOKUP.span_of(p as usize);
-    if !span.is_null() {
-        // SAFETY: span is the live large span of p; its size is read only under this lock.
-        unsafe { (*span).size = size };
-    }
+/// Records a large span's new requested size, growing it in place when it needs more pages.
+/// False when it cannot grow in place.
+#[cold]
+fn resize_large(span: *mut Span, size: usize) -> bool {
+    let mut rt = runtime::lock();
+    let Some(ph) = rt.heap.as_mut() else { return false };
+    // SAFETY: span is the live large span of the pointer being resized; its size and pages
+    // are only changed under this lock.
+    unsafe { ph.grow_in_place(span, size) }
 }

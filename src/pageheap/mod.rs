@@ -312,56 +312,162 @@ impl PageHeap {
     }
 
     /// Takes `n` wholly free huge pages aligned to `align` bytes, growing the arena if needed.
-    /// Returns the first index; the pages' state is left for the caller to set.
+    /// Returns the first index; the pages are marked LARGE for the caller to adjust.
     fn take_huge(&mut self, n: HugePage, align: usize) -> Option<usize> {
         let base = self.arena.base;
-        let limit = self.arena.len.bytes();
-        if align > limit {
+        if align > self.arena.len.bytes() {
             return None;
         }
         let aligned = move |i: usize| (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE;
         loop {
-            let frontier = self.arena.frontier;
-            match self.map().find(n, frontier, aligned) {
+            match self.map().find(n, self.arena.frontier, aligned) {
                 Ok(HugePage(s)) => {
-                    self.map().set_range(HugePage(s), n, false);
-                    for i in s..s + n.0 {
-                        let d = &mut self.descs()[i];
-                        if d.released {
-                            d.released = false;
-                            self.counters.released_now -= HUGE_SIZE;
-                        } else if !PageKind::ALL[d.kind as usize].is_hugetlb() {
-                            self.free_anon_backed -= 1;
-                        }
-                        self.counters.free_bytes -= HUGE_SIZE;
-                        d.state = LARGE;
-                    }
+                    self.claim(s, n.0);
                     return Some(s);
                 }
                 Err(tail) => {
-                    let min_end = aligned(tail).checked_add(n.0)?;
-                    let descs = self.descs();
-                    let mut added = 0;
-                    let mut anon = 0;
-                    let grew = self.arena.grow(min_end, |s, count, kind| {
-                        for d in &mut descs[s..s + count] {
-                            d.state = FREE;
-                            d.kind = kind as u8;
-                        }
-                        added += count;
-                        if !kind.is_hugetlb() {
-                            anon += count;
-                        }
-                    });
-                    self.map().set_range(HugePage(frontier), HugePage(added), true);
-                    self.counters.free_bytes += added * HUGE_SIZE;
-                    self.free_anon_backed += anon;
-                    if !grew {
+                    if !self.grow_to(aligned(tail).checked_add(n.0)?) {
                         return None;
                     }
                 }
             }
         }
+    }
+
+    /// Takes the wholly free huge pages `[s, s + n)` out of the huge map, as LARGE.
+    fn claim(&mut self, s: usize, n: usize) {
+        self.map().set_range(HugePage(s), HugePage(n), false);
+        for i in s..s + n {
+            let d = &mut self.descs()[i];
+            debug_assert_eq!(d.state, FREE);
+            if d.released {
+                d.released = false;
+                self.counters.released_now -= HUGE_SIZE;
+            } else if !PageKind::ALL[d.kind as usize].is_hugetlb() {
+                self.free_anon_backed -= 1;
+            }
+            self.counters.free_bytes -= HUGE_SIZE;
+            d.state = LARGE;
+            d.used = u32::MAX;
+        }
+    }
+
+    /// Commits the arena up to at least huge page `min_end`; the new huge pages are FREE.
+    fn grow_to(&mut self, min_end: usize) -> bool {
+        let frontier = self.arena.frontier;
+        let descs = self.descs();
+        let mut added = 0;
+        let mut anon = 0;
+        let grew = self.arena.grow(min_end, |s, count, kind| {
+            for d in &mut descs[s..s + count] {
+                d.state = FREE;
+                d.kind = kind as u8;
+            }
+            added += count;
+            if !kind.is_hugetlb() {
+                anon += count;
+            }
+        });
+        self.map().set_range(HugePage(frontier), HugePage(added), true);
+        self.counters.free_bytes += added * HUGE_SIZE;
+        self.free_anon_backed += anon;
+        grew
+    }
+
+    /// Grows `span` (a large span) in place to `new_bytes`, taking free pages right after it
+    /// (and committing more arena when it ends at the top). False, changing nothing, when
+    /// its neighbours are in use.
+    ///
+    /// # Safety
+    /// `span` must be a live large span of this heap.
+    pub unsafe fn grow_in_place(&mut self, span: *mut Span, new_bytes: usize) -> bool {
+        // SAFETY: caller's contract.
+        let (start, pages) = unsafe { ((*span).start, (*span).pages as usize) };
+        let new_pages = Page::covering(new_bytes).0;
+        let Ok(new_pages32) = u32::try_from(new_pages) else { return false };
+        if new_pages <= pages {
+            return true;
+        }
+        let hp0 = self.hp_index(start);
+        let off = ((start >> PAGE_SHIFT) % PAGES_PER_HUGE) as u32;
+        if pages < PAGES_PER_HUGE {
+            // A filler span: grow within its huge page only.
+            if off as usize + new_pages > PAGES_PER_HUGE || new_pages >= PAGES_PER_HUGE {
+                return false;
+            }
+            let grow = run_mask(off + pages as u32, (new_pages - pages) as u32);
+            let descs = self.descs();
+            if descs[hp0].used & grow != 0 {
+                return false;
+            }
+            self.filler.remove(descs, hp0 as u32);
+            descs[hp0].used |= grow;
+            descs[hp0].dirty |= grow;
+            self.filler.insert(descs, hp0 as u32);
+        } else {
+            let (full, tail) = (pages / PAGES_PER_HUGE, (pages % PAGES_PER_HUGE) as u32);
+            let (nfull, ntail) = (new_pages / PAGES_PER_HUGE, (new_pages % PAGES_PER_HUGE) as u32);
+            let end = hp0 + nfull + (ntail > 0) as usize;
+            if end > self.arena.len.0 {
+                return false;
+            }
+            // Every huge page to take must be free (or our own tail, holding nothing else).
+            let first_new = hp0 + full + (tail > 0) as usize;
+            let frontier = self.arena.frontier;
+            let map = self.map();
+            if (first_new..end.min(frontier)).any(|i| !map.is_free(i)) {
+                return false;
+            }
+            if tail > 0 {
+                let d = &self.descs()[hp0 + full];
+                let others = d.used & !run_mask(0, tail);
+                let keeps_tail_hp = nfull == full; // the new tail stays in the same huge page
+                let needed = if keeps_tail_hp { run_mask(tail, ntail - tail) } else { u32::MAX };
+                if others & needed != 0 || (!keeps_tail_hp && others != 0) {
+                    return false;
+                }
+            }
+            if end > frontier && !self.grow_to(end) {
+                return false;
+            }
+            // Commit: the old tail huge page (if any), then the free ones.
+            let descs = self.descs();
+            if tail > 0 {
+                let hp = hp0 + full;
+                self.filler.remove(descs, hp as u32);
+                if nfull == full {
+                    let m = run_mask(0, ntail);
+                    descs[hp].used |= m;
+                    descs[hp].dirty |= m;
+                    self.filler.insert(descs, hp as u32);
+                } else {
+                    descs[hp].state = LARGE;
+                    descs[hp].used = u32::MAX;
+                    descs[hp].dirty = u32::MAX;
+                }
+            }
+            if end > first_new {
+                self.claim(first_new, end - first_new);
+                let descs = self.descs();
+                for d in &mut descs[first_new..hp0 + nfull] {
+                    d.dirty = u32::MAX;
+                }
+                if ntail > 0 && hp0 + nfull >= first_new {
+                    let hp = hp0 + nfull;
+                    let m = run_mask(0, ntail);
+                    descs[hp].state = FILLER;
+                    descs[hp].used = m;
+                    descs[hp].dirty |= m;
+                    self.filler.insert(descs, hp as u32);
+                }
+            }
+        }
+        // SAFETY: caller's contract; the span now covers new_pages pages.
+        unsafe {
+            (*span).pages = new_pages32;
+            (*span).size = new_bytes;
+        }
+        true
     }
 
     fn make_free(&mut self, s: usize, n: usize) {
@@ -533,6 +639,47 @@ mod tests {
         ph.check_invariants();
         assert!(ph.counters.released_total > 0, "free huge pages beyond retain went back");
         assert!(ph.free_anon_backed * HUGE_SIZE <= 4 << 20);
+        assert_eq!(ph.bytes_in_use(), 0);
+    }
+
+    #[test]
+    fn spans_grow_in_place_into_free_neighbours() {
+        let mut ph = heap(64 << 20);
+        // A filler span grows inside its huge page.
+        let a = ph.alloc_span(3 * PAGE_SIZE, PAGE_SIZE);
+        // SAFETY: a is live (here and below, every span is live until freed once).
+        unsafe {
+            assert!(ph.grow_in_place(a, 10 * PAGE_SIZE));
+            assert_eq!((*a).pages, 10);
+            assert!(!ph.grow_in_place(a, 40 * PAGE_SIZE), "a filler span does not leave its huge page");
+        }
+        ph.check_invariants();
+        // A large span with a filler tail grows over its tail and into free huge pages, up
+        // through the top of the arena.
+        let b = ph.alloc_span(5 * HUGE_SIZE + 3 * PAGE_SIZE, HUGE_SIZE);
+        // SAFETY: b is live; writes stay inside the bytes it has grown to.
+        unsafe {
+            let start = (*b).start;
+            for mib in [11, 12, 40, 300, 301] {
+                assert!(ph.grow_in_place(b, mib << 20), "{mib} MiB");
+                assert_eq!((*b).start, start);
+                ph.check_invariants();
+                core::ptr::write_bytes(start as *mut u8, 1, mib << 20);
+            }
+        }
+        // A neighbour in the way stops it.
+        let c = ph.alloc_span(HUGE_SIZE, HUGE_SIZE);
+        // SAFETY: a, b, c are live and freed once each.
+        unsafe {
+            let end_b = (*b).start + (*b).bytes();
+            if (*c).start == end_b.next_multiple_of(HUGE_SIZE) {
+                assert!(!ph.grow_in_place(b, (*b).bytes() + 3 * HUGE_SIZE));
+            }
+            ph.free_span(a);
+            ph.free_span(b);
+            ph.free_span(c);
+        }
+        ph.check_invariants();
         assert_eq!(ph.bytes_in_use(), 0);
     }
 
