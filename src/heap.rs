@@ -234,15 +234,28 @@ pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
     unsafe {
         let owner = (*span).heap;
         if owner == heap {
-            (*b).next = (*span).free;
-            (*span).free = b;
-            let used = (*span).used() - 1;
-            (*span).set_used(used);
-            if used == 0 || (*span).full {
-                free_local_slow(heap, span);
-            }
+            free_local(heap, span, b);
         } else {
             push_remote(owner, b);
+        }
+    }
+}
+
+/// Puts `b` back on its slab's free list (the owner's side of a free).
+///
+/// # Safety
+/// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
+/// `used`.
+#[inline(always)]
+unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+    // SAFETY: caller's contract: this thread owns the slab's local fields.
+    unsafe {
+        (*b).next = (*span).free;
+        (*span).free = b;
+        let used = (*span).used() - 1;
+        (*span).set_used(used);
+        if used == 0 || (*span).full {
+            free_local_slow(heap, span);
         }
     }
 }
@@ -322,14 +335,7 @@ unsafe fn drain_inbox(heap: *mut Heap) {
         let mut b = (*heap).inbox.swap(ptr::null_mut(), Ordering::Acquire);
         while !b.is_null() {
             let next = (*b).next;
-            let span = LOOKUP.span_of(b as usize);
-            (*b).next = (*span).free;
-            (*span).free = b;
-            let used = (*span).used() - 1;
-            (*span).set_used(used);
-            if used == 0 || (*span).full {
-                free_local_slow(heap, span);
-            }
+            free_local(heap, LOOKUP.span_of(b as usize), b);
             b = next;
         }
     }

@@ -184,24 +184,10 @@ impl Filler {
 mod tests {
     use super::*;
 
-    #[derive(Clone, Copy)]
-    struct Slot {
-        used: u32,
-        next: u32,
-        prev: u32,
-        list: u8,
-    }
+    use crate::pageheap::HpDesc;
 
-    impl FillerSlot for Slot {
-        fn used(&self) -> u32 {
-            self.used
-        }
-        fn set_used(&mut self, v: u32) {
-            self.used = v;
-        }
-        fn links(&mut self) -> (&mut u32, &mut u32, &mut u8) {
-            (&mut self.next, &mut self.prev, &mut self.list)
-        }
+    fn slot(used: u32) -> HpDesc {
+        HpDesc { used, next: NONE, prev: NONE, ..HpDesc::default() }
     }
 
     #[test]
@@ -221,11 +207,9 @@ mod tests {
 
     #[test]
     fn best_fit_prefers_fullest_huge_page() {
-        let mut slots = vec![Slot { used: 0, next: NONE, prev: NONE, list: 0 }; 4];
+        // Huge page 0 has 16 free pages, 1 has 4, 2 has 8.
+        let mut slots = vec![slot(0x0000_FFFF), slot(0x0FFF_FFFF), slot(0x00FF_FFFF), slot(0)];
         let mut f = Filler::new();
-        slots[0].used = 0x0000_FFFF; // 16 free
-        slots[1].used = 0x0FFF_FFFF; // 4 free
-        slots[2].used = 0x00FF_FFFF; // 8 free
         for hp in 0..3 {
             f.insert(&mut slots, hp);
         }

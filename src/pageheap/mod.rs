@@ -43,8 +43,9 @@ const FREE: u8 = 1;
 const FILLER: u8 = 2;
 const LARGE: u8 = 3;
 
-/// What the page heap keeps per 2 MiB huge page of the arena.
+/// What the page heap keeps per 2 MiB huge page of the arena (all zero: uncommitted).
 #[repr(C)]
+#[derive(Default)]
 pub struct HpDesc {
     /// Bit `i`: page `i` is in use (filler); all ones for a large huge page.
     used: u32,
