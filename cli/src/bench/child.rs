@@ -1,0 +1,374 @@
+//! One contestant in its own process: build the heap, measure, print one result line.
+//!
+//! The workload is a heap built the way real programs build theirs: millions of small objects
+//! (90% of 16-256 B, 9% up to 4 KiB, 1% up to 64 KiB), a large buffer (1-8 MiB) per 64 MiB of
+//! heap, and churn (an object replaced every 16 allocations). Then:
+//! - `fork()` seen by the parent, the child `_exit`ing at once (median, p90);
+//! - fork + exec + wait of /bin/true (or the contestant's own way to start a program);
+//! - the kernel's view: VmPTE, AnonHugePages, HugetlbPages, RSS, mappings;
+//! - sustained (at one size): fork+exec cycles while a thread writes into the heap; latency and
+//!   huge-page coverage at the start against the end;
+//! - copy-on-write: fork, the child stays alive, the parent rewrites 10% of the heap; time and
+//!   extra memory (free memory and free pool pages before against after), and whether the
+//!   child survived.
+
+use super::{ChildSpec, Cow, Measured, Method, RESULT_TAG, Sustained};
+use hugeheap::KernelView;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Runs the child described by `spec` and prints its result line.
+pub fn run(spec: &ChildSpec) {
+    let helper = (spec.method == Method::Helper).then(Helper::start);
+    let t = Instant::now();
+    let mut heap = build_heap(spec.size);
+    let build_s = t.elapsed().as_secs_f64();
+    let k = KernelView::read();
+    let mut m = Measured {
+        build_s,
+        heap_bytes: heap.bytes,
+        vm_pte: k.vm_pte,
+        anon_huge: k.anon_huge,
+        hugetlb: k.hugetlb,
+        rss: k.rss,
+        mappings: k.mappings,
+        ..Measured::default()
+    };
+    if spec.method == Method::Fork {
+        let mut forks: Vec<f64> = (0..spec.forks).map(|_| fork_exit()).collect();
+        m.fork_med_ms = Some(quantile(&mut forks, 0.5) * 1e3);
+        m.fork_p90_ms = Some(quantile(&mut forks, 0.9) * 1e3);
+    }
+    let spawn = |h: &Option<Helper>| match spec.method {
+        Method::Fork => fork_exec(),
+        Method::PosixSpawn => posix_spawn(),
+        Method::Vfork => vfork_exec(),
+        Method::Helper => h.as_ref().expect("helper").run(),
+    };
+    let mut execs: Vec<f64> = (0..spec.execs).map(|_| spawn(&helper)).collect();
+    if !execs.is_empty() {
+        m.exec_med_ms = Some(quantile(&mut execs, 0.5) * 1e3);
+        m.exec_p90_ms = Some(quantile(&mut execs, 0.9) * 1e3);
+    }
+    if spec.method == Method::Fork && spec.sustained > 0 {
+        m.sustained = Some(sustained(&mut heap, spec.sustained));
+    }
+    if spec.method == Method::Fork && spec.cow && spec.size > 0 {
+        m.cow = Some(cow(&mut heap));
+    }
+    println!("{RESULT_TAG}{}", serde_json::to_string(&m).expect("json"));
+    std::hint::black_box(&heap);
+}
+
+/// The heap under test.
+pub struct Heap {
+    objects: Vec<Box<[u8]>>,
+    /// Bytes in the objects.
+    pub bytes: usize,
+}
+
+/// A xorshift generator: the workload is the same in every process.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Builds about `bytes` of live heap.
+pub fn build_heap(bytes: usize) -> Heap {
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut objects: Vec<Box<[u8]>> = Vec::new();
+    let mut total = 0usize;
+    let mut next_large = 64 << 20;
+    while total < bytes {
+        let x = r.next();
+        let n = if total >= next_large {
+            next_large += 64 << 20;
+            (1 << 20) + (x >> 8) as usize % (7 << 20)
+        } else {
+            match x % 100 {
+                0..=89 => 16 + (x >> 8) as usize % 241,
+                90..=98 => 257 + (x >> 8) as usize % 3840,
+                _ => 4097 + (x >> 8) as usize % 61_440,
+            }
+        };
+        objects.push(vec![x as u8; n].into_boxed_slice());
+        total += n;
+        if x % 16 == 0 && objects.len() > 16 {
+            let i = (x >> 24) as usize % objects.len();
+            let m = objects[i].len().min(256);
+            total = total - objects[i].len() + m;
+            objects[i] = vec![1u8; m].into_boxed_slice();
+        }
+    }
+    objects.shrink_to_fit();
+    Heap { objects, bytes: total }
+}
+
+fn quantile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Seconds for `fork()` to return in the parent; the child exits at once.
+fn fork_exit() -> f64 {
+    let t = Instant::now();
+    // SAFETY: the child calls only _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    let dt = t.elapsed().as_secs_f64();
+    wait(pid);
+    dt
+}
+
+fn wait(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    status
+}
+
+const TRUE: &std::ffi::CStr = c"/bin/true";
+
+fn argv() -> [*const libc::c_char; 2] {
+    [TRUE.as_ptr(), std::ptr::null()]
+}
+
+const ENVP: [*const libc::c_char; 1] = [std::ptr::null()];
+
+/// Seconds for fork + exec + wait of /bin/true.
+fn fork_exec() -> f64 {
+    let argv = argv();
+    let t = Instant::now();
+    // SAFETY: the child calls only execve and _exit, with arrays prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::execve(TRUE.as_ptr(), argv.as_ptr(), ENVP.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    wait(pid);
+    t.elapsed().as_secs_f64()
+}
+
+/// Seconds for posix_spawn + wait of /bin/true (glibc uses clone(CLONE_VM | CLONE_VFORK)).
+fn posix_spawn() -> f64 {
+    let argv = argv();
+    let t = Instant::now();
+    let mut pid = 0;
+    // SAFETY: valid path, null file actions and attributes, null-terminated argv/envp.
+    let rc = unsafe {
+        libc::posix_spawn(
+            &mut pid,
+            TRUE.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            argv.as_ptr() as _,
+            ENVP.as_ptr() as _,
+        )
+    };
+    assert_eq!(rc, 0, "posix_spawn");
+    wait(pid);
+    t.elapsed().as_secs_f64()
+}
+
+/// A stack for the vfork child (it runs only until execve, on its own stack).
+struct ChildStack([u8; 64 << 10]);
+
+extern "C" fn vfork_child(_arg: *mut libc::c_void) -> libc::c_int {
+    let argv = argv();
+    // SAFETY: the child of clone(CLONE_VM | CLONE_VFORK) calls only execve and _exit.
+    unsafe {
+        libc::execve(TRUE.as_ptr(), argv.as_ptr(), ENVP.as_ptr());
+        libc::_exit(127)
+    }
+}
+
+/// Seconds for vfork + exec + wait, as clone(CLONE_VM | CLONE_VFORK) with its own stack (the
+/// safe form of vfork: the child never returns into the parent's frames).
+fn vfork_exec() -> f64 {
+    let mut stack = Box::new(ChildStack([0; 64 << 10]));
+    let top = stack.0.as_mut_ptr_range().end as usize & !15;
+    let t = Instant::now();
+    // SAFETY: the child runs vfork_child on its own stack and execs or exits; the parent is
+    // suspended until then (CLONE_VFORK), so the stack outlives the child's use of it.
+    let pid = unsafe {
+        libc::clone(
+            vfork_child,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::null_mut(),
+        )
+    };
+    assert!(pid > 0, "clone");
+    wait(pid);
+    let dt = t.elapsed().as_secs_f64();
+    drop(stack);
+    dt
+}
+
+/// A small helper process, started before the heap is built, that runs commands for the
+/// parent: one byte down a pipe asks it to fork+exec+wait /bin/true, one byte back says done.
+struct Helper {
+    to: libc::c_int,
+    from: libc::c_int,
+}
+
+impl Helper {
+    fn start() -> Helper {
+        let (mut down, mut up) = ([0; 2], [0; 2]);
+        // SAFETY: valid out-arrays for pipe.
+        unsafe {
+            assert_eq!(libc::pipe(down.as_mut_ptr()), 0);
+            assert_eq!(libc::pipe(up.as_mut_ptr()), 0);
+        }
+        // SAFETY: the helper child loops on read/fork/exec/wait/write and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // Keep only our ends, so that the parent's exit closes the command pipe (EOF).
+            // SAFETY: closing inherited descriptors we do not use.
+            unsafe {
+                libc::close(down[1]);
+                libc::close(up[0]);
+            }
+            let mut b = [0u8; 1];
+            loop {
+                // SAFETY: reading one byte into our buffer.
+                if unsafe { libc::read(down[0], b.as_mut_ptr().cast(), 1) } != 1 {
+                    // SAFETY: leaving the helper.
+                    unsafe { libc::_exit(0) };
+                }
+                fork_exec();
+                // SAFETY: writing one byte from our buffer.
+                unsafe { libc::write(up[1], b.as_ptr().cast(), 1) };
+            }
+        }
+        // SAFETY: closing the helper's ends in the parent.
+        unsafe {
+            libc::close(down[0]);
+            libc::close(up[1]);
+        }
+        Helper { to: down[1], from: up[0] }
+    }
+
+    fn run(&self) -> f64 {
+        let mut b = [1u8; 1];
+        let t = Instant::now();
+        // SAFETY: one byte each way through our pipes.
+        unsafe {
+            libc::write(self.to, b.as_ptr().cast(), 1);
+            libc::read(self.from, b.as_mut_ptr().cast(), 1);
+        }
+        t.elapsed().as_secs_f64()
+    }
+}
+
+/// Fork+exec cycles while a thread keeps writing into the heap.
+fn sustained(heap: &mut Heap, cycles: usize) -> Sustained {
+    let before = KernelView::read();
+    let stop = AtomicBool::new(false);
+    let mut lat = Vec::with_capacity(cycles);
+    let objects = &mut heap.objects;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut r = Rng(7);
+            let n = objects.len();
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..256 {
+                    let o = &mut objects[(r.next() >> 8) as usize % n];
+                    let at = (r.next() >> 8) as usize % o.len();
+                    o[at] = o[at].wrapping_add(1);
+                }
+            }
+        });
+        for _ in 0..cycles {
+            lat.push(fork_exec());
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let after = KernelView::read();
+    let edge = (cycles / 10).clamp(1, 100);
+    let mut first = lat[..edge].to_vec();
+    let mut last = lat[cycles - edge..].to_vec();
+    Sustained {
+        cycles,
+        exec_start_ms: quantile(&mut first, 0.5) * 1e3,
+        exec_end_ms: quantile(&mut last, 0.5) * 1e3,
+        huge_start: before.anon_huge + before.hugetlb,
+        huge_end: after.anon_huge + after.hugetlb,
+        vm_pte_start: before.vm_pte,
+        vm_pte_end: after.vm_pte,
+    }
+}
+
+/// System-wide free memory: MemFree plus free hugetlb pages of each size, in bytes.
+fn free_memory() -> usize {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = |key: &str| -> usize {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let pool = |dir: &str, size: usize| -> usize {
+        std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{dir}/free_hugepages"))
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0)
+            * size
+    };
+    kib("MemFree:") * 1024 + pool("hugepages-2048kB", 2 << 20) + pool("hugepages-1048576kB", 1 << 30)
+}
+
+/// Copy-on-write: the child stays alive while the parent rewrites every tenth object.
+fn cow(heap: &mut Heap) -> Cow {
+    let mut p = [0; 2];
+    // SAFETY: valid out-array.
+    assert_eq!(unsafe { libc::pipe(p.as_mut_ptr()) }, 0);
+    // SAFETY: the child blocks on read, touches nothing, and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let mut b = [0u8; 1];
+        // SAFETY: blocking read of one byte, then exit.
+        unsafe {
+            libc::close(p[1]);
+            libc::read(p[0], b.as_mut_ptr().cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: the parent keeps only the write end.
+    unsafe { libc::close(p[0]) };
+    let before = free_memory();
+    let t = Instant::now();
+    let mut rewritten = 0;
+    for o in heap.objects.iter_mut().step_by(10) {
+        o.fill(0x5A);
+        rewritten += o.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let after = free_memory();
+    // SAFETY: releasing the child, then reaping it.
+    unsafe {
+        libc::write(p[1], [1u8].as_ptr().cast(), 1);
+        libc::close(p[1]);
+    }
+    let status = wait(pid);
+    let child = if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("exit {}", libc::WEXITSTATUS(status))
+    };
+    Cow { ms: secs * 1e3, rewritten, extra_bytes: before.saturating_sub(after), child }
+}

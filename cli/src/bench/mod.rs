@@ -1,0 +1,321 @@
+//! The fork benchmark: hugeheap beside every alternative a user would consider, in one run, on
+//! one machine. Each contestant runs in a fresh process (this binary, re-executed with
+//! `HUGEHEAP_BENCH_CHILD` set), so heaps never mix; see `child.rs` for the workload and the
+//! figures, `report.rs` for the table, CSV, JSON and chart.
+
+mod child;
+mod report;
+
+use crate::switch::{ALLOC_VAR, Which};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The variable that makes a process a benchmark child; its value is the JSON `ChildSpec`.
+pub const CHILD_VAR: &str = "HUGEHEAP_BENCH_CHILD";
+/// The prefix of a child's result line on stdout.
+pub const RESULT_TAG: &str = "HUGEHEAP_BENCH_RESULT ";
+
+/// How a contestant starts a program from its big heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    /// fork(), and fork + exec.
+    Fork,
+    /// posix_spawn (no fork-without-exec).
+    PosixSpawn,
+    /// vfork + exec (no fork-without-exec).
+    Vfork,
+    /// A helper started before the heap grew forks for the parent (no fork-without-exec).
+    Helper,
+}
+
+/// What a child is asked to do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChildSpec {
+    /// Heap bytes to build.
+    pub size: usize,
+    /// fork() samples.
+    pub forks: usize,
+    /// fork+exec (or spawn) samples.
+    pub execs: usize,
+    /// Sustained fork+exec cycles (0: none).
+    pub sustained: usize,
+    /// Measure copy-on-write.
+    pub cow: bool,
+    /// How programs are started.
+    pub method: Method,
+}
+
+/// Sustained fork+exec while the heap is written.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Sustained {
+    /// Cycles run.
+    pub cycles: usize,
+    /// Median fork+exec over the first tenth of the cycles (at most 100), ms.
+    pub exec_start_ms: f64,
+    /// Median over the last tenth, ms.
+    pub exec_end_ms: f64,
+    /// AnonHugePages + HugetlbPages before, bytes.
+    pub huge_start: usize,
+    /// ... and after.
+    pub huge_end: usize,
+    /// VmPTE before, bytes.
+    pub vm_pte_start: usize,
+    /// ... and after.
+    pub vm_pte_end: usize,
+}
+
+/// Copy-on-write cost.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Cow {
+    /// Time the parent took to rewrite a tenth of its objects while the child lived, ms.
+    pub ms: f64,
+    /// Bytes rewritten.
+    pub rewritten: usize,
+    /// System free memory (incl. free pool pages) consumed meanwhile, bytes.
+    pub extra_bytes: usize,
+    /// How the child ended.
+    pub child: String,
+}
+
+/// What a child measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Measured {
+    /// Time to build the heap, s.
+    pub build_s: f64,
+    /// Bytes in the heap's objects.
+    pub heap_bytes: usize,
+    /// fork() median, ms.
+    pub fork_med_ms: Option<f64>,
+    /// fork() p90, ms.
+    pub fork_p90_ms: Option<f64>,
+    /// fork+exec+wait (or spawn+wait) median, ms.
+    pub exec_med_ms: Option<f64>,
+    /// ... p90.
+    pub exec_p90_ms: Option<f64>,
+    /// VmPTE, bytes.
+    pub vm_pte: usize,
+    /// AnonHugePages, bytes.
+    pub anon_huge: usize,
+    /// HugetlbPages, bytes.
+    pub hugetlb: usize,
+    /// VmRSS, bytes.
+    pub rss: usize,
+    /// Lines of /proc/self/maps.
+    pub mappings: usize,
+    /// Sustained figures, at the sustained size.
+    pub sustained: Option<Sustained>,
+    /// Copy-on-write figures.
+    pub cow: Option<Cow>,
+}
+
+/// A contestant: an allocator, its environment, a way to start programs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Contestant {
+    /// Short name.
+    pub name: &'static str,
+    /// Its allocator.
+    #[serde(skip)]
+    pub alloc: Which,
+    /// Extra environment.
+    pub env: &'static [(&'static str, &'static str)],
+    /// How it starts programs.
+    pub method: Method,
+}
+
+const fn c(
+    name: &'static str,
+    alloc: Which,
+    env: &'static [(&'static str, &'static str)],
+    method: Method,
+) -> Contestant {
+    Contestant { name, alloc, env, method }
+}
+
+/// Every contestant, in table order. `empty` is the floor: the same process with no heap.
+pub const CONTESTANTS: &[Contestant] = &[
+    c("empty", Which::System, &[], Method::Fork),
+    c("glibc", Which::System, &[], Method::Fork),
+    c("glibc-thp", Which::System, &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")], Method::Fork),
+    c("glibc-hugetlb", Which::System, &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=2")], Method::Fork),
+    c("jemalloc", Which::Jemalloc, &[], Method::Fork),
+    c("jemalloc-thp", Which::Jemalloc, &[("_RJEM_MALLOC_CONF", "thp:always,metadata_thp:always")], Method::Fork),
+    c("jemalloc-hpa", Which::Jemalloc, &[("_RJEM_MALLOC_CONF", "hpa:true")], Method::Fork),
+    c(
+        "mimalloc-large",
+        Which::Mimalloc,
+        &[("MIMALLOC_ALLOW_LARGE_OS_PAGES", "1"), ("MIMALLOC_LARGE_OS_PAGES", "1")],
+        Method::Fork,
+    ),
+    c("hugeheap", Which::Hugeheap, &[("HUGEHEAP_PAGES", "auto")], Method::Fork),
+    c("hugeheap-1g", Which::Hugeheap, &[("HUGEHEAP_PAGES", "1g")], Method::Fork),
+    c("hugeheap-2m", Which::Hugeheap, &[("HUGEHEAP_PAGES", "2m")], Method::Fork),
+    c("hugeheap-thp", Which::Hugeheap, &[("HUGEHEAP_PAGES", "thp")], Method::Fork),
+    c("hugeheap-4k", Which::Hugeheap, &[("HUGEHEAP_PAGES", "4k")], Method::Fork),
+    c("posix_spawn", Which::System, &[], Method::PosixSpawn),
+    c("vfork+exec", Which::System, &[], Method::Vfork),
+    c("spawn-helper", Which::System, &[], Method::Helper),
+];
+
+/// Benchmark settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Heap sizes, bytes.
+    pub sizes: Vec<usize>,
+    /// fork() samples per contestant and size.
+    pub forks: usize,
+    /// fork+exec samples.
+    pub execs: usize,
+    /// Size at which the sustained run happens (None: no sustained run).
+    pub sustained_size: Option<usize>,
+    /// Sustained cycles.
+    pub sustained_cycles: usize,
+    /// Measure copy-on-write.
+    pub cow: bool,
+    /// Contestant names to run (empty: all).
+    pub only: Vec<String>,
+    /// Where the CSV, JSON and SVG go.
+    pub out_dir: PathBuf,
+}
+
+impl Options {
+    /// The full run: sizes 0, 64M, 512M, 2G, 8G; 100 forks; sustained 1,000 cycles at 512M.
+    pub fn full() -> Options {
+        Options {
+            sizes: vec![0, 64 << 20, 512 << 20, 2 << 30, 8 << 30],
+            forks: 100,
+            execs: 50,
+            sustained_size: Some(512 << 20),
+            sustained_cycles: 1000,
+            cow: true,
+            only: Vec::new(),
+            out_dir: PathBuf::from("target/hugeheap-bench"),
+        }
+    }
+
+    /// About a minute: sizes 64M and 512M, fewer samples, 100 sustained cycles.
+    pub fn quick() -> Options {
+        Options { sizes: vec![64 << 20, 512 << 20], forks: 30, execs: 15, sustained_cycles: 100, ..Options::full() }
+    }
+}
+
+/// One cell of the results: a contestant at a size.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    /// Contestant name.
+    pub contestant: &'static str,
+    /// Environment it ran with.
+    pub env: String,
+    /// Heap size asked for, bytes.
+    pub size: usize,
+    /// The figures, when it ran.
+    pub measured: Option<Measured>,
+    /// Why it did not run or did not finish.
+    pub note: Option<String>,
+}
+
+/// If this process is a benchmark child, runs it and returns true.
+pub fn child_main_if_requested() -> bool {
+    let Ok(spec) = std::env::var(CHILD_VAR) else { return false };
+    let spec: ChildSpec = serde_json::from_str(&spec).expect("child spec");
+    child::run(&spec);
+    true
+}
+
+/// Memory a contestant may use for a heap of `size` (heap, allocator overhead, a tenth
+/// rewritten under copy-on-write).
+fn fits(size: usize) -> Result<(), String> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let avail = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(usize::MAX, |k| k * 1024);
+    let need = size / 10 * 16;
+    if need > avail {
+        Err(format!("skipped: needs ~{} MiB, {} MiB available", need >> 20, avail >> 20))
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs the benchmark: every contestant at every size, then the report.
+pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
+    let exe = std::env::current_exe()?;
+    let chosen: Vec<&Contestant> =
+        CONTESTANTS.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.name)).collect();
+    let mut plan: Vec<(&Contestant, usize)> = Vec::new();
+    if chosen.iter().any(|c| c.name == "empty") {
+        plan.push((chosen[0], 0));
+    }
+    for &size in &opts.sizes {
+        for &c in chosen.iter().filter(|c| c.name != "empty") {
+            if size > 0 || c.method == Method::Fork {
+                plan.push((c, size));
+            }
+        }
+    }
+    let bar = ProgressBar::new(plan.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let mut rows = Vec::new();
+    for (c, size) in plan {
+        bar.set_message(format!("{} at {}", c.name, report::size_name(size)));
+        let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let mut row = Row { contestant: c.name, env, size, measured: None, note: None };
+        match fits(size) {
+            Err(why) => row.note = Some(why),
+            Ok(()) => match run_child(&exe, c, size, opts) {
+                Ok(m) => row.measured = Some(m),
+                Err(why) => row.note = Some(why),
+            },
+        }
+        rows.push(row);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    report::write(&rows, opts)?;
+    Ok(rows)
+}
+
+fn run_child(exe: &std::path::Path, c: &Contestant, size: usize, opts: &Options) -> Result<Measured, String> {
+    let spec = ChildSpec {
+        size,
+        forks: if c.method == Method::Fork { opts.forks } else { 0 },
+        execs: opts.execs,
+        sustained: if opts.sustained_size == Some(size) && c.method == Method::Fork && c.name != "empty" {
+            opts.sustained_cycles
+        } else {
+            0
+        },
+        cow: opts.cow,
+        method: c.method,
+    };
+    let mut cmd = Command::new(exe);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUGEHEAP_") || k.starts_with("MIMALLOC_") || k == "GLIBC_TUNABLES" || k == "_RJEM_MALLOC_CONF"
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env(CHILD_VAR, serde_json::to_string(&spec).expect("json")).env(ALLOC_VAR, c.alloc.env_value());
+    cmd.envs(c.env.iter().copied());
+    let out = cmd.output().map_err(|e| format!("could not start: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if let Some(line) = stderr.lines().find(|l| l.contains("Invalid conf") || l.contains("invalid conf")) {
+        return Err(format!("option refused: {}", line.trim()));
+    }
+    match stdout.lines().find_map(|l| l.strip_prefix(RESULT_TAG)) {
+        Some(json) if out.status.success() => serde_json::from_str(json).map_err(|e| format!("bad result: {e}")),
+        _ => {
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            Err(format!("failed ({}): {last}", out.status))
+        }
+    }
+}

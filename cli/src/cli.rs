@@ -1,0 +1,124 @@
+//! Command-line arguments (clap), shared by the `hugeheap` binary and the bench target.
+
+use crate::bench::{self, Options};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// hugeheap: an allocator whose heap lives in huge pages, so fork() stays fast.
+#[derive(Parser, Debug)]
+#[command(name = "hugeheap", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The fork benchmark: hugeheap beside glibc, jemalloc, mimalloc and the spawn methods.
+    Bench(BenchArgs),
+}
+
+/// Options of the fork benchmark.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// About a minute: heaps of 64M and 512M, fewer samples.
+    #[arg(long)]
+    pub quick: bool,
+    /// Heap sizes, comma-separated (e.g. 0,64M,512M,2G,8G).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    pub sizes: Option<Vec<usize>>,
+    /// fork() samples per contestant and size (at least 100 for the published figures).
+    #[arg(long)]
+    pub forks: Option<usize>,
+    /// fork+exec samples per contestant and size.
+    #[arg(long)]
+    pub execs: Option<usize>,
+    /// Contestants to run, comma-separated (default: all; see --list).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Print the contestants and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Heap size of the sustained run (fork+exec cycles while a thread writes), or 0 for none.
+    #[arg(long, value_parser = parse_size)]
+    pub sustained_size: Option<usize>,
+    /// Cycles of the sustained run.
+    #[arg(long)]
+    pub sustained_cycles: Option<usize>,
+    /// Skip the copy-on-write measurement.
+    #[arg(long)]
+    pub no_cow: bool,
+    /// Directory for fork.csv, fork.json, fork.txt and fork.svg.
+    #[arg(long, default_value = "target/hugeheap-bench")]
+    pub out: PathBuf,
+    /// Reserve this many 2 MiB hugetlb pages for the run (root; restored afterwards).
+    #[arg(long)]
+    pub pool_2m: Option<usize>,
+    /// Reserve this many 1 GiB hugetlb pages for the run (root; restored afterwards).
+    #[arg(long)]
+    pub pool_1g: Option<usize>,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    hugeheap::options::parse_size(s.as_bytes()).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
+}
+
+const POOL_2M: &str = "/proc/sys/vm/nr_hugepages";
+const POOL_1G: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+
+/// A hugetlb pool size set for the run, put back when dropped.
+struct PoolGuard {
+    path: &'static str,
+    old: String,
+}
+
+impl PoolGuard {
+    fn set(path: &'static str, pages: usize) -> Option<PoolGuard> {
+        let old = std::fs::read_to_string(path).ok()?.trim().to_string();
+        if let Err(e) = std::fs::write(path, pages.to_string()) {
+            eprintln!("hugeheap bench: cannot set {path} to {pages}: {e} (run as root); going on without");
+            return None;
+        }
+        let got = std::fs::read_to_string(path).unwrap_or_default();
+        eprintln!("hugeheap bench: {path}: asked {pages}, got {}", got.trim());
+        Some(PoolGuard { path, old })
+    }
+}
+
+impl Drop for PoolGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.path, &self.old);
+    }
+}
+
+/// Runs `hugeheap bench` with these arguments.
+pub fn bench(a: &BenchArgs) -> std::io::Result<()> {
+    if a.list {
+        for c in bench::CONTESTANTS {
+            let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            println!("{:<15} {:<9} {:?} {env}", c.name, c.alloc.env_value(), c.method);
+        }
+        return Ok(());
+    }
+    let mut o = if a.quick { Options::quick() } else { Options::full() };
+    if let Some(s) = &a.sizes {
+        o.sizes = s.clone();
+    }
+    o.forks = a.forks.unwrap_or(o.forks);
+    o.execs = a.execs.unwrap_or(o.execs);
+    o.only = a.only.clone();
+    if let Some(s) = a.sustained_size {
+        o.sustained_size = (s > 0).then_some(s);
+    }
+    o.sustained_cycles = a.sustained_cycles.unwrap_or(o.sustained_cycles);
+    o.cow = !a.no_cow;
+    o.out_dir = a.out.clone();
+    if let Some(unknown) = o.only.iter().find(|n| !bench::CONTESTANTS.iter().any(|c| c.name == n.as_str())) {
+        return Err(std::io::Error::other(format!("unknown contestant {unknown:?} (see --list)")));
+    }
+    let _g2 = a.pool_2m.and_then(|n| PoolGuard::set(POOL_2M, n));
+    let _g1 = a.pool_1g.and_then(|n| PoolGuard::set(POOL_1G, n));
+    bench::run(&o).map(|_| ())
+}

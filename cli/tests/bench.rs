@@ -1,0 +1,72 @@
+//! The fork benchmark engine, run for real on a small heap: every contestant asked for is in
+//! the table (with figures or with its reason), and the CSV, JSON, text and SVG are written.
+
+use std::process::Command;
+
+fn hugeheap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hugeheap"))
+}
+
+#[test]
+fn small_run_writes_every_output() {
+    let dir = std::env::temp_dir().join(format!("hugeheap-bench-test-{}", std::process::id()));
+    let out = hugeheap()
+        .args(["bench", "--sizes", "16M", "--forks", "5", "--execs", "3", "--sustained-size", "16M"])
+        .args([
+            "--sustained-cycles",
+            "10",
+            "--only",
+            "empty,glibc,jemalloc,mimalloc-large,hugeheap,hugeheap-4k,posix_spawn,vfork+exec,spawn-helper",
+        ])
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for name in [
+        "glibc ",
+        "jemalloc ",
+        "mimalloc-large ",
+        "hugeheap ",
+        "hugeheap-4k ",
+        "posix_spawn ",
+        "vfork+exec ",
+        "spawn-helper ",
+    ] {
+        let line = stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{stdout}"));
+        assert!(!line.contains("failed"), "{line}");
+    }
+    assert!(stdout.contains("floor (empty process): fork "), "{stdout}");
+    assert!(stdout.contains("sustained:"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("fork.json")).unwrap()).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    // empty once, 5 fork contestants and 3 spawn methods at 16M.
+    assert_eq!(rows.len(), 9, "{json}");
+    let hh = rows.iter().find(|r| r["contestant"] == "hugeheap").unwrap();
+    assert!(hh["measured"]["fork_med_ms"].as_f64().unwrap() > 0.0);
+    assert!(hh["measured"]["cow"]["rewritten"].as_u64().unwrap() > 1 << 20);
+    let spawn = rows.iter().find(|r| r["contestant"] == "posix_spawn").unwrap();
+    assert!(spawn["measured"]["fork_med_ms"].is_null() && spawn["measured"]["exec_med_ms"].as_f64().unwrap() > 0.0);
+    let csv = std::fs::read_to_string(dir.join("fork.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 10);
+    let svg = std::fs::read_to_string(dir.join("fork.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("hugeheap") && svg.contains("<polyline"), "chart");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn unknown_contestant_is_an_error() {
+    let out = hugeheap().args(["bench", "--only", "tcmalloc"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown contestant \"tcmalloc\""));
+}
+
+#[test]
+fn list_names_every_contestant() {
+    let out = hugeheap().args(["bench", "--list"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 16, "{text}");
+    assert!(text.contains("GLIBC_TUNABLES=glibc.malloc.hugetlb=2") && text.contains("_RJEM_MALLOC_CONF=hpa:true"));
+}
