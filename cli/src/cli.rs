@@ -53,44 +53,17 @@ pub struct BenchArgs {
     /// Directory for fork.csv, fork.json, fork.txt and fork.svg.
     #[arg(long, default_value = "target/hugeheap-bench")]
     pub out: PathBuf,
-    /// Reserve this many 2 MiB hugetlb pages for the run (root; restored afterwards).
+    /// Give the contestants that use hugetlb pools this many 2 MiB pages (root; the others run
+    /// with the pools as they were, and the pools are restored afterwards).
     #[arg(long)]
     pub pool_2m: Option<usize>,
-    /// Reserve this many 1 GiB hugetlb pages for the run (root; restored afterwards).
+    /// Likewise for 1 GiB pages.
     #[arg(long)]
     pub pool_1g: Option<usize>,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
     hugeheap::options::parse_size(s.as_bytes()).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
-}
-
-const POOL_2M: &str = "/proc/sys/vm/nr_hugepages";
-const POOL_1G: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
-
-/// A hugetlb pool size set for the run, put back when dropped.
-struct PoolGuard {
-    path: &'static str,
-    old: String,
-}
-
-impl PoolGuard {
-    fn set(path: &'static str, pages: usize) -> Option<PoolGuard> {
-        let old = std::fs::read_to_string(path).ok()?.trim().to_string();
-        if let Err(e) = std::fs::write(path, pages.to_string()) {
-            eprintln!("hugeheap bench: cannot set {path} to {pages}: {e} (run as root); going on without");
-            return None;
-        }
-        let got = std::fs::read_to_string(path).unwrap_or_default();
-        eprintln!("hugeheap bench: {path}: asked {pages}, got {}", got.trim());
-        Some(PoolGuard { path, old })
-    }
-}
-
-impl Drop for PoolGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.path, &self.old);
-    }
 }
 
 /// Runs `hugeheap bench` with these arguments.
@@ -118,7 +91,8 @@ pub fn bench(a: &BenchArgs) -> std::io::Result<()> {
     if let Some(unknown) = o.only.iter().find(|n| !bench::CONTESTANTS.iter().any(|c| c.name == n.as_str())) {
         return Err(std::io::Error::other(format!("unknown contestant {unknown:?} (see --list)")));
     }
-    let _g2 = a.pool_2m.and_then(|n| PoolGuard::set(POOL_2M, n));
-    let _g1 = a.pool_1g.and_then(|n| PoolGuard::set(POOL_1G, n));
+    if a.pool_2m.is_some() || a.pool_1g.is_some() {
+        o.pools = Some((a.pool_2m.unwrap_or(0), a.pool_1g.unwrap_or(0)));
+    }
     bench::run(&o).map(|_| ())
 }

@@ -124,6 +124,13 @@ pub struct Contestant {
     pub method: Method,
 }
 
+impl Contestant {
+    /// Whether it may take memory from hugetlb pools.
+    pub fn uses_pools(&self) -> bool {
+        matches!(self.name, "glibc-hugetlb" | "mimalloc-large" | "hugeheap" | "hugeheap-1g" | "hugeheap-2m")
+    }
+}
+
 const fn c(
     name: &'static str,
     alloc: Which,
@@ -177,6 +184,9 @@ pub struct Options {
     pub only: Vec<String>,
     /// Where the CSV, JSON and SVG go.
     pub out_dir: PathBuf,
+    /// hugetlb pool sizes (2 MiB, 1 GiB pages) to give the contestants that use pools; the
+    /// others run with the pools as they were (the run then owns the pools: root only).
+    pub pools: Option<(usize, usize)>,
 }
 
 impl Options {
@@ -191,6 +201,7 @@ impl Options {
             cow: true,
             only: Vec::new(),
             out_dir: PathBuf::from("target/hugeheap-bench"),
+            pools: None,
         }
     }
 
@@ -223,21 +234,82 @@ pub fn child_main_if_requested() -> bool {
     true
 }
 
-/// Memory a contestant may use for a heap of `size` (heap, allocator overhead, a tenth
-/// rewritten under copy-on-write).
-fn fits(size: usize) -> Result<(), String> {
+/// Bytes of memory free for a contestant: MemAvailable, plus the free pages of the pools when
+/// it takes its heap from them.
+fn available(pooled: bool) -> usize {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let avail = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<usize>().ok())
-        .map_or(usize::MAX, |k| k * 1024);
-    let need = size / 10 * 16;
+    let kib = |key: &str| {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let mut avail = kib("MemAvailable:") * 1024;
+    if pooled {
+        for (dir, size) in [("hugepages-2048kB", 2usize << 20), ("hugepages-1048576kB", 1 << 30)] {
+            let free = std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{dir}/free_hugepages"))
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            avail += free * size;
+        }
+    }
+    avail
+}
+
+/// Whether a heap of `size` fits: the heap, allocator overhead and copy-on-write copies, about
+/// 1.6 times the heap.
+fn fits(size: usize, pooled: bool) -> Result<(), String> {
+    let (need, avail) = (size / 10 * 16, available(pooled));
     if need > avail {
         Err(format!("skipped: needs ~{} MiB, {} MiB available", need >> 20, avail >> 20))
     } else {
         Ok(())
+    }
+}
+
+const POOL_2M: &str = "/proc/sys/vm/nr_hugepages";
+const POOL_1G: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+
+fn read_pool(path: &str) -> Option<usize> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The run's hold on the hugetlb pools: sets them per contestant, restores them when dropped.
+struct Pools {
+    want: (usize, usize),
+    old: (usize, usize),
+}
+
+impl Pools {
+    fn take(want: (usize, usize)) -> Option<Pools> {
+        let old = (read_pool(POOL_2M)?, read_pool(POOL_1G).unwrap_or(0));
+        Some(Pools { want, old })
+    }
+
+    /// Sets the pools for a contestant; returns a note when the kernel gave fewer pages.
+    fn set(&self, pooled: bool) -> Option<String> {
+        let (p2, p1) = if pooled { self.want } else { self.old };
+        let mut short = Vec::new();
+        for (path, n, label) in [(POOL_2M, p2, "2m"), (POOL_1G, p1, "1g")] {
+            if read_pool(path) != Some(n) {
+                let _ = std::fs::write(path, n.to_string());
+            }
+            let got = read_pool(path).unwrap_or(0);
+            if got < n {
+                short.push(format!("{label} pool {got}/{n}"));
+            }
+        }
+        (!short.is_empty()).then(|| short.join(", "))
+    }
+}
+
+impl Drop for Pools {
+    fn drop(&mut self) {
+        let _ = std::fs::write(POOL_1G, self.old.1.to_string());
+        let _ = std::fs::write(POOL_2M, self.old.0.to_string());
     }
 }
 
@@ -263,22 +335,32 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
             .expect("template")
             .progress_chars("=> "),
     );
+    let pools = opts.pools.and_then(Pools::take);
+    if opts.pools.is_some() && pools.is_none() {
+        eprintln!("hugeheap bench: cannot read the hugetlb pools; running with them as they are");
+    }
     let mut rows = Vec::new();
     for (c, size) in plan {
         bar.set_message(format!("{} at {}", c.name, report::size_name(size)));
         let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         let mut row = Row { contestant: c.name, env, size, measured: None, note: None };
-        match fits(size) {
+        let pooled = c.uses_pools() && pools.is_some();
+        let pool_note = pools.as_ref().and_then(|p| p.set(pooled));
+        match fits(size, pooled) {
             Err(why) => row.note = Some(why),
             Ok(()) => match run_child(&exe, c, size, opts) {
                 Ok(m) => row.measured = Some(m),
                 Err(why) => row.note = Some(why),
             },
         }
+        if let Some(n) = pool_note {
+            row.note = Some(row.note.map_or(n.clone(), |w| format!("{w}; {n}")));
+        }
         rows.push(row);
         bar.inc(1);
     }
     bar.finish_and_clear();
+    drop(pools);
     report::write(&rows, opts)?;
     Ok(rows)
 }
