@@ -21,6 +21,8 @@ const FAILED: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// Where the exit report goes (see `os::stderr_dup`).
+static REPORT_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
 
 /// What start-up found and chose, kept for `stats()` and the verbose report.
 pub struct Runtime {
@@ -92,6 +94,7 @@ fn init_slow(config: &Config) -> bool {
         os::atfork(fork_prepare, fork_parent, fork_child);
         if cfg.verbose {
             report_start(&cfg, &info);
+            REPORT_FD.store(os::stderr_dup(), Ordering::Relaxed);
             os::atexit(report_exit);
         }
         return true;
@@ -158,5 +161,5 @@ extern "C" fn report_exit() {
     let s = crate::stats();
     let mut w = StackWriter::<4096>::new();
     let _ = writeln!(w, "hugeheap: at exit\n{s}");
-    w.flush_stderr();
+    w.flush_to(REPORT_FD.load(Ordering::Relaxed));
 }

@@ -16,8 +16,44 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a program on hugeheap (LD_PRELOAD of libhugeheap.so), with no change to it.
+    Run(RunArgs),
+    /// Can this machine give huge pages now, and how to turn on the rest.
+    Doctor(DoctorArgs),
     /// The fork benchmark: hugeheap beside glibc, jemalloc, mimalloc and the spawn methods.
     Bench(BenchArgs),
+}
+
+/// Options of `hugeheap run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Page kinds, best first: auto, or a comma list of 1g,2m,thp,4k (sets HUGEHEAP_PAGES).
+    #[arg(long)]
+    pub pages: Option<String>,
+    /// Print the page kinds found at start and where the heap lived at exit (HUGEHEAP_VERBOSE=1).
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Cap on the heap, e.g. 4G (sets HUGEHEAP_MAX_HEAP).
+    #[arg(long)]
+    pub max_heap: Option<String>,
+    /// Path of libhugeheap.so (default: HUGEHEAP_LIB, then next to this program).
+    #[arg(long)]
+    pub lib: Option<PathBuf>,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<std::ffi::OsString>,
+}
+
+/// Options of `hugeheap doctor`.
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    /// Read /proc and /sys under this directory instead of / (for tests and inspection of
+    /// copied trees).
+    #[arg(long, hide = true)]
+    pub root: Option<PathBuf>,
 }
 
 /// Options of the fork benchmark.

@@ -13,6 +13,15 @@ fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Bench(a) => hugeheap_cli::cli::bench(a),
+        Command::Doctor(a) => hugeheap_cli::doctor::run(a.root.clone(), a.json),
+        Command::Run(a) => {
+            let err = match hugeheap_cli::run::find_lib(a.lib.as_deref()) {
+                Ok(lib) => hugeheap_cli::run::exec(&lib, a.pages.as_deref(), a.verbose, a.max_heap.as_deref(), &a.cmd),
+                Err(e) => e,
+            };
+            eprintln!("hugeheap run: {err}");
+            std::process::exit(127);
+        }
     };
     if let Err(e) = result {
         eprintln!("hugeheap: {e}");

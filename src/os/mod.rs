@@ -341,10 +341,25 @@ pub fn pool_available(kind: PageKind) -> Option<usize> {
 /// Writes `bytes` to standard error, ignoring failure (nothing better can be done inside
 /// `malloc`).
 pub fn write_stderr(bytes: &[u8]) {
+    write_fd(2, bytes);
+}
+
+/// A duplicate of standard error (close-on-exec, numbered 64 or above, out of the way of
+/// programs that expect the lowest free descriptors), for reports written at exit: programs
+/// such as coreutils close fd 2 in their own exit handler, before hugeheap's runs. Falls back
+/// to 2.
+pub fn stderr_dup() -> i32 {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on fd 2 creates a new descriptor or fails.
+    let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 64) };
+    if fd < 0 { 2 } else { fd }
+}
+
+/// Writes `bytes` to `fd`, ignoring failure.
+pub fn write_fd(fd: i32, bytes: &[u8]) {
     let mut rest = bytes;
     while !rest.is_empty() {
         // SAFETY: rest is a valid readable slice.
-        let r = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        let r = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
         if r <= 0 {
             return;
         }
@@ -443,7 +458,12 @@ impl<const N: usize> StackWriter<N> {
     }
     /// Writes the contents to standard error.
     pub fn flush_stderr(&mut self) {
-        write_stderr(self.as_bytes());
+        self.flush_to(2);
+    }
+
+    /// Writes the contents to `fd`.
+    pub fn flush_to(&mut self, fd: i32) {
+        write_fd(fd, self.as_bytes());
         self.len = 0;
     }
 }

@@ -1,0 +1,228 @@
+//! `hugeheap doctor`: can this machine give huge pages right now, and how to turn on the
+//! rest. Reads the THP mode, the hugetlb pools, the limits that matter (memlock, cgroup memory
+//! and hugetlb limits) and the kernel version under a root directory that tests replace with
+//! fake trees.
+
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// One hugetlb pool.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Pool {
+    /// Page size in KiB (2048 or 1048576).
+    pub page_kib: usize,
+    /// The kernel supports this size (its sysfs directory exists).
+    pub supported: bool,
+    /// Pages reserved (`nr_hugepages`).
+    pub total: usize,
+    /// Pages free (`free_hugepages`).
+    pub free: usize,
+    /// Free pages already promised to mappings (`resv_hugepages`).
+    pub reserved: usize,
+    /// Surplus pages in use (`surplus_hugepages`).
+    pub surplus: usize,
+    /// Surplus pages allowed (`nr_overcommit_hugepages`).
+    pub overcommit: usize,
+}
+
+impl Pool {
+    /// Pages a new mapping could get now.
+    pub fn available(&self) -> usize {
+        self.free.saturating_sub(self.reserved) + self.overcommit.saturating_sub(self.surplus)
+    }
+}
+
+/// What the doctor found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Kernel release.
+    pub kernel: String,
+    /// THP mode in force (`always`, `madvise`, `never`, or `unavailable`).
+    pub thp: String,
+    /// THP defrag setting in force.
+    pub thp_defrag: String,
+    /// The 2 MiB pool.
+    pub pool_2m: Pool,
+    /// The 1 GiB pool.
+    pub pool_1g: Pool,
+    /// `Max locked memory` soft limit, as the kernel prints it.
+    pub memlock: String,
+    /// cgroup v2 `memory.max` of this process's cgroup, if any.
+    pub cgroup_memory_max: Option<String>,
+    /// cgroup v2 `hugetlb.2MB.max`, if any.
+    pub cgroup_hugetlb_2m_max: Option<String>,
+    /// cgroup v2 `hugetlb.1GB.max`, if any.
+    pub cgroup_hugetlb_1g_max: Option<String>,
+    /// Page kinds hugeheap can get right now, best first.
+    pub available_now: Vec<String>,
+    /// What to do about the rest, one item each (commands included).
+    pub advice: Vec<String>,
+}
+
+fn read(root: &Path, rel: &str) -> Option<String> {
+    std::fs::read_to_string(root.join(rel.trim_start_matches('/'))).ok().map(|s| s.trim().to_string())
+}
+
+fn bracketed(s: &str) -> Option<String> {
+    Some(s.split('[').nth(1)?.split(']').next()?.to_string())
+}
+
+fn pool(root: &Path, page_kib: usize) -> Pool {
+    let dir = format!("sys/kernel/mm/hugepages/hugepages-{page_kib}kB");
+    let n = |f: &str| read(root, &format!("{dir}/{f}")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Pool {
+        page_kib,
+        supported: root.join(&dir).is_dir(),
+        total: n("nr_hugepages"),
+        free: n("free_hugepages"),
+        reserved: n("resv_hugepages"),
+        surplus: n("surplus_hugepages"),
+        overcommit: n("nr_overcommit_hugepages"),
+    }
+}
+
+/// Examines the machine whose /proc and /sys are under `root` (`/` for this one).
+pub fn examine(root: &Path) -> Report {
+    let mut r = Report {
+        kernel: read(root, "proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
+        thp: read(root, "sys/kernel/mm/transparent_hugepage/enabled")
+            .and_then(|s| bracketed(&s))
+            .unwrap_or_else(|| "unavailable".into()),
+        thp_defrag: read(root, "sys/kernel/mm/transparent_hugepage/defrag")
+            .and_then(|s| bracketed(&s))
+            .unwrap_or_else(|| "unavailable".into()),
+        pool_2m: pool(root, 2048),
+        pool_1g: pool(root, 1048576),
+        memlock: read(root, "proc/self/limits")
+            .and_then(|l| {
+                l.lines().find(|x| x.starts_with("Max locked memory")).map(|x| {
+                    x.trim_start_matches("Max locked memory").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+                })
+            })
+            .unwrap_or_else(|| "unknown".into()),
+        ..Report::default()
+    };
+    // cgroup v2: "0::/path" in /proc/self/cgroup.
+    if let Some(path) =
+        read(root, "proc/self/cgroup").and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::").map(String::from)))
+    {
+        let dir = format!("sys/fs/cgroup/{}", path.trim_start_matches('/'));
+        r.cgroup_memory_max = read(root, &format!("{dir}/memory.max"));
+        r.cgroup_hugetlb_2m_max = read(root, &format!("{dir}/hugetlb.2MB.max"));
+        r.cgroup_hugetlb_1g_max = read(root, &format!("{dir}/hugetlb.1GB.max"));
+    }
+    advise(&mut r);
+    r
+}
+
+fn advise(r: &mut Report) {
+    let capped = |v: &Option<String>| v.as_deref().is_some_and(|v| v != "max");
+    if r.pool_1g.available() > 0 && !capped(&r.cgroup_hugetlb_1g_max) {
+        r.available_now.push(format!("1g ({} pages free)", r.pool_1g.available()));
+    } else if !r.pool_1g.supported {
+        r.advice.push(
+            "1 GiB pages: this kernel or CPU offers none (no hugepages-1048576kB in sysfs); check \
+             `grep pdpe1gb /proc/cpuinfo` and a kernel with CONFIG_HUGETLB_PAGE."
+                .into(),
+        );
+    } else {
+        r.advice.push(
+            "1 GiB pages: the pool is empty. They need contiguous gigabytes, best reserved at boot: add \
+             `hugepagesz=1G hugepages=4` to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, \
+             then `update-grub` and reboot); at run time, as root, try \
+             `echo 4 > /sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages` and check what you got."
+                .into(),
+        );
+    }
+    if r.pool_2m.available() > 0 && !capped(&r.cgroup_hugetlb_2m_max) {
+        r.available_now.push(format!("2m ({} pages free)", r.pool_2m.available()));
+    } else if !r.pool_2m.supported {
+        r.advice.push("2 MiB hugetlb pages: not supported by this kernel (no hugepages-2048kB in sysfs).".into());
+    } else {
+        r.advice.push(
+            "2 MiB hugetlb pages: the pool is empty. As root: `echo 1024 > /proc/sys/vm/nr_hugepages` (1024 x 2 MiB \
+             = 2 GiB), or let it grow on demand with `echo 1024 > /proc/sys/vm/nr_overcommit_hugepages`; to keep it \
+             across reboots put `vm.nr_hugepages = 1024` in /etc/sysctl.d/90-hugepages.conf."
+                .into(),
+        );
+    }
+    if capped(&r.cgroup_hugetlb_2m_max) || capped(&r.cgroup_hugetlb_1g_max) {
+        r.advice.push(format!(
+            "this cgroup limits hugetlb memory (hugetlb.2MB.max = {}, hugetlb.1GB.max = {}): hugeheap falls back \
+             past it; raise the limit in the container or service settings.",
+            r.cgroup_hugetlb_2m_max.as_deref().unwrap_or("-"),
+            r.cgroup_hugetlb_1g_max.as_deref().unwrap_or("-")
+        ));
+    }
+    match r.thp.as_str() {
+        "always" | "madvise" => {
+            r.available_now.push(format!("thp ({} mode)", r.thp));
+            if matches!(r.thp_defrag.as_str(), "never" | "defer") {
+                r.advice.push(format!(
+                    "THP defrag is `{}`: faults in advised memory do not wait for huge pages, so coverage \
+                     depends on khugepaged. For more: `echo madvise > /sys/kernel/mm/transparent_hugepage/defrag`.",
+                    r.thp_defrag
+                ));
+            }
+        }
+        "never" => r.advice.push(
+            "THP is `never`: as root, `echo madvise > /sys/kernel/mm/transparent_hugepage/enabled` (hugeheap \
+             advises its own memory; `madvise` leaves other programs alone); at boot: \
+             `transparent_hugepage=madvise` on the kernel command line."
+                .into(),
+        ),
+        _ => r.advice.push("THP: this kernel has no transparent huge pages (no sysfs entry).".into()),
+    }
+    r.available_now.push("4k (always)".into());
+    if let Some(m) = r.cgroup_memory_max.as_ref().filter(|m| *m != "max") {
+        r.advice.push(format!(
+            "this cgroup caps memory at {m} bytes: hugeheap's 2 MiB granularity counts against it; set \
+             HUGEHEAP_MAX_HEAP below it to get NULL instead of the OOM killer."
+        ));
+    }
+}
+
+impl Report {
+    /// The human-readable form.
+    pub fn text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "kernel {}", self.kernel);
+        let _ = writeln!(o, "THP: {} (defrag {})", self.thp, self.thp_defrag);
+        for p in [&self.pool_2m, &self.pool_1g] {
+            let name = if p.page_kib == 2048 { "2 MiB" } else { "1 GiB" };
+            if p.supported {
+                let _ = writeln!(
+                    o,
+                    "hugetlb {name}: {} reserved, {} free ({} promised), overcommit {} (surplus {} in use)",
+                    p.total, p.free, p.reserved, p.overcommit, p.surplus
+                );
+            } else {
+                let _ = writeln!(o, "hugetlb {name}: not supported");
+            }
+        }
+        let _ = writeln!(o, "max locked memory: {}", self.memlock);
+        if let Some(m) = &self.cgroup_memory_max {
+            let _ = writeln!(o, "cgroup memory.max: {m}");
+        }
+        let _ = writeln!(o, "\nhugeheap can use now: {}", self.available_now.join(", "));
+        if !self.advice.is_empty() {
+            let _ = writeln!(o, "\nto get more:");
+            for a in &self.advice {
+                let _ = writeln!(o, "- {a}");
+            }
+        }
+        o
+    }
+}
+
+/// Runs `hugeheap doctor`.
+pub fn run(root: Option<PathBuf>, json: bool) -> std::io::Result<()> {
+    let r = examine(&root.unwrap_or_else(|| PathBuf::from("/")));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).map_err(std::io::Error::other)?);
+    } else {
+        print!("{}", r.text());
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `hugeheap run -- CMD ARGS...`: runs any dynamically linked program on hugeheap by
+//! preloading libhugeheap.so, with no change to the program.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The library's file name.
+pub const LIB: &str = "libhugeheap.so";
+
+/// Finds libhugeheap.so: `explicit`, then `HUGEHEAP_LIB`, then next to the running binary (or
+/// in `../lib` from it, as installed), then the cargo target directory of a source checkout.
+pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return p.is_file().then(|| p.to_path_buf()).ok_or_else(|| format!("--lib {}: no such file", p.display()));
+    }
+    if let Some(p) = std::env::var_os("HUGEHEAP_LIB") {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p.clone()).ok_or_else(|| format!("HUGEHEAP_LIB={}: no such file", p.display()));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    // A test or bench binary lives in target/<profile>/deps: the library is one level up.
+    let candidates = [dir.join(LIB), dir.join("../lib").join(LIB), dir.join("..").join(LIB)];
+    candidates.iter().find(|p| p.is_file()).map(|p| p.canonicalize().unwrap_or(p.clone())).ok_or_else(|| {
+        format!(
+            "{LIB} not found next to {} (build it with `cargo build --release -p hugeheap-preload`, or pass --lib)",
+            exe.display()
+        )
+    })
+}
+
+/// The environment `hugeheap run` adds: LD_PRELOAD (prepended), the HUGEHEAP_* settings, and
+/// PYTHONMALLOC=malloc so CPython's object arenas come from malloc too (unless set already).
+pub fn environment(lib: &Path, pages: Option<&str>, verbose: bool, max_heap: Option<&str>) -> Vec<(String, OsString)> {
+    let mut preload = OsString::from(lib);
+    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
+        preload.push(" ");
+        preload.push(old);
+    }
+    let mut env = vec![("LD_PRELOAD".to_string(), preload)];
+    if let Some(p) = pages {
+        env.push(("HUGEHEAP_PAGES".into(), p.into()));
+    }
+    if verbose {
+        env.push(("HUGEHEAP_VERBOSE".into(), "1".into()));
+    }
+    if let Some(m) = max_heap {
+        env.push(("HUGEHEAP_MAX_HEAP".into(), m.into()));
+    }
+    if std::env::var_os("PYTHONMALLOC").is_none() {
+        env.push(("PYTHONMALLOC".into(), "malloc".into()));
+    }
+    env
+}
+
+/// Replaces this process with `cmd` under hugeheap. Returns only on failure.
+pub fn exec(lib: &Path, pages: Option<&str>, verbose: bool, max_heap: Option<&str>, cmd: &[OsString]) -> String {
+    if let Some(p) = pages {
+        if hugeheap::PageChain::parse(p.as_bytes()).is_none() {
+            return format!("--pages {p:?}: expected auto, or a comma list of 1g,2m,thp,4k");
+        }
+    }
+    if let Some(m) = max_heap {
+        if hugeheap::options::parse_size(m.as_bytes()).is_none() {
+            return format!("--max-heap {m:?}: expected a size such as 512M, 4G");
+        }
+    }
+    let Some((program, args)) = cmd.split_first() else {
+        return "no command given (hugeheap run -- CMD ARGS...)".into();
+    };
+    let err = Command::new(program).args(args).envs(environment(lib, pages, verbose, max_heap)).exec();
+    format!("cannot run {}: {err}", program.to_string_lossy())
+}

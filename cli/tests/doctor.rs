@@ -1,0 +1,143 @@
+//! `hugeheap doctor` against fake /proc and /sys trees (THP never / madvise / always; pools
+//! empty and filled; cgroup limits), and once against this machine.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Tree(PathBuf);
+
+impl Tree {
+    fn new(name: &str) -> Tree {
+        let d = std::env::temp_dir().join(format!("hugeheap-doctor-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let t = Tree(d);
+        t.put("proc/sys/kernel/osrelease", "6.1.0-test");
+        t.put("proc/self/limits", "Limit Soft Limit Hard Limit Units\nMax locked memory 8388608 8388608 bytes\n");
+        t
+    }
+    fn put(&self, rel: &str, text: &str) -> &Tree {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+    fn thp(&self, mode: &str) -> &Tree {
+        let line =
+            ["always", "madvise", "never"].map(|m| if m == mode { format!("[{m}]") } else { m.to_string() }).join(" ");
+        self.put("sys/kernel/mm/transparent_hugepage/enabled", &line);
+        self.put("sys/kernel/mm/transparent_hugepage/defrag", "always defer defer+madvise [madvise] never")
+    }
+    fn pool(&self, kib: usize, total: usize, free: usize) -> &Tree {
+        let d = format!("sys/kernel/mm/hugepages/hugepages-{kib}kB");
+        self.put(&format!("{d}/nr_hugepages"), &total.to_string());
+        self.put(&format!("{d}/free_hugepages"), &free.to_string());
+        self.put(&format!("{d}/resv_hugepages"), "0");
+        self.put(&format!("{d}/surplus_hugepages"), "0");
+        self.put(&format!("{d}/nr_overcommit_hugepages"), "0")
+    }
+    fn doctor(&self, json: bool) -> String {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hugeheap"));
+        c.args(["doctor", "--root"]).arg(&self.0);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.doctor(true)).unwrap()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn available(v: &serde_json::Value) -> Vec<String> {
+    v["available_now"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+fn advice(v: &serde_json::Value) -> String {
+    v["advice"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn thp_never_and_empty_pools_leave_only_4k() {
+    let t = Tree::new("never");
+    t.thp("never").pool(2048, 0, 0).pool(1048576, 0, 0);
+    let v = t.json();
+    assert_eq!(available(&v), ["4k"]);
+    let a = advice(&v);
+    assert!(a.contains("echo madvise > /sys/kernel/mm/transparent_hugepage/enabled"), "{a}");
+    assert!(a.contains("echo 1024 > /proc/sys/vm/nr_hugepages"), "{a}");
+    assert!(a.contains("/etc/sysctl.d/"), "{a}");
+    assert!(a.contains("hugepagesz=1G hugepages=4"), "{a}");
+    assert_eq!(v["kernel"], "6.1.0-test");
+    assert_eq!(v["memlock"], "8388608 8388608 bytes");
+}
+
+#[test]
+fn thp_madvise_gives_thp() {
+    let t = Tree::new("madvise");
+    t.thp("madvise").pool(2048, 0, 0).pool(1048576, 0, 0);
+    let v = t.json();
+    assert_eq!(available(&v), ["thp", "4k"]);
+    assert!(!advice(&v).contains("transparent_hugepage/enabled"));
+    let text = t.doctor(false);
+    assert!(text.contains("hugeheap can use now: thp (madvise mode), 4k (always)"), "{text}");
+}
+
+#[test]
+fn thp_always_and_filled_pools_give_everything() {
+    let t = Tree::new("always");
+    t.thp("always").pool(2048, 512, 300).pool(1048576, 4, 2);
+    let v = t.json();
+    assert_eq!(available(&v), ["1g", "2m", "thp", "4k"]);
+    assert_eq!(v["pool_2m"]["free"], 300);
+    assert_eq!(v["pool_1g"]["total"], 4);
+    assert!(advice(&v).is_empty(), "{}", advice(&v));
+    assert!(t.doctor(false).contains("1g (2 pages free), 2m (300 pages free)"));
+}
+
+#[test]
+fn reserved_pages_do_not_count_and_overcommit_does() {
+    let t = Tree::new("resv");
+    t.thp("madvise").pool(2048, 10, 10).pool(1048576, 0, 0);
+    t.put("sys/kernel/mm/hugepages/hugepages-2048kB/resv_hugepages", "10");
+    assert_eq!(available(&t.json()), ["thp", "4k"]);
+    t.put("sys/kernel/mm/hugepages/hugepages-2048kB/nr_overcommit_hugepages", "64");
+    assert_eq!(available(&t.json()), ["2m", "thp", "4k"]);
+}
+
+#[test]
+fn no_1g_support_and_cgroup_limits() {
+    let t = Tree::new("cgroup");
+    t.thp("madvise").pool(2048, 100, 100);
+    t.put("proc/self/cgroup", "0::/svc/app\n");
+    t.put("sys/fs/cgroup/svc/app/memory.max", "4294967296");
+    t.put("sys/fs/cgroup/svc/app/hugetlb.2MB.max", "0");
+    let v = t.json();
+    assert_eq!(available(&v), ["thp", "4k"], "a hugetlb.2MB.max of 0 stops 2m");
+    let a = advice(&v);
+    assert!(a.contains("no hugepages-1048576kB"), "{a}");
+    assert!(a.contains("hugetlb.2MB.max = 0"), "{a}");
+    assert!(a.contains("caps memory at 4294967296"), "{a}");
+}
+
+#[test]
+fn this_machine() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hugeheap")).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("hugeheap can use now:") && text.contains("4k (always)"), "{text}");
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    assert_eq!(text.contains("thp ("), thp.contains("[madvise]") || thp.contains("[always]"), "{text}");
+}

@@ -1,0 +1,240 @@
+//! libhugeheap.so and `hugeheap run`: C and C++ programs built here (API edge cases, threads
+//! with a fork storm, operator new/delete, malloc from a constructor), and real programs
+//! (python3, sort, bash, git) run with and without hugeheap, their output compared, their
+//! heap read from the kernel. Programs that are not installed are skipped, and say so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn hugeheap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hugeheap"))
+}
+
+/// libhugeheap.so: built by this workspace (`cargo test` builds it as a workspace member);
+/// if missing, built here into a target directory of its own.
+fn lib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+        for p in ["release/libhugeheap.so", "debug/libhugeheap.so"] {
+            let p = target.join(p);
+            if p.is_file() {
+                return p;
+            }
+        }
+        let own = target.join("preload-test");
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "hugeheap-preload", "--target-dir"])
+            .arg(&own)
+            .status()
+            .expect("cargo build");
+        assert!(st.success(), "building libhugeheap.so failed");
+        own.join("release/libhugeheap.so")
+    })
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hugeheap-preload-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles a test program from tests/c with `cc` (or `c++`).
+fn build(src: &str, compiler: &str, extra: &[&str]) -> Option<PathBuf> {
+    let srcp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(src);
+    let out = tmp("bin").join(src.split('.').next().unwrap());
+    let st =
+        Command::new(compiler).args(["-O1", "-g", "-Wall", "-pthread", "-o"]).arg(&out).arg(&srcp).args(extra).status();
+    match st {
+        Ok(s) if s.success() => Some(out),
+        Ok(s) => panic!("{compiler} {src} failed: {s}"),
+        Err(e) => {
+            eprintln!("SKIPPED {src}: no {compiler} ({e})");
+            None
+        }
+    }
+}
+
+fn under_hugeheap(prog: &Path, extra_env: &[(&str, &str)]) -> Output {
+    hugeheap()
+        .args(["run", "--verbose", "--lib"])
+        .arg(lib())
+        .arg("--")
+        .arg(prog)
+        .envs(extra_env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn assert_ran_on_hugeheap(out: &Output, ok_line: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "status {:?}\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    assert!(stdout.contains(ok_line), "{stdout}");
+    assert_eq!(stderr.matches("hugeheap: pages=").count(), 1, "exactly one start-up line:\n{stderr}");
+    assert!(stderr.contains("hugeheap: at exit"), "exit stats:\n{stderr}");
+}
+
+#[test]
+fn c_api_edge_cases() {
+    let Some(prog) = build("api.c", "cc", &["-Wno-alloc-size-larger-than", "-ldl"]) else { return };
+    // Without hugeheap the program must notice (glibc's usable size for 100 bytes is 104).
+    let plain = Command::new(&prog).output().unwrap();
+    assert!(!plain.status.success(), "api.c passes on glibc: its interposition check is broken");
+    assert_ran_on_hugeheap(&under_hugeheap(&prog, &[]), "api ok");
+}
+
+#[test]
+fn threads_and_fork_storm() {
+    let Some(prog) = build("storm.c", "cc", &[]) else { return };
+    assert_ran_on_hugeheap(&under_hugeheap(&prog, &[]), "storm ok");
+}
+
+#[test]
+fn cxx_new_and_delete() {
+    let Some(prog) = build("cxx.cc", "c++", &["-std=c++17"]) else { return };
+    assert_ran_on_hugeheap(&under_hugeheap(&prog, &[]), "cxx ok");
+}
+
+#[test]
+fn malloc_from_a_constructor() {
+    let Some(prog) = build("ctor.c", "cc", &[]) else { return };
+    assert_ran_on_hugeheap(&under_hugeheap(&prog, &[]), "ctor ok");
+}
+
+/// Runs `cmd` plainly and under `hugeheap run`; both outputs are returned.
+fn both(cmd: &[&str], dir: &Path) -> Option<(Output, Output)> {
+    if Command::new(cmd[0]).arg("--version").output().is_err() {
+        eprintln!("SKIPPED: {} is not installed", cmd[0]);
+        return None;
+    }
+    let plain = Command::new(cmd[0]).args(&cmd[1..]).current_dir(dir).output().unwrap();
+    let hh = hugeheap()
+        .args(["run", "--verbose", "--lib"])
+        .arg(lib())
+        .arg("--")
+        .args(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    Some((plain, hh))
+}
+
+fn same_output(plain: &Output, hh: &Output) {
+    assert!(
+        plain.status.success() && hh.status.success(),
+        "plain {:?}, hugeheap {:?}: {}",
+        plain.status,
+        hh.status,
+        String::from_utf8_lossy(&hh.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), String::from_utf8_lossy(&hh.stdout));
+    assert!(String::from_utf8_lossy(&hh.stderr).contains("hugeheap: at exit"));
+}
+
+#[test]
+fn python_dict_fork_and_subprocess() {
+    let script = r#"
+import os, subprocess, sys
+d = {i: str(i) * 3 for i in range(1_500_000)}
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(r)
+    os.write(w, str(sum(len(v) for v in d.values())).encode())
+    os._exit(0)
+os.close(w)
+got = os.read(r, 100).decode()
+os.waitpid(pid, 0)
+out = subprocess.run([sys.executable, "-c", "print(6*7)"], capture_output=True, text=True).stdout.strip()
+status = open("/proc/self/status").read()
+smaps = open("/proc/self/smaps_rollup").read()
+kb = lambda text, key: int(next(l.split()[1] for l in text.splitlines() if l.startswith(key)))
+huge = kb(smaps, "AnonHugePages:") + kb(status, "HugetlbPages:")
+print(len(d), got, out)
+print("huge_kib", huge, file=sys.stderr)
+"#;
+    let dir = tmp("py");
+    let Some((plain, hh)) = both(&["python3", "-c", script], &dir) else { return };
+    same_output(&plain, &hh);
+    let huge = |o: &Output| -> usize {
+        let e = String::from_utf8_lossy(&o.stderr);
+        e.lines().find_map(|l| l.strip_prefix("huge_kib ")).unwrap().trim().parse().unwrap()
+    };
+    // The dict is ~200 MiB: with hugeheap (PYTHONMALLOC=malloc) most of it is in huge pages
+    // wherever the machine offers any; without, THP in `madvise` mode gives python none.
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if thp.contains("[never]") {
+        eprintln!("THP is never here: huge-page coverage not asserted");
+    } else {
+        assert!(huge(&hh) > 100 * 1024, "python under hugeheap has {} KiB in huge pages", huge(&hh));
+    }
+}
+
+#[test]
+fn sort_a_large_file() {
+    let dir = tmp("sort");
+    let mut text = String::new();
+    let mut x: u64 = 88172645463325252;
+    for _ in 0..400_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text.push_str(&format!("{:016x} line\n", x));
+    }
+    std::fs::write(dir.join("in.txt"), text).unwrap();
+    let Some((plain, hh)) = both(&["sort", "in.txt"], &dir) else { return };
+    same_output(&plain, &hh);
+}
+
+#[test]
+fn bash_script() {
+    let dir = tmp("bash");
+    let script = "declare -A m; for i in $(seq 1 20000); do m[$i]=$((i*i)); done; s=0; for k in \"${!m[@]}\"; do s=$((s+m[$k])); done; echo $s; echo ${#m[@]}";
+    let Some((plain, hh)) = both(&["bash", "-c", script], &dir) else { return };
+    same_output(&plain, &hh);
+}
+
+#[test]
+fn git_on_a_small_repo() {
+    let dir = tmp("git");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(&dir)
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .output()
+    };
+    if git(&["--version"]).is_err() {
+        eprintln!("SKIPPED: git is not installed");
+        return;
+    }
+    git(&["init", "-q"]).unwrap();
+    for i in 0..20 {
+        std::fs::write(dir.join(format!("f{i}.txt")), format!("file {i}\n").repeat(100)).unwrap();
+        git(&["add", "."]).unwrap();
+        git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", &format!("commit {i}")]).unwrap();
+    }
+    let Some((plain, hh)) = both(&["git", "log", "--format=%H %s", "--stat"], &dir) else { return };
+    same_output(&plain, &hh);
+}
+
+#[test]
+fn run_reports_bad_arguments() {
+    let out = hugeheap().args(["run", "--pages", "fast", "--lib"]).arg(lib()).args(["--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--pages \"fast\""));
+    let out = hugeheap().args(["run", "--lib"]).arg(lib()).args(["--", "/no/such/program"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run /no/such/program"));
+    let out = hugeheap().args(["run", "--lib", "/no/such/lib.so", "--", "true"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+}
+
+#[test]
+fn exit_status_is_the_commands() {
+    let out = hugeheap().args(["run", "--lib"]).arg(lib()).args(["--", "sh", "-c", "exit 7"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(7));
+}
