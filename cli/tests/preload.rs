@@ -98,6 +98,15 @@ fn cxx_new_and_delete() {
 }
 
 #[test]
+fn dlopen_dlclose_and_thread_exit() {
+    let Some(prog) = build("dl.c", "cc", &["-ldl"]) else { return };
+    let Some(dlib) = build("dlib.c", "cc", &["-shared", "-fPIC"]) else { return };
+    let out =
+        hugeheap().args(["run", "--verbose", "--lib"]).arg(lib()).arg("--").arg(&prog).arg(&dlib).output().unwrap();
+    assert_ran_on_hugeheap(&out, "dl ok");
+}
+
+#[test]
 fn malloc_from_a_constructor() {
     let Some(prog) = build("ctor.c", "cc", &[]) else { return };
     assert_ran_on_hugeheap(&under_hugeheap(&prog, &[]), "ctor ok");
