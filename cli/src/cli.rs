@@ -96,6 +96,18 @@ pub struct BenchArgs {
     /// Likewise for 1 GiB pages.
     #[arg(long)]
     pub pool_1g: Option<usize>,
+    /// Run the allocation-speed benchmark instead (glibc, jemalloc, mimalloc, hugeheap).
+    #[arg(long)]
+    pub alloc: bool,
+    /// Allocation benchmark: repetitions per workload and contestant (median reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Allocation benchmark: work scale (1.0 is about a second per workload).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Allocation benchmark: workloads to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -104,6 +116,20 @@ fn parse_size(s: &str) -> Result<usize, String> {
 
 /// Runs `hugeheap bench` with these arguments.
 pub fn bench(a: &BenchArgs) -> std::io::Result<()> {
+    if a.alloc {
+        let names: Vec<&str> = crate::allocbench::workloads::WORKLOADS.iter().map(|w| w.0).collect();
+        if let Some(w) = a.workloads.iter().find(|w| !names.contains(&w.as_str())) {
+            return Err(std::io::Error::other(format!("unknown workload {w:?} (one of {})", names.join(", "))));
+        }
+        let o = crate::allocbench::Options {
+            reps: if a.quick { 3 } else { a.reps.max(1) },
+            scale: if a.quick { a.scale * 0.25 } else { a.scale },
+            workloads: a.workloads.clone(),
+            only: a.only.clone(),
+            out_dir: a.out.clone(),
+        };
+        return crate::allocbench::run(&o).map(|_| ());
+    }
     if a.list {
         for c in bench::CONTESTANTS {
             let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");

@@ -3,6 +3,7 @@
 //! `hugeheap bench` and `cargo bench --bench fork`).
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod allocbench;
 pub mod bench;
 pub mod cli;
 pub mod doctor;

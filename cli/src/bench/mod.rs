@@ -226,8 +226,11 @@ pub struct Row {
     pub note: Option<String>,
 }
 
-/// If this process is a benchmark child, runs it and returns true.
+/// If this process is a child of either benchmark, runs it and returns true.
 pub fn child_main_if_requested() -> bool {
+    if crate::allocbench::child_main_if_requested() {
+        return true;
+    }
     let Ok(spec) = std::env::var(CHILD_VAR) else { return false };
     let spec: ChildSpec = serde_json::from_str(&spec).expect("child spec");
     child::run(&spec);
