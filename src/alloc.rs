@@ -109,11 +109,19 @@ unsafe fn free_large(p: *mut u8, span: *mut Span) {
 /// # Safety
 /// `p` must be a live allocation of this allocator.
 pub unsafe fn usable_size(p: *mut u8) -> usize {
-    let span = LOOKUP.span_of(p as usize);
+    // SAFETY: p is live (caller), so its span is too.
+    unsafe { usable_in(p, LOOKUP.span_of(p as usize)) }
+}
+
+/// The bytes usable at `p` in `span` (0 for a null span: not ours).
+///
+/// # Safety
+/// `span` must be null or the live span holding `p`.
+unsafe fn usable_in(p: *mut u8, span: *mut Span) -> usize {
     if span.is_null() {
         return 0;
     }
-    // SAFETY: span is the live span of p.
+    // SAFETY: caller's contract.
     unsafe {
         if (*span).is_slab() { (*span).block_size as usize } else { (*span).bytes() - (p as usize - (*span).start) }
     }
@@ -128,10 +136,8 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 /// `p` must be a live allocation of this allocator made with alignment `align`.
 pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: usize, align: usize) -> *mut u8 {
     let span = LOOKUP.span_of(p as usize);
-    // SAFETY: p is live (caller).
-    let usable = unsafe { usable_size(p) };
-    // SAFETY: span is p's live span.
-    let large = !span.is_null() && unsafe { !(*span).is_slab() };
+    // SAFETY: p is live (caller), and span is its span.
+    let (usable, large) = unsafe { (usable_in(p, span), !span.is_null() && !(*span).is_slab()) };
     if new_size <= usable && new_size >= usable / 2 {
         if large {
             resize_large(span, new_size);
