@@ -38,6 +38,13 @@ impl HugeAlloc {
         self
     }
 
+    /// Milliseconds a whole free huge page beyond `retain` stays backed before it goes back to
+    /// the OS (`HUGEHEAP_DECAY` overrides it).
+    pub const fn decay_ms(mut self, ms: u32) -> Self {
+        self.config.decay_ms = ms;
+        self
+    }
+
     /// Prints the start-up line and the exit stats on stderr (`HUGEHEAP_VERBOSE` overrides it).
     pub const fn verbose(mut self, on: bool) -> Self {
         self.config.verbose = on;

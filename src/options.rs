@@ -22,7 +22,7 @@ pub struct OptionDoc {
 }
 
 /// Every run-time option, in the order they are documented.
-pub const OPTIONS: [OptionDoc; 4] = [
+pub const OPTIONS: [OptionDoc; 5] = [
     OptionDoc {
         env: "HUGEHEAP_PAGES",
         accepts: "auto, or a comma list of 1g,2m,thp,4k (the fallback chain, best first)",
@@ -42,6 +42,13 @@ pub const OPTIONS: [OptionDoc; 4] = [
         default: "64M",
         doc: "Free huge pages kept backed for reuse; whole free 2 MiB pages beyond this go back to \
               the OS at once (hugetlb pages stay with the process).",
+    },
+    OptionDoc {
+        env: "HUGEHEAP_DECAY",
+        accepts: "milliseconds such as 0, 250, 1000 (suffix ms or s accepted)",
+        default: "1000",
+        doc: "How long a whole free huge page beyond HUGEHEAP_RETAIN stays backed before it goes back to \
+              the OS (checked when the heap is next used; 0: at once).",
     },
     OptionDoc {
         env: "HUGEHEAP_VERBOSE",
@@ -166,13 +173,16 @@ pub struct Config {
     pub max_heap: usize,
     /// Free backed bytes kept before whole huge pages go back to the OS.
     pub retain: usize,
+    /// Milliseconds a free huge page beyond `retain` stays backed before it is given back.
+    pub decay_ms: u32,
     /// Print the start-up line and the exit stats.
     pub verbose: bool,
 }
 
 impl Config {
     /// The defaults of the option table.
-    pub const DEFAULT: Config = Config { pages: PageChain::AUTO, max_heap: 0, retain: 64 << 20, verbose: false };
+    pub const DEFAULT: Config =
+        Config { pages: PageChain::AUTO, max_heap: 0, retain: 64 << 20, decay_ms: 1000, verbose: false };
 
     /// Applies the `HUGEHEAP_*` variables found by `lookup` over `self`, reporting each bad
     /// value through `warn` (one line each). Separated from the real environment for tests.
@@ -200,11 +210,17 @@ impl Config {
                 None => warn(OPTIONS[2].env, v, OPTIONS[2].accepts),
             }
         }
+        if let Some(v) = lookup(b"HUGEHEAP_DECAY") {
+            match parse_ms(v) {
+                Some(ms) => self.decay_ms = ms,
+                None => warn(OPTIONS[3].env, v, OPTIONS[3].accepts),
+            }
+        }
         if let Some(v) = lookup(b"HUGEHEAP_VERBOSE") {
             match trim(v) {
                 b"1" | b"yes" | b"true" | b"on" => self.verbose = true,
                 b"0" | b"no" | b"false" | b"off" | b"" => self.verbose = false,
-                _ => warn(OPTIONS[3].env, v, OPTIONS[3].accepts),
+                _ => warn(OPTIONS[4].env, v, OPTIONS[4].accepts),
             }
         }
         self
@@ -222,6 +238,25 @@ impl Config {
             let _ = writeln!(w, "hugeheap: {var}={shown:?} is not valid (accepted: {accepts}); using the default");
             w.flush_stderr();
         })
+    }
+}
+
+/// Parses a duration in milliseconds: digits, optionally followed by `ms` or `s` (at most
+/// about 49 days).
+pub fn parse_ms(text: &[u8]) -> Option<u32> {
+    let s = trim(text);
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let mut v: u32 = 0;
+    for &c in &s[..digits] {
+        v = v.checked_mul(10)?.checked_add((c - b'0') as u32)?;
+    }
+    match trim(&s[digits..]) {
+        b"" | b"ms" => Some(v),
+        b"s" => v.checked_mul(1000),
+        _ => None,
     }
 }
 
@@ -275,6 +310,17 @@ mod tests {
     }
 
     #[test]
+    fn durations_parse() {
+        assert_eq!(parse_ms(b"0"), Some(0));
+        assert_eq!(parse_ms(b"250"), Some(250));
+        assert_eq!(parse_ms(b"250ms"), Some(250));
+        assert_eq!(parse_ms(b" 2 s"), Some(2000));
+        for bad in [&b""[..], b"ms", b"1.5s", b"3m", b"-1", b"99999999999"] {
+            assert_eq!(parse_ms(bad), None, "{:?}", std::str::from_utf8(bad));
+        }
+    }
+
+    #[test]
     fn chains_parse() {
         assert_eq!(PageChain::parse(b"auto"), Some(PageChain::AUTO));
         let c = PageChain::parse(b"2m, thp,2M").unwrap();
@@ -299,6 +345,7 @@ mod tests {
                 ("HUGEHEAP_PAGES", "thp,4k"),
                 ("HUGEHEAP_MAX_HEAP", "8G"),
                 ("HUGEHEAP_RETAIN", "0"),
+                ("HUGEHEAP_DECAY", "2s"),
                 ("HUGEHEAP_VERBOSE", "1"),
             ]),
             |v, _, _| warnings.borrow_mut().push(v.to_string()),
@@ -307,6 +354,7 @@ mod tests {
         assert_eq!(c.pages.kinds(), &[PageKind::Thp, PageKind::Small]);
         assert_eq!(c.max_heap, 8 << 30);
         assert_eq!(c.retain, 0);
+        assert_eq!(c.decay_ms, 2000);
         assert!(c.verbose);
     }
 
@@ -318,6 +366,7 @@ mod tests {
                 ("HUGEHEAP_PAGES", "fast"),
                 ("HUGEHEAP_MAX_HEAP", "1M"),
                 ("HUGEHEAP_RETAIN", "lots"),
+                ("HUGEHEAP_DECAY", "soon"),
                 ("HUGEHEAP_VERBOSE", "2"),
             ]),
             |v, value, accepts| {
@@ -326,11 +375,12 @@ mod tests {
         );
         assert_eq!(c, Config::DEFAULT);
         let w = warnings.borrow();
-        assert_eq!(w.len(), 4, "{w:?}");
+        assert_eq!(w.len(), 5, "{w:?}");
         assert!(w[0].starts_with("HUGEHEAP_PAGES=fast (auto, or a comma list"));
         assert!(w[1].starts_with("HUGEHEAP_MAX_HEAP=1M (a size of at least 2M"));
         assert!(w[2].starts_with("HUGEHEAP_RETAIN=lots"));
-        assert!(w[3].starts_with("HUGEHEAP_VERBOSE=2 (0 or 1)"));
+        assert!(w[3].starts_with("HUGEHEAP_DECAY=soon (milliseconds"));
+        assert!(w[4].starts_with("HUGEHEAP_VERBOSE=2 (0 or 1)"));
     }
 
     #[test]

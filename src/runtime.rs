@@ -144,7 +144,7 @@ fn report_start(cfg: &Config, info: &OsInfo) {
     let mut w = StackWriter::<512>::new();
     let _ = writeln!(
         w,
-        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} retain={}M",
+        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} retain={}M decay={}ms",
         cfg.pages,
         info.thp.name(),
         if info.has_2m { "yes" } else { "no" },
@@ -152,7 +152,8 @@ fn report_start(cfg: &Config, info: &OsInfo) {
         if info.has_1g { "yes" } else { "no" },
         info.avail_1g,
         cfg.max_heap,
-        cfg.retain >> 20
+        cfg.retain >> 20,
+        cfg.decay_ms
     );
     w.flush_stderr();
 }

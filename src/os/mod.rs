@@ -403,6 +403,14 @@ pub fn physical_memory() -> usize {
     if pages <= 0 || size <= 0 { 0 } else { (pages as usize).saturating_mul(size as usize) }
 }
 
+/// Milliseconds of a coarse monotonic clock (a vDSO read, no system call), wrapping.
+pub fn now_ms() -> u32 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: t is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    (t.tv_sec as u64).wrapping_mul(1000).wrapping_add(t.tv_nsec as u64 / 1_000_000) as u32
+}
+
 /// Yields the CPU (lock back-off).
 #[inline]
 pub fn yield_now() {

@@ -57,6 +57,8 @@ pub struct HpDesc {
     kind: u8,
     list: u8,
     released: bool,
+    /// When it last became wholly free (`os::now_ms`), for the decay.
+    freed_at: u32,
 }
 
 impl FillerSlot for HpDesc {
@@ -123,6 +125,9 @@ pub struct PageHeap {
     /// Thread heaps.
     pub heaps: Pool<Heap>,
     retain: usize,
+    decay_ms: u32,
+    /// When the free huge pages were last scanned for release (`os::now_ms`).
+    last_scan: u32,
     free_anon_backed: usize,
     /// Counters.
     pub counters: PageCounters,
@@ -164,6 +169,8 @@ impl PageHeap {
             spans: Pool::new(span_start, heap_start),
             heaps: Pool::new(heap_start, heap_start + heap_bytes),
             retain: cfg.retain / HUGE_SIZE,
+            decay_ms: cfg.decay_ms,
+            last_scan: os::now_ms(),
             free_anon_backed: 0,
             counters: PageCounters::default(),
             meta_len,
@@ -203,6 +210,7 @@ impl PageHeap {
     /// of two), with its header filled and the page map set for its first page. Null when the
     /// heap cannot grow (cap, arena or OS memory exhausted).
     pub fn alloc_span(&mut self, bytes: usize, align: usize) -> *mut Span {
+        self.release_excess();
         let pages = Page::covering(bytes).0.max(1);
         let Ok(pages32) = u32::try_from(pages) else {
             return ptr::null_mut();
@@ -359,10 +367,12 @@ impl PageHeap {
         let descs = self.descs();
         let mut added = 0;
         let mut anon = 0;
+        let now = os::now_ms();
         let grew = self.arena.grow(min_end, |s, count, kind| {
             for d in &mut descs[s..s + count] {
                 d.state = FREE;
                 d.kind = kind as u8;
+                d.freed_at = now;
             }
             added += count;
             if !kind.is_hugetlb() {
@@ -472,9 +482,11 @@ impl PageHeap {
     }
 
     fn make_free(&mut self, s: usize, n: usize) {
+        let now = os::now_ms();
         for d in &mut self.descs()[s..s + n] {
             d.state = FREE;
             d.used = 0;
+            d.freed_at = now;
             if !PageKind::ALL[d.kind as usize].is_hugetlb() {
                 self.free_anon_backed += 1;
             }
@@ -484,15 +496,26 @@ impl PageHeap {
     }
 
     /// Gives whole free anonymous huge pages back to the OS, highest first, until at most
-    /// `retain` bytes of them stay backed.
+    /// `retain` bytes of them stay backed; only pages that have been free for `decay_ms`.
+    /// With a decay, the scan runs at most four times per decay period (it is called after
+    /// every free and before every allocation of a span).
     fn release_excess(&mut self) {
+        if self.free_anon_backed <= self.retain {
+            return;
+        }
+        let now = os::now_ms();
+        if self.decay_ms > 0 && now.wrapping_sub(self.last_scan) < (self.decay_ms / 4).max(1) {
+            return;
+        }
+        self.last_scan = now;
+        let decay = self.decay_ms;
         let mut below = self.arena.frontier;
         while self.free_anon_backed > self.retain {
-            let Some(top) = self.map().prev_free(below) else {
-                return;
-            };
+            let Some(top) = self.map().prev_free(below) else { return };
             let descs = self.descs();
-            let releasable = |d: &HpDesc| !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb();
+            let releasable = |d: &HpDesc| {
+                !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb() && now.wrapping_sub(d.freed_at) >= decay
+            };
             if !releasable(&descs[top]) {
                 below = top;
                 continue;
@@ -588,7 +611,8 @@ mod tests {
     use crate::options::PageChain;
 
     fn heap(retain: usize) -> PageHeap {
-        let cfg = Config { pages: PageChain::of(&[PageKind::Small]), max_heap: 4 << 30, retain, verbose: false };
+        let cfg =
+            Config { pages: PageChain::of(&[PageKind::Small]), max_heap: 4 << 30, retain, decay_ms: 0, verbose: false };
         PageHeap::create(&cfg, &OsInfo::probe()).expect("page heap")
     }
 

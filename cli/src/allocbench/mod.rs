@@ -18,8 +18,11 @@ use std::time::Instant;
 pub const CHILD_VAR: &str = "HUGEHEAP_ALLOC_CHILD";
 const TAG: &str = "HUGEHEAP_ALLOC_RESULT ";
 
-/// Contestants: name, allocator, environment.
-pub const CONTESTANTS: &[(&str, Which, &[(&str, &str)])] = &[
+/// A contestant: name, allocator, environment.
+pub type Contestant = (&'static str, Which, &'static [(&'static str, &'static str)]);
+
+/// The contestants.
+pub const CONTESTANTS: &[Contestant] = &[
     ("glibc", Which::System, &[]),
     ("jemalloc", Which::Jemalloc, &[]),
     ("mimalloc", Which::Mimalloc, &[]),
@@ -133,7 +136,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         .map(|w| w.0)
         .filter(|w| o.workloads.is_empty() || o.workloads.iter().any(|x| x == w))
         .collect();
-    let cs: Vec<&(&str, Which, &[(&str, &str)])> =
+    let cs: Vec<&Contestant> =
         CONTESTANTS.iter().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c.0)).collect();
     let mut cells: Vec<Cell> = ws
         .iter()

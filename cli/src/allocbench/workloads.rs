@@ -15,7 +15,7 @@ impl Rng {
         Rng(seed | 1)
     }
     /// The next value.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -25,13 +25,16 @@ impl Rng {
     /// doubling).
     pub fn log_size(&mut self, lo: usize, hi: usize) -> usize {
         let bits = (hi as f64 / lo as f64).log2();
-        let f = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let f = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         (lo as f64 * 2f64.powf(f * bits)) as usize
     }
 }
 
-/// Every workload: name, what it does, function.
-pub const WORKLOADS: &[(&str, &str, fn(f64) -> u64)] = &[
+/// A workload: name, what it does, the function (scale in, checksum out).
+pub type Workload = (&'static str, &'static str, fn(f64) -> u64);
+
+/// Every workload.
+pub const WORKLOADS: &[Workload] = &[
     ("lifo", "1M small objects (16-256 B) allocated, then freed newest first; x8", lifo),
     ("fifo", "the same, freed oldest first", fifo),
     ("random", "the same, freed in random order", random_order),
@@ -94,7 +97,7 @@ pub fn random_order(scale: f64) -> u64 {
         let mut opts: Vec<Option<Box<[u8]>>> = v.drain(..).map(Some).collect();
         let n = opts.len();
         for i in (1..n).rev() {
-            let j = r.next() as usize % (i + 1);
+            let j = r.next_u64() as usize % (i + 1);
             opts.swap(i, j);
         }
         for b in opts.iter_mut() {
@@ -109,8 +112,8 @@ fn mixed_on(seed: u64, iters: usize) -> u64 {
     let mut slots: Vec<Option<Box<[u8]>>> = (0..20_000).map(|_| None).collect();
     let mut s = 0;
     for _ in 0..iters {
-        let i = r.next() as usize % slots.len();
-        let n = if r.next() % 16 == 0 { r.log_size(512, 32 << 10) } else { r.log_size(8, 512) };
+        let i = r.next_u64() as usize % slots.len();
+        let n = if r.next_u64() % 16 == 0 { r.log_size(512, 32 << 10) } else { r.log_size(8, 512) };
         let mut b = vec![0u8; n].into_boxed_slice();
         b[n - 1] = 1;
         if let Some(old) = slots[i].replace(b) {
@@ -133,7 +136,7 @@ pub fn realloc_growth(scale: f64) -> u64 {
         let mut vs: Vec<Vec<u64>> = (0..10_000).map(|_| Vec::new()).collect();
         let mut ss: Vec<String> = (0..10_000).map(|_| String::new()).collect();
         for k in 0..3_000_000u64 {
-            let i = r.next() as usize % 10_000;
+            let i = r.next_u64() as usize % 10_000;
             vs[i].push(k);
             ss[i].push_str("ab");
         }
@@ -149,13 +152,13 @@ pub fn collections(scale: f64) -> u64 {
     let mut b: BTreeMap<u64, String> = BTreeMap::new();
     let mut s = 0;
     for k in 0..((1_500_000.0 * scale) as u64) {
-        let key = format!("key-{}", r.next() % 200_000);
+        let key = format!("key-{}", r.next_u64() % 200_000);
         h.entry(key).or_default().push(k as u32);
-        b.insert(r.next() % 300_000, format!("{k}"));
+        b.insert(r.next_u64() % 300_000, format!("{k}"));
         if k % 3 == 0 {
-            let del = format!("key-{}", r.next() % 200_000);
+            let del = format!("key-{}", r.next_u64() % 200_000);
             s += h.remove(&del).map_or(0, |v| v.len() as u64);
-            b.remove(&(r.next() % 300_000));
+            b.remove(&(r.next_u64() % 300_000));
         }
     }
     s + h.len() as u64 + b.len() as u64
@@ -221,10 +224,10 @@ pub fn server(scale: f64) -> u64 {
     let mut s = 0u64;
     let tick = (steps / 1000).max(1);
     for step in 0..steps {
-        let n = if r.next() % 64 == 0 { r.log_size(4096, 64 << 10) } else { r.log_size(16, 1024) };
+        let n = if r.next_u64() % 64 == 0 { r.log_size(4096, 64 << 10) } else { r.log_size(16, 1024) };
         let mut b = vec![0u8; n].into_boxed_slice();
         b[0] = step as u8;
-        let life = 1 + (r.next() as usize % (BUCKETS - 1));
+        let life = 1 + (r.next_u64() as usize % (BUCKETS - 1));
         let now = step / tick;
         buckets[(now + life) % BUCKETS].push(b);
         if step % tick == 0 {
