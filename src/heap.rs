@@ -2,8 +2,10 @@
 //! allocation pops the current slab's free list, a free by the owner pushes onto it. Neither
 //! takes a lock or does an atomic read-modify-write.
 //!
-//! A free from another thread pushes the block onto the owning heap's *inbox*, a lock-free
-//! stack (one compare-and-swap); the owner drains it in its slow path, so every block comes
+//! A free from another thread gathers the block in the freeing thread's batch for that owner
+//! (up to 64 blocks); the batch goes onto the owning heap's *inbox*, a lock-free stack, with
+//! one compare-and-swap when it is full, when the owner changes, or when the freeing thread
+//! next takes its slow path or exits. The owner drains its inbox in its slow path, so every block comes
 //! home to its slab and slab counts stay exact. Heaps are never unmapped: when a thread
 //! exits, its heap is flushed and left on an abandoned list for the next new thread to adopt,
 //! together with whatever is still allocated from it and whatever frees are still in flight.
@@ -13,7 +15,10 @@
 //! - a slab is in its heap's list iff `!full`; `used` counts its blocks not yet back on its
 //!   free list (blocks in an inbox count as used);
 //! - `span.heap` never changes while the slab has live blocks, so a freeing thread always
-//!   finds the right inbox.
+//!   finds the right inbox;
+//! - blocks in a thread's remote batch count as used by their slab until handed over (a thread
+//!   that frees other threads' blocks and then neither allocates nor exits keeps at most 63 of
+//!   them from their owner).
 
 use crate::options::Config;
 use crate::pageheap::LOOKUP;
@@ -27,11 +32,24 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 /// Upper bound on heaps alive at once (threads alive at once).
 pub const MAX_HEAPS: usize = 16384;
 
+/// Blocks of one other heap, freed by this thread, pushed to that heap's inbox together.
+struct RemoteBatch {
+    owner: *mut Heap,
+    head: *mut Block,
+    tail: *mut Block,
+    count: u32,
+}
+
+/// Blocks a thread gathers for one owner before one compare-and-swap hands them over.
+const REMOTE_BATCH: u32 = 64;
+
 /// A thread heap.
 #[repr(C)]
 pub struct Heap {
     current: [*mut Span; NCLASS],
     inbox: AtomicPtr<Block>,
+    /// Frees of other heaps' blocks, not yet handed over (this thread's only).
+    remote: RemoteBatch,
     /// Link in the abandoned list.
     next_abandoned: *mut Heap,
     /// Link in the list of all heaps.
@@ -46,6 +64,7 @@ static mut EMPTY_SPAN: Span = Span::EMPTY;
 static mut EMPTY_HEAP: Heap = Heap {
     current: [&raw mut EMPTY_SPAN; NCLASS],
     inbox: AtomicPtr::new(ptr::null_mut()),
+    remote: RemoteBatch { owner: ptr::null_mut(), head: ptr::null_mut(), tail: ptr::null_mut(), count: 0 },
     next_abandoned: ptr::null_mut(),
     all_next: ptr::null_mut(),
 };
@@ -107,6 +126,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, config: &Config) -> *mut u8 
     // SAFETY: heap is this thread's own heap (not the sentinel), so this thread has exclusive
     // use of its slabs' local fields.
     unsafe {
+        flush_remote(heap);
         drain_inbox(heap);
         loop {
             let span = (*heap).current[c];
@@ -236,7 +256,7 @@ pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
         if owner == heap {
             free_local(heap, span, b);
         } else {
-            push_remote(owner, b);
+            free_remote(heap, owner, b);
         }
     }
 }
@@ -260,21 +280,65 @@ unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     }
 }
 
-/// Pushes `b` onto `owner`'s inbox (lock-free).
+/// Frees `b`, a block of `owner`'s, from this thread (whose heap is `heap`): gathered in the
+/// thread's batch for that owner, handed over when the batch is full or the owner changes.
 ///
 /// # Safety
-/// `owner` must be a live heap (heaps are never unmapped) and `b` a live block of it.
-unsafe fn push_remote(owner: *mut Heap, b: *mut Block) {
-    // SAFETY: caller's contract; the inbox is an atomic, and `b` is ours to link until the CAS
-    // publishes it.
+/// `heap` must be this thread's heap (or the sentinel), `owner` a live heap other than it, and
+/// `b` a live block of `owner`'s.
+#[inline]
+unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
+    // SAFETY: caller's contract; the batch belongs to this thread alone.
+    unsafe {
+        if heap == empty_heap() {
+            // A thread without a heap has nowhere to gather: hand the block over at once.
+            (*b).next = ptr::null_mut();
+            push_chain(owner, b, b);
+            return;
+        }
+        let r = &mut (*heap).remote;
+        if r.owner != owner || r.count >= REMOTE_BATCH {
+            flush_remote(heap);
+            r.owner = owner;
+            r.tail = b;
+        }
+        (*b).next = r.head;
+        r.head = b;
+        r.count += 1;
+    }
+}
+
+/// Hands this thread's batch of remote frees to its owner.
+///
+/// # Safety
+/// `heap` must be this thread's heap (not the sentinel).
+unsafe fn flush_remote(heap: *mut Heap) {
+    // SAFETY: caller's contract; the batch's blocks are live blocks of `owner`, linked from
+    // head to tail.
+    unsafe {
+        let r = &mut (*heap).remote;
+        if r.count > 0 {
+            push_chain(r.owner, r.head, r.tail);
+        }
+        *r = RemoteBatch { owner: ptr::null_mut(), head: ptr::null_mut(), tail: ptr::null_mut(), count: 0 };
+    }
+}
+
+/// Pushes the chain `head ..= tail` onto `owner`'s inbox with one compare-and-swap loop.
+///
+/// # Safety
+/// `owner` must be a live heap (heaps are never unmapped) and the chain made of its live
+/// blocks, linked from `head` to `tail`, owned by the caller until the CAS publishes it.
+unsafe fn push_chain(owner: *mut Heap, head: *mut Block, tail: *mut Block) {
+    // SAFETY: caller's contract; the inbox is an atomic.
     unsafe {
         let inbox = &(*owner).inbox;
-        let mut head = inbox.load(Ordering::Relaxed);
+        let mut old = inbox.load(Ordering::Relaxed);
         loop {
-            (*b).next = head;
-            match inbox.compare_exchange_weak(head, b, Ordering::Release, Ordering::Relaxed) {
+            (*tail).next = old;
+            match inbox.compare_exchange_weak(old, head, Ordering::Release, Ordering::Relaxed) {
                 Ok(_) => return,
-                Err(h) => head = h,
+                Err(h) => old = h,
             }
         }
     }
@@ -400,6 +464,7 @@ pub unsafe fn thread_done(heap: *mut Heap) {
     let _ = HEAP.try_with(|c| c.set(empty_heap()));
     // SAFETY: heap is still exclusively ours until abandoned below.
     unsafe {
+        flush_remote(heap);
         drain_inbox(heap);
         for c in 0..NCLASS {
             let mut span = (*heap).current[c];
