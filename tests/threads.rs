@@ -1,6 +1,9 @@
 //! Cross-thread stress: producer/consumer frees (every block freed by a thread that did not
 //! allocate it), many short-lived threads, and contents checked throughout.
 
+mod common;
+
+use common::{assert_ok, child_mode, child_values, run_child};
 use hugeheap::HugeAlloc;
 use std::sync::mpsc;
 use std::thread;
@@ -52,7 +55,25 @@ fn producer_consumer_cross_thread_frees() {
 }
 
 #[test]
+fn child_entry() {
+    if child_mode().as_deref() == Some("short-lived") {
+        short_lived_threads_body();
+    }
+}
+
+#[test]
 fn many_short_lived_threads() {
+    // In a process of its own: the bytes in use at the end are then this workload's alone.
+    let out = run_child("child_entry", "short-lived", &[]);
+    assert_ok(&out);
+    let in_use: usize = child_values(&out)["in_use"].parse().unwrap();
+    // Everything was freed; what stays counted is what the exited threads' heaps have not
+    // taken back yet (frees waiting in their inboxes until a new thread adopts them): at most
+    // the last rounds' survivors, ~3 MB, against ~29 MB the threads allocated in all.
+    assert!(in_use < 8 << 20, "in use after all threads ended: {in_use}");
+}
+
+fn short_lived_threads_body() {
     // Thread exit flushes the heap; new threads adopt abandoned heaps. Blocks allocated by a
     // thread outlive it and are freed by the main thread later.
     let mut survivors = Vec::new();
@@ -82,8 +103,7 @@ fn many_short_lived_threads() {
     }
     drop(survivors);
     hugeheap::check_invariants();
-    let s = hugeheap::stats();
-    assert!(s.in_use < 64 << 20, "in use after all threads ended: {}", s.in_use);
+    println!("@in_use={}", hugeheap::stats().in_use);
 }
 
 #[test]
