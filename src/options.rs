@@ -244,25 +244,18 @@ impl Config {
 /// Parses a duration in milliseconds: digits, optionally followed by `ms` or `s` (at most
 /// about 49 days).
 pub fn parse_ms(text: &[u8]) -> Option<u32> {
-    let s = trim(text);
-    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let mut v: u32 = 0;
-    for &c in &s[..digits] {
-        v = v.checked_mul(10)?.checked_add((c - b'0') as u32)?;
-    }
-    match trim(&s[digits..]) {
+    let (v, suffix) = leading_number(text)?;
+    let v = u32::try_from(v).ok()?;
+    match suffix {
         b"" | b"ms" => Some(v),
         b"s" => v.checked_mul(1000),
         _ => None,
     }
 }
 
-/// Parses a size: digits with an optional K, M, G or T suffix (powers of 1024; `B`, `iB`
-/// after it and any case accepted). `None` for anything else, including overflow.
-pub fn parse_size(text: &[u8]) -> Option<usize> {
+/// The decimal number that `text` (trimmed) starts with, and the trimmed rest. `None` without
+/// digits or on overflow.
+fn leading_number(text: &[u8]) -> Option<(usize, &[u8])> {
     let s = trim(text);
     let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
     if digits == 0 {
@@ -272,7 +265,13 @@ pub fn parse_size(text: &[u8]) -> Option<usize> {
     for &c in &s[..digits] {
         v = v.checked_mul(10)?.checked_add((c - b'0') as usize)?;
     }
-    let suffix = trim(&s[digits..]);
+    Some((v, trim(&s[digits..])))
+}
+
+/// Parses a size: digits with an optional K, M, G or T suffix (powers of 1024; `B`, `iB`
+/// after it and any case accepted). `None` for anything else, including overflow.
+pub fn parse_size(text: &[u8]) -> Option<usize> {
+    let (v, suffix) = leading_number(text)?;
     let (shift, rest): (u32, &[u8]) = match suffix.first().map(|c| c.to_ascii_lowercase()) {
         None => (0, &[]),
         Some(b'b') => (0, &suffix[1..]),

@@ -158,3 +158,24 @@ pub fn bench(a: &BenchArgs) -> std::io::Result<()> {
     }
     bench::run(&o).map(|_| ())
 }
+
+/// The `main` of the bench targets (`cargo bench --bench fork|alloc`): the same engine and
+/// options as `hugeheap bench`; `alloc` forces the allocation benchmark. Cargo passes
+/// `--bench` to bench targets; it is dropped.
+pub fn bench_target_main(name: &str, alloc: bool) {
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+    if bench::child_main_if_requested() {
+        return;
+    }
+    let args = std::iter::once(name.to_string()).chain(std::env::args().skip(1).filter(|a| a != "--bench"));
+    let mut a = Args::parse_from(args);
+    a.bench.alloc |= alloc;
+    if let Err(e) = self::bench(&a.bench) {
+        eprintln!("{name} bench: {e}");
+        std::process::exit(1);
+    }
+}

@@ -81,12 +81,7 @@ impl Cell {
 }
 
 fn kib(text: &str, key: &str) -> usize {
-    text.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0)
-        * 1024
+    hugeheap::os::probe::field_kib(text.as_bytes(), key.as_bytes()).unwrap_or(0) * 1024
 }
 
 /// If this process is an allocation-benchmark child, runs it and returns true.

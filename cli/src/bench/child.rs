@@ -313,23 +313,7 @@ fn sustained(heap: &mut Heap, cycles: usize) -> Sustained {
 
 /// System-wide free memory: MemFree plus free hugetlb pages of each size, in bytes.
 fn free_memory() -> usize {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| -> usize {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let pool = |dir: &str, size: usize| -> usize {
-        std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{dir}/free_hugepages"))
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-            .unwrap_or(0)
-            * size
-    };
-    kib("MemFree:") * 1024 + pool("hugepages-2048kB", 2 << 20) + pool("hugepages-1048576kB", 1 << 30)
+    super::free_bytes("MemFree:", true)
 }
 
 /// Copy-on-write: the child stays alive while the parent rewrites every tenth object.

@@ -237,29 +237,27 @@ pub fn child_main_if_requested() -> bool {
     true
 }
 
-/// Bytes of memory free for a contestant: MemAvailable, plus the free pages of the pools when
-/// it takes its heap from them.
-fn available(pooled: bool) -> usize {
+/// A /proc/meminfo field (`MemAvailable:`, `MemFree:`) in bytes, plus, with `pools`, the free
+/// pages of both hugetlb pools.
+pub(crate) fn free_bytes(field: &str, pools: bool) -> usize {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib = |key: &str| {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0)
-    };
-    let mut avail = kib("MemAvailable:") * 1024;
-    if pooled {
+    let mut bytes = hugeheap::os::probe::field_kib(meminfo.as_bytes(), field.as_bytes()).unwrap_or(0) * 1024;
+    if pools {
         for (dir, size) in [("hugepages-2048kB", 2usize << 20), ("hugepages-1048576kB", 1 << 30)] {
             let free = std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{dir}/free_hugepages"))
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
                 .unwrap_or(0);
-            avail += free * size;
+            bytes += free * size;
         }
     }
-    avail
+    bytes
+}
+
+/// Bytes of memory free for a contestant: MemAvailable, plus the free pages of the pools when
+/// it takes its heap from them.
+fn available(pooled: bool) -> usize {
+    free_bytes("MemAvailable:", pooled)
 }
 
 /// Whether a heap of `size` fits: the heap, allocator overhead and copy-on-write copies, about
