@@ -52,8 +52,6 @@ pub struct Heap {
     remote: RemoteBatch,
     /// Link in the abandoned list.
     next_abandoned: *mut Heap,
-    /// Link in the list of all heaps.
-    pub all_next: *mut Heap,
 }
 
 /// The sentinel slab: no free blocks, never written.
@@ -66,7 +64,6 @@ static mut EMPTY_HEAP: Heap = Heap {
     inbox: AtomicPtr::new(ptr::null_mut()),
     remote: RemoteBatch { owner: ptr::null_mut(), head: ptr::null_mut(), tail: ptr::null_mut(), count: 0 },
     next_abandoned: ptr::null_mut(),
-    all_next: ptr::null_mut(),
 };
 
 std::thread_local! {
@@ -103,14 +100,29 @@ pub unsafe fn alloc_small(size: usize, config: &Config) -> *mut u8 {
     // SAFETY: c < NCLASS (size <= SMALL_MAX); heap points to this thread's heap or the
     // sentinel, whose slots point to live spans; only this thread touches its own heap.
     unsafe {
-        let span = *(*heap).current.get_unchecked(c);
+        let b = pop(*(*heap).current.get_unchecked(c));
+        if !b.is_null() {
+            return b;
+        }
+        alloc_slow(heap, c, config)
+    }
+}
+
+/// Takes the first block of `span`'s free list (null when it is empty; the sentinel's always
+/// is, and is then never written).
+///
+/// # Safety
+/// `span` must be a slab of this thread's heap, or the sentinel.
+#[inline(always)]
+unsafe fn pop(span: *mut Span) -> *mut u8 {
+    // SAFETY: caller's contract: this thread alone touches the slab's local fields.
+    unsafe {
         let b = (*span).free;
         if !b.is_null() {
             (*span).free = (*b).next;
             (*span).set_used((*span).used() + 1);
-            return b.cast();
         }
-        alloc_slow(heap, c, config)
+        b.cast()
     }
 }
 
@@ -131,11 +143,9 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize, config: &Config) -> *mut u8 
         loop {
             let span = (*heap).current[c];
             if span != empty_span() {
-                let b = (*span).free;
+                let b = pop(span);
                 if !b.is_null() {
-                    (*span).free = (*b).next;
-                    (*span).set_used((*span).used() + 1);
-                    return b.cast();
+                    return b;
                 }
                 if (*span).bump < (*span).capacity {
                     extend(span);
@@ -428,11 +438,7 @@ fn thread_start(config: &Config) -> *mut Heap {
                 return h;
             }
             // SAFETY: h is a fresh heap, ours alone.
-            unsafe {
-                (*h).current = [empty_span(); NCLASS];
-                (*h).all_next = rt.all_heaps;
-            }
-            rt.all_heaps = h;
+            unsafe { (*h).current = [empty_span(); NCLASS] };
             h
         }
     };

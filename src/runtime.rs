@@ -34,8 +34,6 @@ pub struct Runtime {
     pub os: Option<OsInfo>,
     /// Heaps of exited threads, waiting for a new thread to adopt them.
     pub abandoned: *mut Heap,
-    /// Every heap ever made (linked through `Heap::all_next`).
-    pub all_heaps: *mut Heap,
 }
 
 // SAFETY: the raw heap pointers refer to metadata that lives for the process; Runtime is only
@@ -43,13 +41,8 @@ pub struct Runtime {
 unsafe impl Send for Runtime {}
 
 /// The global state, behind the only lock of the allocator.
-pub static RUNTIME: SpinLock<Runtime> = SpinLock::new(Runtime {
-    heap: None,
-    config: Config::DEFAULT,
-    os: None,
-    abandoned: core::ptr::null_mut(),
-    all_heaps: core::ptr::null_mut(),
-});
+pub static RUNTIME: SpinLock<Runtime> =
+    SpinLock::new(Runtime { heap: None, config: Config::DEFAULT, os: None, abandoned: core::ptr::null_mut() });
 
 /// Takes the lock.
 #[inline]

@@ -75,7 +75,7 @@ pub fn stats() -> Stats {
         free: ph.counters.free_bytes,
         released_total: ph.counters.released_total,
         released_now: ph.counters.released_now,
-        metadata: ph.metadata_bytes().1,
+        metadata: ph.metadata_bytes(),
         mappings: arena.mappings + 1 + usize::from(arena.frontier < arena.len.0),
         ..Stats::default()
     };

@@ -131,7 +131,6 @@ pub struct PageHeap {
     free_anon_backed: usize,
     /// Counters.
     pub counters: PageCounters,
-    meta_len: usize,
 }
 
 // SAFETY: the raw pointers refer to process-wide metadata; the page heap is only ever used
@@ -173,7 +172,6 @@ impl PageHeap {
             last_scan: os::now_ms(),
             free_anon_backed: 0,
             counters: PageCounters::default(),
-            meta_len,
         })
     }
 
@@ -563,12 +561,9 @@ impl PageHeap {
         total
     }
 
-    /// Bytes of metadata mapped (virtual) and touched so far (approximate upper bound).
-    pub fn metadata_bytes(&self) -> (usize, usize) {
-        let touched = self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>())
-            + self.spans.touched()
-            + self.heaps.touched();
-        (self.meta_len, touched)
+    /// Bytes of metadata touched so far (approximate upper bound).
+    pub fn metadata_bytes(&self) -> usize {
+        self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>()) + self.spans.touched() + self.heaps.touched()
     }
 
     /// Checks the invariants in the module doc; panics on a breach.
