@@ -254,16 +254,11 @@ pub(crate) fn free_bytes(field: &str, pools: bool) -> usize {
     bytes
 }
 
-/// Bytes of memory free for a contestant: MemAvailable, plus the free pages of the pools when
-/// it takes its heap from them.
-fn available(pooled: bool) -> usize {
-    free_bytes("MemAvailable:", pooled)
-}
-
 /// Whether a heap of `size` fits: the heap, allocator overhead and copy-on-write copies, about
 /// 1.6 times the heap.
 fn fits(size: usize, pooled: bool) -> Result<(), String> {
-    let (need, avail) = (size / 10 * 16, available(pooled));
+    // Free for it: MemAvailable, plus the pools' free pages when it takes its heap from them.
+    let (need, avail) = (size / 10 * 16, free_bytes("MemAvailable:", pooled));
     if need > avail {
         Err(format!("skipped: needs ~{} MiB, {} MiB available", need >> 20, avail >> 20))
     } else {

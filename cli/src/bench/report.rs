@@ -26,13 +26,19 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.prec$}"))
 }
 
-/// Fork median of `name` at `size`.
-fn fork_of(rows: &[Row], name: &str, size: usize) -> Option<f64> {
-    rows.iter().find(|r| r.contestant == name && r.size == size)?.measured.as_ref()?.fork_med_ms
+/// What `name` measured at `size`, if it ran.
+fn measured<'a>(rows: &'a [Row], name: &str, size: usize) -> Option<&'a super::Measured> {
+    rows.iter().find(|r| r.contestant == name && r.size == size)?.measured.as_ref()
 }
 
+/// Fork median of `name` at `size`.
+fn fork_of(rows: &[Row], name: &str, size: usize) -> Option<f64> {
+    measured(rows, name, size)?.fork_med_ms
+}
+
+/// fork+exec median of `name` at `size`.
 fn exec_of(rows: &[Row], name: &str, size: usize) -> Option<f64> {
-    rows.iter().find(|r| r.contestant == name && r.size == size)?.measured.as_ref()?.exec_med_ms
+    measured(rows, name, size)?.exec_med_ms
 }
 
 /// The table, as text.
