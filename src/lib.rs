@@ -44,3 +44,10 @@ pub fn check_invariants() {
         ph.check_invariants();
     }
 }
+
+/// Tests only: makes cross-thread frees skip the message batches and take the fallback path
+/// (a chain threaded through the blocks), as they do when the message pool is used up.
+#[cfg(feature = "check")]
+pub fn set_loose_remote_frees(on: bool) {
+    heap::LOOSE_ONLY.store(on, core::sync::atomic::Ordering::Relaxed);
+}

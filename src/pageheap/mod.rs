@@ -25,7 +25,7 @@ pub mod arena;
 pub mod filler;
 pub mod hugemap;
 
-use crate::heap::{Heap, MAX_HEAPS};
+use crate::heap::{Heap, MAX_HEAPS, MAX_MSGS, RemoteMsg};
 use crate::options::Config;
 use crate::os::{self, OsInfo, PageKind};
 use crate::span::{Pool, Span};
@@ -124,6 +124,8 @@ pub struct PageHeap {
     pub spans: Pool<Span>,
     /// Thread heaps.
     pub heaps: Pool<Heap>,
+    /// Batches of cross-thread frees (see `heap::RemoteMsg`).
+    pub msgs: Pool<RemoteMsg>,
     retain: usize,
     decay_ms: u32,
     /// When the free huge pages were last scanned for release (`os::now_ms`).
@@ -148,13 +150,16 @@ impl PageHeap {
         let desc_bytes = (hps * size_of::<HpDesc>()).next_multiple_of(64);
         let word_bytes = (words * 8).next_multiple_of(64);
         let span_bytes = (pages * size_of::<Span>()).next_multiple_of(64);
-        let heap_bytes = MAX_HEAPS * size_of::<Heap>();
-        let meta_len = (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes).next_multiple_of(4096);
+        let heap_bytes = (MAX_HEAPS * size_of::<Heap>()).next_multiple_of(64);
+        let msg_bytes = MAX_MSGS * size_of::<RemoteMsg>();
+        let meta_len =
+            (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes + msg_bytes).next_multiple_of(4096);
         let meta = os::map_metadata(meta_len)?;
         let desc = meta + map_bytes;
         let free_words = desc + desc_bytes;
         let span_start = free_words + word_bytes;
         let heap_start = span_start + span_bytes;
+        let msg_start = heap_start + heap_bytes;
         LOOKUP.base.store(arena.base, Ordering::Relaxed);
         LOOKUP.map.store(meta as *mut *mut Span, Ordering::Relaxed);
         LOOKUP.len.store(pages, Ordering::Release);
@@ -166,7 +171,8 @@ impl PageHeap {
             page_map: meta as *mut *mut Span,
             filler: Filler::new(),
             spans: Pool::new(span_start, heap_start),
-            heaps: Pool::new(heap_start, heap_start + heap_bytes),
+            heaps: Pool::new(heap_start, msg_start),
+            msgs: Pool::new(msg_start, msg_start + msg_bytes),
             retain: cfg.retain / HUGE_SIZE,
             decay_ms: cfg.decay_ms,
             last_scan: os::now_ms(),
@@ -563,7 +569,10 @@ impl PageHeap {
 
     /// Bytes of metadata touched so far (approximate upper bound).
     pub fn metadata_bytes(&self) -> usize {
-        self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>()) + self.spans.touched() + self.heaps.touched()
+        self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>())
+            + self.spans.touched()
+            + self.heaps.touched()
+            + self.msgs.touched()
     }
 
     /// Checks the invariants in the module doc; panics on a breach.
