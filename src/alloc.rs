@@ -70,7 +70,9 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
     unsafe { ((*span).start as *mut u8, (*span).zeroed) }
 }
 
-/// Frees `p` (null, and pointers hugeheap did not hand out, are ignored).
+/// Frees `p` (null is ignored). Misuse that can be seen cheaply aborts with a message, as
+/// glibc's does: a pointer hugeheap did not hand out (or a large allocation freed twice), an
+/// interior pointer, a double free of a small block (see `heap::free_local`).
 ///
 /// # Safety
 /// `p` must be null or a live allocation of this allocator, not used afterwards.
@@ -78,6 +80,12 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
 pub unsafe fn free(p: *mut u8) {
     let span = LOOKUP.span_of(p as usize);
     if span.is_null() {
+        if !p.is_null() {
+            crate::os::fatal_misuse(
+                "free(): invalid pointer (not allocated by hugeheap, or already freed)",
+                p as usize,
+            );
+        }
         return;
     }
     // SAFETY: span is the live span holding p (caller's contract).
@@ -95,11 +103,13 @@ pub unsafe fn free(p: *mut u8) {
 unsafe fn free_large(p: *mut u8, span: *mut Span) {
     let mut rt = runtime::lock();
     if let Some(ph) = rt.heap.as_mut() {
-        // SAFETY: p is the live large allocation of span; checked to be its start.
+        // SAFETY: span is the live large span whose first page holds p; checked to be its start.
         unsafe {
-            if (*span).start == p as usize {
-                ph.free_span(span);
+            if (*span).start != p as usize {
+                drop(rt);
+                crate::os::fatal_misuse("free(): invalid pointer (not the start of an allocation)", p as usize);
             }
+            ph.free_span(span);
         }
     }
 }
@@ -136,6 +146,9 @@ unsafe fn usable_in(p: *mut u8, span: *mut Span) -> usize {
 /// `p` must be a live allocation of this allocator made with alignment `align`.
 pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: usize, align: usize) -> *mut u8 {
     let span = LOOKUP.span_of(p as usize);
+    if span.is_null() {
+        crate::os::fatal_misuse("realloc(): invalid pointer (not allocated by hugeheap, or already freed)", p as usize);
+    }
     // SAFETY: p is live (caller), and span is its span.
     let (usable, large) = unsafe { (usable_in(p, span), !span.is_null() && !(*span).is_slab()) };
     if new_size <= usable && new_size >= usable / 2 {

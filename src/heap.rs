@@ -53,6 +53,21 @@ pub const MSG_SLOTS: usize = 60;
 /// Upper bound on messages in existence (each 512 bytes of metadata, touched only when used).
 pub const MAX_MSGS: usize = 1 << 16;
 
+/// The secret behind free marks, set once at start-up from the kernel's random bytes.
+static FREE_KEY: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0x5bd1_e995_2f6c_a3a7);
+
+/// Sets the secret behind free marks (start-up, before any block is freed).
+pub fn set_free_key(k: usize) {
+    FREE_KEY.store(k | 1, Ordering::Relaxed);
+}
+
+/// The mark a block carries in its second word while it is on its slab's free list: a
+/// secret mixed with the block's address, so a program's data matches it only by chance.
+#[inline(always)]
+fn free_mark(b: *mut Block) -> usize {
+    FREE_KEY.load(Ordering::Relaxed) ^ b as usize
+}
+
 /// Tests only (feature `check`): send every remote free the loose way, as when the message
 /// pool is used up.
 pub static LOOSE_ONLY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -158,6 +173,7 @@ unsafe fn pop(span: *mut Span) -> *mut u8 {
         let b = (*span).free;
         if !b.is_null() {
             (*span).free = (*b).next;
+            (*b).mark = 0;
             (*span).set_used((*span).used() + 1);
         }
         b.cast()
@@ -217,6 +233,7 @@ unsafe fn extend(span: *mut Span) {
         for i in 0..n {
             let b = (first + i * bs) as *mut Block;
             (*b).next = if i + 1 < n { (first + (i + 1) * bs) as *mut Block } else { ptr::null_mut() };
+            (*b).mark = free_mark(b);
         }
         (*span).free = first as *mut Block;
         (*span).bump += n as u32;
@@ -241,6 +258,7 @@ unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
     unsafe {
         let bs = class_size(c);
         (*span).block_size = bs as u32;
+        (*span).magic = (1u64 << 44).div_ceil(bs as u64);
         (*span).class = c as u8;
         (*span).capacity = (bytes / bs) as u32;
         (*span).bump = 0;
@@ -289,16 +307,27 @@ unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
     }
 }
 
-/// Frees a block of a slab. `span` is the slab holding `p`.
+/// Frees a block of a slab. `span` is the slab holding `p`. A pointer that is not the start
+/// of a block (an interior pointer) aborts with a message.
 ///
 /// # Safety
-/// `p` must be a live block of `span`.
+/// `span` must be the live slab whose pages hold `p`, and `p` a live block of it unless the
+/// program misuses the heap (which is detected where cheap, see `free_local`).
 #[inline]
 pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
     let heap = thread_heap();
     let b = p as *mut Block;
-    // SAFETY: p is a live block of span (caller), so span.heap is stable; if it is this
-    // thread's heap, this thread alone touches the slab's local fields.
+    // SAFETY: span is a live slab (caller), whose start, block size, magic and capacity do not
+    // change while it has live blocks; p lies in its pages, so the offset is below 2^20.
+    unsafe {
+        let off = p as usize - (*span).start;
+        let idx = ((off as u64 * (*span).magic) >> 44) as usize;
+        if idx * (*span).block_size as usize != off || idx >= (*span).capacity as usize {
+            crate::os::fatal_misuse("free(): invalid pointer (not the start of a block)", p as usize);
+        }
+    }
+    // SAFETY: p is a block of span, live by the caller's contract, so span.heap is stable; if
+    // it is this thread's heap, this thread alone touches the slab's local fields.
     unsafe {
         let owner = (*span).heap;
         if owner == heap {
@@ -309,18 +338,26 @@ pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
     }
 }
 
-/// Puts `b` back on its slab's free list (the owner's side of a free).
+/// Puts `b` back on its slab's free list (the owner's side of a free). A block already on
+/// the list (a double free) or a slab with no block out aborts with a message.
 ///
 /// # Safety
 /// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
-/// `used`.
+/// `used` unless the program frees it twice.
 #[inline(always)]
 unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
-    // SAFETY: caller's contract: this thread owns the slab's local fields.
+    // SAFETY: caller's contract: this thread owns the slab's local fields; b is a block of the
+    // slab, at least 16 bytes.
     unsafe {
+        let mark = free_mark(b);
+        let used = (*span).used();
+        if used == 0 || (*b).mark == mark {
+            check_double_free(span, b);
+        }
         (*b).next = (*span).free;
+        (*b).mark = mark;
         (*span).free = b;
-        let used = (*span).used() - 1;
+        let used = used - 1;
         (*span).set_used(used);
         if used == 0 || (*span).full {
             free_local_slow(heap, span);
@@ -450,6 +487,29 @@ unsafe fn push_chain(owner: *mut Heap, head: *mut Block, tail: *mut Block) {
                 Ok(_) => return,
                 Err(h) => old = h,
             }
+        }
+    }
+}
+
+/// Aborts if `b` is already free: no block of the slab is out, or `b` is on its free list.
+/// Returns when the mark was a coincidence of the program's data.
+///
+/// # Safety
+/// As for `free_local`.
+#[cold]
+#[inline(never)]
+unsafe fn check_double_free(span: *mut Span, b: *mut Block) {
+    // SAFETY: caller's contract: the free list is this thread's and ends in null.
+    unsafe {
+        if (*span).used() == 0 {
+            crate::os::fatal_misuse("free(): double free detected (no block of its slab is in use)", b as usize);
+        }
+        let mut f = (*span).free;
+        while !f.is_null() {
+            if f == b {
+                crate::os::fatal_misuse("free(): double free detected", b as usize);
+            }
+            f = (*f).next;
         }
     }
 }

@@ -65,6 +65,7 @@ pub fn ensure_init(config: &Config) -> bool {
 #[inline(never)]
 fn init_slow(config: &Config) -> bool {
     if STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
+        heap::set_free_key(os::random_word());
         let cfg = config.from_process_env();
         let info = OsInfo::probe();
         let ph = PageHeap::create(&cfg, &info);

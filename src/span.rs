@@ -9,11 +9,15 @@ use crate::heap::Heap;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-/// A free block: its first word links to the next free block.
+/// A free block: its first word links to the next free block; its second word holds the
+/// free mark (`heap::free_mark`) while the block is on its slab's free list, and is cleared
+/// when the block is handed out. Every block is at least 16 bytes.
 #[repr(C)]
 pub struct Block {
     /// The next free block, or null.
     pub next: *mut Block,
+    /// The free mark, or 0 once handed out.
+    pub mark: usize,
 }
 
 /// A span header.
@@ -34,6 +38,9 @@ pub struct Span {
     pub capacity: u32,
     /// Slab: the block size; 0 for a large span.
     pub block_size: u32,
+    /// Slab: `ceil(2^44 / block_size)`, so a block's index is `(offset * magic) >> 44` without
+    /// a division (exact for offsets below 2^20, which every slab is).
+    pub magic: u64,
     /// Slab: the size class.
     pub class: u8,
     /// Slab: full and therefore in none of its heap's lists.
@@ -64,6 +71,7 @@ impl Span {
         bump: 0,
         capacity: 0,
         block_size: 0,
+        magic: 0,
         class: 0,
         full: false,
         zeroed: false,

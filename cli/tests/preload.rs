@@ -11,19 +11,12 @@ fn hugeheap() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hugeheap"))
 }
 
-/// libhugeheap.so: built by this workspace (`cargo test` builds it as a workspace member);
-/// if missing, built here into a target directory of its own.
+/// libhugeheap.so, built (or found up to date) by cargo in a target directory of the tests'
+/// own, so a stale library from an earlier build is never the one tested.
 fn lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
-        for p in ["release/libhugeheap.so", "debug/libhugeheap.so"] {
-            let p = target.join(p);
-            if p.is_file() {
-                return p;
-            }
-        }
-        let own = target.join("preload-test");
+        let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/preload-test");
         let st = Command::new(env!("CARGO"))
             .args(["build", "--release", "-p", "hugeheap-preload", "--target-dir"])
             .arg(&own)
@@ -83,6 +76,38 @@ fn c_api_edge_cases() {
     let plain = Command::new(&prog).output().unwrap();
     assert!(!plain.status.success(), "api.c passes on glibc: its interposition check is broken");
     assert_ran_on_hugeheap(&under_hugeheap(&prog, &[]), "api ok");
+}
+
+#[test]
+fn misuse_aborts_with_a_message() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(prog) = build("misuse.c", "cc", &["-Wno-free-nonheap-object", "-Wno-use-after-free"]) else { return };
+    let run =
+        |mode: &str| hugeheap().args(["run", "--lib"]).arg(lib()).arg("--").arg(&prog).arg(mode).output().unwrap();
+    for (mode, message) in [
+        ("double", "free(): double free detected"),
+        ("double-later", "free(): double free detected"),
+        ("double-remote", "free(): double free detected"),
+        ("interior", "free(): invalid pointer (not the start of a block)"),
+        ("foreign", "free(): invalid pointer (not allocated by hugeheap, or already freed)"),
+        ("stack", "free(): invalid pointer (not allocated by hugeheap, or already freed)"),
+        ("large-interior", "free(): invalid pointer (not the start of an allocation)"),
+        ("large-double", "free(): invalid pointer (not allocated by hugeheap, or already freed)"),
+        ("realloc-foreign", "realloc(): invalid pointer"),
+    ] {
+        let out = run(mode);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{mode}: {:?}\n{stderr}", out.status);
+        assert!(stderr.contains(&format!("hugeheap: {message}")) && stderr.contains(": 0x"), "{mode}: {stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"), "{mode}");
+    }
+    // What is not detected: a double free after the block was handed out again (it frees the
+    // new owner's block, as with glibc), and correct use.
+    for mode in ["late", "ok"] {
+        let out = run(mode);
+        assert!(out.status.success(), "{mode}: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("survived {mode}")));
+    }
 }
 
 #[test]

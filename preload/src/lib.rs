@@ -78,14 +78,10 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         unsafe { free(p) };
         return ptr::null_mut();
     }
-    // SAFETY: p is live (caller); its usable size bounds what is copied.
+    // SAFETY: p is live (caller; a pointer that is not ours aborts in `alloc::realloc`, as
+    // glibc's "realloc(): invalid pointer" does); its usable size bounds what is copied.
     unsafe {
         let old = alloc::usable_size(p.cast());
-        if old == 0 {
-            // Not ours (the loader's early allocator): it cannot be resized; leave it.
-            set_errno(ENOMEM);
-            return ptr::null_mut();
-        }
         checked(alloc::realloc(cfg(), p.cast(), old, size, MIN_ALIGN))
     }
 }

@@ -344,6 +344,35 @@ pub fn write_stderr(bytes: &[u8]) {
     write_fd(2, bytes);
 }
 
+/// Reports heap misuse found by the allocator (`hugeheap: free(): double free detected:
+/// 0x...`) and aborts the process, as glibc does: going on would corrupt the heap silently.
+#[cold]
+#[inline(never)]
+pub fn fatal_misuse(what: &str, p: usize) -> ! {
+    use core::fmt::Write;
+    let mut w = StackWriter::<160>::new();
+    let _ = writeln!(w, "hugeheap: {what}: {p:#x}");
+    w.flush_stderr();
+    // SAFETY: abort has no preconditions; it does not return.
+    unsafe { libc::abort() }
+}
+
+/// 64 random bits the kernel gave the process at exec (AT_RANDOM), or a fixed pattern mixed
+/// with an address if there are none.
+pub fn random_word() -> usize {
+    // SAFETY: getauxval has no preconditions; AT_RANDOM, when present, points to 16 bytes
+    // that live for the process.
+    unsafe {
+        let p = libc::getauxval(libc::AT_RANDOM) as *const u8;
+        if p.is_null() {
+            return 0x9e37_79b9_7f4a_7c15 ^ (&raw const STDERR_MARK as usize);
+        }
+        usize::from_ne_bytes(core::ptr::read_unaligned(p.cast::<[u8; 8]>()))
+    }
+}
+
+static STDERR_MARK: u8 = 0;
+
 /// A duplicate of standard error (close-on-exec, numbered 64 or above, out of the way of
 /// programs that expect the lowest free descriptors), for reports written at exit: programs
 /// such as coreutils close fd 2 in their own exit handler, before hugeheap's runs. Falls back

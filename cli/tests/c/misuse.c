@@ -1,0 +1,68 @@
+/* Heap misuse, one kind per run (argv[1]); each should be caught by hugeheap and abort with
+ * a message naming it. "ok" does nothing wrong, and "late" is a double free hugeheap cannot see
+ * (the block was handed out again in between), to show what is not detected. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *freer(void *p) {
+    void *mine = malloc(16); /* so this thread has a heap, and frees go by message */
+    free(p);
+    free(mine);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    const char *m = argc > 1 ? argv[1] : "ok";
+    static char not_heap[64];
+    char *p = malloc(48);
+    char *q = malloc(48);
+    memset(p, 1, 48);
+    memset(q, 2, 48);
+    if (!strcmp(m, "double")) {
+        free(p);
+        free(p);
+    } else if (!strcmp(m, "double-later")) {
+        /* Another free in between: the block is no longer at the head of its list. */
+        free(p);
+        free(q);
+        free(p);
+    } else if (!strcmp(m, "double-remote")) {
+        /* Freed here, then again by another thread: caught when this thread takes the block
+         * back (its next slow path; a first request of a new size is one). */
+        pthread_t t;
+        free(p);
+        pthread_create(&t, NULL, freer, p);
+        pthread_join(t, NULL);
+        q = malloc(5000);
+    } else if (!strcmp(m, "interior")) {
+        free(p + 16);
+    } else if (!strcmp(m, "foreign")) {
+        free(not_heap);
+    } else if (!strcmp(m, "stack")) {
+        char local[32];
+        free(local);
+    } else if (!strcmp(m, "large-interior")) {
+        char *volatile big = malloc(1 << 20);
+        big[0] = 1;
+        free(big + 4096);
+    } else if (!strcmp(m, "large-double")) {
+        char *volatile big = malloc(1 << 20);
+        big[0] = 1;
+        free(big);
+        free(big);
+    } else if (!strcmp(m, "realloc-foreign")) {
+        p = realloc(not_heap, 100);
+    } else if (!strcmp(m, "late")) {
+        free(p);
+        char *volatile again = malloc(48); /* the same block, handed out again */
+        again[0] = 3;
+        free(p); /* frees `again`: not detectable */
+    } else if (strcmp(m, "ok")) {
+        fprintf(stderr, "unknown mode %s\n", m);
+        return 2;
+    }
+    printf("survived %s\n", m);
+    return 0;
+}
