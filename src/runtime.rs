@@ -138,7 +138,7 @@ fn report_start(cfg: &Config, info: &OsInfo) {
     let mut w = StackWriter::<512>::new();
     let _ = writeln!(
         w,
-        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} retain={}M decay={}ms",
+        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} cgroup_room={} retain={}M decay={}ms",
         cfg.pages,
         info.thp.name(),
         if info.has_2m { "yes" } else { "no" },
@@ -146,6 +146,7 @@ fn report_start(cfg: &Config, info: &OsInfo) {
         if info.has_1g { "yes" } else { "no" },
         info.avail_1g,
         cfg.max_heap,
+        info.cgroup_room,
         cfg.retain >> 20,
         cfg.decay_ms
     );

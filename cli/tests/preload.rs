@@ -3,71 +3,11 @@
 //! (python3, sort, bash, git) run with and without hugeheap, their output compared, their
 //! heap read from the kernel. Programs that are not installed are skipped, and say so.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{assert_ran_on_hugeheap, build, hugeheap, lib, tmp, under_hugeheap};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-fn hugeheap() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hugeheap"))
-}
-
-/// libhugeheap.so, built (or found up to date) by cargo in a target directory of the tests'
-/// own, so a stale library from an earlier build is never the one tested.
-fn lib() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/preload-test");
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "hugeheap-preload", "--target-dir"])
-            .arg(&own)
-            .status()
-            .expect("cargo build");
-        assert!(st.success(), "building libhugeheap.so failed");
-        own.join("release/libhugeheap.so")
-    })
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hugeheap-preload-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Compiles a test program from tests/c with `cc` (or `c++`).
-fn build(src: &str, compiler: &str, extra: &[&str]) -> Option<PathBuf> {
-    let srcp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(src);
-    let out = tmp("bin").join(src.split('.').next().unwrap());
-    let st =
-        Command::new(compiler).args(["-O1", "-g", "-Wall", "-pthread", "-o"]).arg(&out).arg(&srcp).args(extra).status();
-    match st {
-        Ok(s) if s.success() => Some(out),
-        Ok(s) => panic!("{compiler} {src} failed: {s}"),
-        Err(e) => {
-            eprintln!("SKIPPED {src}: no {compiler} ({e})");
-            None
-        }
-    }
-}
-
-fn under_hugeheap(prog: &Path, extra_env: &[(&str, &str)]) -> Output {
-    hugeheap()
-        .args(["run", "--verbose", "--lib"])
-        .arg(lib())
-        .arg("--")
-        .arg(prog)
-        .envs(extra_env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn assert_ran_on_hugeheap(out: &Output, ok_line: &str) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "status {:?}\nstdout: {stdout}\nstderr: {stderr}", out.status);
-    assert!(stdout.contains(ok_line), "{stdout}");
-    assert_eq!(stderr.matches("hugeheap: pages=").count(), 1, "exactly one start-up line:\n{stderr}");
-    assert!(stderr.contains("hugeheap: at exit"), "exit stats:\n{stderr}");
-}
 
 #[test]
 fn c_api_edge_cases() {

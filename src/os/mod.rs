@@ -135,6 +135,12 @@ pub fn map_metadata(len: usize) -> Option<usize> {
     if p == libc::MAP_FAILED { None } else { Some(p as usize) }
 }
 
+/// Unmaps `[start, start + len)` (a range this process mapped and no longer uses).
+pub fn unmap(start: usize, len: usize) {
+    // SAFETY: the caller hands over a range of its own mappings that nothing refers to.
+    unsafe { libc::munmap(start as *mut libc::c_void, len) };
+}
+
 /// Why committing a chunk with some page kind failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

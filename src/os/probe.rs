@@ -61,6 +61,10 @@ pub struct OsInfo {
     pub avail_1g: usize,
     /// Physical memory in bytes.
     pub phys_mem: usize,
+    /// Memory the process's cgroup limits leave at start (bytes; 0 when there is no limit):
+    /// the smallest `limit - usage` over its memory cgroup and their ancestors (v2
+    /// `memory.max`/`memory.current`, v1 `memory.limit_in_bytes`/`memory.usage_in_bytes`).
+    pub cgroup_room: usize,
 }
 
 impl OsInfo {
@@ -80,8 +84,66 @@ impl OsInfo {
             avail_2m: avail_2m.unwrap_or(0),
             avail_1g: avail_1g.unwrap_or(0),
             phys_mem: super::physical_memory(),
+            cgroup_room: cgroup_room(),
         }
     }
+}
+
+/// Limits at or above this are "no limit" (cgroup v1 writes its unlimited as ~2^63).
+const NO_LIMIT: usize = 1 << 60;
+
+/// See [`OsInfo::cgroup_room`]. Reads `/proc/self/cgroup` and the memory files of each level
+/// of the hierarchy; allocates nothing.
+pub fn cgroup_room() -> usize {
+    let mut buf = [0u8; 1024];
+    let Some(n) = read_file(c"/proc/self/cgroup", &mut buf) else { return 0 };
+    let mut room = usize::MAX;
+    for line in buf[..n].split(|&c| c == b'\n') {
+        // "id:controllers:path"
+        let mut parts = line.splitn(3, |&c| c == b':');
+        let (Some(id), Some(ctl), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let v2 = id == b"0" && ctl.is_empty();
+        let v1 = ctl.split(|&c| c == b',').any(|c| c == b"memory");
+        let levels: &[(&[u8], &[u8], &[u8])] = if v2 {
+            &[
+                (b"/sys/fs/cgroup", b"/memory.max", b"/memory.current"),
+                (b"/sys/fs/cgroup/unified", b"/memory.max", b"/memory.current"),
+            ]
+        } else if v1 {
+            &[(b"/sys/fs/cgroup/memory", b"/memory.limit_in_bytes", b"/memory.usage_in_bytes")]
+        } else {
+            continue;
+        };
+        for &(root, limit_file, usage_file) in levels {
+            // The cgroup itself, then each ancestor ("/a/b" → "/a" → "").
+            let mut p = path;
+            loop {
+                if let Some(limit) = cgroup_number(root, p, limit_file).filter(|&l| l < NO_LIMIT) {
+                    let usage = cgroup_number(root, p, usage_file).unwrap_or(0);
+                    room = room.min(limit.saturating_sub(usage));
+                }
+                match p.iter().rposition(|&c| c == b'/') {
+                    Some(i) if !p.is_empty() => p = &p[..i],
+                    _ => break,
+                }
+            }
+        }
+    }
+    if room == usize::MAX { 0 } else { room.max(1) }
+}
+
+/// The number in file `root + path + file`, if it exists and holds one ("max" does not).
+fn cgroup_number(root: &[u8], path: &[u8], file: &[u8]) -> Option<usize> {
+    let mut full = [0u8; 512];
+    let len = root.len() + path.len() + file.len();
+    if len + 1 > full.len() {
+        return None;
+    }
+    full[..root.len()].copy_from_slice(root);
+    full[root.len()..root.len() + path.len()].copy_from_slice(path);
+    full[root.len() + path.len()..len].copy_from_slice(file);
+    let c = CStr::from_bytes_with_nul(&full[..=len]).ok()?;
+    super::read_number(c)
 }
 
 /// What the kernel reports about this process's memory, in bytes.

@@ -61,28 +61,33 @@ pub struct Arena {
     last_kind: Option<PageKind>,
 }
 
+/// The smallest reservation worth making: below it the allocator does not start.
+pub const MIN_ARENA: usize = 64 << 20;
+
 impl Arena {
     /// Reserves the arena: `max_heap` rounded up to 1 GiB when a cap is set, else four times
     /// physical memory (at least 64 GiB, at most 16 TiB). Halves the request on failure (an
     /// address-space limit), down to 64 MiB.
-    pub fn reserve(cfg: &Config, info: &OsInfo) -> Option<Arena> {
-        let mut want = if cfg.max_heap > 0 {
-            cfg.max_heap.div_ceil(GIB).saturating_mul(GIB)
+    pub fn reserve(cfg: &Config, info: &OsInfo, at_most: usize) -> Option<Arena> {
+        let max_heap = Self::max_heap(cfg, info);
+        let mut want = if max_heap > 0 {
+            max_heap.div_ceil(GIB).saturating_mul(GIB)
         } else {
             info.phys_mem.saturating_mul(4).clamp(64 * GIB, 16 << 40).next_power_of_two()
-        };
+        }
+        .min(at_most);
         let base = loop {
             let align = if want >= GIB { GIB } else { HUGE_SIZE };
             if let Some(b) = os::reserve(want, align) {
                 break b;
             }
-            if want <= 64 << 20 {
+            if want <= MIN_ARENA {
                 return None;
             }
             want /= 2;
         };
         let len = want / HUGE_SIZE;
-        let cap = if cfg.max_heap > 0 { (cfg.max_heap / HUGE_SIZE).min(len) } else { len };
+        let cap = if max_heap > 0 { (max_heap / HUGE_SIZE).min(len) } else { len };
         Some(Arena {
             base,
             len: HugePage(len),
@@ -97,6 +102,22 @@ impl Arena {
             mappings: 0,
             last_kind: None,
         })
+    }
+
+    /// The heap's cap in bytes (0: none): `HUGEHEAP_MAX_HEAP` or the room the cgroup's memory
+    /// limit leaves, whichever is smaller, so that a heap running into a cgroup limit returns
+    /// null instead of calling the OOM killer down on the process.
+    pub fn max_heap(cfg: &Config, info: &OsInfo) -> usize {
+        match (cfg.max_heap, info.cgroup_room) {
+            (0, c) => c,
+            (m, 0) => m,
+            (m, c) => m.min(c),
+        }
+    }
+
+    /// Unmaps the whole reservation (start-up only, before any of it is used).
+    pub fn unreserve(self) {
+        os::unmap(self.base, self.len.0 * HUGE_SIZE);
     }
 
     /// Address of huge page `i`.

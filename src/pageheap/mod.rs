@@ -111,6 +111,41 @@ pub struct PageCounters {
     pub free_bytes: usize,
 }
 
+/// Where each table of the metadata mapping starts, for an arena of `hps` huge pages.
+struct MetaLayout {
+    pages: usize,
+    words: usize,
+    page_map: usize,
+    desc: usize,
+    free_words: usize,
+    spans: usize,
+    heaps: usize,
+    msgs: usize,
+    end: usize,
+}
+
+impl MetaLayout {
+    /// Maps the metadata for an arena of `hps` huge pages; `None` if the mapping fails.
+    fn map(hps: usize) -> Option<MetaLayout> {
+        let pages = hps * PAGES_PER_HUGE;
+        let words = hps.div_ceil(64);
+        let map_bytes = pages * size_of::<*mut Span>();
+        let desc_bytes = (hps * size_of::<HpDesc>()).next_multiple_of(64);
+        let word_bytes = (words * 8).next_multiple_of(64);
+        let span_bytes = (pages * size_of::<Span>()).next_multiple_of(64);
+        let heap_bytes = (MAX_HEAPS * size_of::<Heap>()).next_multiple_of(64);
+        let msg_bytes = MAX_MSGS * size_of::<RemoteMsg>();
+        let len = (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes + msg_bytes).next_multiple_of(4096);
+        let page_map = os::map_metadata(len)?;
+        let desc = page_map + map_bytes;
+        let free_words = desc + desc_bytes;
+        let spans = free_words + word_bytes;
+        let heaps = spans + span_bytes;
+        let msgs = heaps + heap_bytes;
+        Some(MetaLayout { pages, words, page_map, desc, free_words, spans, heaps, msgs, end: msgs + msg_bytes })
+    }
+}
+
 /// The page heap.
 pub struct PageHeap {
     /// The address space and its commitment.
@@ -140,39 +175,36 @@ pub struct PageHeap {
 unsafe impl Send for PageHeap {}
 
 impl PageHeap {
-    /// Reserves the arena and maps the metadata. `None` when not even a small arena fits.
+    /// Reserves the arena and maps the metadata. When the address space is limited
+    /// (`ulimit -v`), both are tried at halving sizes until they fit; `None` when not even a
+    /// small arena and its metadata fit.
     pub fn create(cfg: &Config, info: &OsInfo) -> Option<PageHeap> {
-        let arena = Arena::reserve(cfg, info)?;
-        let hps = arena.len.0;
-        let pages = hps * PAGES_PER_HUGE;
-        let words = hps.div_ceil(64);
-        let map_bytes = pages * size_of::<*mut Span>();
-        let desc_bytes = (hps * size_of::<HpDesc>()).next_multiple_of(64);
-        let word_bytes = (words * 8).next_multiple_of(64);
-        let span_bytes = (pages * size_of::<Span>()).next_multiple_of(64);
-        let heap_bytes = (MAX_HEAPS * size_of::<Heap>()).next_multiple_of(64);
-        let msg_bytes = MAX_MSGS * size_of::<RemoteMsg>();
-        let meta_len =
-            (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes + msg_bytes).next_multiple_of(4096);
-        let meta = os::map_metadata(meta_len)?;
-        let desc = meta + map_bytes;
-        let free_words = desc + desc_bytes;
-        let span_start = free_words + word_bytes;
-        let heap_start = span_start + span_bytes;
-        let msg_start = heap_start + heap_bytes;
+        let mut at_most = usize::MAX;
+        let (arena, m) = loop {
+            let arena = Arena::reserve(cfg, info, at_most)?;
+            if let Some(m) = MetaLayout::map(arena.len.0) {
+                break (arena, m);
+            }
+            let len = arena.len.0 * HUGE_SIZE;
+            arena.unreserve();
+            if len <= arena::MIN_ARENA {
+                return None;
+            }
+            at_most = len / 2;
+        };
         LOOKUP.base.store(arena.base, Ordering::Relaxed);
-        LOOKUP.map.store(meta as *mut *mut Span, Ordering::Relaxed);
-        LOOKUP.len.store(pages, Ordering::Release);
+        LOOKUP.map.store(m.page_map as *mut *mut Span, Ordering::Relaxed);
+        LOOKUP.len.store(m.pages, Ordering::Release);
         Some(PageHeap {
             arena,
-            desc: desc as *mut HpDesc,
-            free_words: free_words as *mut u64,
-            words,
-            page_map: meta as *mut *mut Span,
+            desc: m.desc as *mut HpDesc,
+            free_words: m.free_words as *mut u64,
+            words: m.words,
+            page_map: m.page_map as *mut *mut Span,
             filler: Filler::new(),
-            spans: Pool::new(span_start, heap_start),
-            heaps: Pool::new(heap_start, msg_start),
-            msgs: Pool::new(msg_start, msg_start + msg_bytes),
+            spans: Pool::new(m.spans, m.heaps),
+            heaps: Pool::new(m.heaps, m.msgs),
+            msgs: Pool::new(m.msgs, m.end),
             retain: cfg.retain / HUGE_SIZE,
             decay_ms: cfg.decay_ms,
             last_scan: os::now_ms(),
