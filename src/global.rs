@@ -45,6 +45,13 @@ impl HugeAlloc {
         self
     }
 
+    /// Percent of the hugetlb pages the process holds that must stay free in the pool, for
+    /// copy-on-write after fork (`HUGEHEAP_COW_RESERVE` overrides it; 0: use the whole pool).
+    pub const fn cow_reserve(mut self, percent: u32) -> Self {
+        self.config.cow_reserve = percent;
+        self
+    }
+
     /// Prints the start-up line and the exit stats on stderr (`HUGEHEAP_VERBOSE` overrides it).
     pub const fn verbose(mut self, on: bool) -> Self {
         self.config.verbose = on;

@@ -22,7 +22,7 @@ pub struct OptionDoc {
 }
 
 /// Every run-time option, in the order they are documented.
-pub const OPTIONS: [OptionDoc; 5] = [
+pub const OPTIONS: [OptionDoc; 6] = [
     OptionDoc {
         env: "HUGEHEAP_PAGES",
         accepts: "auto, or a comma list of 1g,2m,thp,4k (the fallback chain, best first)",
@@ -49,6 +49,14 @@ pub const OPTIONS: [OptionDoc; 5] = [
         default: "1000",
         doc: "How long a whole free huge page beyond HUGEHEAP_RETAIN stays backed before it goes back to \
               the OS (checked when the heap is next used; 0: at once).",
+    },
+    OptionDoc {
+        env: "HUGEHEAP_COW_RESERVE",
+        accepts: "a percentage such as 0, 100, 300 (a % sign is accepted)",
+        default: "100",
+        doc: "hugetlb pages are taken only while the pool keeps this percentage of what the process \
+              holds free, so that copy-on-write after fork finds fresh pages and forked children \
+              keep theirs; past it the heap falls back to THP. 0: use the whole pool (fork+exec only).",
     },
     OptionDoc {
         env: "HUGEHEAP_VERBOSE",
@@ -175,14 +183,22 @@ pub struct Config {
     pub retain: usize,
     /// Milliseconds a free huge page beyond `retain` stays backed before it is given back.
     pub decay_ms: u32,
+    /// Percent of the hugetlb pages held that must stay free in the pool (copy-on-write room).
+    pub cow_reserve: u32,
     /// Print the start-up line and the exit stats.
     pub verbose: bool,
 }
 
 impl Config {
     /// The defaults of the option table.
-    pub const DEFAULT: Config =
-        Config { pages: PageChain::AUTO, max_heap: 0, retain: 64 << 20, decay_ms: 1000, verbose: false };
+    pub const DEFAULT: Config = Config {
+        pages: PageChain::AUTO,
+        max_heap: 0,
+        retain: 64 << 20,
+        decay_ms: 1000,
+        cow_reserve: 100,
+        verbose: false,
+    };
 
     /// Applies the `HUGEHEAP_*` variables found by `lookup` over `self`, reporting each bad
     /// value through `warn` (one line each). Separated from the real environment for tests.
@@ -216,11 +232,17 @@ impl Config {
                 None => warn(OPTIONS[3].env, v, OPTIONS[3].accepts),
             }
         }
+        if let Some(v) = lookup(b"HUGEHEAP_COW_RESERVE") {
+            match leading_number(v) {
+                Some((pct, b"" | b"%")) if pct <= 10_000 => self.cow_reserve = pct as u32,
+                _ => warn(OPTIONS[4].env, v, OPTIONS[4].accepts),
+            }
+        }
         if let Some(v) = lookup(b"HUGEHEAP_VERBOSE") {
             match trim(v) {
                 b"1" | b"yes" | b"true" | b"on" => self.verbose = true,
                 b"0" | b"no" | b"false" | b"off" | b"" => self.verbose = false,
-                _ => warn(OPTIONS[4].env, v, OPTIONS[4].accepts),
+                _ => warn(OPTIONS[5].env, v, OPTIONS[5].accepts),
             }
         }
         self
@@ -345,6 +367,7 @@ mod tests {
                 ("HUGEHEAP_MAX_HEAP", "8G"),
                 ("HUGEHEAP_RETAIN", "0"),
                 ("HUGEHEAP_DECAY", "2s"),
+                ("HUGEHEAP_COW_RESERVE", "250%"),
                 ("HUGEHEAP_VERBOSE", "1"),
             ]),
             |v, _, _| warnings.borrow_mut().push(v.to_string()),
@@ -354,6 +377,7 @@ mod tests {
         assert_eq!(c.max_heap, 8 << 30);
         assert_eq!(c.retain, 0);
         assert_eq!(c.decay_ms, 2000);
+        assert_eq!(c.cow_reserve, 250);
         assert!(c.verbose);
     }
 
@@ -366,6 +390,7 @@ mod tests {
                 ("HUGEHEAP_MAX_HEAP", "1M"),
                 ("HUGEHEAP_RETAIN", "lots"),
                 ("HUGEHEAP_DECAY", "soon"),
+                ("HUGEHEAP_COW_RESERVE", "-5"),
                 ("HUGEHEAP_VERBOSE", "2"),
             ]),
             |v, value, accepts| {
@@ -374,12 +399,13 @@ mod tests {
         );
         assert_eq!(c, Config::DEFAULT);
         let w = warnings.borrow();
-        assert_eq!(w.len(), 5, "{w:?}");
+        assert_eq!(w.len(), 6, "{w:?}");
         assert!(w[0].starts_with("HUGEHEAP_PAGES=fast (auto, or a comma list"));
         assert!(w[1].starts_with("HUGEHEAP_MAX_HEAP=1M (a size of at least 2M"));
         assert!(w[2].starts_with("HUGEHEAP_RETAIN=lots"));
         assert!(w[3].starts_with("HUGEHEAP_DECAY=soon (milliseconds"));
-        assert!(w[4].starts_with("HUGEHEAP_VERBOSE=2 (0 or 1)"));
+        assert!(w[4].starts_with("HUGEHEAP_COW_RESERVE=-5 (a percentage"));
+        assert!(w[5].starts_with("HUGEHEAP_VERBOSE=2 (0 or 1)"));
     }
 
     #[test]

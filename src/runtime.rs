@@ -138,7 +138,7 @@ fn report_start(cfg: &Config, info: &OsInfo) {
     let mut w = StackWriter::<512>::new();
     let _ = writeln!(
         w,
-        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} cgroup_room={} retain={}M decay={}ms",
+        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} cgroup_room={} retain={}M decay={}ms cow_reserve={}%",
         cfg.pages,
         info.thp.name(),
         if info.has_2m { "yes" } else { "no" },
@@ -148,7 +148,8 @@ fn report_start(cfg: &Config, info: &OsInfo) {
         cfg.max_heap,
         info.cgroup_room,
         cfg.retain >> 20,
-        cfg.decay_ms
+        cfg.decay_ms,
+        cfg.cow_reserve
     );
     w.flush_stderr();
 }

@@ -92,7 +92,10 @@ impl Report {
 
 fn run(pages: Option<&str>, gib: f64) -> Report {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let env: Vec<(&str, &str)> = pages.map(|p| ("HUGEHEAP_PAGES", p)).into_iter().collect();
+    // The whole pool may be used here: these tests are about coverage. The copy-on-write room
+    // (HUGEHEAP_COW_RESERVE, 100 by default) has tests of its own in tests/pools.rs.
+    let mut env: Vec<(&str, &str)> = vec![("HUGEHEAP_COW_RESERVE", "0")];
+    env.extend(pages.map(|p| ("HUGEHEAP_PAGES", p)));
     let out = run_child("child_entry", &gib.to_string(), &env);
     assert_ok(&out);
     let r = Report { v: child_values(&out), text: String::from_utf8_lossy(&out.stdout).into_owned() };

@@ -49,6 +49,15 @@ impl PageKind {
         matches!(self, PageKind::Gib1 | PageKind::Mib2)
     }
 
+    /// The size of one page of this kind (THP and 4k memory is committed in 2 MiB units).
+    pub const fn page_size(self) -> usize {
+        match self {
+            PageKind::Gib1 => 1 << 30,
+            PageKind::Mib2 | PageKind::Thp => 2 << 20,
+            PageKind::Small => 4 << 10,
+        }
+    }
+
     /// The sysfs directory of this kind's hugetlb pool.
     const fn pool_dir(self) -> &'static str {
         match self {
@@ -157,6 +166,8 @@ pub enum Refusal {
     Unsupported = 4,
     /// This kind failed recently; it is not retried until the pool has changed.
     Remembered = 5,
+    /// The pool's free pages are kept for copy-on-write after fork (`HUGEHEAP_COW_RESERVE`).
+    CowReserve = 6,
 }
 
 impl Refusal {
@@ -169,6 +180,7 @@ impl Refusal {
             Refusal::Misfit => "chunk too small or misaligned",
             Refusal::Unsupported => "unsupported here",
             Refusal::Remembered => "failed before, pool unchanged",
+            Refusal::CowReserve => "rest of pool kept for copy-on-write",
         }
     }
 }

@@ -39,6 +39,13 @@ pub struct KindRecord {
 }
 
 /// The arena and its growth.
+///
+/// Copy-on-write room (`cow_reserve`, percent): a private hugetlb page shared with a forked
+/// child needs a fresh pool page when either side writes it; when the pool has none, the kernel
+/// takes the page away from the child (which dies of SIGBUS on its next touch). So a hugetlb
+/// piece is taken only if, afterwards, the pool's free pages are still at least
+/// `cow_reserve`% of the pages of that kind the process holds. Other processes may still take
+/// pool pages later: it is a guarantee against hugeheap's own appetite, not against theirs.
 pub struct Arena {
     /// First byte; 1 GiB aligned.
     pub base: usize,
@@ -53,12 +60,21 @@ pub struct Arena {
     has_1g: bool,
     has_2m: bool,
     verbose: bool,
+    /// Copy-on-write room, in percent of the hugetlb pages held (see above).
+    cow_reserve: usize,
     /// Ladder records, indexed by `PageKind as usize`.
     pub kinds: [KindRecord; 4],
     /// Mappings (VMAs) the committed part of the arena is made of.
     pub mappings: usize,
     /// Kind of the last committed piece (for counting merged anonymous mappings).
     last_kind: Option<PageKind>,
+}
+
+/// The most pages a process holding `held` pages may take from a pool with `free` pages and
+/// still leave `pct`% of its holdings free: the largest `n` with
+/// `free - n >= pct * (held + n) / 100`.
+pub fn cow_takeable(free: usize, held: usize, pct: usize) -> usize {
+    (free.saturating_mul(100).saturating_sub(pct.saturating_mul(held))) / (100 + pct)
 }
 
 /// The smallest reservation worth making: below it the allocator does not start.
@@ -98,6 +114,7 @@ impl Arena {
             has_1g: info.has_1g,
             has_2m: info.has_2m,
             verbose: cfg.verbose,
+            cow_reserve: cfg.cow_reserve as usize,
             kinds: [KindRecord::default(); 4],
             mappings: 0,
             last_kind: None,
@@ -248,7 +265,8 @@ impl Arena {
         (!failed_now[PageKind::Small as usize]).then_some((PageKind::Small, len))
     }
 
-    /// How many pages of a hugetlb kind the pool can give now, or why none.
+    /// How many pages of a hugetlb kind the pool can give now, or why none: what is free,
+    /// less the copy-on-write room for what the process would then hold.
     fn pool_pages(&self, kind: PageKind) -> Result<usize, Refusal> {
         let avail = os::pool_available(kind);
         if let Some(failed_at) = self.kinds[kind as usize].failed_at {
@@ -258,7 +276,13 @@ impl Arena {
         }
         match avail {
             Some(0) => Err(Refusal::PoolEmpty),
-            Some(n) => Ok(n),
+            Some(free) => {
+                let held = self.kinds[kind as usize].bytes / kind.page_size();
+                match cow_takeable(free, held, self.cow_reserve) {
+                    0 => Err(Refusal::CowReserve),
+                    n => Ok(n),
+                }
+            }
             // No sysfs to ask: try the whole piece and let mmap decide.
             None => Ok(usize::MAX / HUGE_PER_GIB),
         }
@@ -279,5 +303,29 @@ impl Arena {
             let _ = writeln!(w, "); falling back");
             w.flush_stderr();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cow_takeable;
+
+    #[test]
+    fn cow_takeable_is_the_largest_safe_take() {
+        for pct in [0, 50, 100, 300] {
+            for free in 0..300 {
+                for held in 0..200 {
+                    let n = cow_takeable(free, held, pct);
+                    let leaves_room = |n: usize| n <= free && (free - n) * 100 >= pct * (held + n);
+                    if n > 0 {
+                        assert!(leaves_room(n), "free {free} held {held} pct {pct}: {n}");
+                    }
+                    assert!(!leaves_room(n + 1), "free {free} held {held} pct {pct}: {n} is not the largest");
+                }
+            }
+        }
+        // The test's set-up: 130 free, nothing held, 100%: 65 may be taken.
+        assert_eq!(cow_takeable(130, 0, 100), 65);
+        assert_eq!(cow_takeable(130, 0, 0), 130);
     }
 }

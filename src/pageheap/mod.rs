@@ -647,8 +647,14 @@ mod tests {
     use crate::options::PageChain;
 
     fn heap(retain: usize) -> PageHeap {
-        let cfg =
-            Config { pages: PageChain::of(&[PageKind::Small]), max_heap: 4 << 30, retain, decay_ms: 0, verbose: false };
+        let cfg = Config {
+            pages: PageChain::of(&[PageKind::Small]),
+            max_heap: 4 << 30,
+            retain,
+            decay_ms: 0,
+            cow_reserve: 0,
+            verbose: false,
+        };
         PageHeap::create(&cfg, &OsInfo::probe()).expect("page heap")
     }
 

@@ -155,9 +155,11 @@ pub const CONTESTANTS: &[Contestant] = &[
         &[("MIMALLOC_ALLOW_LARGE_OS_PAGES", "1"), ("MIMALLOC_LARGE_OS_PAGES", "1")],
         Method::Fork,
     ),
-    c("hugeheap", Which::Hugeheap, &[("HUGEHEAP_PAGES", "auto")], Method::Fork),
-    c("hugeheap-1g", Which::Hugeheap, &[("HUGEHEAP_PAGES", "1g")], Method::Fork),
-    c("hugeheap-2m", Which::Hugeheap, &[("HUGEHEAP_PAGES", "2m")], Method::Fork),
+    // Like glibc-hugetlb and mimalloc-large, the hugetlb contestants may use the whole pool
+    // (no copy-on-write room; the default keeps half of a pool free, see docs/tuning.md).
+    c("hugeheap", Which::Hugeheap, &[("HUGEHEAP_PAGES", "auto"), ("HUGEHEAP_COW_RESERVE", "0")], Method::Fork),
+    c("hugeheap-1g", Which::Hugeheap, &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "0")], Method::Fork),
+    c("hugeheap-2m", Which::Hugeheap, &[("HUGEHEAP_PAGES", "2m"), ("HUGEHEAP_COW_RESERVE", "0")], Method::Fork),
     c("hugeheap-thp", Which::Hugeheap, &[("HUGEHEAP_PAGES", "thp")], Method::Fork),
     c("hugeheap-4k", Which::Hugeheap, &[("HUGEHEAP_PAGES", "4k")], Method::Fork),
     c("posix_spawn", Which::System, &[], Method::PosixSpawn),
