@@ -24,7 +24,9 @@ fn child_entry() {
             // The program goes on: smaller allocations still succeed.
             let small: Vec<Vec<u8>> = (0..100).map(|_| vec![7u8; 100_000]).collect();
             let s = hugeheap::stats();
-            println!("@refused={} small={} committed={}", refused, small.len(), s.committed);
+            // SAFETY: getauxval has no preconditions.
+            let secure = unsafe { libc::getauxval(libc::AT_SECURE) };
+            println!("@refused={} small={} committed={} secure={secure}", refused, small.len(), s.committed);
         }
         "retain" => {
             let big = vec![1u8; 256 << 20];
@@ -121,4 +123,56 @@ fn default_decay_keeps_free_pages_for_a_second_then_gives_back_beyond_retain() {
     // Past the decay, all but the 64 MiB retained go back.
     let later = v["released_later"].parse::<usize>().unwrap();
     assert!((190 << 20..=260 << 20).contains(&later), "{v:?}");
+}
+
+#[test]
+fn secure_execution_ignores_the_variables() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: making a setuid binary needs root");
+        return;
+    }
+    // A setuid-root copy of this test binary, run by `nobody`: the kernel sets AT_SECURE.
+    let dir = std::env::temp_dir().join(format!("hugeheap-secure-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("env-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let run = |mode: u32| {
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+            .current_dir(&dir)
+            .env(CHILD_MODE, "cap")
+            .env("HUGEHEAP_MAX_HEAP", "64M")
+            .env("HUGEHEAP_PAGES", "fast")
+            .env("HUGEHEAP_VERBOSE", "1")
+            .output();
+        match out {
+            Ok(out) => Some(out),
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run setpriv ({e})");
+                None
+            }
+        }
+    };
+    let (Some(plain), Some(setuid)) = (run(0o755), run(0o4755)) else { return };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ok(&plain);
+    assert_ok(&setuid);
+    // Not secure: the variables apply (warning, start line, the cap refuses 200 MiB).
+    let (p, s) = (child_values(&plain), child_values(&setuid));
+    assert_eq!(p["secure"], "0", "{p:?}");
+    assert_eq!(p["refused"], "true", "{p:?}");
+    assert!(stderr_of(&plain).contains("HUGEHEAP_PAGES=\"fast\" is not valid"), "{}", stderr_of(&plain));
+    if s["secure"] != "1" {
+        eprintln!("SKIPPED: the kernel did not run the setuid copy in secure mode (nosuid mount?)");
+        return;
+    }
+    // Secure: as if none were set — no message, no cap.
+    assert_eq!(s["refused"], "false", "the cap applied under AT_SECURE: {s:?}");
+    assert!(!stderr_of(&setuid).contains("hugeheap:"), "{}", stderr_of(&setuid));
 }

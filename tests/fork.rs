@@ -101,3 +101,47 @@ fn child_can_free_parent_blocks_and_fork_again() {
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
     assert_eq!(parent_blocks[999][0], 999u32 as u8);
 }
+
+#[test]
+fn heap_is_never_shared_with_a_child() {
+    // Every mapping of the arena is private ('p' in /proc/self/maps), so a child's writes can
+    // never reach the parent's heap; a child that overwrites its whole copy proves it.
+    let heap: Vec<Vec<u8>> = (0..20_000).map(|i| vec![(i % 251) as u8; 100 + i % 3000]).collect();
+    let big = vec![9u8; 64 << 20];
+    let s = hugeheap::stats();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mut arena_maps = 0;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (range, perms) = (f.next().unwrap(), f.next().unwrap());
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap());
+        if a < s.base + s.reserved && b > s.base {
+            arena_maps += 1;
+            assert!(perms.ends_with('p'), "a shared mapping in the arena: {line}");
+        }
+    }
+    assert!(arena_maps > 0);
+    // SAFETY: fork in a test process; the child only writes memory it owns and calls _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: these pointers are the child's own copy of the heap.
+        unsafe {
+            for v in &heap {
+                std::ptr::write_bytes(v.as_ptr() as *mut u8, 0xEE, v.len());
+            }
+            std::ptr::write_bytes(big.as_ptr() as *mut u8, 0xEE, big.len());
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: pid is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    assert!(
+        heap.iter().enumerate().all(|(i, v)| v.iter().all(|&b| b == (i % 251) as u8)),
+        "the child wrote into the parent's heap"
+    );
+    assert!(big.iter().all(|&b| b == 9));
+}
