@@ -41,7 +41,7 @@ use crate::size_class::{NCLASS, class_of, class_size, slab_bytes};
 use crate::span::{Block, Span};
 use core::cell::Cell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 /// Upper bound on heaps alive at once (threads alive at once).
 pub const MAX_HEAPS: usize = 16384;
@@ -102,7 +102,14 @@ pub struct Heap {
     returned: AtomicPtr<RemoteMsg>,
     /// Link in the abandoned list.
     next_abandoned: *mut Heap,
+    /// `OWNED` by a thread, `ABANDONED` (its thread exited), or `CLAIMED` by a thread that is
+    /// bringing frees home on its behalf.
+    state: AtomicU8,
 }
+
+const OWNED: u8 = 0;
+const ABANDONED: u8 = 1;
+const CLAIMED: u8 = 2;
 
 /// The sentinel slab: no free blocks, never written.
 static mut EMPTY_SPAN: Span = Span::EMPTY;
@@ -117,6 +124,7 @@ static mut EMPTY_HEAP: Heap = Heap {
     spare: ptr::null_mut(),
     returned: AtomicPtr::new(ptr::null_mut()),
     next_abandoned: ptr::null_mut(),
+    state: AtomicU8::new(OWNED),
 };
 
 std::thread_local! {
@@ -383,6 +391,7 @@ unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
                 // No message to be had: thread the block onto the owner's loose inbox.
                 (*b).next = ptr::null_mut();
                 push_chain(owner, b, b);
+                take_home_if_abandoned(owner);
                 return;
             }
         }
@@ -449,7 +458,31 @@ unsafe fn flush_remote(heap: *mut Heap) {
             (*heap).spare = m;
             return;
         }
-        push_msg(&(*(*m).owner).msg_inbox, m);
+        let owner = (*m).owner;
+        push_msg(&(*owner).msg_inbox, m);
+        take_home_if_abandoned(owner);
+    }
+}
+
+/// Frees into the heap of a thread that has exited would wait in its inbox until a new thread
+/// adopts it (never, in a program whose threads are done), keeping their slabs from going back
+/// to the page heap. So the thread that posts them brings them home itself, having claimed the
+/// heap (`ABANDONED` → `CLAIMED`, back when done; an adopting thread waits for that).
+///
+/// # Safety
+/// `owner` must be a live heap.
+#[inline]
+unsafe fn take_home_if_abandoned(owner: *mut Heap) {
+    // SAFETY: heaps are never unmapped; the state is an atomic.
+    let state = unsafe { &(*owner).state };
+    if state.load(Ordering::Relaxed) == ABANDONED
+        && state.compare_exchange(ABANDONED, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    {
+        // SAFETY: the claim gives this thread the heap's slabs until it is released below, as
+        // if it were the heap's own thread (the Acquire pairs with the Release that ended the
+        // last owner's or claimer's use).
+        unsafe { drain_inbox(owner) };
+        state.store(ABANDONED, Ordering::Release);
     }
 }
 
@@ -620,6 +653,14 @@ fn thread_start(config: &Config) -> *mut Heap {
             h
         }
     };
+    // SAFETY: heap is live. An abandoned heap may be claimed by a thread bringing frees home:
+    // wait until it is done (it never waits for us, so this ends).
+    let state = unsafe { &(*heap).state };
+    while state.compare_exchange(ABANDONED, OWNED, Ordering::Acquire, Ordering::Relaxed).is_err()
+        && state.load(Ordering::Relaxed) != OWNED
+    {
+        crate::os::yield_now();
+    }
     let set = HEAP.try_with(|c| c.set(heap)).is_ok();
     if !set {
         // Thread-local storage is being torn down: hand the heap back.
@@ -632,8 +673,12 @@ fn thread_start(config: &Config) -> *mut Heap {
 
 fn abandon(heap: *mut Heap) {
     let mut rt = runtime::lock();
-    // SAFETY: heap is a live heap that no thread owns any more.
-    unsafe { (*heap).next_abandoned = rt.abandoned };
+    // SAFETY: heap is a live heap that no thread owns any more; the Release hands its slabs to
+    // whoever claims or adopts it next.
+    unsafe {
+        (*heap).next_abandoned = rt.abandoned;
+        (*heap).state.store(ABANDONED, Ordering::Release);
+    }
     rt.abandoned = heap;
 }
 

@@ -125,6 +125,8 @@ unsafe extern "C" fn fork_prepare() {
 }
 
 unsafe extern "C" fn fork_parent() {
+    crate::pageheap::FORKS.fetch_add(1, Ordering::Relaxed);
+    crate::pageheap::LAST_FORK_MS.store(os::now_ms(), Ordering::Relaxed);
     // SAFETY: fork_prepare took the lock in this thread.
     unsafe { RUNTIME.force_unlock() };
 }

@@ -70,10 +70,53 @@ fn build_and_report(bytes: usize) {
 
 #[test]
 fn child_entry() {
-    if let Some(mode) = child_mode() {
-        let gib: f64 = mode.parse().expect("mode is a size in GiB");
-        build_and_report((gib * GIB as f64) as usize);
+    match child_mode().as_deref() {
+        None => {}
+        Some("split") => split_and_collapse(),
+        Some(mode) => {
+            let gib: f64 = mode.parse().expect("mode is a size in GiB");
+            build_and_report((gib * GIB as f64) as usize);
+        }
     }
+}
+
+/// THP heap, a fork whose child lives while the parent rewrites everything (copy-on-write
+/// splits each huge page), then the child exits: hugeheap collapses the pages again.
+fn split_and_collapse() {
+    let mut heap: Vec<Vec<u8>> = (0..128 * 1024).map(|i| vec![i as u8; 1000]).collect();
+    let before = hugeheap::KernelView::read().anon_huge;
+    let mut fds = [0; 2];
+    // SAFETY: pipe/fork/read/_exit; the child touches nothing and exits without destructors.
+    let pid = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        let pid = libc::fork();
+        if pid == 0 {
+            let mut b = 0u8;
+            libc::read(fds[0], (&raw mut b).cast(), 1);
+            libc::_exit(0);
+        }
+        pid
+    };
+    for v in &mut heap {
+        v.fill(7);
+    }
+    let split = hugeheap::KernelView::read().anon_huge;
+    // SAFETY: wakes and reaps our child.
+    unsafe {
+        libc::write(fds[1], b"x".as_ptr().cast(), 1);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    // The program goes on allocating; the heap's slow path collapses a step at a time.
+    let mut steps = 0;
+    let mut after = split;
+    while after < before / 10 * 9 && steps < 400 {
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        drop(vec![1u8; 4 << 20]);
+        steps += 1;
+        after = hugeheap::KernelView::read().anon_huge;
+    }
+    assert!(heap.iter().all(|v| v.iter().all(|&b| b == 7)));
+    println!("@before={before} split={split} after={after} steps={steps}");
 }
 
 struct Report {
@@ -109,6 +152,23 @@ fn run(pages: Option<&str>, gib: f64) -> Report {
 
 fn thp_available() -> bool {
     thp_mode() != "never" && thp_mode() != "unknown"
+}
+
+#[test]
+fn thp_split_by_copy_on_write_is_collapsed_again() {
+    if !thp_available() {
+        eprintln!("SKIPPED: THP is {} here", thp_mode());
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run_child("child_entry", "split", &[("HUGEHEAP_PAGES", "thp")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    eprintln!("{v:?}");
+    let n = |k: &str| v[k].parse::<usize>().unwrap();
+    assert!(n("before") >= 120 << 20, "the heap was not in huge pages to begin with: {v:?}");
+    assert!(n("split") < n("before") / 2, "copy-on-write did not split the huge pages: {v:?}");
+    assert!(n("after") >= n("before") / 10 * 9, "not collapsed again: {v:?}");
 }
 
 #[test]

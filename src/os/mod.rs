@@ -276,6 +276,15 @@ pub unsafe fn release(addr: usize, len: usize) -> bool {
     unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
+/// Asks the kernel to back `[addr, addr + len)` with transparent huge pages again now
+/// (`MADV_COLLAPSE`, Linux 6.1+), after copy-on-write has split them. False if it could not
+/// (an older kernel, no free huge page, pages still shared with a child).
+pub fn collapse(addr: usize, len: usize) -> bool {
+    const MADV_COLLAPSE: libc::c_int = 25;
+    // SAFETY: the range is committed heap memory; collapsing keeps its contents.
+    unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_COLLAPSE) == 0 }
+}
+
 /// Reads a file of at most `buf.len()` bytes into `buf`, without allocating. Returns the
 /// number of bytes read, or `None` if it cannot be opened.
 pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {

@@ -32,7 +32,7 @@ use crate::span::{Pool, Span};
 use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
 use arena::Arena;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use filler::{Filler, FillerSlot, run_mask};
 use hugemap::HugeMap;
 
@@ -166,9 +166,25 @@ pub struct PageHeap {
     /// When the free huge pages were last scanned for release (`os::now_ms`).
     last_scan: u32,
     free_anon_backed: usize,
+    /// Re-collapse sweep: the next huge page to look at.
+    collapse_at: usize,
+    /// Re-collapse sweep: `FORKS` when the last sweep ended.
+    collapse_seen: u32,
+    /// Re-collapse sweep: when the last step ran (`os::now_ms`).
+    last_collapse: u32,
     /// Counters.
     pub counters: PageCounters,
 }
+
+/// Forks the process has made (counted on the parent's side, by the fork handler).
+pub static FORKS: AtomicU32 = AtomicU32::new(0);
+/// When the last fork happened (`os::now_ms`).
+pub static LAST_FORK_MS: AtomicU32 = AtomicU32::new(0);
+
+/// Re-collapse: huge pages per step, and the least time between steps and after a fork.
+const COLLAPSE_STEP: usize = 8;
+const COLLAPSE_EVERY_MS: u32 = 100;
+const COLLAPSE_QUIET_MS: u32 = 250;
 
 // SAFETY: the raw pointers refer to process-wide metadata; the page heap is only ever used
 // under its lock, by one thread at a time.
@@ -209,6 +225,9 @@ impl PageHeap {
             decay_ms: cfg.decay_ms,
             last_scan: os::now_ms(),
             free_anon_backed: 0,
+            collapse_at: 0,
+            collapse_seen: 0,
+            last_collapse: 0,
             counters: PageCounters::default(),
         })
     }
@@ -247,6 +266,7 @@ impl PageHeap {
     /// heap cannot grow (cap, arena or OS memory exhausted).
     pub fn alloc_span(&mut self, bytes: usize, align: usize) -> *mut Span {
         self.release_excess();
+        self.recollapse();
         let pages = Page::covering(bytes).0.max(1);
         let Ok(pages32) = u32::try_from(pages) else {
             return ptr::null_mut();
@@ -575,6 +595,42 @@ impl PageHeap {
             self.counters.released_now += count * HUGE_SIZE;
             self.counters.released_total += count * HUGE_SIZE;
             below = lo;
+        }
+    }
+
+    /// Copy-on-write after a fork splits every THP the parent writes while the child lives into
+    /// 4 KiB pages, and the kernel's khugepaged puts them back together only slowly. Once
+    /// forks have been quiet for `COLLAPSE_QUIET_MS`, this sweeps the backed THP huge pages,
+    /// `COLLAPSE_STEP` at a time at most every `COLLAPSE_EVERY_MS` (a step copies at most 16
+    /// MiB), asking the kernel to collapse each one again. Pages that are still whole cost a
+    /// page-table walk.
+    fn recollapse(&mut self) {
+        let forks = FORKS.load(Ordering::Relaxed);
+        if forks == self.collapse_seen {
+            return;
+        }
+        let now = os::now_ms();
+        if now.wrapping_sub(LAST_FORK_MS.load(Ordering::Relaxed)) < COLLAPSE_QUIET_MS
+            || now.wrapping_sub(self.last_collapse) < COLLAPSE_EVERY_MS
+        {
+            return;
+        }
+        self.last_collapse = now;
+        let mut budget = COLLAPSE_STEP;
+        while self.collapse_at < self.arena.frontier && budget > 0 {
+            let hp = self.collapse_at;
+            self.collapse_at += 1;
+            let d = &self.descs()[hp];
+            // In use, or free and kept backed (it will be reused as it is).
+            let backed = d.state == FILLER || d.state == LARGE || d.state == FREE && !d.released;
+            if backed && !d.released && d.kind == PageKind::Thp as u8 {
+                budget -= 1;
+                os::collapse(self.arena.addr(hp), HUGE_SIZE);
+            }
+        }
+        if self.collapse_at >= self.arena.frontier {
+            self.collapse_at = 0;
+            self.collapse_seen = forks;
         }
     }
 
