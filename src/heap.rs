@@ -339,27 +339,30 @@ pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
     unsafe {
         let owner = (*span).heap;
         if owner == heap {
-            free_local(heap, span, b);
+            free_local::<true>(heap, span, b);
         } else {
             free_remote(heap, owner, b);
         }
     }
 }
 
-/// Puts `b` back on its slab's free list (the owner's side of a free). A block already on
-/// the list (a double free) or a slab with no block out aborts with a message.
+/// Puts `b` back on its slab's free list (the owner's side of a free). A slab with no block
+/// out aborts with a message, and so does a block already on the list (a double free) when
+/// `CHECK_MARK`. Blocks coming home from other threads skip the mark: reading it would load
+/// every block last touched on another core, one cache miss each (the freeing thread checked
+/// it instead, with the block in its own cache).
 ///
 /// # Safety
 /// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
 /// `used` unless the program frees it twice.
 #[inline(always)]
-unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+unsafe fn free_local<const CHECK_MARK: bool>(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract: this thread owns the slab's local fields; b is a block of the
     // slab, at least 16 bytes.
     unsafe {
         let mark = free_mark(b);
         let used = (*span).used();
-        if used == 0 || (*b).mark == mark {
+        if used == 0 || CHECK_MARK && (*b).mark == mark {
             check_double_free(span, b);
         }
         (*b).next = (*span).free;
@@ -382,8 +385,13 @@ unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
 #[inline]
 unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
     // SAFETY: caller's contract; the batch belongs to this thread alone, and a message's slots
-    // are in bounds while count < MSG_SLOTS.
+    // are in bounds while count < MSG_SLOTS. The mark is read volatile: in a double free the
+    // owner may be writing it meanwhile (a live block's mark is 0, written before it was
+    // handed out).
     unsafe {
+        if ptr::read_volatile(&raw const (*b).mark) == free_mark(b) {
+            crate::os::fatal_misuse("free(): double free detected (the block is already free)", b as usize);
+        }
         let mut m = (*heap).batch;
         if m.is_null() || (*m).owner != owner || (*m).count == MSG_SLOTS {
             m = next_batch(heap, owner);
@@ -602,7 +610,7 @@ unsafe fn drain_inbox(heap: *mut Heap) {
             while !m.is_null() {
                 let next = (*m).next;
                 for &b in (*m).blocks.get_unchecked(..(*m).count) {
-                    free_local(heap, LOOKUP.span_of(b as usize), b);
+                    free_local::<false>(heap, LOOKUP.span_of(b as usize), b);
                 }
                 let origin = (*m).origin;
                 if origin == heap {
@@ -620,7 +628,7 @@ unsafe fn drain_inbox(heap: *mut Heap) {
         let mut b = (*heap).inbox.swap(ptr::null_mut(), Ordering::Acquire);
         while !b.is_null() {
             let next = (*b).next;
-            free_local(heap, LOOKUP.span_of(b as usize), b);
+            free_local::<false>(heap, LOOKUP.span_of(b as usize), b);
             b = next;
         }
     }
