@@ -20,46 +20,54 @@ pub struct Block {
     pub mark: usize,
 }
 
-/// A span header.
+/// A span header, two cache lines: the first holds what is fixed while the span is handed out
+/// and read by any thread (a free from another thread reads `start`, `block_size`, `magic`,
+/// `capacity` and `heap`); the second what the owning heap's thread writes on every allocation
+/// and free. Kept apart, a consumer thread freeing a producer's blocks does not pull the line
+/// the producer is writing (measured: 22% of the consumer's free on one load before the split).
 ///
-/// Ownership: the slab fields (`free`, `used`, `bump`, `full`, list links) belong to the owning
-/// heap's thread, except `used`, which `stats()` also reads (hence an atomic, written by the
-/// owner with plain relaxed stores: no read-modify-write on the fast path). The page fields are
-/// written only under the page heap lock, while the span is not in use by any heap.
-#[repr(C)]
+/// Ownership: the slab fields of the second line belong to the owning heap's thread, except
+/// `used`, which `stats()` also reads (hence an atomic, written by the owner with plain relaxed
+/// stores: no read-modify-write on the fast path). The first line is written only under the
+/// page heap lock, while the span is not in use by any heap (and `size` of a large span by
+/// its resize, under the lock).
+#[repr(C, align(64))]
 pub struct Span {
-    /// Slab: the local free list.
+    /// First byte of the span.
+    pub start: usize,
+    /// Slab: the owning heap; null for large spans and the empty sentinel.
+    pub heap: *mut Heap,
+    /// Slab: `ceil(2^44 / block_size)`, so a block's index is `(offset * magic) >> 44` without
+    /// a division (exact for offsets below 2^20, which every slab is).
+    pub magic: u64,
+    /// Large: the bytes requested (what `stats()` counts as in use).
+    pub size: usize,
+    /// Slab: the block size; 0 for a large span.
+    pub block_size: u32,
+    /// Slab: blocks the span holds.
+    pub capacity: u32,
+    /// Length in 64 KiB pages.
+    pub pages: u32,
+    /// Slab: the size class.
+    pub class: u8,
+    /// The span's memory was zero when it was handed out (fresh from the OS).
+    pub zeroed: bool,
+    _line: [u8; 18],
+    /// Second line, the owner's. Slab: the local free list.
     pub free: *mut Block,
     /// Slab: blocks handed out and not yet freed back to the owner.
     pub used: AtomicU32,
     /// Slab: blocks from index `bump` on have never been handed out.
     pub bump: u32,
-    /// Slab: blocks the span holds.
-    pub capacity: u32,
-    /// Slab: the block size; 0 for a large span.
-    pub block_size: u32,
-    /// Slab: `ceil(2^44 / block_size)`, so a block's index is `(offset * magic) >> 44` without
-    /// a division (exact for offsets below 2^20, which every slab is).
-    pub magic: u64,
-    /// Slab: the size class.
-    pub class: u8,
     /// Slab: full and therefore in none of its heap's lists.
     pub full: bool,
-    /// The span's memory was zero when it was handed out (fresh from the OS).
-    pub zeroed: bool,
-    /// Slab: the owning heap; null for large spans and the empty sentinel.
-    pub heap: *mut Heap,
     /// List links (a heap's slab list, or the pool's free list).
     pub next: *mut Span,
     /// List links.
     pub prev: *mut Span,
-    /// First byte of the span.
-    pub start: usize,
-    /// Length in 64 KiB pages.
-    pub pages: u32,
-    /// Large: the bytes requested (what `stats()` counts as in use).
-    pub size: usize,
 }
+
+const _: () = assert!(core::mem::offset_of!(Span, free) == 64 && core::mem::size_of::<Span>() == 128);
 
 impl Span {
     /// A span with nothing in it: the sentinel every empty slot of a heap points to, so the
@@ -72,6 +80,7 @@ impl Span {
         capacity: 0,
         block_size: 0,
         magic: 0,
+        _line: [0; 18],
         class: 0,
         full: false,
         zeroed: false,
