@@ -500,34 +500,55 @@ unsafe fn take_home_if_abandoned(owner: *mut Heap) {
 /// `m` must be a message owned by the caller until the compare-and-swap publishes it.
 unsafe fn push_msg(stack: &AtomicPtr<RemoteMsg>, m: *mut RemoteMsg) {
     // SAFETY: caller's contract.
-    unsafe {
-        let mut old = stack.load(Ordering::Relaxed);
-        loop {
-            (*m).next = old;
-            match stack.compare_exchange_weak(old, m, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(h) => old = h,
-            }
-        }
-    }
+    unsafe { push_list(stack, m, m) }
 }
 
-/// Pushes the chain `head ..= tail` onto `owner`'s inbox with one compare-and-swap loop.
+/// Pushes the chain `head ..= tail` onto `owner`'s loose inbox.
 ///
 /// # Safety
 /// `owner` must be a live heap (heaps are never unmapped) and the chain made of its live
 /// blocks, linked from `head` to `tail`, owned by the caller until the CAS publishes it.
 unsafe fn push_chain(owner: *mut Heap, head: *mut Block, tail: *mut Block) {
-    // SAFETY: caller's contract; the inbox is an atomic.
-    unsafe {
-        let inbox = &(*owner).inbox;
-        let mut old = inbox.load(Ordering::Relaxed);
-        loop {
-            (*tail).next = old;
-            match inbox.compare_exchange_weak(old, head, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => return,
-                Err(h) => old = h,
-            }
+    // SAFETY: caller's contract.
+    unsafe { push_list(&(*owner).inbox, head, tail) }
+}
+
+/// Something with a `next` link, pushed onto lock-free stacks.
+trait Linked {
+    /// # Safety
+    /// `p` must point to a live object the caller owns.
+    unsafe fn set_next(p: *mut Self, next: *mut Self);
+}
+
+impl Linked for RemoteMsg {
+    unsafe fn set_next(p: *mut Self, next: *mut Self) {
+        // SAFETY: caller's contract.
+        unsafe { (*p).next = next }
+    }
+}
+
+impl Linked for Block {
+    unsafe fn set_next(p: *mut Self, next: *mut Self) {
+        // SAFETY: caller's contract.
+        unsafe { (*p).next = next }
+    }
+}
+
+/// Pushes the list `head ..= tail` onto `stack` with one compare-and-swap loop (Release: the
+/// list's contents are visible to the Acquire swap that takes the stack). The stack's only pop
+/// takes all of it, so there is no ABA.
+///
+/// # Safety
+/// The list must be linked from `head` to `tail` and owned by the caller until the CAS
+/// publishes it.
+unsafe fn push_list<T: Linked>(stack: &AtomicPtr<T>, head: *mut T, tail: *mut T) {
+    let mut old = stack.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: caller's contract: tail is ours until published.
+        unsafe { T::set_next(tail, old) };
+        match stack.compare_exchange_weak(old, head, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(h) => old = h,
         }
     }
 }
