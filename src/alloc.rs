@@ -137,7 +137,8 @@ unsafe fn usable_in(p: *mut u8, span: *mut Span) -> usize {
     }
 }
 
-/// Resizes `p` (holding `old_size` meaningful bytes) to `new_size` bytes aligned to `align`.
+/// Resizes `p` (holding `old_size` meaningful bytes; `usize::MAX`: all its usable bytes) to
+/// `new_size` bytes aligned to `align`.
 /// Stays in place when the new size fits the block or span and uses at least half of it, or
 /// when a large span can take the free pages right after it; otherwise moves. Null (and `p`
 /// untouched) when out of memory.
@@ -149,8 +150,8 @@ pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: us
     if span.is_null() {
         crate::os::fatal_misuse("realloc(): invalid pointer (not allocated by hugeheap, or already freed)", p as usize);
     }
-    // SAFETY: p is live (caller), and span is its span.
-    let (usable, large) = unsafe { (usable_in(p, span), !span.is_null() && !(*span).is_slab()) };
+    // SAFETY: p is live (caller), and span (not null, checked above) is its span.
+    let (usable, large) = unsafe { (usable_in(p, span), !(*span).is_slab()) };
     if new_size <= usable && new_size >= usable / 2 {
         if large {
             resize_large(span, new_size);

@@ -79,11 +79,10 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         return ptr::null_mut();
     }
     // SAFETY: p is live (caller; a pointer that is not ours aborts in `alloc::realloc`, as
-    // glibc's "realloc(): invalid pointer" does); its usable size bounds what is copied.
-    unsafe {
-        let old = alloc::usable_size(p.cast());
-        checked(alloc::realloc(cfg(), p.cast(), old, size, MIN_ALIGN))
-    }
+    // glibc's "realloc(): invalid pointer" does). C does not say how many bytes are meaningful:
+    // `usize::MAX` lets `alloc::realloc` keep all of the block's usable bytes, which it looks up
+    // once for both the copy and the in-place decision.
+    unsafe { checked(alloc::realloc(cfg(), p.cast(), usize::MAX, size, MIN_ALIGN)) }
 }
 
 /// # Safety
