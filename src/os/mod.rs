@@ -392,13 +392,14 @@ pub fn random_word() -> usize {
     unsafe {
         let p = libc::getauxval(libc::AT_RANDOM) as *const u8;
         if p.is_null() {
-            return 0x9e37_79b9_7f4a_7c15 ^ (&raw const STDERR_MARK as usize);
+            return 0x9e37_79b9_7f4a_7c15 ^ (&raw const ADDRESS_SEED as usize);
         }
         usize::from_ne_bytes(core::ptr::read_unaligned(p.cast::<[u8; 8]>()))
     }
 }
 
-static STDERR_MARK: u8 = 0;
+/// A static whose address (randomised by ASLR) seeds `random_word` without AT_RANDOM.
+static ADDRESS_SEED: u8 = 0;
 
 /// A duplicate of standard error (close-on-exec, numbered 64 or above, out of the way of
 /// programs that expect the lowest free descriptors), for reports written at exit: programs

@@ -621,9 +621,8 @@ impl PageHeap {
             let hp = self.collapse_at;
             self.collapse_at += 1;
             let d = &self.descs()[hp];
-            // In use, or free and kept backed (it will be reused as it is).
-            let backed = d.state == FILLER || d.state == LARGE || d.state == FREE && !d.released;
-            if backed && !d.released && d.kind == PageKind::Thp as u8 {
+            // Backed: in use, or free and not given back (it will be reused as it is).
+            if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.kind == PageKind::Thp as u8 {
                 budget -= 1;
                 os::collapse(self.arena.addr(hp), HUGE_SIZE);
             }
