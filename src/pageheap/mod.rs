@@ -170,6 +170,8 @@ pub struct PageHeap {
     collapse_at: usize,
     /// Re-collapse sweep: `FORKS` when the last sweep ended.
     collapse_seen: u32,
+    /// Re-collapse sweep: `FORKS` when the current pass began.
+    collapse_pass: u32,
     /// Re-collapse sweep: when the last step ran (`os::now_ms`).
     last_collapse: u32,
     /// Counters.
@@ -227,6 +229,7 @@ impl PageHeap {
             free_anon_backed: 0,
             collapse_at: 0,
             collapse_seen: 0,
+            collapse_pass: 0,
             last_collapse: 0,
             counters: PageCounters::default(),
         })
@@ -616,6 +619,11 @@ impl PageHeap {
             return;
         }
         self.last_collapse = now;
+        if forks != self.collapse_pass {
+            // A fork since this pass began may have split pages it already visited.
+            self.collapse_pass = forks;
+            self.collapse_at = 0;
+        }
         let mut budget = COLLAPSE_STEP;
         while self.collapse_at < self.arena.frontier && budget > 0 {
             let hp = self.collapse_at;
