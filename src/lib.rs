@@ -16,38 +16,57 @@ compile_error!("hugeheap works on Linux only: it is built on hugetlb pages, THP 
 //   runtime    start-up, the global lock, fork handlers, exit report
 //   alloc      dispatch used by every front door
 //   global     HugeAlloc (GlobalAlloc)
+//   capi       the C allocation API (for libhugeheap.so)
 //   stats      Stats snapshot and KernelView
-pub mod alloc;
+mod alloc;
+mod capi;
 mod global;
 mod heap;
-pub mod options;
-pub mod os;
-pub mod pageheap;
+mod options;
+mod os;
+mod pageheap;
 mod runtime;
-pub mod size_class;
+mod size_class;
 mod span;
-pub mod stats;
+mod stats;
 mod sync;
-pub mod units;
+mod units;
 
 pub use global::HugeAlloc;
-pub use options::{Config, PageChain};
-pub use os::PageKind;
+pub use options::PageChain;
+pub use os::{PageKind, Refusal};
 pub use stats::{Fallback, KernelView, Stats, stats};
 
-/// Checks the page heap's invariants (descriptor states, free map, filler lists, counters);
-/// panics on a breach. For tests: takes the lock and walks all metadata.
-#[cfg(feature = "check")]
-pub fn check_invariants() {
-    let mut rt = runtime::lock();
-    if let Some(ph) = rt.heap.as_mut() {
-        ph.check_invariants();
+/// Not part of the public API: what hugeheap's own crates need beyond it (`libhugeheap.so`,
+/// the `hugeheap` command, the tests). No stability promise. Everything here is either an
+/// `unsafe fn` with the C allocation API's contract, or safe and unable to touch the heap
+/// (parsers, readers of `/proc`, the option table).
+#[doc(hidden)]
+pub mod internal {
+    /// The C allocation API with glibc's semantics (`libhugeheap.so` exports each function
+    /// under its C name).
+    pub mod c {
+        pub use crate::capi::*;
     }
-}
+    pub use crate::options::{OPTIONS, OptionDoc, parse_size};
+    pub use crate::os::env_var;
+    pub use crate::os::probe::field_kib;
 
-/// Tests only: makes cross-thread frees skip the message batches and take the fallback path
-/// (a chain threaded through the blocks), as they do when the message pool is used up.
-#[cfg(feature = "check")]
-pub fn set_loose_remote_frees(on: bool) {
-    heap::LOOSE_ONLY.store(on, core::sync::atomic::Ordering::Relaxed);
+    /// Checks the page heap's invariants (descriptor states, free map, filler lists,
+    /// counters); panics on a breach. For tests: takes the lock and walks all metadata.
+    #[cfg(feature = "check")]
+    pub fn check_invariants() {
+        let mut rt = crate::runtime::lock();
+        if let Some(ph) = rt.heap.as_mut() {
+            ph.check_invariants();
+        }
+    }
+
+    /// Tests only: makes cross-thread frees skip the message batches and take the fallback
+    /// path (a chain threaded through the blocks), as they do when the message pool is used
+    /// up.
+    #[cfg(feature = "check")]
+    pub fn set_loose_remote_frees(on: bool) {
+        crate::heap::LOOSE_ONLY.store(on, core::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -66,7 +66,18 @@ pub const OPTIONS: [OptionDoc; 6] = [
     },
 ];
 
-/// The fallback chain of page kinds.
+/// The fallback chain of page kinds: for each new chunk of heap, the kinds are tried in order
+/// and the first that can back it does. Plain 4 KiB pages end every chain, listed or not.
+///
+/// ```
+/// use hugeheap::{PageChain, PageKind};
+///
+/// let chain = PageChain::parse(b"2m,thp").unwrap(); // what HUGEHEAP_PAGES accepts
+/// assert_eq!(chain.kinds(), &[PageKind::Mib2, PageKind::Thp]);
+/// assert_eq!(chain, PageChain::of(&[PageKind::Mib2, PageKind::Thp]));
+/// assert_eq!(chain.to_string(), "2m,thp");
+/// assert!(PageChain::AUTO.is_auto() && PageChain::parse(b"fast").is_none());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageChain {
     kinds: [PageKind; 4],
@@ -250,7 +261,7 @@ impl Config {
 
     /// `self` overridden by the process environment (ignored under secure execution), with
     /// bad values reported on stderr.
-    pub fn from_process_env(self) -> Config {
+    pub fn with_process_env(self) -> Config {
         if os::secure_exec() {
             return self;
         }

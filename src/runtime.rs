@@ -66,7 +66,7 @@ pub fn ensure_init(config: &Config) -> bool {
 fn init_slow(config: &Config) -> bool {
     if STATE.compare_exchange(UNINIT, RUNNING, Ordering::Acquire, Ordering::Acquire).is_ok() {
         heap::set_free_key(os::random_word());
-        let cfg = config.from_process_env();
+        let cfg = config.with_process_env();
         let info = OsInfo::probe();
         let ph = PageHeap::create(&cfg, &info);
         let ok = ph.is_some();

@@ -131,11 +131,6 @@ pub struct Pool<T> {
 }
 
 impl<T> Pool<T> {
-    /// An empty pool (no storage yet).
-    pub const fn empty() -> Self {
-        Pool { start: 0, bump: 0, end: 0, free: ptr::null_mut() }
-    }
-
     /// A pool over `[start, end)` of zeroed metadata memory, aligned for `T`.
     pub fn new(start: usize, end: usize) -> Self {
         debug_assert!(start % core::mem::align_of::<T>() == 0);

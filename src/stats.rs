@@ -1,12 +1,14 @@
 //! What the heap holds, as one plain `Copy` snapshot with a readable `Display`.
 //!
-//! "THP-advised" bytes are committed with `MADV_HUGEPAGE`; whether the kernel really backs
-//! them with huge pages is its decision (fragmentation, `defrag` setting). The truth is the
-//! kernel's `AnonHugePages`: [`KernelView::read`] reads it, beside `HugetlbPages` and `VmPTE`.
+//! The per-kind byte counts are what hugeheap *committed* with each page kind: for THP that is
+//! memory advised with `MADV_HUGEPAGE`, and whether the kernel really backs it with huge pages
+//! is its decision (fragmentation, the `defrag` setting). The truth is the kernel's
+//! `AnonHugePages`: [`KernelView::read`] reads it, beside `HugetlbPages` and `VmPTE`.
 
 pub use crate::os::probe::KernelView;
 use crate::os::{PageKind, Refusal};
 use crate::runtime;
+use crate::units::Bytes;
 use core::fmt;
 
 /// Why and how often one page kind was passed over.
@@ -20,12 +22,28 @@ pub struct Fallback {
     pub errno: i32,
 }
 
-/// A snapshot of the heap.
-#[derive(Clone, Copy, Debug, Default)]
+/// A snapshot of the heap, from [`stats()`].
+///
+/// ```rust,standalone_crate
+/// use hugeheap::{HugeAlloc, PageKind};
+///
+/// #[global_allocator]
+/// static A: HugeAlloc = HugeAlloc::new();
+///
+/// let v: Vec<Box<[u8; 100]>> = (0..100_000).map(|_| Box::new([1; 100])).collect();
+/// let s = hugeheap::stats();
+/// assert!(s.in_use >= 100 * 100_000 && s.committed >= s.in_use);
+/// // Where the committed bytes went, by page kind (4 KiB only if nothing better was had).
+/// let by_kind: usize = PageKind::ALL.iter().map(|&k| s.bytes(k)).sum();
+/// assert_eq!(by_kind, s.committed);
+/// println!("{s}");
+/// # drop(v);
+/// ```
+#[derive(Clone, Copy, Default)]
 pub struct Stats {
     /// First byte of the heap's reservation (the arena).
     pub base: usize,
-    /// Address space reserved for the heap.
+    /// Address space reserved for the heap, bytes.
     pub reserved: usize,
     /// Bytes committed (mapped readable and writable), whatever backs them.
     pub committed: usize,
@@ -33,12 +51,12 @@ pub struct Stats {
     pub in_use: usize,
     /// Bytes in wholly free huge pages (backed or released).
     pub free: usize,
-    /// Bytes committed with each page kind, indexed by `PageKind as usize`
-    /// (hugetlb 1 GiB, hugetlb 2 MiB, THP-advised, 4 KiB).
+    /// Bytes committed with each page kind, indexed by `PageKind as usize` (read it with
+    /// [`Stats::bytes`]). THP bytes are what was advised, not what the kernel gave.
     pub by_kind: [usize; 4],
     /// Mappings (VMAs) the heap is made of, metadata and the unused reservation included.
     pub mappings: usize,
-    /// Fallbacks taken, per kind.
+    /// Fallbacks taken, per kind, indexed by `PageKind as usize` (see [`Stats::fallback`]).
     pub fallbacks: [Fallback; 4],
     /// Bytes given back to the OS so far.
     pub released_total: usize,
@@ -54,13 +72,29 @@ impl Stats {
         self.by_kind[kind as usize]
     }
 
+    /// How often, and why, `kind` was passed over.
+    pub fn fallback(&self, kind: PageKind) -> Fallback {
+        self.fallbacks[kind as usize]
+    }
+
     /// Bytes committed with hugetlb pages of either size.
     pub fn hugetlb(&self) -> usize {
         self.bytes(PageKind::Gib1) + self.bytes(PageKind::Mib2)
     }
 }
 
-/// Takes a snapshot (takes the page heap lock and walks its page map: not for hot loops).
+/// Takes a snapshot of the heap (all zero before the first allocation). Takes the page heap
+/// lock and walks its page map: not for hot loops.
+///
+/// ```rust,standalone_crate
+/// #[global_allocator]
+/// static A: hugeheap::HugeAlloc = hugeheap::HugeAlloc::new();
+///
+/// let before = hugeheap::stats().in_use;
+/// let v = vec![0u8; 10 << 20];
+/// assert!(hugeheap::stats().in_use >= before + (10 << 20));
+/// # drop(v);
+/// ```
 pub fn stats() -> Stats {
     let rt = runtime::lock();
     let Some(ph) = rt.heap.as_ref() else {
@@ -87,16 +121,27 @@ pub fn stats() -> Stats {
     s
 }
 
-struct Mib(usize);
-
-impl fmt::Display for Mib {
+impl fmt::Debug for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let v = self.0;
-        if v >= 1 << 30 {
-            write!(f, "{}.{:02} GiB", v >> 30, ((v & ((1 << 30) - 1)) * 100) >> 30)
-        } else {
-            write!(f, "{}.{} MiB", v >> 20, ((v & ((1 << 20) - 1)) * 10) >> 20)
+        struct PerKind<'a, T>(&'a [T; 4]);
+        impl<T: fmt::Debug> fmt::Debug for PerKind<'_, T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map().entries(PageKind::ALL.iter().map(|k| (k.name(), &self.0[*k as usize]))).finish()
+            }
         }
+        f.debug_struct("Stats")
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("reserved", &self.reserved)
+            .field("committed", &self.committed)
+            .field("in_use", &self.in_use)
+            .field("free", &self.free)
+            .field("by_kind", &PerKind(&self.by_kind))
+            .field("mappings", &self.mappings)
+            .field("fallbacks", &PerKind(&self.fallbacks))
+            .field("released_total", &self.released_total)
+            .field("released_now", &self.released_now)
+            .field("metadata", &self.metadata)
+            .finish()
     }
 }
 
@@ -104,32 +149,34 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "  in use      {:>12}   committed {:>12}   reserved {:>12}",
-            Mib(self.in_use),
-            Mib(self.committed),
-            Mib(self.reserved)
+            "  in use       {:>10}   committed {:>10}   reserved (address space) {:>10}",
+            Bytes(self.in_use),
+            Bytes(self.committed),
+            Bytes(self.reserved)
         )?;
         writeln!(
             f,
-            "  free        {:>12}   released  {:>12}   (given back so far {})",
-            Mib(self.free),
-            Mib(self.released_now),
-            Mib(self.released_total)
+            "  free         {:>10}   of which given back to the OS {} (so far in all {})",
+            Bytes(self.free),
+            Bytes(self.released_now),
+            Bytes(self.released_total)
         )?;
-        writeln!(f, "  mappings    {:>12}   metadata  {:>12}", self.mappings, Mib(self.metadata))?;
-        write!(f, "  backing    ")?;
-        for k in PageKind::ALL {
-            write!(f, " {}={}", k.name(), Mib(self.bytes(k)))?;
+        writeln!(f, "  mappings     {:>10}   metadata  {:>10}", self.mappings, Bytes(self.metadata))?;
+        write!(f, "  committed as")?;
+        for (i, k) in PageKind::ALL.into_iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}{} {}", k.name(), Bytes(self.bytes(k)))?;
         }
-        writeln!(f)?;
+        writeln!(f, " (thp: advised; the kernel's AnonHugePages says what it gave)")?;
         for k in PageKind::ALL {
-            let fb = &self.fallbacks[k as usize];
+            let fb = self.fallback(k);
             if fb.count > 0 {
                 write!(
                     f,
-                    "  fallback    {} passed over {} time(s), last: {}",
+                    "  fallback     {} passed over {} time{}, last because: {}",
                     k.name(),
                     fb.count,
+                    if fb.count == 1 { "" } else { "s" },
                     fb.reason.map_or("-", |r| r.describe())
                 )?;
                 if fb.errno != 0 {

@@ -36,19 +36,9 @@ impl Page {
     pub const fn covering(bytes: usize) -> Page {
         Page(bytes.div_ceil(PAGE_SIZE))
     }
-    /// The byte length of this many pages.
-    #[inline]
-    pub const fn bytes(self) -> usize {
-        self.0 << PAGE_SHIFT
-    }
 }
 
 impl HugePage {
-    /// Huge pages needed to hold `bytes` (rounded up).
-    #[inline]
-    pub const fn covering(bytes: usize) -> HugePage {
-        HugePage(bytes.div_ceil(HUGE_SIZE))
-    }
     /// The byte length of this many huge pages.
     #[inline]
     pub const fn bytes(self) -> usize {
@@ -56,12 +46,48 @@ impl HugePage {
     }
 }
 
-/// Rounds `x` up to a multiple of `a`, a power of two. `None` on overflow.
-#[inline]
-pub const fn align_up(x: usize, a: usize) -> Option<usize> {
-    match x.checked_add(a - 1) {
-        Some(v) => Some(v & !(a - 1)),
-        None => None,
+/// A byte count in the largest unit that keeps it readable: `0 B`, `12 KiB`, `3.4 MiB`,
+/// `1.26 GiB`.
+pub struct Bytes(pub usize);
+
+impl core::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use core::fmt::Write;
+        let v = self.0;
+        // Formatted into a stack buffer first, so that `pad` can align it without allocating
+        // (the exit report runs inside the allocator).
+        let mut s = StackStr { buf: [0; 24], len: 0 };
+        let _ = if v >= 1 << 30 {
+            write!(s, "{}.{:02} GiB", v >> 30, ((v & ((1 << 30) - 1)) * 100) >> 30)
+        } else if v >= 1 << 20 {
+            write!(s, "{}.{} MiB", v >> 20, ((v & ((1 << 20) - 1)) * 10) >> 20)
+        } else if v >= 1 << 10 {
+            write!(s, "{} KiB", v >> 10)
+        } else {
+            write!(s, "{v} B")
+        };
+        f.pad(&s)
+    }
+}
+
+struct StackStr {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl core::fmt::Write for StackStr {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+impl core::ops::Deref for StackStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
     }
 }
 
@@ -75,16 +101,18 @@ mod tests {
         assert_eq!(Page::covering(1), Page(1));
         assert_eq!(Page::covering(PAGE_SIZE), Page(1));
         assert_eq!(Page::covering(PAGE_SIZE + 1), Page(2));
-        assert_eq!(HugePage::covering(HUGE_SIZE * 3 - 1), HugePage(3));
         assert_eq!(HugePage(2).bytes(), 4 << 20);
         assert_eq!(PAGES_PER_HUGE, 32);
         assert_eq!(HUGE_PER_GIB, 512);
     }
 
     #[test]
-    fn align_up_overflow_is_none() {
-        assert_eq!(align_up(5, 4), Some(8));
-        assert_eq!(align_up(8, 8), Some(8));
-        assert_eq!(align_up(usize::MAX - 2, 16), None);
+    fn bytes_read_in_their_unit() {
+        let show = |v| format!("[{:>9}]", Bytes(v));
+        assert_eq!(show(0), "[      0 B]");
+        assert_eq!(show(1023), "[   1023 B]");
+        assert_eq!(show(12 << 10), "[   12 KiB]");
+        assert_eq!(show((3 << 20) + (1 << 19)), "[  3.5 MiB]");
+        assert_eq!(show(1_352_914_698), "[ 1.26 GiB]");
     }
 }

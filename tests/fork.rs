@@ -70,7 +70,7 @@ fn fork_while_threads_allocate() {
         w.join().unwrap();
     }
     assert!(failures.is_empty(), "children failed (round, wait status): {failures:?}");
-    hugeheap::check_invariants();
+    hugeheap::internal::check_invariants();
 }
 
 #[test]

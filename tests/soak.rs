@@ -76,7 +76,7 @@ fn size(r: &mut Rng) -> usize {
 
 fn kib(field: &str) -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    hugeheap::os::probe::field_kib(status.as_bytes(), field.as_bytes()).unwrap_or(0) * 1024
+    hugeheap::internal::field_kib(status.as_bytes(), field.as_bytes()).unwrap_or(0) * 1024
 }
 
 fn mappings() -> usize {

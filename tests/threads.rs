@@ -51,7 +51,7 @@ fn producer_consumer_cross_thread_frees() {
         p.join().unwrap();
     }
     assert_eq!(consumer.join().unwrap(), PRODUCERS * PER);
-    hugeheap::check_invariants();
+    hugeheap::internal::check_invariants();
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn child_entry() {
         Some("short-lived") => short_lived_threads_body(),
         Some("remote-home") => remote_frees_come_home_body(),
         Some("remote-home-loose") => {
-            hugeheap::set_loose_remote_frees(true);
+            hugeheap::internal::set_loose_remote_frees(true);
             remote_frees_come_home_body()
         }
         _ => {}
@@ -124,7 +124,7 @@ fn remote_frees_come_home_body() {
     // forces one.
     drop(vec![0u8; 3000]);
     // The producer's heap took its inbox home when its thread exited.
-    hugeheap::check_invariants();
+    hugeheap::internal::check_invariants();
     println!("@before={before} peak={peak} after={}", hugeheap::stats().in_use);
 }
 
@@ -169,7 +169,7 @@ fn short_lived_threads_body() {
         }
     }
     drop(survivors);
-    hugeheap::check_invariants();
+    hugeheap::internal::check_invariants();
     println!("@in_use={}", hugeheap::stats().in_use);
 }
 

@@ -111,7 +111,7 @@ pub struct BenchArgs {
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
-    hugeheap::options::parse_size(s.as_bytes()).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
+    hugeheap::internal::parse_size(s.as_bytes()).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
 }
 
 /// Runs `hugeheap bench` with these arguments.

@@ -63,7 +63,7 @@ pub fn exec(lib: &Path, pages: Option<&str>, verbose: bool, max_heap: Option<&st
         }
     }
     if let Some(m) = max_heap {
-        if hugeheap::options::parse_size(m.as_bytes()).is_none() {
+        if hugeheap::internal::parse_size(m.as_bytes()).is_none() {
             return format!("--max-heap {m:?}: expected a size such as 512M, 4G");
         }
     }

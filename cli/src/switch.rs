@@ -58,7 +58,7 @@ pub fn which() -> Which {
 
 #[cold]
 fn choose() -> Which {
-    let w = match hugeheap::os::env_var(ALLOC_VAR.as_bytes()) {
+    let w = match hugeheap::internal::env_var(ALLOC_VAR.as_bytes()) {
         Some(b"jemalloc") => Which::Jemalloc,
         Some(b"mimalloc") => Which::Mimalloc,
         Some(b"hugeheap") => Which::Hugeheap,

@@ -17,6 +17,15 @@ pub mod probe;
 pub use probe::{OsInfo, ThpMode};
 
 /// The kinds of page that can back a chunk of the heap, best first.
+///
+/// ```
+/// use hugeheap::PageKind;
+///
+/// assert_eq!(PageKind::ALL, [PageKind::Gib1, PageKind::Mib2, PageKind::Thp, PageKind::Small]);
+/// assert_eq!(PageKind::Mib2.name(), "2m"); // the name HUGEHEAP_PAGES uses
+/// assert!(PageKind::Gib1.is_hugetlb() && !PageKind::Thp.is_hugetlb());
+/// assert_eq!(PageKind::Thp.page_size(), 2 << 20);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum PageKind {
@@ -150,7 +159,24 @@ pub fn unmap(start: usize, len: usize) {
     unsafe { libc::munmap(start as *mut libc::c_void, len) };
 }
 
-/// Why committing a chunk with some page kind failed.
+/// Why a page kind was passed over for a chunk of the heap ([`Fallback::reason`](crate::Fallback)).
+///
+/// ```rust,standalone_crate
+/// use hugeheap::{HugeAlloc, PageKind, Refusal};
+///
+/// #[global_allocator]
+/// static A: HugeAlloc = HugeAlloc::new();
+///
+/// let v = vec![0u8; 8 << 20];
+/// let s = hugeheap::stats();
+/// for kind in PageKind::ALL {
+///     if let Some(why) = s.fallback(kind).reason {
+///         println!("{kind} passed over: {}", why.describe()); // e.g. "2m passed over: pool empty"
+///         assert_ne!(why, Refusal::None);
+///     }
+/// }
+/// # drop(v);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Refusal {

@@ -146,7 +146,21 @@ fn cgroup_number(root: &[u8], path: &[u8], file: &[u8]) -> Option<usize> {
     super::read_number(c)
 }
 
-/// What the kernel reports about this process's memory, in bytes.
+/// What the kernel reports about this process's memory, in bytes: the truth behind
+/// [`Stats`](crate::Stats)' per-kind counts (THP is advice the kernel may not follow).
+///
+/// ```rust,standalone_crate
+/// #[global_allocator]
+/// static A: hugeheap::HugeAlloc = hugeheap::HugeAlloc::new();
+///
+/// let v = vec![1u8; 64 << 20];
+/// let k = hugeheap::KernelView::read();
+/// // Huge pages of either kind, as the kernel counts them (0 where THP is off and no pool).
+/// let huge = k.anon_huge + k.hugetlb;
+/// assert!(k.rss + k.hugetlb >= 64 << 20 && k.vm_pte > 0 && huge <= k.rss + k.hugetlb);
+/// println!("{k}"); // THP 64.0 MiB (AnonHugePages), hugetlb 0 B (HugetlbPages), ...
+/// # drop(v);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelView {
     /// `AnonHugePages` of `/proc/self/smaps_rollup`: anonymous memory in transparent huge pages.
@@ -177,6 +191,22 @@ impl KernelView {
         }
         v.mappings = count_lines(c"/proc/self/maps");
         v
+    }
+}
+
+impl core::fmt::Display for KernelView {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use crate::units::Bytes;
+        write!(
+            f,
+            "THP {} (AnonHugePages), hugetlb {} (HugetlbPages), page tables {} (VmPTE), RSS {} (VmRSS, \
+             hugetlb not included), {} mappings",
+            Bytes(self.anon_huge),
+            Bytes(self.hugetlb),
+            Bytes(self.vm_pte),
+            Bytes(self.rss),
+            self.mappings
+        )
     }
 }
 

@@ -81,7 +81,7 @@ impl Cell {
 }
 
 fn kib(text: &str, key: &str) -> usize {
-    hugeheap::os::probe::field_kib(text.as_bytes(), key.as_bytes()).unwrap_or(0) * 1024
+    hugeheap::internal::field_kib(text.as_bytes(), key.as_bytes()).unwrap_or(0) * 1024
 }
 
 /// If this process is an allocation-benchmark child, runs it and returns true.

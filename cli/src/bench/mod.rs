@@ -243,7 +243,7 @@ pub fn child_main_if_requested() -> bool {
 /// pages of both hugetlb pools.
 pub(crate) fn free_bytes(field: &str, pools: bool) -> usize {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mut bytes = hugeheap::os::probe::field_kib(meminfo.as_bytes(), field.as_bytes()).unwrap_or(0) * 1024;
+    let mut bytes = hugeheap::internal::field_kib(meminfo.as_bytes(), field.as_bytes()).unwrap_or(0) * 1024;
     if pools {
         for (dir, size) in [("hugepages-2048kB", 2usize << 20), ("hugepages-1048576kB", 1 << 30)] {
             let free = std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{dir}/free_hugepages"))
