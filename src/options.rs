@@ -6,9 +6,10 @@
 //! In a secure-execution process (setuid, file capabilities) the variables are ignored.
 
 use crate::os::{self, PageKind, StackWriter};
+use crate::units::SizeArg;
 use core::fmt::{self, Write};
 
-/// One row of the option table: what the docs and `--help` texts are generated from.
+/// One row of the option table: what docs/tuning.md and README.md are checked against.
 #[derive(Clone, Copy, Debug)]
 pub struct OptionDoc {
     /// The environment variable.
@@ -60,9 +61,12 @@ pub const OPTIONS: [OptionDoc; 6] = [
     },
     OptionDoc {
         env: "HUGEHEAP_VERBOSE",
-        accepts: "0 or 1",
+        accepts: "0, 1, or pid:N",
         default: "0",
-        doc: "1: one line on stderr at start (page kinds found and chosen), the stats at exit.",
+        doc: "1: one line on stderr at start (the settings and what the machine offers), a line for \
+              each page kind passed over and what was used instead, the stats at exit. pid:N: the \
+              same in process N only (what `hugeheap run --verbose` sets, so that the helper \
+              processes of a shell wrapper stay quiet).",
     },
 ];
 
@@ -253,7 +257,10 @@ impl Config {
             match trim(v) {
                 b"1" | b"yes" | b"true" | b"on" => self.verbose = true,
                 b"0" | b"no" | b"false" | b"off" | b"" => self.verbose = false,
-                _ => warn(OPTIONS[5].env, v, OPTIONS[5].accepts),
+                other => match other.strip_prefix(b"pid:").and_then(leading_number) {
+                    Some((pid, b"")) => self.verbose = pid == os::pid() as usize,
+                    _ => warn(OPTIONS[5].env, v, OPTIONS[5].accepts),
+                },
             }
         }
         self
@@ -271,6 +278,19 @@ impl Config {
             let _ = writeln!(w, "hugeheap: {var}={shown:?} is not valid (accepted: {accepts}); using the default");
             w.flush_stderr();
         })
+    }
+}
+
+/// The settings, in the syntax of their variables: `pages=auto max_heap=none retain=64M
+/// decay=1000ms cow_reserve=100%`.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pages={} max_heap=", self.pages)?;
+        match self.max_heap {
+            0 => f.write_str("none")?,
+            m => write!(f, "{}", SizeArg(m))?,
+        }
+        write!(f, " retain={} decay={}ms cow_reserve={}%", SizeArg(self.retain), self.decay_ms, self.cow_reserve)
     }
 }
 
@@ -416,7 +436,7 @@ mod tests {
         assert!(w[2].starts_with("HUGEHEAP_RETAIN=lots"));
         assert!(w[3].starts_with("HUGEHEAP_DECAY=soon (milliseconds"));
         assert!(w[4].starts_with("HUGEHEAP_COW_RESERVE=-5 (a percentage"));
-        assert!(w[5].starts_with("HUGEHEAP_VERBOSE=2 (0 or 1)"));
+        assert!(w[5].starts_with("HUGEHEAP_VERBOSE=2 (0, 1, or pid:N)"));
     }
 
     #[test]

@@ -21,17 +21,16 @@ const FAILED: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The process that started the heap: forked children (which inherit the exit handler) do not
+/// report.
+static START_PID: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 /// Where the exit report goes (see `os::stderr_dup`).
 static REPORT_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(2);
 
-/// What start-up found and chose, kept for `stats()` and the verbose report.
+/// The process-wide state behind the lock.
 pub struct Runtime {
     /// The page heap (`None` before start-up, or if it failed).
     pub heap: Option<PageHeap>,
-    /// The configuration in force.
-    pub config: Config,
-    /// The machine as probed at start.
-    pub os: Option<OsInfo>,
     /// Heaps of exited threads, waiting for a new thread to adopt them.
     pub abandoned: *mut Heap,
 }
@@ -41,8 +40,7 @@ pub struct Runtime {
 unsafe impl Send for Runtime {}
 
 /// The global state, behind the only lock of the allocator.
-pub static RUNTIME: SpinLock<Runtime> =
-    SpinLock::new(Runtime { heap: None, config: Config::DEFAULT, os: None, abandoned: core::ptr::null_mut() });
+pub static RUNTIME: SpinLock<Runtime> = SpinLock::new(Runtime { heap: None, abandoned: core::ptr::null_mut() });
 
 /// Takes the lock.
 #[inline]
@@ -70,12 +68,7 @@ fn init_slow(config: &Config) -> bool {
         let info = OsInfo::probe();
         let ph = PageHeap::create(&cfg, &info);
         let ok = ph.is_some();
-        {
-            let mut rt = lock();
-            rt.heap = ph;
-            rt.config = cfg;
-            rt.os = Some(info);
-        }
+        lock().heap = ph;
         if let Some(key) = os::thread_key_create(thread_exit) {
             KEY.store(key as usize, Ordering::Relaxed);
         }
@@ -87,7 +80,7 @@ fn init_slow(config: &Config) -> bool {
         // These may allocate: only now that the allocator is ready.
         os::atfork(fork_prepare, fork_parent, fork_child);
         if cfg.verbose {
-            report_start(&cfg, &info);
+            START_PID.store(os::pid(), Ordering::Relaxed);
             REPORT_FD.store(os::stderr_dup(), Ordering::Relaxed);
             os::atexit(report_exit);
         }
@@ -136,29 +129,16 @@ unsafe extern "C" fn fork_child() {
     unsafe { RUNTIME.force_unlock() };
 }
 
-fn report_start(cfg: &Config, info: &OsInfo) {
-    let mut w = StackWriter::<512>::new();
-    let _ = writeln!(
-        w,
-        "hugeheap: pages={} thp={} hugetlb-2m={} (free {}) hugetlb-1g={} (free {}) max_heap={} cgroup_room={} retain={}M decay={}ms cow_reserve={}%",
-        cfg.pages,
-        info.thp.name(),
-        if info.has_2m { "yes" } else { "no" },
-        info.avail_2m,
-        if info.has_1g { "yes" } else { "no" },
-        info.avail_1g,
-        cfg.max_heap,
-        info.cgroup_room,
-        cfg.retain >> 20,
-        cfg.decay_ms,
-        cfg.cow_reserve
-    );
-    w.flush_stderr();
-}
-
 extern "C" fn report_exit() {
+    if os::pid() != START_PID.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(ph) = lock().heap.as_mut() {
+        ph.arena.say_start();
+    }
     let s = crate::stats();
+    let k = crate::KernelView::read();
     let mut w = StackWriter::<4096>::new();
-    let _ = writeln!(w, "hugeheap: at exit\n{s}");
+    let _ = writeln!(w, "hugeheap: at exit (pid {})\n{s}  kernel says  {k}", os::pid());
     w.flush_to(REPORT_FD.load(Ordering::Relaxed));
 }

@@ -39,7 +39,8 @@ pub const fn class_size(c: usize) -> usize {
     }
 }
 
-/// Bytes of a slab of class `c`: room for at least 16 blocks, between 64 KiB and 1 MiB.
+/// Bytes of a slab of class `c`: room for 16 blocks, rounded up to 64 KiB pages, at least one
+/// page and at most 1 MiB (so the largest classes, up to 256 KiB, get 4 to 16 blocks).
 #[inline]
 pub const fn slab_bytes(c: usize) -> usize {
     let want = class_size(c) * 16;

@@ -64,6 +64,15 @@ pub struct Stats {
     pub released_now: usize,
     /// Metadata bytes touched (approximate).
     pub metadata: usize,
+    /// Sweeps that asked the kernel to collapse, again, the THP huge pages that copy-on-write
+    /// after a fork had split (each sweep visits every backed THP huge page; a fork during a
+    /// sweep starts it over).
+    pub recollapse_passes: usize,
+    /// THP huge pages the kernel could not collapse again when asked.
+    pub recollapse_failures: usize,
+    /// A fork happened since the last completed sweep: huge pages it split may still wait
+    /// for one (sweeps run in the heap's slow paths, once forks have been quiet for 250 ms).
+    pub recollapse_pending: bool,
 }
 
 impl Stats {
@@ -110,6 +119,9 @@ pub fn stats() -> Stats {
         released_total: ph.counters.released_total,
         released_now: ph.counters.released_now,
         metadata: ph.metadata_bytes(),
+        recollapse_passes: ph.counters.recollapse_passes,
+        recollapse_failures: ph.counters.recollapse_failures,
+        recollapse_pending: ph.recollapse_pending(),
         mappings: arena.mappings + 1 + usize::from(arena.frontier < arena.len.0),
         ..Stats::default()
     };
@@ -141,6 +153,9 @@ impl fmt::Debug for Stats {
             .field("released_total", &self.released_total)
             .field("released_now", &self.released_now)
             .field("metadata", &self.metadata)
+            .field("recollapse_passes", &self.recollapse_passes)
+            .field("recollapse_failures", &self.recollapse_failures)
+            .field("recollapse_pending", &self.recollapse_pending)
             .finish()
     }
 }
@@ -162,6 +177,16 @@ impl fmt::Display for Stats {
             Bytes(self.released_total)
         )?;
         writeln!(f, "  mappings     {:>10}   metadata  {:>10}", self.mappings, Bytes(self.metadata))?;
+        if self.recollapse_passes + self.recollapse_failures > 0 {
+            writeln!(
+                f,
+                "  re-collapse  {} sweep{} of THP split by copy-on-write, {} huge page{} the kernel could not collapse",
+                self.recollapse_passes,
+                if self.recollapse_passes == 1 { "" } else { "s" },
+                self.recollapse_failures,
+                if self.recollapse_failures == 1 { "" } else { "s" }
+            )?;
+        }
         write!(f, "  committed as")?;
         for (i, k) in PageKind::ALL.into_iter().enumerate() {
             let sep = if i == 0 { " " } else { ", " };
@@ -186,5 +211,24 @@ impl fmt::Display for Stats {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_label_every_figure() {
+        let mut s = Stats { committed: 6 << 20, in_use: 100, ..Stats::default() };
+        s.by_kind[PageKind::Thp as usize] = 4 << 20;
+        s.by_kind[PageKind::Small as usize] = 2 << 20;
+        s.fallbacks[PageKind::Mib2 as usize] = Fallback { count: 2, reason: Some(Refusal::PoolEmpty), errno: 0 };
+        let debug = format!("{s:?}");
+        assert!(debug.contains(r#"by_kind: {"1g": 0, "2m": 0, "thp": 4194304, "4k": 2097152}"#), "{debug}");
+        assert!(debug.contains(r#""2m": Fallback { count: 2, reason: Some(PoolEmpty)"#), "{debug}");
+        let text = s.to_string();
+        assert!(text.contains("committed as 1g 0 B, 2m 0 B, thp 4.0 MiB, 4k 2.0 MiB (thp: advised"), "{text}");
+        assert!(text.contains("2m passed over 2 times, last because: pool empty"), "{text}");
     }
 }

@@ -1,5 +1,6 @@
-//! The one lock of the allocator (it guards the page heap: only slow paths take it) and the
-//! fork handlers that keep it consistent across `fork()`.
+//! The one lock of the allocator: it guards the page heap, and only slow paths take it.
+//! `raw_lock` / `force_unlock` serve the fork handlers in `runtime.rs`, which hold it across
+//! `fork()`.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};

@@ -57,10 +57,14 @@ impl core::fmt::Display for Bytes {
         // Formatted into a stack buffer first, so that `pad` can align it without allocating
         // (the exit report runs inside the allocator).
         let mut s = StackStr { buf: [0; 24], len: 0 };
+        // Rounded to the nearest hundredth (GiB) or tenth (MiB).
+        let fixed = |shift: u32, scale: u128| (v as u128 * scale + (1u128 << (shift - 1))) >> shift;
         let _ = if v >= 1 << 30 {
-            write!(s, "{}.{:02} GiB", v >> 30, ((v & ((1 << 30) - 1)) * 100) >> 30)
+            let h = fixed(30, 100);
+            write!(s, "{}.{:02} GiB", h / 100, h % 100)
         } else if v >= 1 << 20 {
-            write!(s, "{}.{} MiB", v >> 20, ((v & ((1 << 20) - 1)) * 10) >> 20)
+            let t = fixed(20, 10);
+            write!(s, "{}.{} MiB", t / 10, t % 10)
         } else if v >= 1 << 10 {
             write!(s, "{} KiB", v >> 10)
         } else {
@@ -91,6 +95,22 @@ impl core::ops::Deref for StackStr {
     }
 }
 
+/// A size in the syntax the `HUGEHEAP_*` variables accept, exact: `64M`, `4G`, `1536K`,
+/// `100` (bytes).
+pub struct SizeArg(pub usize);
+
+impl core::fmt::Display for SizeArg {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let v = self.0;
+        for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+            if v != 0 && v % (1 << shift) == 0 {
+                return write!(f, "{}{unit}", v >> shift);
+            }
+        }
+        write!(f, "{v}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +124,16 @@ mod tests {
         assert_eq!(HugePage(2).bytes(), 4 << 20);
         assert_eq!(PAGES_PER_HUGE, 32);
         assert_eq!(HUGE_PER_GIB, 512);
+    }
+
+    #[test]
+    fn size_args_are_exact() {
+        let show = |v| SizeArg(v).to_string();
+        assert_eq!(show(64 << 20), "64M");
+        assert_eq!(show(4 << 30), "4G");
+        assert_eq!(show(1536 << 10), "1536K");
+        assert_eq!(show(100), "100");
+        assert_eq!(show(0), "0");
     }
 
     #[test]

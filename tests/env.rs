@@ -65,7 +65,7 @@ fn bad_values_warn_once_each_and_keep_defaults() {
         ("HUGEHEAP_PAGES=\"fast\"", "auto, or a comma list of 1g,2m,thp,4k"),
         ("HUGEHEAP_MAX_HEAP=\"lots\"", "a size of at least 2M"),
         ("HUGEHEAP_RETAIN=\"-3\"", "a size such as"),
-        ("HUGEHEAP_VERBOSE=\"maybe\"", "0 or 1"),
+        ("HUGEHEAP_VERBOSE=\"maybe\"", "0, 1, or pid:N"),
     ] {
         let lines: Vec<&str> = err.lines().filter(|l| l.contains(var)).collect();
         assert_eq!(lines.len(), 1, "{var} in:\n{err}");
@@ -89,7 +89,8 @@ fn verbose_prints_start_line_and_exit_stats() {
     let start: Vec<&str> = err.lines().filter(|l| l.starts_with("hugeheap: pages=")).collect();
     assert_eq!(start.len(), 1, "{err}");
     assert!(start[0].contains("pages=thp,4k") && start[0].contains("thp="), "{}", start[0]);
-    assert!(err.contains("hugeheap: at exit") && err.contains("in use") && err.contains("backing"), "{err}");
+    assert!(err.contains("hugeheap: at exit") && err.contains("in use") && err.contains("committed as"), "{err}");
+    assert!(err.contains("kernel says  THP "), "the kernel's view beside hugeheap's: {err}");
 }
 
 #[test]
@@ -100,6 +101,46 @@ fn max_heap_cap_returns_null_and_program_goes_on() {
     assert_eq!(v["refused"], "true", "{v:?}");
     assert_eq!(v["small"], "100");
     assert!(v["committed"].parse::<usize>().unwrap() <= 64 << 20, "{v:?}");
+    // Said once, on stderr, even without HUGEHEAP_VERBOSE: the program may die of the null.
+    let err = stderr_of(&out);
+    let said =
+        "hugeheap: the heap reached its cap, HUGEHEAP_MAX_HEAP=64M; allocations that need more memory return NULL";
+    assert_eq!(err.matches(said).count(), 1, "{err}");
+}
+
+#[test]
+fn a_chain_that_gets_no_huge_pages_says_so_once() {
+    // 1 GiB pages only, and a copy-on-write reserve no pool here can satisfy (100x what the
+    // process would hold): the heap ends in 4 KiB pages, whatever the machine has.
+    let out = run_child(
+        "child_entry",
+        "work",
+        &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "10000"), ("HUGEHEAP_VERBOSE", "1")],
+    );
+    assert_ok(&out);
+    let err = stderr_of(&out);
+    let said: Vec<&str> = err.lines().filter(|l| l.starts_with("hugeheap: no huge pages for the heap")).collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].contains("HUGEHEAP_PAGES=1g") && said[0].contains("4 KiB pages") && said[0].contains("hugeheap doctor")
+    );
+    // Verbose says what was passed over and what was used instead.
+    assert!(
+        err.lines().any(|l| l.starts_with("hugeheap: 1g pages not used") && l.ends_with("4k pages instead")),
+        "{err}"
+    );
+    // Without verbose, the one line stays (it changes what the program gets); 4k by choice is quiet.
+    let quiet = run_child("child_entry", "work", &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "10000")]);
+    assert_eq!(stderr_of(&quiet).matches("hugeheap: no huge pages for the heap").count(), 1);
+    let chosen = run_child("child_entry", "work", &[("HUGEHEAP_PAGES", "4k")]);
+    assert!(!stderr_of(&chosen).contains("hugeheap:"), "{}", stderr_of(&chosen));
+}
+
+#[test]
+fn verbose_for_another_pid_is_quiet() {
+    let out = run_child("child_entry", "work", &[("HUGEHEAP_VERBOSE", "pid:1")]);
+    assert_ok(&out);
+    assert!(!stderr_of(&out).contains("hugeheap:"), "{}", stderr_of(&out));
 }
 
 #[test]
@@ -130,7 +171,7 @@ fn secure_execution_ignores_the_variables() {
     use std::os::unix::fs::PermissionsExt;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: making a setuid binary needs root");
+        skip("root", "making a setuid binary needs root");
         return;
     }
     // A setuid-root copy of this test binary, run by `nobody`: the kernel sets AT_SECURE.
@@ -154,7 +195,7 @@ fn secure_execution_ignores_the_variables() {
         match out {
             Ok(out) => Some(out),
             Err(e) => {
-                eprintln!("SKIPPED: cannot run setpriv ({e})");
+                skip("setpriv", &format!("cannot run setpriv ({e})"));
                 None
             }
         }
@@ -169,7 +210,7 @@ fn secure_execution_ignores_the_variables() {
     assert_eq!(p["refused"], "true", "{p:?}");
     assert!(stderr_of(&plain).contains("HUGEHEAP_PAGES=\"fast\" is not valid"), "{}", stderr_of(&plain));
     if s["secure"] != "1" {
-        eprintln!("SKIPPED: the kernel did not run the setuid copy in secure mode (nosuid mount?)");
+        skip("setuid", "the kernel did not run the setuid copy in secure mode (nosuid mount?)");
         return;
     }
     // Secure: as if none were set — no message, no cap.

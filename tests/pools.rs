@@ -1,6 +1,6 @@
 //! hugetlb pools that change under a running program, and copy-on-write after fork with a
 //! nearly empty pool. These tests resize the machine's pools (root only; each says SKIPPED
-//! otherwise) and put them back; they run one at a time.
+//! otherwise, see tests/common/skip.rs) and put them back; they run one at a time.
 //!
 //! Promised: a pool that is empty at start, runs dry midway or is refilled midway never costs
 //! an allocation or a SIGBUS — the heap goes on through the fallback chain, `stats()` says
@@ -125,7 +125,10 @@ fn dry_refill(kib: usize, mode: &str, pages: &str, avail: [usize; 3]) -> Option<
     for want in avail {
         let got = pool.set_available(want);
         if got < want {
-            eprintln!("SKIPPED: the kernel granted {got} of {want} {kib} KiB pages");
+            skip(
+                &format!("pool-{}", if kib == 2048 { "2m" } else { "1g" }),
+                &format!("the kernel granted {got} of {want} {kib} KiB pages"),
+            );
             return None;
         }
         stdin.write_all(b"go\n").unwrap();
@@ -241,7 +244,7 @@ fn forked_child_survives_copy_on_write_with_a_small_pool() {
     // child (measured, see docs/design.md).
     let got = pool.set_available(130);
     if got < 130 {
-        eprintln!("SKIPPED: the kernel granted only {got} of 130 pages");
+        skip("pool-2m", &format!("the kernel granted only {got} of 130 2 MiB pages"));
         return;
     }
     let v = cow_run(None);

@@ -235,17 +235,22 @@ fn soak_body() {
     let keep: Vec<Obj> = survivors.into_iter().step_by(4).collect();
     let live: usize = keep.iter().chain(&snapshot).map(|o| o.data.len()).sum();
     // The program goes on, lightly: past the decay the page heap gives free huge pages back,
-    // and huge pages split by copy-on-write are collapsed again a step at a time.
+    // and huge pages split by copy-on-write are collapsed again a step at a time. The wait is
+    // for progress, not for a time: until a whole re-collapse sweep has run since the last
+    // fork (none is pending) and the decay has passed, however slowly a busy machine gets
+    // there. The bound on rounds only keeps a broken re-collapse from hanging the test.
     let quiet = Instant::now();
     let coverage = || {
         let (s, k) = (hugeheap::stats(), hugeheap::KernelView::read());
         (k.anon_huge + k.hugetlb) as f64 / (s.committed - s.released_now).max(1) as f64
     };
     let split_coverage = coverage();
-    while quiet.elapsed() < Duration::from_millis(1500) || coverage() < 0.9 && quiet.elapsed() < Duration::from_secs(30)
-    {
+    let passes_at_end = hugeheap::stats().recollapse_passes;
+    let mut rounds = 0;
+    while (quiet.elapsed() < Duration::from_millis(1500) || hugeheap::stats().recollapse_pending) && rounds < 100_000 {
         thread::sleep(Duration::from_millis(25));
         drop(vec![1u8; 4 * MIB]);
+        rounds += 1;
     }
     let settle_ms = quiet.elapsed().as_millis();
     let s = hugeheap::stats();
@@ -269,7 +274,13 @@ fn soak_body() {
         k.hugetlb,
         64 * MIB
     );
-    println!("@split_coverage_pct={:.0} settle_ms={settle_ms}", split_coverage * 100.0);
+    println!(
+        "@split_coverage_pct={:.0} settle_ms={settle_ms} rounds={rounds} recollapse_passes={} recollapse_failures={} recollapse_pending={}",
+        split_coverage * 100.0,
+        s.recollapse_passes - passes_at_end,
+        s.recollapse_failures,
+        s.recollapse_pending as u8
+    );
     println!(
         "@arena_maps={arena_maps} stats_maps={} heap_maps_before={heap_maps_before} maps_before={maps_before} maps_after={} hugetlb_committed={}",
         s.mappings,
@@ -311,7 +322,8 @@ fn soak() {
     // lives), the free ones kept, and the program (64 MiB: binary, stacks, metadata).
     let bound = n("pinned") + n("free_backed").max(n("retain")) + 64 * MIB;
     assert!(n("rss") <= bound, "RSS {} above pinned {} + retain + 64 MiB: {v:?}", n("rss"), n("pinned"));
-    // Huge-page coverage of what the heap keeps backed, once copy-on-write splits are collapsed.
+    // Huge-page coverage of what the heap keeps backed, once a re-collapse sweep has run.
+    assert_eq!(n("recollapse_pending"), 0, "no re-collapse sweep completed after the last fork: {v:?}");
     let huge = n("anon_huge") + n("hugetlb");
     assert!(huge * 10 >= n("backed") * 9, "huge pages cover {huge} of {} backed: {v:?}", n("backed"));
     // No leaked mappings: the arena is what stats() says, the process has no more than before.

@@ -86,9 +86,10 @@ pub struct BenchArgs {
     /// Skip the copy-on-write measurement.
     #[arg(long)]
     pub no_cow: bool,
-    /// Directory for fork.csv, fork.json, fork.txt and fork.svg.
-    #[arg(long, default_value = "target/hugeheap-bench")]
-    pub out: PathBuf,
+    /// Directory for the results (fork.* or alloc.*). Default: `hugeheap-bench` in the cargo
+    /// target directory when run by `cargo bench`, else in the current directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Give the contestants that use hugetlb pools this many 2 MiB pages (root; the others run
     /// with the pools as they were, and the pools are restored afterwards).
     #[arg(long)]
@@ -110,6 +111,22 @@ pub struct BenchArgs {
     pub workloads: Vec<String>,
 }
 
+/// Where the results go: `--out`, else `hugeheap-bench` beside cargo's build products when
+/// this is a bench target (`<target>/<profile>/deps/<bench>`: cargo runs benches from the
+/// package's directory, so a relative default would land in `cli/target`), else in the current
+/// directory.
+fn out_dir(a: &BenchArgs) -> PathBuf {
+    if let Some(o) = &a.out {
+        return o.clone();
+    }
+    let exe = std::env::current_exe().ok();
+    let deps = exe.as_deref().and_then(|e| e.parent()).filter(|d| d.ends_with("deps"));
+    match deps.and_then(|d| d.parent()?.parent()) {
+        Some(target) => target.join("hugeheap-bench"),
+        None => PathBuf::from("hugeheap-bench"),
+    }
+}
+
 fn parse_size(s: &str) -> Result<usize, String> {
     hugeheap::internal::parse_size(s.as_bytes()).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
 }
@@ -126,7 +143,7 @@ pub fn bench(a: &BenchArgs) -> std::io::Result<()> {
             scale: if a.quick { a.scale * 0.25 } else { a.scale },
             workloads: a.workloads.clone(),
             only: a.only.clone(),
-            out_dir: a.out.clone(),
+            out_dir: out_dir(a),
         };
         return crate::allocbench::run(&o).map(|_| ());
     }
@@ -149,7 +166,7 @@ pub fn bench(a: &BenchArgs) -> std::io::Result<()> {
     }
     o.sustained_cycles = a.sustained_cycles.unwrap_or(o.sustained_cycles);
     o.cow = !a.no_cow;
-    o.out_dir = a.out.clone();
+    o.out_dir = out_dir(a);
     if let Some(unknown) = o.only.iter().find(|n| !bench::CONTESTANTS.iter().any(|c| c.name == n.as_str())) {
         return Err(std::io::Error::other(format!("unknown contestant {unknown:?} (see --list)")));
     }

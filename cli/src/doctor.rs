@@ -1,6 +1,6 @@
 //! `hugeheap doctor`: can this machine give huge pages right now, and how to turn on the
-//! rest. Reads the THP mode, the hugetlb pools, the limits that matter (memlock, cgroup memory
-//! and hugetlb limits) and the kernel version under a root directory that tests replace with
+//! rest. Reads the THP mode, the hugetlb pools, the limits that matter (cgroup memory and
+//! hugetlb limits) and the kernel version under a root directory that tests replace with
 //! fake trees.
 
 use serde::Serialize;
@@ -18,7 +18,7 @@ pub struct Pool {
     pub total: usize,
     /// Pages free (`free_hugepages`).
     pub free: usize,
-    /// Free pages already promised to mappings (`resv_hugepages`).
+    /// Free pages already reserved by existing mappings, not yet touched (`resv_hugepages`).
     pub reserved: usize,
     /// Surplus pages in use (`surplus_hugepages`).
     pub surplus: usize,
@@ -46,8 +46,6 @@ pub struct Report {
     pub pool_2m: Pool,
     /// The 1 GiB pool.
     pub pool_1g: Pool,
-    /// `Max locked memory` soft limit, as the kernel prints it.
-    pub memlock: String,
     /// cgroup v2 `memory.max` of this process's cgroup, if any.
     pub cgroup_memory_max: Option<String>,
     /// cgroup v2 `hugetlb.2MB.max`, if any.
@@ -94,13 +92,6 @@ pub fn examine(root: &Path) -> Report {
             .unwrap_or_else(|| "unavailable".into()),
         pool_2m: pool(root, 2048),
         pool_1g: pool(root, 1048576),
-        memlock: read(root, "proc/self/limits")
-            .and_then(|l| {
-                l.lines().find(|x| x.starts_with("Max locked memory")).map(|x| {
-                    x.trim_start_matches("Max locked memory").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-                })
-            })
-            .unwrap_or_else(|| "unknown".into()),
         ..Report::default()
     };
     // cgroup v2: "0::/path" in /proc/self/cgroup.
@@ -194,14 +185,19 @@ impl Report {
             if p.supported {
                 let _ = writeln!(
                     o,
-                    "hugetlb {name}: {} reserved, {} free ({} promised), overcommit {} (surplus {} in use)",
-                    p.total, p.free, p.reserved, p.overcommit, p.surplus
+                    "hugetlb {name} pool: {} pages, {} free ({} of them reserved by mappings not yet touched); \
+                     may grow on demand by {} ({} grown so far) => {} pages available now",
+                    p.total,
+                    p.free,
+                    p.reserved,
+                    p.overcommit,
+                    p.surplus,
+                    p.available()
                 );
             } else {
                 let _ = writeln!(o, "hugetlb {name}: not supported");
             }
         }
-        let _ = writeln!(o, "max locked memory: {}", self.memlock);
         if let Some(m) = &self.cgroup_memory_max {
             let _ = writeln!(o, "cgroup memory.max: {m}");
         }

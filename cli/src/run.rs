@@ -44,7 +44,9 @@ pub fn environment(lib: &Path, pages: Option<&str>, verbose: bool, max_heap: Opt
         env.push(("HUGEHEAP_PAGES".into(), p.into()));
     }
     if verbose {
-        env.push(("HUGEHEAP_VERBOSE".into(), "1".into()));
+        // This process execs the program, which keeps the pid: only it reports, not the
+        // helper processes a wrapper script (a pyenv shim, say) starts on the way.
+        env.push(("HUGEHEAP_VERBOSE".into(), format!("pid:{}", std::process::id()).into()));
     }
     if let Some(m) = max_heap {
         env.push(("HUGEHEAP_MAX_HEAP".into(), m.into()));

@@ -37,7 +37,8 @@ fn small_run_writes_every_output() {
         let line = stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing:\n{stdout}"));
         assert!(!line.contains("failed"), "{line}");
     }
-    assert!(stdout.contains("floor (empty process): fork "), "{stdout}");
+    assert!(stdout.contains("floor (an empty process): fork "), "{stdout}");
+    assert!(stdout.contains("got"), "{stdout}");
     assert!(stdout.contains("sustained:"), "{stdout}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("fork.json")).unwrap()).unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{build, hugeheap, lib};
+use common::{build, hugeheap, lib, skip};
 use std::collections::HashMap;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -88,11 +88,11 @@ impl MemCgroup {
         } else if Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
             (Path::new("/sys/fs/cgroup/memory").join(&name), "memory.limit_in_bytes")
         } else {
-            eprintln!("SKIPPED cgroup test: no memory cgroup controller (v2 or v1) mounted");
+            skip("cgroup", "no memory cgroup controller (v2 or v1) mounted");
             return None;
         };
         if let Err(e) = std::fs::create_dir(&dir) {
-            eprintln!("SKIPPED cgroup test: cannot create {} ({e}; needs root)", dir.display());
+            skip("cgroup", &format!("cannot create {} ({e}; needs root)", dir.display()));
             return None;
         }
         std::fs::write(dir.join(file), limit.to_string()).expect("set the memory limit");
@@ -143,6 +143,6 @@ fn cgroup_limit_runs_out_cleanly() {
         let out = plain.output().unwrap();
         assert_eq!(out.status.signal(), Some(libc::SIGKILL), "plain glibc under the limit: {:?}", out.status);
     } else {
-        eprintln!("SKIPPED the plain-glibc contrast: swap is on, so its outcome is not certain");
+        skip("no-swap", "the plain-glibc contrast: swap is on, so its outcome is not certain");
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_ran_on_hugeheap, build, hugeheap, lib, tmp, under_hugeheap};
+use common::{assert_ran_on_hugeheap, build, hugeheap, lib, skip, tmp, under_hugeheap};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -80,7 +80,7 @@ fn malloc_from_a_constructor() {
 /// Runs `cmd` plainly and under `hugeheap run`; both outputs are returned.
 fn both(cmd: &[&str], dir: &Path) -> Option<(Output, Output)> {
     if Command::new(cmd[0]).arg("--version").output().is_err() {
-        eprintln!("SKIPPED: {} is not installed", cmd[0]);
+        skip(cmd[0], &format!("{} is not installed", cmd[0]));
         return None;
     }
     let plain = Command::new(cmd[0]).args(&cmd[1..]).current_dir(dir).output().unwrap();
@@ -182,7 +182,7 @@ fn git_on_a_small_repo() {
             .output()
     };
     if git(&["--version"]).is_err() {
-        eprintln!("SKIPPED: git is not installed");
+        skip("git", "git is not installed");
         return;
     }
     git(&["init", "-q"]).unwrap();
@@ -211,4 +211,26 @@ fn run_reports_bad_arguments() {
 fn exit_status_is_the_commands() {
     let out = hugeheap().args(["run", "--lib"]).arg(lib()).args(["--", "sh", "-c", "exit 7"]).output().unwrap();
     assert_eq!(out.status.code(), Some(7));
+}
+
+#[test]
+fn verbose_speaks_for_the_program_not_for_its_wrapper() {
+    // A wrapper script like a pyenv shim: command substitutions and subshells (forks that exit
+    // normally), short helper programs, then `exec` of the real program in the same process.
+    let Some(prog) = build("ctor.c", "cc", &[]) else { return };
+    let dir = tmp("wrapper");
+    let wrapper = dir.join("wrapper.sh");
+    let script = format!(
+        "#!/bin/bash\nv=$(echo x); ( true ); for i in 1 2 3; do w=$(cat /dev/null); done; /bin/true\nexec {} \"$@\"\n",
+        prog.display()
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    let out =
+        hugeheap().args(["run", "--verbose", "--lib"]).arg(lib()).arg("--").arg("bash").arg(&wrapper).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let starts: Vec<&str> = stderr.lines().filter(|l| l.starts_with("hugeheap: pages=")).collect();
+    assert_eq!(starts.len(), 1, "one start line, the program's:\n{stderr}");
+    assert!(starts[0].ends_with("(ctor)"), "{}", starts[0]);
+    assert_eq!(stderr.matches("hugeheap: at exit").count(), 1, "one exit report:\n{stderr}");
 }

@@ -153,9 +153,14 @@ pub fn map_metadata(len: usize) -> Option<usize> {
     if p == libc::MAP_FAILED { None } else { Some(p as usize) }
 }
 
-/// Unmaps `[start, start + len)` (a range this process mapped and no longer uses).
-pub fn unmap(start: usize, len: usize) {
-    // SAFETY: the caller hands over a range of its own mappings that nothing refers to.
+/// Unmaps `[start, start + len)`.
+///
+/// # Safety
+/// The range must be a mapping hugeheap made (by [`reserve`] or [`map_metadata`]) that nothing
+/// refers to any more.
+pub unsafe fn unmap(start: usize, len: usize) {
+    debug_assert!(start % 4096 == 0 && len % 4096 == 0);
+    // SAFETY: caller's contract: the range is ours and unused.
     unsafe { libc::munmap(start as *mut libc::c_void, len) };
 }
 
@@ -479,6 +484,21 @@ pub fn env_var(name: &[u8]) -> Option<&'static [u8]> {
     None
 }
 
+/// This process's id.
+pub fn pid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// Writes `pid N (name)` for this process (its `comm`), for messages that must say which
+/// process of a program's family speaks.
+pub fn write_process(w: &mut impl fmt::Write) -> fmt::Result {
+    let mut comm = [0u8; 32];
+    let n = read_file(c"/proc/self/comm", &mut comm).unwrap_or(0);
+    let name = core::str::from_utf8(&comm[..n]).unwrap_or("?").trim_end();
+    write!(w, "pid {} ({name})", pid())
+}
+
 /// Physical memory of the machine in bytes (0 if unknown).
 pub fn physical_memory() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -519,7 +539,7 @@ pub fn thread_key_set(key: ThreadKey, value: usize) {
     unsafe { libc::pthread_setspecific(key, value as *const core::ffi::c_void) };
 }
 
-/// Registers fork handlers (see `sync.rs` for what they do).
+/// Registers fork handlers (`runtime.rs` says what hugeheap's do).
 pub fn atfork(prepare: unsafe extern "C" fn(), parent: unsafe extern "C" fn(), child: unsafe extern "C" fn()) {
     // SAFETY: the handlers are plain functions valid for the process's life.
     unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };

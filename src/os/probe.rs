@@ -89,6 +89,24 @@ impl OsInfo {
     }
 }
 
+/// What the machine offers: `thp=madvise, 2m pool 0 pages free, no 1g pool, no cgroup memory
+/// limit`.
+impl core::fmt::Display for OsInfo {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "thp={}", self.thp.name())?;
+        for (has, avail, name) in [(self.has_2m, self.avail_2m, "2m"), (self.has_1g, self.avail_1g, "1g")] {
+            match has {
+                true => write!(f, ", {name} pool {avail} pages free")?,
+                false => write!(f, ", no {name} pool")?,
+            }
+        }
+        match self.cgroup_room {
+            0 => write!(f, ", no cgroup memory limit"),
+            room => write!(f, ", cgroup memory limit leaves {}", crate::units::Bytes(room)),
+        }
+    }
+}
+
 /// Limits at or above this are "no limit" (cgroup v1 writes its unlimited as ~2^63).
 const NO_LIMIT: usize = 1 << 60;
 

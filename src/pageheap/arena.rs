@@ -15,8 +15,11 @@
 
 use crate::options::{Config, PageChain};
 use crate::os::{self, OsInfo, PageKind, Refusal, StackWriter, ThpMode};
-use crate::units::{GIB, HUGE_PER_GIB, HUGE_SIZE, HugePage};
+use crate::units::{Bytes, GIB, HUGE_PER_GIB, HUGE_SIZE, HugePage, SizeArg};
 use core::fmt::Write;
+
+/// Heap size (huge pages: 8 MiB) up to which a verbose process is quiet until it exits.
+const QUIET_HEAP: usize = 4;
 
 /// Smallest chunk past 1 GiB, in huge pages (128 MiB).
 const MIN_LATE_CHUNK: usize = 64;
@@ -53,13 +56,28 @@ pub struct Arena {
     pub len: HugePage,
     /// Huge pages committed: `[0, frontier)`.
     pub frontier: usize,
-    /// Commit limit in huge pages (the arena size, or `HUGEHEAP_MAX_HEAP`).
+    /// Commit limit in huge pages: the arena size, `HUGEHEAP_MAX_HEAP`, or the room the memory
+    /// cgroup left at start-up, whichever is smallest.
     pub cap: usize,
+    /// Where the cap comes from, for the message when it is reached.
+    cap_source: CapSource,
+    /// Said, once each: the cap reached, the heap in 4 KiB pages against the chain's wish.
+    said_cap: bool,
+    said_small: bool,
+    /// Kinds passed over since the last commit, not yet reported (verbose).
+    unreported: [bool; 4],
+    /// Kinds whose being passed over has been reported (verbose: once each).
+    reported: [bool; 4],
     chain: PageChain,
     thp: ThpMode,
     has_1g: bool,
     has_2m: bool,
+    /// Verbose reporting: on, and whether the start line has been said.
     verbose: bool,
+    said_start: bool,
+    /// The settings and the machine, for the start line.
+    config: Config,
+    info: OsInfo,
     /// Copy-on-write room, in percent of the hugetlb pages held (see above).
     cow_reserve: usize,
     /// Ladder records, indexed by `PageKind as usize`.
@@ -68,6 +86,17 @@ pub struct Arena {
     pub mappings: usize,
     /// Kind of the last committed piece (for counting merged anonymous mappings).
     last_kind: Option<PageKind>,
+}
+
+/// What limits the heap's growth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CapSource {
+    /// `HUGEHEAP_MAX_HEAP` (or `HugeAlloc::max_heap`).
+    MaxHeap,
+    /// The room the process's memory cgroup left at start-up.
+    Cgroup,
+    /// The address space reserved for the heap.
+    Reservation,
 }
 
 /// The most pages a process holding `held` pages may take from a pool with `free` pages and
@@ -104,16 +133,31 @@ impl Arena {
         };
         let len = want / HUGE_SIZE;
         let cap = if max_heap > 0 { (max_heap / HUGE_SIZE).min(len) } else { len };
+        let cap_source = if cap == len && max_heap / HUGE_SIZE != len {
+            CapSource::Reservation
+        } else if max_heap == cfg.max_heap {
+            CapSource::MaxHeap
+        } else {
+            CapSource::Cgroup
+        };
         Some(Arena {
             base,
             len: HugePage(len),
             frontier: 0,
             cap,
+            cap_source,
+            said_cap: false,
+            said_small: false,
+            unreported: [false; 4],
+            reported: [false; 4],
             chain: cfg.pages,
             thp: info.thp,
             has_1g: info.has_1g,
             has_2m: info.has_2m,
             verbose: cfg.verbose,
+            said_start: false,
+            config: *cfg,
+            info: *info,
             cow_reserve: cfg.cow_reserve as usize,
             kinds: [KindRecord::default(); 4],
             mappings: 0,
@@ -134,7 +178,9 @@ impl Arena {
 
     /// Unmaps the whole reservation (start-up only, before any of it is used).
     pub fn unreserve(self) {
-        os::unmap(self.base, self.len.0 * HUGE_SIZE);
+        // SAFETY: the arena is consumed; nothing has been committed or handed out from it yet
+        // (start-up calls this only when its metadata could not be mapped).
+        unsafe { os::unmap(self.base, self.len.0 * HUGE_SIZE) };
     }
 
     /// Address of huge page `i`.
@@ -174,7 +220,11 @@ impl Arena {
     /// the cap or the arena would be passed, or when not even 4 KiB pages could be had.
     pub fn grow(&mut self, min_end: usize, mut on_piece: impl FnMut(usize, usize, PageKind)) -> bool {
         if min_end > self.cap {
+            self.say_cap_reached();
             return false;
+        }
+        if self.frontier >= QUIET_HEAP {
+            self.say_start();
         }
         let end = self.chunk_end(min_end);
         // Kinds whose commit failed during this growth: not tried again until the next one.
@@ -199,6 +249,7 @@ impl Arena {
                     }
                     self.last_kind = Some(kind);
                     self.frontier = at + n;
+                    self.report_fallbacks(kind, n);
                     on_piece(at, n, kind);
                 }
                 Err(e) => {
@@ -290,19 +341,89 @@ impl Arena {
 
     fn refuse(&mut self, kind: PageKind, why: Refusal, errno: i32) {
         let rec = &mut self.kinds[kind as usize];
-        let first = rec.fallbacks == 0;
         rec.fallbacks += 1;
         rec.last_refusal = Some(why);
         rec.last_errno = errno;
-        if first && self.verbose {
-            let mut w = StackWriter::<160>::new();
-            let _ = write!(w, "hugeheap: page kind {kind} not used ({}", why.describe());
-            if errno != 0 {
-                let _ = write!(w, ", errno {errno}");
+        self.unreported[kind as usize] = true;
+    }
+
+    /// After a piece of `n` huge pages was committed with `used`: under verbose, says once for
+    /// each kind passed over on the way what it was and why; and, once and always, that the
+    /// heap went to 4 KiB pages when the chain asked for huge ones.
+    fn report_fallbacks(&mut self, used: PageKind, n: usize) {
+        for kind in PageKind::ALL {
+            let k = kind as usize;
+            if !self.said_start || !core::mem::take(&mut self.unreported[k]) || self.reported[k] {
+                continue;
             }
-            let _ = writeln!(w, "); falling back");
+            self.reported[k] = true;
+            let rec = &self.kinds[k];
+            let mut w = StackWriter::<200>::new();
+            let why = rec.last_refusal.map_or("-", |r| r.describe());
+            let _ = write!(w, "hugeheap: {kind} pages not used for {} of heap ({why}", Bytes(n * HUGE_SIZE));
+            if rec.last_errno != 0 {
+                let _ = write!(w, ", errno {}", rec.last_errno);
+            }
+            let _ = writeln!(w, "); {used} pages instead");
             w.flush_stderr();
         }
+        let wanted_huge = self.chain.kinds().first() != Some(&PageKind::Small);
+        if used == PageKind::Small && wanted_huge && !self.said_small {
+            self.said_small = true;
+            let mut w = StackWriter::<400>::new();
+            let _ = write!(w, "hugeheap: no huge pages for the heap (HUGEHEAP_PAGES={}:", self.chain);
+            for &kind in self.chain.kinds().iter().filter(|k| **k != PageKind::Small) {
+                let why = self.kinds[kind as usize].last_refusal.map_or("-", |r| r.describe());
+                let _ = write!(w, " {kind} {why};");
+            }
+            let _ = writeln!(
+                w,
+                " THP {}): it is in 4 KiB pages, which fork slowly. `hugeheap doctor` says how to get huge \
+                 pages; HUGEHEAP_PAGES=4k says that 4 KiB pages are meant.",
+                self.thp.name()
+            );
+            w.flush_stderr();
+        }
+    }
+
+    /// Under verbose, says once the settings, the machine and the process, and then what the
+    /// ladder passed over so far. Said when the heap first grows past `QUIET_HEAP`, or at
+    /// exit: the short-lived helper processes of shell wrappers, which stay small and exec the
+    /// next program, stay quiet.
+    pub fn say_start(&mut self) {
+        if !self.verbose || core::mem::replace(&mut self.said_start, true) {
+            return;
+        }
+        let mut w = StackWriter::<512>::new();
+        let _ = write!(w, "hugeheap: {}; machine: {}; ", self.config, self.info);
+        let _ = os::write_process(&mut w);
+        let _ = writeln!(w);
+        w.flush_stderr();
+        if let Some(kind) = self.last_kind {
+            self.report_fallbacks(kind, self.frontier);
+        }
+    }
+
+    /// Says, once, that the heap cannot grow past its cap, and why the cap is there.
+    fn say_cap_reached(&mut self) {
+        if core::mem::replace(&mut self.said_cap, true) {
+            return;
+        }
+        let cap = self.cap * HUGE_SIZE;
+        let mut w = StackWriter::<300>::new();
+        let _ = match self.cap_source {
+            CapSource::MaxHeap => write!(w, "hugeheap: the heap reached its cap, HUGEHEAP_MAX_HEAP={}", SizeArg(cap)),
+            CapSource::Cgroup => write!(
+                w,
+                "hugeheap: the heap reached {}, the room the memory cgroup's limit left at start-up",
+                Bytes(cap)
+            ),
+            CapSource::Reservation => {
+                write!(w, "hugeheap: the heap filled the {} of address space reserved for it", Bytes(cap))
+            }
+        };
+        let _ = writeln!(w, "; allocations that need more memory return NULL (ENOMEM)");
+        w.flush_stderr();
     }
 }
 

@@ -15,7 +15,8 @@
 //! - every huge page below `arena.frontier` is in exactly one state: `FREE` (its bit in the
 //!   huge map is set), `FILLER` (some pages used, listed in the filler unless full) or `LARGE`;
 //! - `free_anon_backed` counts the `FREE` huge pages of anonymous (THP or 4 KiB) kind that are
-//!   not released; it is brought down to `retain` after every free by releasing the highest;
+//!   not released; once they have stayed free for `decay_ms`, the highest are released until
+//!   it is down to `retain`;
 //! - hugetlb huge pages are never released: a private hugetlb page given back could not be
 //!   faulted in again once the pool runs dry, and that would be a SIGBUS, not a NULL;
 //! - `page_map[p]` points to the span covering page `p` for every page of a slab, and for the
@@ -109,6 +110,11 @@ pub struct PageCounters {
     pub released_now: usize,
     /// Bytes in wholly free huge pages (backed or not).
     pub free_bytes: usize,
+    /// Re-collapse sweeps completed (each visited every backed THP huge page with no fork
+    /// during the sweep).
+    pub recollapse_passes: usize,
+    /// Huge pages the kernel could not collapse again when asked.
+    pub recollapse_failures: usize,
 }
 
 /// Where each table of the metadata mapping starts, for an arena of `hps` huge pages.
@@ -606,7 +612,8 @@ impl PageHeap {
     /// forks have been quiet for `COLLAPSE_QUIET_MS`, this sweeps the backed THP huge pages,
     /// `COLLAPSE_STEP` at a time at most every `COLLAPSE_EVERY_MS` (a step copies at most 16
     /// MiB), asking the kernel to collapse each one again. Pages that are still whole cost a
-    /// page-table walk.
+    /// page-table walk. A fork during a sweep starts it over: the pages it had passed may have
+    /// been split again.
     fn recollapse(&mut self) {
         let forks = FORKS.load(Ordering::Relaxed);
         if forks == self.collapse_seen {
@@ -632,13 +639,22 @@ impl PageHeap {
             // Backed: in use, or free and not given back (it will be reused as it is).
             if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.kind == PageKind::Thp as u8 {
                 budget -= 1;
-                os::collapse(self.arena.addr(hp), HUGE_SIZE);
+                if !os::collapse(self.arena.addr(hp), HUGE_SIZE) {
+                    self.counters.recollapse_failures += 1;
+                }
             }
         }
         if self.collapse_at >= self.arena.frontier {
             self.collapse_at = 0;
             self.collapse_seen = forks;
+            self.counters.recollapse_passes += 1;
         }
+    }
+
+    /// Whether a fork since the last completed sweep may have split THP huge pages that no
+    /// sweep has visited since.
+    pub fn recollapse_pending(&self) -> bool {
+        FORKS.load(Ordering::Relaxed) != self.collapse_seen
     }
 
     /// Bytes in use by the program: for each live span, its live blocks (slab) or its

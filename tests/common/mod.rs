@@ -4,6 +4,10 @@
 
 use std::process::{Command, Output};
 
+#[path = "skip.rs"]
+mod skip_impl;
+pub use skip_impl::skip;
+
 /// The environment variable that tells a re-executed test binary which child body to run.
 pub const CHILD_MODE: &str = "HUGEHEAP_TEST_CHILD";
 
@@ -101,11 +105,14 @@ impl PoolGuard {
     /// resized: no such pool, or not root).
     pub fn take(kib: usize) -> Option<PoolGuard> {
         let Some(original) = Self::read(kib, "nr_hugepages") else {
-            eprintln!("SKIPPED: no {kib} KiB hugetlb pool on this kernel");
+            skip(
+                &format!("pool-{}", if kib == 2048 { "2m" } else { "1g" }),
+                &format!("no {kib} KiB hugetlb pool on this kernel"),
+            );
             return None;
         };
         if std::fs::OpenOptions::new().write(true).open(Self::path(kib, "nr_hugepages")).is_err() {
-            eprintln!("SKIPPED: cannot resize the {kib} KiB hugetlb pool (needs root)");
+            skip("root", &format!("cannot resize the {kib} KiB hugetlb pool"));
             return None;
         }
         Some(PoolGuard { kib, original })

@@ -30,6 +30,8 @@ pub fn run(spec: &ChildSpec) {
         vm_pte: k.vm_pte,
         anon_huge: k.anon_huge,
         hugetlb: k.hugetlb,
+        hugetlb_2m: hugetlb_of_size(2048),
+        hugetlb_1g: hugetlb_of_size(1 << 20),
         rss: k.rss,
         mappings: k.mappings,
         ..Measured::default()
@@ -108,6 +110,24 @@ pub fn build_heap(bytes: usize) -> Heap {
     }
     objects.shrink_to_fit();
     Heap { objects, bytes: total }
+}
+
+/// Bytes of hugetlb memory this process maps in pages of `kib` KiB, from /proc/self/smaps.
+fn hugetlb_of_size(kib: usize) -> usize {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let field =
+        |l: &str, key: &str| l.strip_prefix(key).and_then(|v| v.split_whitespace().next()?.parse::<usize>().ok());
+    let (mut page_kib, mut total) = (0, 0);
+    for l in smaps.lines() {
+        if let Some(v) = field(l, "KernelPageSize:") {
+            page_kib = v;
+        } else if let Some(v) = field(l, "Private_Hugetlb:").or_else(|| field(l, "Shared_Hugetlb:")) {
+            if page_kib == kib {
+                total += v * 1024;
+            }
+        }
+    }
+    total
 }
 
 fn quantile(v: &mut [f64], q: f64) -> f64 {

@@ -100,6 +100,12 @@ pub struct Measured {
     pub anon_huge: usize,
     /// HugetlbPages, bytes.
     pub hugetlb: usize,
+    /// Of which in 2 MiB pages (from /proc/self/smaps), bytes.
+    #[serde(default)]
+    pub hugetlb_2m: usize,
+    /// Of which in 1 GiB pages, bytes.
+    #[serde(default)]
+    pub hugetlb_1g: usize,
     /// VmRSS, bytes.
     pub rss: usize,
     /// Lines of /proc/self/maps.
@@ -108,6 +114,47 @@ pub struct Measured {
     pub sustained: Option<Sustained>,
     /// Copy-on-write figures.
     pub cow: Option<Cow>,
+}
+
+/// The page kind a contestant's name promises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Promise {
+    /// Nothing in particular (4 KiB pages are what it gets).
+    Nothing,
+    /// Transparent huge pages.
+    Thp,
+    /// hugetlb pages, 2 MiB or 1 GiB.
+    Hugetlb,
+    /// hugetlb 1 GiB pages.
+    Gib1,
+    /// Huge pages of any kind.
+    Huge,
+}
+
+impl Promise {
+    /// The share of the heap (0..=1) in the promised kind, from the kernel's counters.
+    pub fn share(self, m: &Measured) -> f64 {
+        let total = (m.rss + m.hugetlb).max(1) as f64;
+        let bytes = match self {
+            Promise::Nothing => return 1.0,
+            Promise::Thp => m.anon_huge,
+            Promise::Hugetlb => m.hugetlb,
+            Promise::Gib1 => m.hugetlb_1g,
+            Promise::Huge => m.anon_huge + m.hugetlb,
+        };
+        bytes as f64 / total
+    }
+
+    /// What the name promises, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Promise::Nothing => "nothing",
+            Promise::Thp => "THP",
+            Promise::Hugetlb => "hugetlb pages",
+            Promise::Gib1 => "1 GiB pages",
+            Promise::Huge => "huge pages",
+        }
+    }
 }
 
 /// A contestant: an allocator, its environment, a way to start programs.
@@ -122,13 +169,10 @@ pub struct Contestant {
     pub env: &'static [(&'static str, &'static str)],
     /// How it starts programs.
     pub method: Method,
-}
-
-impl Contestant {
-    /// Whether it may take memory from hugetlb pools.
-    pub fn uses_pools(&self) -> bool {
-        matches!(self.name, "glibc-hugetlb" | "mimalloc-large" | "hugeheap" | "hugeheap-1g" | "hugeheap-2m")
-    }
+    /// The page kind its name promises.
+    pub promises: Promise,
+    /// It may take memory from hugetlb pools (`--pool-2m` / `--pool-1g` are set for it).
+    pub uses_pools: bool,
 }
 
 const fn c(
@@ -136,35 +180,74 @@ const fn c(
     alloc: Which,
     env: &'static [(&'static str, &'static str)],
     method: Method,
+    promises: Promise,
+    uses_pools: bool,
 ) -> Contestant {
-    Contestant { name, alloc, env, method }
+    Contestant { name, alloc, env, method, promises, uses_pools }
 }
 
 /// Every contestant, in table order. `empty` is the floor: the same process with no heap.
 pub const CONTESTANTS: &[Contestant] = &[
-    c("empty", Which::System, &[], Method::Fork),
-    c("glibc", Which::System, &[], Method::Fork),
-    c("glibc-thp", Which::System, &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")], Method::Fork),
-    c("glibc-hugetlb", Which::System, &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=2")], Method::Fork),
-    c("jemalloc", Which::Jemalloc, &[], Method::Fork),
-    c("jemalloc-thp", Which::Jemalloc, &[("_RJEM_MALLOC_CONF", "thp:always,metadata_thp:always")], Method::Fork),
-    c("jemalloc-hpa", Which::Jemalloc, &[("_RJEM_MALLOC_CONF", "hpa:true")], Method::Fork),
+    c("empty", Which::System, &[], Method::Fork, Promise::Nothing, false),
+    c("glibc", Which::System, &[], Method::Fork, Promise::Nothing, false),
+    c("glibc-thp", Which::System, &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")], Method::Fork, Promise::Thp, false),
+    c(
+        "glibc-hugetlb",
+        Which::System,
+        &[("GLIBC_TUNABLES", "glibc.malloc.hugetlb=2")],
+        Method::Fork,
+        Promise::Hugetlb,
+        true,
+    ),
+    c("jemalloc", Which::Jemalloc, &[], Method::Fork, Promise::Nothing, false),
+    c(
+        "jemalloc-thp",
+        Which::Jemalloc,
+        &[("_RJEM_MALLOC_CONF", "thp:always,metadata_thp:always")],
+        Method::Fork,
+        Promise::Thp,
+        false,
+    ),
+    c("jemalloc-hpa", Which::Jemalloc, &[("_RJEM_MALLOC_CONF", "hpa:true")], Method::Fork, Promise::Thp, false),
     c(
         "mimalloc-large",
         Which::Mimalloc,
         &[("MIMALLOC_ALLOW_LARGE_OS_PAGES", "1"), ("MIMALLOC_LARGE_OS_PAGES", "1")],
         Method::Fork,
+        Promise::Huge,
+        true,
     ),
     // Like glibc-hugetlb and mimalloc-large, the hugetlb contestants may use the whole pool
     // (no copy-on-write room; the default keeps half of a pool free, see docs/tuning.md).
-    c("hugeheap", Which::Hugeheap, &[("HUGEHEAP_PAGES", "auto"), ("HUGEHEAP_COW_RESERVE", "0")], Method::Fork),
-    c("hugeheap-1g", Which::Hugeheap, &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "0")], Method::Fork),
-    c("hugeheap-2m", Which::Hugeheap, &[("HUGEHEAP_PAGES", "2m"), ("HUGEHEAP_COW_RESERVE", "0")], Method::Fork),
-    c("hugeheap-thp", Which::Hugeheap, &[("HUGEHEAP_PAGES", "thp")], Method::Fork),
-    c("hugeheap-4k", Which::Hugeheap, &[("HUGEHEAP_PAGES", "4k")], Method::Fork),
-    c("posix_spawn", Which::System, &[], Method::PosixSpawn),
-    c("vfork+exec", Which::System, &[], Method::Vfork),
-    c("spawn-helper", Which::System, &[], Method::Helper),
+    c(
+        "hugeheap",
+        Which::Hugeheap,
+        &[("HUGEHEAP_PAGES", "auto"), ("HUGEHEAP_COW_RESERVE", "0")],
+        Method::Fork,
+        Promise::Huge,
+        true,
+    ),
+    c(
+        "hugeheap-1g",
+        Which::Hugeheap,
+        &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "0")],
+        Method::Fork,
+        Promise::Gib1,
+        true,
+    ),
+    c(
+        "hugeheap-2m",
+        Which::Hugeheap,
+        &[("HUGEHEAP_PAGES", "2m"), ("HUGEHEAP_COW_RESERVE", "0")],
+        Method::Fork,
+        Promise::Hugetlb,
+        true,
+    ),
+    c("hugeheap-thp", Which::Hugeheap, &[("HUGEHEAP_PAGES", "thp")], Method::Fork, Promise::Thp, false),
+    c("hugeheap-4k", Which::Hugeheap, &[("HUGEHEAP_PAGES", "4k")], Method::Fork, Promise::Nothing, false),
+    c("posix_spawn", Which::System, &[], Method::PosixSpawn, Promise::Nothing, false),
+    c("vfork+exec", Which::System, &[], Method::Vfork, Promise::Nothing, false),
+    c("spawn-helper", Which::System, &[], Method::Helper, Promise::Nothing, false),
 ];
 
 /// Benchmark settings.
@@ -202,7 +285,7 @@ impl Options {
             sustained_cycles: 1000,
             cow: true,
             only: Vec::new(),
-            out_dir: PathBuf::from("target/hugeheap-bench"),
+            out_dir: PathBuf::from("hugeheap-bench"),
             pools: None,
         }
     }
@@ -224,6 +307,10 @@ pub struct Row {
     pub size: usize,
     /// The figures, when it ran.
     pub measured: Option<Measured>,
+    /// The heap's page kinds as the kernel counted them (`2m 97% thp 2%`), when it ran.
+    pub got: Option<String>,
+    /// It did not get the page kind its name promises (less than half of its memory).
+    pub short: bool,
     /// Why it did not run or did not finish.
     pub note: Option<String>,
 }
@@ -337,17 +424,23 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
     if opts.pools.is_some() && pools.is_none() {
         eprintln!("hugeheap bench: cannot read the hugetlb pools; running with them as they are");
     }
+    let machine = report::Machine::read();
+    eprint!("{}", report::run_header(&machine, &chosen, opts));
     let mut rows = Vec::new();
     for (c, size) in plan {
         bar.set_message(format!("{} at {}", c.name, report::size_name(size)));
         let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-        let mut row = Row { contestant: c.name, env, size, measured: None, note: None };
-        let pooled = c.uses_pools() && pools.is_some();
+        let mut row = Row { contestant: c.name, env, size, measured: None, got: None, short: false, note: None };
+        let pooled = c.uses_pools && pools.is_some();
         let pool_note = pools.as_ref().and_then(|p| p.set(pooled));
         match fits(size, pooled) {
             Err(why) => row.note = Some(why),
             Ok(()) => match run_child(&exe, c, size, opts) {
-                Ok(m) => row.measured = Some(m),
+                Ok(m) => {
+                    row.got = Some(report::got(&m));
+                    row.short = size > 0 && c.promises.share(&m) < 0.5;
+                    row.measured = Some(m);
+                }
                 Err(why) => row.note = Some(why),
             },
         }
@@ -359,7 +452,7 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
     }
     bar.finish_and_clear();
     drop(pools);
-    report::write(&rows, opts)?;
+    report::write(&rows, &machine, &chosen, opts)?;
     Ok(rows)
 }
 

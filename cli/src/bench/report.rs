@@ -1,9 +1,12 @@
-//! The benchmark's output: a table on stdout (each figure beside its ratio to glibc and to the
-//! empty-process floor), and `fork.csv`, `fork.json`, `fork.svg` (fork latency against heap
-//! size, log-log, one line per contestant) in the output directory.
+//! The benchmark's output: a table on stdout (each figure with its unit or ratio named in the
+//! header; the page kinds each contestant really got, from the kernel's counters, with a `!`
+//! where that is not what its name promises), and `fork.csv`, `fork.json`, `fork.txt`,
+//! `fork.svg` (fork latency against heap size, log-log, one line per contestant) in the
+//! output directory.
 
-use super::{CONTESTANTS, Method, Options, Row};
+use super::{CONTESTANTS, Contestant, Measured, Method, Options, Row};
 use plotters::prelude::*;
+use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -26,67 +29,162 @@ fn opt(v: Option<f64>, prec: usize) -> String {
     v.map_or("-".into(), |x| format!("{x:.prec$}"))
 }
 
+/// The heap's page kinds as the kernel counted them, largest share first, each of at least
+/// 5%: `1g 99%`, `2m 60% thp 38%`, `4k 97%`. Shares are of RSS + hugetlb memory (the program
+/// itself counts as 4k).
+pub fn got(m: &Measured) -> String {
+    let total = (m.rss + m.hugetlb).max(1) as f64;
+    // Results without the per-size split (older runs) count hugetlb as one kind.
+    let unsplit = m.hugetlb.saturating_sub(m.hugetlb_1g + m.hugetlb_2m);
+    let mut shares = [
+        ("1g", m.hugetlb_1g),
+        ("2m", m.hugetlb_2m),
+        ("hugetlb", unsplit),
+        ("thp", m.anon_huge),
+        ("4k", m.rss.saturating_sub(m.anon_huge)),
+    ]
+    .map(|(k, b)| (k, b as f64 / total));
+    shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let parts: Vec<String> =
+        shares.iter().filter(|s| s.1 >= 0.05).map(|(k, s)| format!("{k} {:.0}%", s * 100.0)).collect();
+    if parts.is_empty() { "-".into() } else { parts.join(" ") }
+}
+
+/// What the machine offered when the run started.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Kernel release.
+    pub kernel: String,
+    /// THP mode in force.
+    pub thp: String,
+    /// THP defrag setting in force.
+    pub thp_defrag: String,
+    /// 2 MiB pool: pages, free pages.
+    pub pool_2m: (usize, usize),
+    /// 1 GiB pool: pages, free pages.
+    pub pool_1g: (usize, usize),
+    /// CPUs.
+    pub cpus: usize,
+}
+
+impl Machine {
+    /// Reads it from /proc and /sys.
+    pub fn read() -> Machine {
+        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+        let bracketed = |s: String| s.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("?").to_string();
+        let num = |p: &str| read(p).parse().unwrap_or(0);
+        let pool = |kib: usize| {
+            let d = format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB");
+            (num(&format!("{d}/nr_hugepages")), num(&format!("{d}/free_hugepages")))
+        };
+        Machine {
+            kernel: read("/proc/sys/kernel/osrelease"),
+            thp: bracketed(read("/sys/kernel/mm/transparent_hugepage/enabled")),
+            thp_defrag: bracketed(read("/sys/kernel/mm/transparent_hugepage/defrag")),
+            pool_2m: pool(2048),
+            pool_1g: pool(1 << 20),
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        }
+    }
+}
+
+/// The lines that open a run: the machine, and, when the contestants that want hugetlb pages
+/// will find the pools empty, that they will be marked and how to give them pages.
+pub fn run_header(m: &Machine, chosen: &[&Contestant], opts: &Options) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "fork benchmark: Linux {}, {} CPUs, THP {} (defrag {}), hugetlb pools at start: 2 MiB {} pages ({} free), \
+         1 GiB {} pages ({} free)",
+        m.kernel, m.cpus, m.thp, m.thp_defrag, m.pool_2m.0, m.pool_2m.1, m.pool_1g.0, m.pool_1g.1
+    );
+    let wanting: Vec<&str> = chosen.iter().filter(|c| c.uses_pools).map(|c| c.name).collect();
+    let (p2, p1) = opts.pools.unwrap_or((m.pool_2m.1, m.pool_1g.1));
+    if !wanting.is_empty() && (p2 == 0 || p1 == 0) {
+        let empty = match (p2, p1) {
+            (0, 0) => "the hugetlb pools are empty",
+            (0, _) => "the 2 MiB hugetlb pool is empty",
+            _ => "the 1 GiB hugetlb pool is empty",
+        };
+        let _ = writeln!(
+            out,
+            "note: {empty}: {} fall back to other pages; a contestant that does not get the pages its name \
+             promises is marked `!`. To measure them as named, reserve pools for the run (root; put back \
+             afterwards): `cargo bench --bench fork -- --pool-2m 4800 --pool-1g 4` (or `hugeheap bench \
+             --pool-2m 4800 --pool-1g 4`).",
+            wanting.join(", ")
+        );
+    }
+    out
+}
+
 /// What `name` measured at `size`, if it ran.
-fn measured<'a>(rows: &'a [Row], name: &str, size: usize) -> Option<&'a super::Measured> {
+fn measured<'a>(rows: &'a [Row], name: &str, size: usize) -> Option<&'a Measured> {
     rows.iter().find(|r| r.contestant == name && r.size == size)?.measured.as_ref()
 }
 
-/// Fork median of `name` at `size`.
-fn fork_of(rows: &[Row], name: &str, size: usize) -> Option<f64> {
-    measured(rows, name, size)?.fork_med_ms
-}
-
-/// fork+exec median of `name` at `size`.
-fn exec_of(rows: &[Row], name: &str, size: usize) -> Option<f64> {
-    measured(rows, name, size)?.exec_med_ms
-}
-
 /// The table, as text.
-pub fn table(rows: &[Row]) -> String {
-    let mut out = String::new();
-    let floor = fork_of(rows, "empty", 0);
-    let floor_exec = exec_of(rows, "empty", 0);
-    let _ = writeln!(out, "floor (empty process): fork {} ms, fork+exec {} ms\n", opt(floor, 3), opt(floor_exec, 3));
+pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Options) -> String {
+    let mut out = run_header(machine, chosen, opts);
+    let floor = measured(rows, "empty", 0);
+    let (floor_fork, floor_exec) = (floor.and_then(|m| m.fork_med_ms), floor.and_then(|m| m.exec_med_ms));
+    let _ = writeln!(
+        out,
+        "floor (an empty process): fork {} ms, fork+exec {} ms\n\n\
+         fork ms: median fork() as the parent sees it (p90 beside it); glibc/fork: glibc's time over this one's \
+         (higher is faster); fork/floor: this one over the empty process's; got: the heap's page kinds by the \
+         kernel's count (! = not what the name promises); CoW: the parent rewrites a tenth of its heap while a \
+         forked child lives (time, memory copied, how the child ended)\n",
+        opt(floor_fork, 3),
+        opt(floor_exec, 3)
+    );
     let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).filter(|&s| s > 0).collect();
     sizes.dedup();
     let header = format!(
-        "{:<15} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7} {:>9} {:>7} {:>8} {:>7} {:>5} {:>8} {:>8}  {}",
+        "{:<16} {:<16} {:>8} {:>8} {:>10} {:>10} {:>12} {:>12} {:>7} {:>9} {:>7} {:>11} {:>7} {:>5} {:>8} {:>8}  {}",
         "contestant",
+        "got",
         "fork ms",
         "p90 ms",
-        "x glibc",
-        "x floor",
-        "f+exec",
-        "x glibc",
+        "glibc/fork",
+        "fork/floor",
+        "fork+exec ms",
+        "glibc/f+exec",
         "build s",
         "VmPTE KiB",
         "THP MiB",
-        "hugetlb",
+        "hugetlb MiB",
         "RSS MiB",
         "maps",
         "CoW ms",
         "CoW MiB",
-        "CoW child / note"
+        "CoW child; note"
     );
     for size in sizes {
         let _ = writeln!(out, "heap {} ----\n{header}", size_name(size));
-        let g = fork_of(rows, "glibc", size);
-        let ge = exec_of(rows, "glibc", size);
+        let g = measured(rows, "glibc", size).and_then(|m| m.fork_med_ms);
+        let ge = measured(rows, "glibc", size).and_then(|m| m.exec_med_ms);
         for r in rows.iter().filter(|r| r.size == size) {
+            let name = if r.short { format!("{} !", r.contestant) } else { r.contestant.to_string() };
             let Some(m) = &r.measured else {
-                let _ = writeln!(out, "{:<15} {}", r.contestant, r.note.as_deref().unwrap_or("did not run"));
+                let _ = writeln!(out, "{name:<16} {}", r.note.as_deref().unwrap_or("did not run"));
                 continue;
             };
             let ratio = |base: Option<f64>, v: Option<f64>| opt(base.zip(v).map(|(b, v)| b / v), 1);
             let cow = m.cow.as_ref();
+            let mut tail = cow.map_or(String::new(), |c| c.child.clone());
+            if let Some(n) = &r.note {
+                tail = if tail.is_empty() { n.clone() } else { format!("{tail}; {n}") };
+            }
             let _ = writeln!(
                 out,
-                "{:<15} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>7.2} {:>9} {:>7} {:>8} {:>7} {:>5} {:>8} {:>8}  {}",
-                r.contestant,
+                "{:<16} {:<16} {:>8} {:>8} {:>10} {:>10} {:>12} {:>12} {:>7.2} {:>9} {:>7} {:>11} {:>7} {:>5} {:>8} {:>8}  {}",
+                name,
+                r.got.as_deref().unwrap_or("-"),
                 opt(m.fork_med_ms, 3),
                 opt(m.fork_p90_ms, 3),
                 ratio(g, m.fork_med_ms),
-                opt(m.fork_med_ms.zip(floor).map(|(v, f)| v / f), 1),
+                opt(m.fork_med_ms.zip(floor_fork).map(|(v, f)| v / f), 1),
                 opt(m.exec_med_ms, 3),
                 ratio(ge, m.exec_med_ms),
                 m.build_s,
@@ -97,7 +195,7 @@ pub fn table(rows: &[Row]) -> String {
                 m.mappings,
                 opt(cow.map(|c| c.ms), 1),
                 cow.map_or("-".into(), |c| mib(c.extra_bytes)),
-                cow.map_or(String::new(), |c| c.child.clone())
+                tail
             );
         }
         out.push('\n');
@@ -107,22 +205,23 @@ pub fn table(rows: &[Row]) -> String {
     if let Some(first) = sustained.first() {
         let _ = writeln!(
             out,
-            "sustained: fork+exec cycles while a thread writes into the heap (heap {})\n{:<15} {:>7} {:>12} {:>12} {:>14} {:>14} {:>11} {:>11}",
+            "sustained: fork+exec cycles while a thread writes into the heap (heap {}); median of the first and \
+             last tenth of the cycles; huge = AnonHugePages + HugetlbPages\n{:<16} {:>7} {:>14} {:>12} {:>15} {:>13} {:>15} {:>13}",
             size_name(first.size),
             "contestant",
             "cycles",
-            "start ms",
-            "end ms",
+            "f+exec ms start",
+            "f+exec ms end",
             "huge MiB start",
             "huge MiB end",
-            "VmPTE start",
-            "VmPTE end"
+            "VmPTE KiB start",
+            "VmPTE KiB end"
         );
         for r in sustained {
             let s = r.measured.as_ref().and_then(|m| m.sustained.as_ref()).expect("filtered");
             let _ = writeln!(
                 out,
-                "{:<15} {:>7} {:>12.3} {:>12.3} {:>14} {:>14} {:>11} {:>11}",
+                "{:<16} {:>7} {:>14.3} {:>12.3} {:>15} {:>13} {:>15} {:>13}",
                 r.contestant,
                 s.cycles,
                 s.exec_start_ms,
@@ -139,9 +238,10 @@ pub fn table(rows: &[Row]) -> String {
 
 fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "contestant,env,size,build_s,heap_bytes,fork_med_ms,fork_p90_ms,exec_med_ms,exec_p90_ms,vm_pte,anon_huge,hugetlb,rss,mappings,\
-         sustained_cycles,sustained_exec_start_ms,sustained_exec_end_ms,sustained_huge_start,sustained_huge_end,\
-         cow_ms,cow_rewritten,cow_extra_bytes,cow_child,note\n",
+        "contestant,env,size,got,short,build_s,heap_bytes,fork_med_ms,fork_p90_ms,exec_med_ms,exec_p90_ms,vm_pte,\
+         anon_huge,hugetlb,hugetlb_2m,hugetlb_1g,rss,mappings,sustained_cycles,sustained_exec_start_ms,\
+         sustained_exec_end_ms,sustained_huge_start,sustained_huge_end,cow_ms,cow_rewritten,cow_extra_bytes,\
+         cow_child,note\n",
     );
     let f = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.6}"));
     for r in rows {
@@ -150,10 +250,12 @@ fn csv(rows: &[Row]) -> String {
         let c = m.cow.clone().unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},\"{}\",{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{:.3},{},{},\"{}\",\"{}\"",
+            "{},\"{}\",{},\"{}\",{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{:.3},{},{},\"{}\",\"{}\"",
             r.contestant,
             r.env,
             r.size,
+            r.got.as_deref().unwrap_or(""),
+            r.short,
             m.build_s,
             m.heap_bytes,
             f(m.fork_med_ms),
@@ -163,6 +265,8 @@ fn csv(rows: &[Row]) -> String {
             m.vm_pte,
             m.anon_huge,
             m.hugetlb,
+            m.hugetlb_2m,
+            m.hugetlb_1g,
             m.rss,
             m.mappings,
             s.cycles,
@@ -180,87 +284,191 @@ fn csv(rows: &[Row]) -> String {
     out
 }
 
-/// What the machine offered during the run.
-fn machine() -> serde_json::Value {
-    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
-    serde_json::json!({
-        "kernel": read("/proc/sys/kernel/osrelease"),
-        "thp": read("/sys/kernel/mm/transparent_hugepage/enabled"),
-        "thp_defrag": read("/sys/kernel/mm/transparent_hugepage/defrag"),
-        "pool_2m": read("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"),
-        "pool_1g": read("/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"),
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-    })
+/// A colour per contestant: the peers in blues, greens and purple, hugeheap's family in reds,
+/// oranges and browns (and drawn thicker), so that each line can be told from its neighbours.
+fn colour(name: &str) -> RGBColor {
+    match name {
+        "glibc" => RGBColor(31, 119, 180),
+        "glibc-thp" => RGBColor(23, 190, 207),
+        "glibc-hugetlb" => RGBColor(0, 0, 128),
+        "jemalloc" => RGBColor(44, 160, 44),
+        "jemalloc-thp" => RGBColor(150, 170, 20),
+        "jemalloc-hpa" => RGBColor(0, 100, 60),
+        "mimalloc-large" => RGBColor(148, 103, 189),
+        "hugeheap" => RGBColor(214, 39, 40),
+        "hugeheap-1g" => RGBColor(140, 86, 75),
+        "hugeheap-2m" => RGBColor(255, 127, 14),
+        "hugeheap-thp" => RGBColor(227, 119, 194),
+        _ => RGBColor(127, 127, 127),
+    }
+}
+
+/// `64 MiB`, `2 GiB`.
+fn axis_size(mib: f64) -> String {
+    if mib >= 1024.0 { format!("{:.0} GiB", mib / 1024.0) } else { format!("{mib:.0} MiB") }
+}
+
+/// Round values of a log axis between `lo` and `hi`: 1, 2, 5 per decade.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powi(lo.log10().floor() as i32);
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = decade * m;
+            if v >= lo && v <= hi {
+                ticks.push(v);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
 }
 
 fn chart(rows: &[Row], path: &std::path::Path) -> Result<(), String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
     let pts = |name: &str| -> Vec<(f64, f64)> {
         rows.iter()
             .filter(|r| r.contestant == name && r.size > 0)
             .filter_map(|r| Some(((r.size >> 20) as f64, r.measured.as_ref()?.fork_med_ms?)))
             .collect()
     };
-    let all: Vec<(f64, f64)> = CONTESTANTS.iter().flat_map(|c| pts(c.name)).collect();
+    let short = |name: &str| rows.iter().any(|r| r.contestant == name && r.short);
+    let fork_contestants: Vec<&str> =
+        CONTESTANTS.iter().filter(|c| c.method == Method::Fork && c.name != "empty").map(|c| c.name).collect();
+    let all: Vec<(f64, f64)> = fork_contestants.iter().flat_map(|c| pts(c)).collect();
     if all.is_empty() {
         return Ok(());
     }
-    let floor = fork_of(rows, "empty", 0);
-    let (xmin, xmax) = all.iter().fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let floor = measured(rows, "empty", 0).and_then(|m| m.fork_med_ms);
+    let mut sizes: Vec<f64> = all.iter().map(|p| p.0).collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    let (xmin, xmax) = (sizes[0] / 1.5, sizes[sizes.len() - 1] * 1.5);
     let (ymin, ymax) =
         all.iter().chain(floor.map(|f| (xmin, f)).iter()).fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let root = SVGBackend::new(path, (960, 640)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut ch = ChartBuilder::on(&root)
-        .caption("fork() latency against heap size (median, parent side)", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((xmin * 0.8..xmax * 1.25).log_scale(), (ymin * 0.7..ymax * 1.5).log_scale())
-        .map_err(|e| e.to_string())?;
-    ch.configure_mesh().x_desc("heap (MiB)").y_desc("fork (ms)").draw().map_err(|e| e.to_string())?;
-    let fork_contestants: Vec<&str> =
-        CONTESTANTS.iter().filter(|c| c.method == Method::Fork && c.name != "empty").map(|c| c.name).collect();
+    let (ymin, ymax) = (ymin / 1.6, ymax * 1.6);
+    let root = SVGBackend::new(path, (1200, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let (plot, legend) = root.split_horizontally(900);
+    let mut ch = ChartBuilder::on(&plot)
+        .caption(
+            "fork() latency against heap size (median, as the parent sees it; lower is better)",
+            ("sans-serif", 19),
+        )
+        .margin(14)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (xmin..xmax).log_scale().with_key_points(sizes.clone()),
+            (ymin..ymax).log_scale().with_key_points(log_ticks(ymin, ymax)),
+        )
+        .map_err(|x| e(&x))?;
+    ch.configure_mesh()
+        .x_desc("heap built from small objects (log scale)")
+        .y_desc("fork() time, ms (log scale)")
+        .x_label_formatter(&|v| axis_size(*v))
+        .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.0}") } else { format!("{v}") })
+        .axis_desc_style(("sans-serif", 15))
+        .label_style(("sans-serif", 13))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()
+        .map_err(|x| e(&x))?;
+    if let Some(f) = floor {
+        ch.draw_series(DashedLineSeries::new(vec![(xmin, f), (xmax, f)], 6, 4, BLACK.stroke_width(1)))
+            .map_err(|x| e(&x))?;
+    }
+    // The legend, drawn by hand beside the plot so that no line hides behind it.
+    let got_at_largest =
+        |name: &str| rows.iter().filter(|r| r.contestant == name && r.size > 0).max_by_key(|r| r.size)?.got.clone();
+    let mut y = 60;
+    let entry = |y: &mut i32, label: String, colour: RGBAColor, width: u32, dashed: bool| -> Result<(), String> {
+        let y0 = *y;
+        let style = colour.stroke_width(width);
+        if dashed {
+            for x in (10..50).step_by(9) {
+                legend.draw(&PathElement::new(vec![(x, y0), (x + 5, y0)], style)).map_err(|x| e(&x))?;
+            }
+        } else {
+            legend.draw(&PathElement::new(vec![(10, y0), (50, y0)], style)).map_err(|x| e(&x))?;
+        }
+        legend.draw(&Text::new(label, (58, y0 - 7), ("sans-serif", 14))).map_err(|x| e(&x))?;
+        *y += 24;
+        Ok(())
+    };
+    legend.draw(&Text::new("contestant (! = did not get the", (10, 14), ("sans-serif", 14))).map_err(|x| e(&x))?;
+    legend.draw(&Text::new("pages its name promises: dashed)", (10, 32), ("sans-serif", 14))).map_err(|x| e(&x))?;
     for (i, name) in fork_contestants.iter().enumerate() {
         let p = pts(name);
         if p.is_empty() {
             continue;
         }
-        let color = Palette99::pick(i).to_rgba();
-        let width = if name.starts_with("hugeheap") { 3 } else { 1 };
-        ch.draw_series(LineSeries::new(p.clone(), color.stroke_width(width)))
-            .map_err(|e| e.to_string())?
-            .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width)));
-        ch.draw_series(p.iter().map(|&xy| Circle::new(xy, 3, color.filled()))).map_err(|e| e.to_string())?;
+        let colour = colour(name).to_rgba();
+        let width = if name.starts_with("hugeheap") { 3 } else { 2 };
+        let style = colour.stroke_width(width);
+        if short(name) {
+            ch.draw_series(DashedLineSeries::new(p.clone(), 8, 5, style)).map_err(|x| e(&x))?;
+        } else {
+            ch.draw_series(LineSeries::new(p.clone(), style)).map_err(|x| e(&x))?;
+        }
+        // Markers differ too (circle, triangle, cross in turn), and the legend shows them.
+        let marker = i % 3;
+        draw_markers(&mut ch, &p, marker, colour).map_err(|x| e(&x))?;
+        draw_marker_at(&legend, (30, y), marker, colour).map_err(|x| e(&x))?;
+        let label = match (short(name), got_at_largest(name)) {
+            (true, Some(g)) => format!("{name} ! (got {g})"),
+            _ => name.to_string(),
+        };
+        entry(&mut y, label, colour, width, short(name))?;
     }
     if let Some(f) = floor {
-        ch.draw_series(LineSeries::new(vec![(xmin * 0.8, f), (xmax * 1.25, f)], BLACK.stroke_width(1)))
-            .map_err(|e| e.to_string())?
-            .label("empty process (floor)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+        entry(&mut y, format!("empty process ({f:.2} ms)"), BLACK.to_rgba(), 1, true)?;
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    root.present().map_err(|x| e(&x))
+}
+
+type Axis = plotters::coord::combinators::WithKeyPoints<LogCoord<f64>>;
+type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<Axis, Axis>>;
+
+/// Draws marker `kind` (0 circle, 1 triangle, 2 cross) at each point.
+fn draw_markers(ch: &mut Chart<'_>, p: &[(f64, f64)], kind: usize, c: RGBAColor) -> Result<(), String> {
+    let r = match kind {
+        0 => ch.draw_series(p.iter().map(|&xy| Circle::new(xy, 4, c.filled()))).map(|_| ()),
+        1 => ch.draw_series(p.iter().map(|&xy| TriangleMarker::new(xy, 5, c.filled()))).map(|_| ()),
+        _ => ch.draw_series(p.iter().map(|&xy| Cross::new(xy, 4, c.stroke_width(2)))).map(|_| ()),
+    };
+    r.map_err(|x| x.to_string())
+}
+
+/// Draws marker `kind` at one pixel position of the legend.
+fn draw_marker_at(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    at: (i32, i32),
+    kind: usize,
+    c: RGBAColor,
+) -> Result<(), String> {
+    let r = match kind {
+        0 => area.draw(&Circle::new(at, 4, c.filled())),
+        1 => area.draw(&TriangleMarker::new(at, 5, c.filled())),
+        _ => area.draw(&Cross::new(at, 4, c.stroke_width(2))),
+    };
+    r.map_err(|x| x.to_string())
 }
 
 /// Prints the table and writes the files.
-pub fn write(rows: &[Row], opts: &Options) -> std::io::Result<()> {
-    let text = table(rows);
+pub fn write(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Options) -> std::io::Result<()> {
+    let text = table(rows, machine, chosen, opts);
     std::io::stdout().write_all(text.as_bytes())?;
     std::fs::create_dir_all(&opts.out_dir)?;
     std::fs::write(opts.out_dir.join("fork.csv"), csv(rows))?;
-    let json = serde_json::json!({ "machine": machine(), "rows": rows });
+    let json = serde_json::json!({ "machine": machine, "rows": rows });
     std::fs::write(opts.out_dir.join("fork.json"), serde_json::to_string_pretty(&json).expect("json"))?;
     std::fs::write(opts.out_dir.join("fork.txt"), &text)?;
     let svg = opts.out_dir.join("fork.svg");
     if let Err(e) = chart(rows, &svg) {
         eprintln!("hugeheap bench: chart not written: {e}");
     }
-    eprintln!("hugeheap bench: wrote {}/fork.{{csv,json,txt,svg}}", opts.out_dir.display());
+    let dir = opts.out_dir.canonicalize().unwrap_or(opts.out_dir.clone());
+    eprintln!("hugeheap bench: wrote {}/fork.{{csv,json,txt,svg}}", dir.display());
     Ok(())
 }

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+#[path = "../../../tests/common/skip.rs"]
+mod skip_impl;
+pub use skip_impl::skip;
+
 pub fn hugeheap() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hugeheap"))
 }
@@ -42,7 +46,7 @@ pub fn build(src: &str, compiler: &str, extra: &[&str]) -> Option<PathBuf> {
         Ok(s) if s.success() => Some(out),
         Ok(s) => panic!("{compiler} {src} failed: {s}"),
         Err(e) => {
-            eprintln!("SKIPPED {src}: no {compiler} ({e})");
+            skip(compiler, &format!("cannot build {src}: no {compiler} ({e})"));
             None
         }
     }
