@@ -4,60 +4,54 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("hugeheap works on Linux only: it is built on hugetlb pages, THP and Linux's fork.");
 
-// Module map, bottom up:
-//   os/        the OS contract (the only place libc is called) and the machine probe
-//   units      page / huge page newtypes
-//   options    the option table and env parsing
-//   sync       the spin lock
-//   pageheap/  arena (reserve, commit ladder), huge range map, filler, descriptors
-//   span       span headers, the metadata object pool
-//   size_class size classes
-//   heap       thread heaps: the fast paths, remote frees, thread exit
-//   runtime    start-up, the global lock, fork handlers, exit report
-//   alloc      dispatch used by every front door
-//   global     HugeAlloc (GlobalAlloc)
-//   capi       the C allocation API (for libhugeheap.so)
-//   stats      Stats snapshot and KernelView
-mod alloc;
-mod capi;
-mod global;
+// Layers, bottom up; each depends only on those below it (docs/design.md draws the graph):
+//   units, pagekind, sync, options   plain data and the spin lock
+//   os/         the OS contract (the only place libc is called)
+//   span        span headers, shared by the two heaps
+//   pageheap/   the page heap: arena, ladder, huge map, filler, release, re-collapse
+//   heap/       thread heaps: fast paths, slabs, remote frees, thread start and exit
+//   runtime     start-up, fork handlers, exit report
+//   entry/      the front doors: dispatch, HugeAlloc (GlobalAlloc), the C API
+//   stats       Stats snapshot, KernelView
+mod entry;
 mod heap;
 mod options;
 mod os;
 mod pageheap;
+mod pagekind;
 mod runtime;
-mod size_class;
 mod span;
 mod stats;
 mod sync;
 mod units;
 
-pub use global::HugeAlloc;
+pub use entry::global::HugeAlloc;
 pub use options::PageChain;
-pub use os::{PageKind, Refusal};
+pub use pageheap::ladder::Refusal;
+pub use pagekind::PageKind;
 pub use stats::{Fallback, KernelView, Stats, stats};
 
 /// Not part of the public API: what hugeheap's own crates need beyond it (`libhugeheap.so`,
 /// the `hugeheap` command, the tests). No stability promise. Everything here is either an
 /// `unsafe fn` with the C allocation API's contract, or safe and unable to touch the heap
-/// (parsers, readers of `/proc`, the option table).
+/// (parsers, readers of `/proc` and `/sys`, the option table).
 #[doc(hidden)]
 pub mod internal {
     /// The C allocation API with glibc's semantics (`libhugeheap.so` exports each function
     /// under its C name).
     pub mod c {
-        pub use crate::capi::*;
+        pub use crate::entry::capi::*;
     }
-    pub use crate::options::{OPTIONS, OptionDoc, parse_size};
-    pub use crate::os::env_var;
-    pub use crate::os::probe::field_kib;
+    pub use crate::options::{Config, OPTIONS, OptionRow, parse_size};
+    pub use crate::os::files::field_kib;
+    pub use crate::os::probe::{OsInfo, PoolInfo, ThpMode, cgroup_room};
+    pub use crate::os::process::env_var;
 
     /// Checks the page heap's invariants (descriptor states, free map, filler lists,
     /// counters); panics on a breach. For tests: takes the lock and walks all metadata.
     #[cfg(feature = "check")]
     pub fn check_invariants() {
-        let mut rt = crate::runtime::lock();
-        if let Some(ph) = rt.heap.as_mut() {
+        if let Some(ph) = crate::pageheap::lock().as_mut() {
             ph.check_invariants();
         }
     }
@@ -67,6 +61,6 @@ pub mod internal {
     /// up.
     #[cfg(feature = "check")]
     pub fn set_loose_remote_frees(on: bool) {
-        crate::heap::LOOSE_ONLY.store(on, core::sync::atomic::Ordering::Relaxed);
+        crate::heap::remote::LOOSE_ONLY.store(on, core::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -1,72 +1,147 @@
-//! Run-time options: one declarative table ([`OPTIONS`]), defaults set in code through
+//! Run-time options: one table ([`OPTIONS`]) whose rows parse their own values, defaults set
+//! in code through
 //! [`crate::HugeAlloc`]'s `const` builders, overridden by `HUGEHEAP_*` environment variables.
 //!
 //! The environment is read once, at the first allocation, without allocating. A bad value
 //! prints one line on stderr (the variable, the value, what is accepted) and the default stays.
 //! In a secure-execution process (setuid, file capabilities) the variables are ignored.
 
-use crate::os::{self, PageKind, StackWriter};
-use crate::units::SizeArg;
+use crate::os::{StackWriter, process};
+use crate::pagekind::PageKind;
+use crate::units::{HUGE_SIZE, SizeArg};
 use core::fmt::{self, Write};
 
-/// One row of the option table: what docs/tuning.md and README.md are checked against.
+/// One row of the option table: the variable, how `hugeheap run` sets it, what it accepts,
+/// its default, what it does, and the parser that applies a value. The environment reader,
+/// the `hugeheap run` flags and the tables in README.md and docs/tuning.md all come from
+/// [`OPTIONS`] (the tests check the docs against it).
 #[derive(Clone, Copy, Debug)]
-pub struct OptionDoc {
+pub struct OptionRow {
     /// The environment variable.
     pub env: &'static str,
+    /// The `hugeheap run` flag that sets it (`--pages`, ...).
+    pub flag: &'static str,
+    /// The flag's value name; `None` for a switch (`--verbose`).
+    pub value_name: Option<&'static str>,
     /// What values it takes.
     pub accepts: &'static str,
     /// The default, as text.
     pub default: &'static str,
-    /// One line saying what it does.
+    /// One line saying what it does (README, `--help`).
+    pub summary: &'static str,
+    /// What it does, in full (docs/tuning.md).
     pub doc: &'static str,
+    /// Applies a value to a configuration; false (and the configuration unchanged) when the
+    /// value is not valid.
+    pub apply: fn(&mut Config, &[u8]) -> bool,
 }
 
 /// Every run-time option, in the order they are documented.
-pub const OPTIONS: [OptionDoc; 6] = [
-    OptionDoc {
+pub const OPTIONS: [OptionRow; 6] = [
+    OptionRow {
         env: "HUGEHEAP_PAGES",
+        flag: "pages",
+        value_name: Some("CHAIN"),
         accepts: "auto, or a comma list of 1g,2m,thp,4k (the fallback chain, best first)",
         default: "auto",
-        doc: "Page kinds tried for each new chunk of heap; `auto` is 1g,2m,thp,4k with 1 GiB pages \
-              only once the heap has reached 1 GiB.",
+        summary: "the page kinds tried for each new chunk of heap, best first",
+        doc: "Page kinds tried for each new chunk of heap; `auto` is 1g,2m,thp,4k with 1 GiB pages only \
+              once the heap has reached 1 GiB. 4 KiB pages end every chain, listed or not.",
+        apply: |c, v| PageChain::parse(v).map(|p| c.pages = p).is_some(),
     },
-    OptionDoc {
+    OptionRow {
         env: "HUGEHEAP_MAX_HEAP",
-        accepts: "a size such as 512M, 4G, 1T (suffixes K, M, G, T; powers of 1024)",
-        default: "none (the heap grows as the program needs)",
-        doc: "Cap on the bytes of heap hugeheap commits; past it allocations return null (ENOMEM).",
+        flag: "max-heap",
+        value_name: Some("SIZE"),
+        accepts: "0 (none), or a size of at least 2M such as 512M, 4G, 1T (suffixes K, M, G, T; \
+                  powers of 1024)",
+        default: "none",
+        summary: "cap on the heap; past it allocations return null (ENOMEM)",
+        doc: "Cap on the bytes of heap hugeheap commits; past it allocations return null (`ENOMEM`), and \
+              hugeheap says so once on stderr. Without it, the room the process's memory cgroup leaves \
+              at start-up caps the heap (so a limit gives NULL, not the OOM killer).",
+        apply: |c, v| match parse_size(v) {
+            Some(s) if s == 0 || s >= HUGE_SIZE => {
+                c.max_heap = s;
+                true
+            }
+            _ => false,
+        },
     },
-    OptionDoc {
+    OptionRow {
         env: "HUGEHEAP_RETAIN",
+        flag: "retain",
+        value_name: Some("SIZE"),
         accepts: "a size such as 0, 64M, 1G",
         default: "64M",
-        doc: "Free huge pages kept backed for reuse; whole free 2 MiB pages beyond this go back to \
-              the OS at once (hugetlb pages stay with the process).",
+        summary: "free bytes kept backed before whole free huge pages go back to the OS",
+        doc: "Free huge pages kept backed for reuse, however long they are free; whole free 2 MiB pages \
+              beyond this go back to the OS once `HUGEHEAP_DECAY` has passed (hugetlb pages stay with \
+              the process).",
+        apply: |c, v| parse_size(v).map(|s| c.retain = s).is_some(),
     },
-    OptionDoc {
+    OptionRow {
         env: "HUGEHEAP_DECAY",
+        flag: "decay",
+        value_name: Some("MS"),
         accepts: "milliseconds such as 0, 250, 1000 (suffix ms or s accepted)",
         default: "1000",
-        doc: "How long a whole free huge page beyond HUGEHEAP_RETAIN stays backed before it goes back to \
-              the OS (checked when the heap is next used; 0: at once).",
+        summary: "ms a free huge page beyond the retained ones stays backed",
+        doc: "How long a whole free huge page beyond `HUGEHEAP_RETAIN` stays backed before it goes back \
+              to the OS, so that a program that frees and reallocates big buffers does not fault them \
+              in again each time. Checked when the heap is next used (there is no background thread): \
+              an idle program keeps its free pages until it allocates or frees again. `0`: at once.",
+        apply: |c, v| parse_ms(v).map(|ms| c.decay_ms = ms).is_some(),
     },
-    OptionDoc {
+    OptionRow {
         env: "HUGEHEAP_COW_RESERVE",
-        accepts: "a percentage such as 0, 100, 300 (a % sign is accepted)",
+        flag: "cow-reserve",
+        value_name: Some("PERCENT"),
+        accepts: "a percentage such as 0, 100, 300 (a % sign is accepted; at most 10000)",
         default: "100",
+        summary: "% of the hugetlb pages held kept free in the pool for copy-on-write after fork",
         doc: "hugetlb pages are taken only while the pool keeps this percentage of what the process \
-              holds free, so that copy-on-write after fork finds fresh pages and forked children \
-              keep theirs; past it the heap falls back to THP. 0: use the whole pool (fork+exec only).",
+              holds free, so that copy-on-write after fork finds fresh pages and forked children keep \
+              theirs; past it the heap falls back to THP (`stats()` says `CowReserve`). `0`: use the \
+              whole pool — for programs whose children exec at once.",
+        apply: |c, v| match leading_number(v) {
+            Some((pct, b"" | b"%")) if pct <= 10_000 => {
+                c.cow_reserve = pct as u32;
+                true
+            }
+            _ => false,
+        },
     },
-    OptionDoc {
+    OptionRow {
         env: "HUGEHEAP_VERBOSE",
+        flag: "verbose",
+        value_name: None,
         accepts: "0, 1, or pid:N",
         default: "0",
-        doc: "1: one line on stderr at start (the settings and what the machine offers), a line for \
-              each page kind passed over and what was used instead, the stats at exit. pid:N: the \
-              same in process N only (what `hugeheap run --verbose` sets, so that the helper \
-              processes of a shell wrapper stay quiet).",
+        summary: "settings, fallbacks and exit stats on stderr",
+        doc: "`1`: one line on stderr with the settings, what the machine offers and which process \
+              speaks, a line for each page kind passed over and what was used instead, and the stats \
+              (hugeheap's and the kernel's) at exit. The first lines wait until the heap grows past \
+              8 MiB (or until exit), so the short-lived helper processes of shell wrappers stay quiet; \
+              forked children do not report at exit. `pid:N`: the same in process N only (what \
+              `hugeheap run --verbose` sets).",
+        apply: |c, v| match trim(v) {
+            b"1" | b"yes" | b"true" | b"on" => {
+                c.verbose = true;
+                true
+            }
+            b"0" | b"no" | b"false" | b"off" | b"" => {
+                c.verbose = false;
+                true
+            }
+            other => match other.strip_prefix(b"pid:").and_then(leading_number) {
+                Some((pid, b"")) => {
+                    c.verbose = pid == process::pid() as usize;
+                    true
+                }
+                _ => false,
+            },
+        },
     },
 ];
 
@@ -205,7 +280,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults of the option table.
+    /// The defaults of the option table (its `default` texts, which a test parses and compares).
     pub const DEFAULT: Config = Config {
         pages: PageChain::AUTO,
         max_heap: 0,
@@ -222,45 +297,11 @@ impl Config {
         lookup: impl Fn(&[u8]) -> Option<&'static [u8]>,
         mut warn: impl FnMut(&str, &[u8], &str),
     ) -> Config {
-        if let Some(v) = lookup(b"HUGEHEAP_PAGES") {
-            match PageChain::parse(v) {
-                Some(c) => self.pages = c,
-                None => warn(OPTIONS[0].env, v, OPTIONS[0].accepts),
-            }
-        }
-        if let Some(v) = lookup(b"HUGEHEAP_MAX_HEAP") {
-            match parse_size(v) {
-                Some(0) => self.max_heap = 0,
-                Some(s) if s >= crate::units::HUGE_SIZE => self.max_heap = s,
-                _ => warn(OPTIONS[1].env, v, "a size of at least 2M such as 512M, 4G, 1T (suffixes K, M, G, T)"),
-            }
-        }
-        if let Some(v) = lookup(b"HUGEHEAP_RETAIN") {
-            match parse_size(v) {
-                Some(s) => self.retain = s,
-                None => warn(OPTIONS[2].env, v, OPTIONS[2].accepts),
-            }
-        }
-        if let Some(v) = lookup(b"HUGEHEAP_DECAY") {
-            match parse_ms(v) {
-                Some(ms) => self.decay_ms = ms,
-                None => warn(OPTIONS[3].env, v, OPTIONS[3].accepts),
-            }
-        }
-        if let Some(v) = lookup(b"HUGEHEAP_COW_RESERVE") {
-            match leading_number(v) {
-                Some((pct, b"" | b"%")) if pct <= 10_000 => self.cow_reserve = pct as u32,
-                _ => warn(OPTIONS[4].env, v, OPTIONS[4].accepts),
-            }
-        }
-        if let Some(v) = lookup(b"HUGEHEAP_VERBOSE") {
-            match trim(v) {
-                b"1" | b"yes" | b"true" | b"on" => self.verbose = true,
-                b"0" | b"no" | b"false" | b"off" | b"" => self.verbose = false,
-                other => match other.strip_prefix(b"pid:").and_then(leading_number) {
-                    Some((pid, b"")) => self.verbose = pid == os::pid() as usize,
-                    _ => warn(OPTIONS[5].env, v, OPTIONS[5].accepts),
-                },
+        for row in &OPTIONS {
+            if let Some(v) = lookup(row.env.as_bytes()) {
+                if !(row.apply)(&mut self, v) {
+                    warn(row.env, v, row.accepts);
+                }
             }
         }
         self
@@ -269,10 +310,10 @@ impl Config {
     /// `self` overridden by the process environment (ignored under secure execution), with
     /// bad values reported on stderr.
     pub fn with_process_env(self) -> Config {
-        if os::secure_exec() {
+        if process::secure_exec() {
             return self;
         }
-        self.with_env(os::env_var, |var, value, accepts| {
+        self.with_env(process::env_var, |var, value, accepts| {
             let mut w = StackWriter::<512>::new();
             let shown = core::str::from_utf8(value).unwrap_or("(not UTF-8)");
             let _ = writeln!(w, "hugeheap: {var}={shown:?} is not valid (accepted: {accepts}); using the default");
@@ -432,23 +473,43 @@ mod tests {
         let w = warnings.borrow();
         assert_eq!(w.len(), 6, "{w:?}");
         assert!(w[0].starts_with("HUGEHEAP_PAGES=fast (auto, or a comma list"));
-        assert!(w[1].starts_with("HUGEHEAP_MAX_HEAP=1M (a size of at least 2M"));
+        assert!(w[1].starts_with("HUGEHEAP_MAX_HEAP=1M (0 (none), or a size of at least 2M"));
         assert!(w[2].starts_with("HUGEHEAP_RETAIN=lots"));
         assert!(w[3].starts_with("HUGEHEAP_DECAY=soon (milliseconds"));
         assert!(w[4].starts_with("HUGEHEAP_COW_RESERVE=-5 (a percentage"));
         assert!(w[5].starts_with("HUGEHEAP_VERBOSE=2 (0, 1, or pid:N)"));
     }
 
-    #[test]
-    fn docs_cover_every_option() {
-        let tuning = include_str!("../docs/tuning.md");
-        let readme = include_str!("../README.md");
+    /// The options table of a document, between its markers, as the table would write it.
+    fn check_table(doc: &str, path: &str, full: bool) {
+        let mut want = String::from("| variable | accepts | default | what it does |\n|---|---|---|---|\n");
         for row in OPTIONS {
-            let line = tuning.lines().find(|l| l.starts_with(&format!("| `{}`", row.env)));
-            let line = line.unwrap_or_else(|| panic!("{} has no row in docs/tuning.md", row.env));
-            let default = row.default.split(' ').next().unwrap();
-            assert!(line.contains(default), "docs/tuning.md row of {} lacks its default {default}", row.env);
-            assert!(readme.contains(row.env), "README.md does not mention {}", row.env);
+            let what = if full { row.doc } else { row.summary };
+            want.push_str(&format!("| `{}` | {} | {} | {} |\n", row.env, row.accepts, row.default, what));
+        }
+        let begin = "<!-- options: generated from OPTIONS in src/options.rs -->\n";
+        let end = "<!-- end of options -->";
+        let start = doc.find(begin).unwrap_or_else(|| panic!("{path} lacks the options table marker")) + begin.len();
+        let stop = start + doc[start..].find(end).unwrap_or_else(|| panic!("{path}: no end marker"));
+        assert_eq!(&doc[start..stop], want, "{path}'s options table is not the table's; it should read:\n{want}");
+    }
+
+    #[test]
+    fn docs_tables_are_the_option_table() {
+        check_table(include_str!("../docs/tuning.md"), "docs/tuning.md", true);
+        check_table(include_str!("../README.md"), "README.md", false);
+    }
+
+    #[test]
+    fn defaults_are_the_default_texts() {
+        for row in OPTIONS {
+            let mut c = Config::DEFAULT;
+            let text = match row.default {
+                "none" => "0",
+                d => d,
+            };
+            assert!((row.apply)(&mut c, text.as_bytes()), "{}: default {text:?} does not parse", row.env);
+            assert_eq!(c, Config::DEFAULT, "{}: the default text is not Config::DEFAULT's", row.env);
         }
     }
 

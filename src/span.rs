@@ -3,9 +3,11 @@
 //! metadata memory (never inside the span), so the data of a span starts on a 64 KiB boundary
 //! and power-of-two blocks are naturally aligned.
 //!
-//! Also the fixed-size object pool that holds span headers and thread heaps.
+//! The header is shared by two layers, which is why it sits below both: the page heap owns
+//! `start`, `pages`, `size` and `zeroed` and maps every page of a span to its header; the
+//! thread heaps above own the slab fields. The page heap never reads those, and a slab names
+//! the heap that owns it by an opaque id (`owner`), not by its type.
 
-use crate::heap::Heap;
 use core::ptr;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -22,7 +24,7 @@ pub struct Block {
 
 /// A span header, two cache lines: the first holds what is fixed while the span is handed out
 /// and read by any thread (a free from another thread reads `start`, `block_size`, `magic`,
-/// `capacity` and `heap`); the second what the owning heap's thread writes on every allocation
+/// `capacity` and `owner`); the second what the owning heap's thread writes on every allocation
 /// and free. Kept apart, a consumer thread freeing a producer's blocks does not pull the line
 /// the producer is writing (measured: 22% of the consumer's `dealloc` samples on its first load from the header before
 /// the split).
@@ -36,8 +38,9 @@ pub struct Block {
 pub struct Span {
     /// First byte of the span.
     pub start: usize,
-    /// Slab: the owning heap; null for large spans and the empty sentinel.
-    pub heap: *mut Heap,
+    /// Slab: the id of the thread heap that owns it (the heap's address, opaque to this
+    /// layer); 0 for large spans and the empty sentinel.
+    pub owner: usize,
     /// Slab: `ceil(2^44 / block_size)`, so a block's index is `(offset * magic) >> 44` without
     /// a division (exact for offsets below 2^20, which every slab is).
     pub magic: u64,
@@ -53,7 +56,9 @@ pub struct Span {
     pub class: u8,
     /// The span's memory was zero when it was handed out (fresh from the OS).
     pub zeroed: bool,
-    _line: [u8; 18],
+    /// Every page is in the page map (slabs), not only the first (large spans).
+    pub whole: bool,
+    _line: [u8; 17],
     /// Second line, the owner's. Slab: the local free list.
     pub free: *mut Block,
     /// Slab: blocks handed out and not yet freed back to the owner.
@@ -81,11 +86,12 @@ impl Span {
         capacity: 0,
         block_size: 0,
         magic: 0,
-        _line: [0; 18],
+        whole: false,
+        _line: [0; 17],
         class: 0,
         full: false,
         zeroed: false,
-        heap: ptr::null_mut(),
+        owner: 0,
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
         start: 0,
@@ -115,65 +121,5 @@ impl Span {
     #[inline]
     pub fn bytes(&self) -> usize {
         (self.pages as usize) << crate::units::PAGE_SHIFT
-    }
-}
-
-/// A pool of fixed-size objects of type `T` in a metadata range: bump allocation plus a free
-/// list threaded through freed objects. Used under the page heap lock only.
-///
-/// Invariant: `[start, bump)` holds objects handed out or on the free list; objects are never
-/// unmapped, so a pointer into the pool stays valid memory for the process's life.
-pub struct Pool<T> {
-    start: usize,
-    bump: usize,
-    end: usize,
-    free: *mut T,
-}
-
-impl<T> Pool<T> {
-    /// A pool over `[start, end)` of zeroed metadata memory, aligned for `T`.
-    pub fn new(start: usize, end: usize) -> Self {
-        debug_assert!(start % core::mem::align_of::<T>() == 0);
-        Pool { start, bump: start, end, free: ptr::null_mut() }
-    }
-
-    /// A zero-filled `T` (all fields zero bits; callers write the fields they need), or null
-    /// when the pool is exhausted.
-    ///
-    /// # Safety
-    /// `T` must be valid when all-zero or be fully written by the caller before use; the pool
-    /// must have been made by `new` over memory that is mapped and zeroed.
-    pub unsafe fn alloc(&mut self) -> *mut T {
-        let size = core::mem::size_of::<T>().max(core::mem::size_of::<usize>());
-        let p = if !self.free.is_null() {
-            let p = self.free;
-            // SAFETY: objects on the free list carry the next pointer in their first word.
-            self.free = unsafe { *(p as *mut *mut T) };
-            p
-        } else if self.bump + size <= self.end {
-            let p = self.bump as *mut T;
-            self.bump += size;
-            return p; // fresh metadata memory is already zero
-        } else {
-            return ptr::null_mut();
-        };
-        // SAFETY: p points to a whole T-sized slot of this pool, no longer in use.
-        unsafe { ptr::write_bytes(p as *mut u8, 0, size) };
-        p
-    }
-
-    /// Returns `p` to the pool.
-    ///
-    /// # Safety
-    /// `p` must come from `alloc` of this pool and not be used afterwards.
-    pub unsafe fn free(&mut self, p: *mut T) {
-        // SAFETY: p is a slot of this pool, at least one word long.
-        unsafe { *(p as *mut *mut T) = self.free };
-        self.free = p;
-    }
-
-    /// Bytes of the pool's storage touched so far.
-    pub fn touched(&self) -> usize {
-        self.bump - self.start
     }
 }

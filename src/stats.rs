@@ -5,9 +5,11 @@
 //! is its decision (fragmentation, the `defrag` setting). The truth is the kernel's
 //! `AnonHugePages`: [`KernelView::read`] reads it, beside `HugetlbPages` and `VmPTE`.
 
-pub use crate::os::probe::KernelView;
-use crate::os::{PageKind, Refusal};
-use crate::runtime;
+use crate::heap::storage;
+pub use crate::os::KernelView;
+use crate::pageheap::{self, ladder::Refusal};
+use crate::pagekind::PageKind;
+use crate::span::Span;
 use crate::units::Bytes;
 use core::fmt;
 
@@ -105,20 +107,23 @@ impl Stats {
 /// # drop(v);
 /// ```
 pub fn stats() -> Stats {
-    let rt = runtime::lock();
-    let Some(ph) = rt.heap.as_ref() else {
+    let front_metadata = storage::metadata_bytes();
+    let guard = pageheap::lock();
+    let Some(ph) = guard.as_ref() else {
         return Stats::default();
     };
     let arena = &ph.arena;
+    let mut in_use = 0;
+    ph.for_each_span(|s| in_use += live_bytes(s));
     let mut s = Stats {
         base: arena.base,
         reserved: arena.len.bytes(),
         committed: arena.frontier * crate::units::HUGE_SIZE,
-        in_use: ph.bytes_in_use(),
+        in_use,
         free: ph.counters.free_bytes,
         released_total: ph.counters.released_total,
         released_now: ph.counters.released_now,
-        metadata: ph.metadata_bytes(),
+        metadata: ph.metadata_bytes() + front_metadata,
         recollapse_passes: ph.counters.recollapse_passes,
         recollapse_failures: ph.counters.recollapse_failures,
         recollapse_pending: ph.recollapse_pending(),
@@ -126,11 +131,17 @@ pub fn stats() -> Stats {
         ..Stats::default()
     };
     for k in PageKind::ALL {
-        let r = &arena.kinds[k as usize];
+        let r = &arena.ladder.kinds[k as usize];
         s.by_kind[k as usize] = r.bytes;
         s.fallbacks[k as usize] = Fallback { count: r.fallbacks, reason: r.last_refusal, errno: r.last_errno };
     }
     s
+}
+
+/// Bytes in use in span `s`: its live blocks (a slab's `used` is a snapshot taken without its
+/// owner), or the size asked for (large).
+fn live_bytes(s: &Span) -> usize {
+    if s.is_slab() { s.used() as usize * s.block_size as usize } else { s.size }
 }
 
 impl fmt::Debug for Stats {

@@ -42,7 +42,7 @@ impl<T> SpinLock<T> {
                     core::hint::spin_loop();
                     spins += 1;
                 } else {
-                    crate::os::yield_now();
+                    crate::os::thread::yield_now();
                 }
             }
             if self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
@@ -57,12 +57,25 @@ impl<T> SpinLock<T> {
         core::mem::forget(self.lock());
     }
 
+    /// The value, for the thread that holds the lock through [`SpinLock::raw_lock`].
+    ///
+    /// # Safety
+    /// The caller must hold the lock through `raw_lock`, no guard may exist, and the reference
+    /// must not outlive the hold.
+    #[allow(clippy::mut_from_ref)] // the lock, held by the caller, makes the access unique
+    pub unsafe fn get_held(&self) -> &mut T {
+        debug_assert!(self.locked.load(Ordering::Relaxed));
+        // SAFETY: caller's contract: the lock is held, by the caller, with no guard.
+        unsafe { &mut *self.value.get() }
+    }
+
     /// Releases a lock taken by [`SpinLock::raw_lock`].
     ///
     /// # Safety
     /// The caller must hold the lock through `raw_lock` (in the child of a fork: the lock was
     /// held by the forking thread, which is the child's only thread), and no guard may exist.
     pub unsafe fn force_unlock(&self) {
+        debug_assert!(self.locked.load(Ordering::Relaxed));
         self.locked.store(false, Ordering::Release);
     }
 }

@@ -68,18 +68,6 @@ fn build_and_report(bytes: usize) {
     assert!(live.iter().step_by(1001).all(|v| !v.is_empty()));
 }
 
-#[test]
-fn child_entry() {
-    match child_mode().as_deref() {
-        None => {}
-        Some("split") => split_and_collapse(),
-        Some(mode) => {
-            let gib: f64 = mode.parse().expect("mode is a size in GiB");
-            build_and_report((gib * GIB as f64) as usize);
-        }
-    }
-}
-
 /// THP heap, a fork whose child lives while the parent rewrites everything (copy-on-write
 /// splits each huge page), then the child exits: hugeheap collapses the pages again.
 fn split_and_collapse() {
@@ -134,13 +122,20 @@ impl Report {
     }
 }
 
+/// The body of a child: the heap its mode names (a size in GiB), built and reported.
+fn build_body() {
+    let gib: f64 = child_mode().expect("in a child").parse().expect("the mode is a size in GiB");
+    build_and_report((gib * GIB as f64) as usize);
+}
+
+/// Builds a heap of `gib` GiB under `HUGEHEAP_PAGES=pages` in a child and returns its report.
 fn run(pages: Option<&str>, gib: f64) -> Report {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The whole pool may be used here: these tests are about coverage. The copy-on-write room
     // (HUGEHEAP_COW_RESERVE, 100 by default) has tests of its own in tests/pools.rs.
     let mut env: Vec<(&str, &str)> = vec![("HUGEHEAP_COW_RESERVE", "0")];
     env.extend(pages.map(|p| ("HUGEHEAP_PAGES", p)));
-    let out = run_child("child_entry", &gib.to_string(), &env);
+    let out = child(&gib.to_string(), &env);
     assert_ok(&out);
     let r = Report { v: child_values(&out), text: String::from_utf8_lossy(&out.stdout).into_owned() };
     eprintln!("HUGEHEAP_PAGES={pages:?} {gib} GiB:\n{}", r.text);
@@ -157,12 +152,15 @@ fn thp_available() -> bool {
 
 #[test]
 fn thp_split_by_copy_on_write_is_collapsed_again() {
+    if as_child(split_and_collapse) {
+        return;
+    }
     if !thp_available() {
         skip("thp", &format!("THP is {} here", thp_mode()));
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let out = run_child("child_entry", "split", &[("HUGEHEAP_PAGES", "thp")]);
+    let out = child("split", &[("HUGEHEAP_PAGES", "thp")]);
     assert_ok(&out);
     let v = child_values(&out);
     eprintln!("{v:?}");
@@ -174,6 +172,9 @@ fn thp_split_by_copy_on_write_is_collapsed_again() {
 
 #[test]
 fn forced_4k_has_no_huge_pages() {
+    if as_child(build_body) {
+        return;
+    }
     let r = run(Some("4k"), 1.0);
     assert_eq!(r.n("k4k"), r.n("committed"));
     // Other memory of the process could be THP under `always`; the heap itself may not be.
@@ -183,6 +184,9 @@ fn forced_4k_has_no_huge_pages() {
 
 #[test]
 fn thp_backs_the_heap() {
+    if as_child(build_body) {
+        return;
+    }
     let r = run(Some("thp"), 1.0);
     if !thp_available() {
         skip("thp", &format!("THP is {} here: the coverage check is replaced by the fallback check", thp_mode()));
@@ -197,6 +201,9 @@ fn thp_backs_the_heap() {
 
 #[test]
 fn hugetlb_2m_or_fallback() {
+    if as_child(build_body) {
+        return;
+    }
     // A heap of 1 GiB in use commits ~650 pages with the chunk ramp; take what the pool has.
     let free = pool_free(2048).unwrap_or(0);
     let r = run(Some("2m"), 1.0);
@@ -210,7 +217,7 @@ fn hugetlb_2m_or_fallback() {
         let small = run(Some("4k"), 1.0);
         assert!(pte_hugetlb * 10 < small.n("vm_pte"), "VmPTE {} vs {} with 4k", pte_hugetlb, small.n("vm_pte"));
     } else {
-        eprintln!("2 MiB pool has {free} free pages (< 700): asserting the fallback");
+        skip("pool-2m", &format!("the 2 MiB pool has {free} free pages (< 700): the fallback is checked instead"));
         assert!(r.n("fb_2m") > 0, "{}", r.text);
         assert_eq!(r.s("why_2m"), "PoolEmpty", "{}", r.text);
         assert!(k2m <= free * (2 << 20), "{}", r.text);
@@ -221,6 +228,9 @@ fn hugetlb_2m_or_fallback() {
 
 #[test]
 fn pool_smaller_than_heap_gives_part_hugetlb() {
+    if as_child(build_body) {
+        return;
+    }
     let free = pool_free(2048).unwrap_or(0);
     if free == 0 || free > 1024 {
         skip("pool-2m", &format!("needs a 2 MiB pool of 1..1024 free pages, has {free}"));
@@ -236,6 +246,9 @@ fn pool_smaller_than_heap_gives_part_hugetlb() {
 
 #[test]
 fn gib_pages_or_fallback() {
+    if as_child(build_body) {
+        return;
+    }
     let free = pool_free(1048576).unwrap_or(0);
     let r = run(Some("1g,thp"), 0.75);
     if free >= 1 {
@@ -243,7 +256,7 @@ fn gib_pages_or_fallback() {
         assert!(r.n("hugetlb") >= GIB, "{}", r.text);
         assert!(r.n("vm_pte") < 1 << 20, "{}", r.text);
     } else {
-        eprintln!("1 GiB pool has no free page: asserting the fallback");
+        skip("pool-1g", "the 1 GiB pool has no free page: the fallback is checked instead");
         assert_eq!(r.n("k1g"), 0);
         assert!(r.n("fb_1g") > 0, "{}", r.text);
         assert!(r.n("kthp") + r.n("k4k") == r.n("committed"), "{}", r.text);
@@ -252,12 +265,15 @@ fn gib_pages_or_fallback() {
 
 #[test]
 fn auto_puts_the_heap_in_huge_pages() {
+    if as_child(build_body) {
+        return;
+    }
     let r = run(None, 1.0);
     let huge = r.n("anon_huge") + r.n("hugetlb");
     if thp_available() || pool_free(2048).unwrap_or(0) >= 700 {
         assert!(huge * 10 >= r.n("in_use") * 9, "less than 90% in huge pages: {}", r.text);
     } else {
-        eprintln!("no THP and no pool: asserting the fallback to 4k");
+        skip("thp", "no THP and no 2 MiB pool: the fallback to 4 KiB pages is checked instead");
         assert_eq!(r.n("k4k"), r.n("committed"));
     }
 }

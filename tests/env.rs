@@ -10,9 +10,9 @@ use hugeheap::HugeAlloc;
 #[global_allocator]
 static A: HugeAlloc = HugeAlloc::new();
 
-#[test]
-fn child_entry() {
-    let Some(mode) = child_mode() else { return };
+/// The child's body, for the mode its parent asked for.
+fn body() {
+    let mode = child_mode().expect("in the child");
     match mode.as_str() {
         "work" => {
             let v: Vec<Vec<u8>> = (0..10_000).map(|i| vec![i as u8; 64]).collect();
@@ -48,8 +48,10 @@ fn stderr_of(out: &std::process::Output) -> String {
 
 #[test]
 fn bad_values_warn_once_each_and_keep_defaults() {
-    let out = run_child(
-        "child_entry",
+    if as_child(body) {
+        return;
+    }
+    let out = child(
         "work",
         &[
             ("HUGEHEAP_PAGES", "fast"),
@@ -83,7 +85,10 @@ fn bad_values_warn_once_each_and_keep_defaults() {
 
 #[test]
 fn verbose_prints_start_line_and_exit_stats() {
-    let out = run_child("child_entry", "work", &[("HUGEHEAP_VERBOSE", "1"), ("HUGEHEAP_PAGES", "thp,4k")]);
+    if as_child(body) {
+        return;
+    }
+    let out = child("work", &[("HUGEHEAP_VERBOSE", "1"), ("HUGEHEAP_PAGES", "thp,4k")]);
     assert_ok(&out);
     let err = stderr_of(&out);
     let start: Vec<&str> = err.lines().filter(|l| l.starts_with("hugeheap: pages=")).collect();
@@ -95,7 +100,10 @@ fn verbose_prints_start_line_and_exit_stats() {
 
 #[test]
 fn max_heap_cap_returns_null_and_program_goes_on() {
-    let out = run_child("child_entry", "cap", &[("HUGEHEAP_MAX_HEAP", "64M")]);
+    if as_child(body) {
+        return;
+    }
+    let out = child("cap", &[("HUGEHEAP_MAX_HEAP", "64M")]);
     assert_ok(&out);
     let v = child_values(&out);
     assert_eq!(v["refused"], "true", "{v:?}");
@@ -110,13 +118,12 @@ fn max_heap_cap_returns_null_and_program_goes_on() {
 
 #[test]
 fn a_chain_that_gets_no_huge_pages_says_so_once() {
+    if as_child(body) {
+        return;
+    }
     // 1 GiB pages only, and a copy-on-write reserve no pool here can satisfy (100x what the
     // process would hold): the heap ends in 4 KiB pages, whatever the machine has.
-    let out = run_child(
-        "child_entry",
-        "work",
-        &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "10000"), ("HUGEHEAP_VERBOSE", "1")],
-    );
+    let out = child("work", &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "10000"), ("HUGEHEAP_VERBOSE", "1")]);
     assert_ok(&out);
     let err = stderr_of(&out);
     let said: Vec<&str> = err.lines().filter(|l| l.starts_with("hugeheap: no huge pages for the heap")).collect();
@@ -130,26 +137,28 @@ fn a_chain_that_gets_no_huge_pages_says_so_once() {
         "{err}"
     );
     // Without verbose, the one line stays (it changes what the program gets); 4k by choice is quiet.
-    let quiet = run_child("child_entry", "work", &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "10000")]);
+    let quiet = child("work", &[("HUGEHEAP_PAGES", "1g"), ("HUGEHEAP_COW_RESERVE", "10000")]);
     assert_eq!(stderr_of(&quiet).matches("hugeheap: no huge pages for the heap").count(), 1);
-    let chosen = run_child("child_entry", "work", &[("HUGEHEAP_PAGES", "4k")]);
+    let chosen = child("work", &[("HUGEHEAP_PAGES", "4k")]);
     assert!(!stderr_of(&chosen).contains("hugeheap:"), "{}", stderr_of(&chosen));
 }
 
 #[test]
 fn verbose_for_another_pid_is_quiet() {
-    let out = run_child("child_entry", "work", &[("HUGEHEAP_VERBOSE", "pid:1")]);
+    if as_child(body) {
+        return;
+    }
+    let out = child("work", &[("HUGEHEAP_VERBOSE", "pid:1")]);
     assert_ok(&out);
     assert!(!stderr_of(&out).contains("hugeheap:"), "{}", stderr_of(&out));
 }
 
 #[test]
 fn retain_zero_without_decay_gives_free_huge_pages_back_at_once() {
-    let out = run_child(
-        "child_entry",
-        "retain",
-        &[("HUGEHEAP_RETAIN", "0"), ("HUGEHEAP_DECAY", "0"), ("HUGEHEAP_PAGES", "thp")],
-    );
+    if as_child(body) {
+        return;
+    }
+    let out = child("retain", &[("HUGEHEAP_RETAIN", "0"), ("HUGEHEAP_DECAY", "0"), ("HUGEHEAP_PAGES", "thp")]);
     assert_ok(&out);
     let v = child_values(&out);
     assert!(v["released_total"].parse::<usize>().unwrap() >= 256 << 20, "{v:?}");
@@ -157,7 +166,10 @@ fn retain_zero_without_decay_gives_free_huge_pages_back_at_once() {
 
 #[test]
 fn default_decay_keeps_free_pages_for_a_second_then_gives_back_beyond_retain() {
-    let out = run_child("child_entry", "retain", &[("HUGEHEAP_PAGES", "thp")]);
+    if as_child(body) {
+        return;
+    }
+    let out = child("retain", &[("HUGEHEAP_PAGES", "thp")]);
     assert_ok(&out);
     let v = child_values(&out);
     assert_eq!(v["released_total"], "0", "freed pages are young: {v:?}");
@@ -169,6 +181,9 @@ fn default_decay_keeps_free_pages_for_a_second_then_gives_back_beyond_retain() {
 #[test]
 fn secure_execution_ignores_the_variables() {
     use std::os::unix::fs::PermissionsExt;
+    if as_child(body) {
+        return;
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("root", "making a setuid binary needs root");
@@ -185,9 +200,9 @@ fn secure_execution_ignores_the_variables() {
         let out = std::process::Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&exe)
-            .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+            .args([test_name().as_str(), "--exact", "--nocapture", "--test-threads=1"])
             .current_dir(&dir)
-            .env(CHILD_MODE, "cap")
+            .env(CHILD_VAR, "cap")
             .env("HUGEHEAP_MAX_HEAP", "64M")
             .env("HUGEHEAP_PAGES", "fast")
             .env("HUGEHEAP_VERBOSE", "1")

@@ -15,7 +15,7 @@ use common::*;
 use hugeheap::{HugeAlloc, PageKind};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 
 #[global_allocator]
@@ -59,16 +59,6 @@ fn report(phase: &str, kind: PageKind) {
     );
 }
 
-#[test]
-fn child_entry() {
-    match child_mode().as_deref() {
-        Some("dry-refill") => dry_refill_body(PageKind::Mib2, [32 * MIB, 64 * MIB, 256 * MIB]),
-        Some("dry-refill-1g") => dry_refill_body(PageKind::Gib1, [32 * MIB, 2200 * MIB, 1024 * MIB]),
-        Some("cow") => cow_body(),
-        _ => {}
-    }
-}
-
 /// Three phases, each after the parent has resized the pool and said "go" on stdin. The
 /// report names the kind's figures `k2m`, `fb_2m`, `why_2m` whatever the kind.
 fn dry_refill_body(kind: PageKind, phases: [usize; 3]) {
@@ -102,15 +92,10 @@ fn values(line: &str) -> HashMap<String, String> {
 /// Drives the dry-refill child: the pool of `kib` pages is made to hold `avail[i]` free pages
 /// before phase `i`. Returns the three reports, or `None` when the kernel would not grant the
 /// pages (said as SKIPPED).
-fn dry_refill(kib: usize, mode: &str, pages: &str, avail: [usize; 3]) -> Option<[HashMap<String, String>; 3]> {
+fn dry_refill(kib: usize, pages: &str, avail: [usize; 3]) -> Option<[HashMap<String, String>; 3]> {
     let pool = PoolGuard::take(kib)?;
     assert_eq!(pool.set_available(0), 0, "could not empty the pool");
-    let exe = std::env::current_exe().unwrap();
-    let child = Command::new(exe)
-        .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_MODE, mode)
-        .env("HUGEHEAP_PAGES", pages)
-        .env("HUGEHEAP_COW_RESERVE", "0")
+    let child = child_command("dry-refill", &[("HUGEHEAP_PAGES", pages), ("HUGEHEAP_COW_RESERVE", "0")])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -156,8 +141,11 @@ fn n(v: &HashMap<String, String>, k: &str) -> usize {
 
 #[test]
 fn pool_2m_empty_dry_and_refilled_midway() {
+    if as_child(|| dry_refill_body(PageKind::Mib2, [32 * MIB, 64 * MIB, 256 * MIB])) {
+        return;
+    }
     let _serial = serial();
-    let Some([empty, dry, refilled]) = dry_refill(2048, "dry-refill", "2m,thp,4k", [0, 16, 200]) else { return };
+    let Some([empty, dry, refilled]) = dry_refill(2048, "2m,thp,4k", [0, 16, 200]) else { return };
     // Empty at start: no hugetlb page, the reason recorded, the heap on the next kinds.
     assert_eq!(n(&empty, "k2m"), 0, "{empty:?}");
     assert_eq!(empty["why_2m"], "PoolEmpty", "{empty:?}");
@@ -177,10 +165,11 @@ fn pool_2m_empty_dry_and_refilled_midway() {
 #[test]
 fn pool_1g_empty_dry_and_refilled_midway() {
     const GIB: usize = 1 << 30;
-    let _serial = serial();
-    let Some([empty, dry, refilled]) = dry_refill(1048576, "dry-refill-1g", "1g,thp,4k", [0, 1, 1]) else {
+    if as_child(|| dry_refill_body(PageKind::Gib1, [32 * MIB, 2200 * MIB, 1024 * MIB])) {
         return;
-    };
+    }
+    let _serial = serial();
+    let Some([empty, dry, refilled]) = dry_refill(1048576, "1g,thp,4k", [0, 1, 1]) else { return };
     assert_eq!(n(&empty, "k2m"), 0, "{empty:?}");
     assert_eq!(empty["why_2m"], "PoolEmpty", "{empty:?}");
     // One page for the next 2.2 GiB: one GiB of it in the 1 GiB page, the rest falls back.
@@ -229,7 +218,7 @@ fn cow_run(reserve: Option<&str>) -> HashMap<String, String> {
     if let Some(r) = reserve {
         env.push(("HUGEHEAP_COW_RESERVE", r));
     }
-    let out = run_child("child_entry", "cow", &env);
+    let out = child("cow", &env);
     assert_ok(&out);
     let v = child_values(&out);
     eprintln!("HUGEHEAP_COW_RESERVE={reserve:?}: {v:?}");
@@ -238,6 +227,9 @@ fn cow_run(reserve: Option<&str>) -> HashMap<String, String> {
 
 #[test]
 fn forked_child_survives_copy_on_write_with_a_small_pool() {
+    if as_child(cow_body) {
+        return;
+    }
     let _serial = serial();
     let Some(pool) = PoolGuard::take(2048) else { return };
     // 130 free pages for a 200 MiB heap: the set-up in which glibc.malloc.hugetlb=2 loses its

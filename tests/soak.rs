@@ -83,13 +83,6 @@ fn mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
 }
 
-#[test]
-fn child_entry() {
-    if child_mode().as_deref() == Some("soak") {
-        soak_body();
-    }
-}
-
 fn soak_body() {
     let secs: u64 = std::env::var("HUGEHEAP_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     // Warm up what glibc maps once and keeps: the stacks of exited threads (cached) and a malloc
@@ -297,8 +290,11 @@ fn soak_body() {
 
 #[test]
 fn soak() {
+    if as_child(soak_body) {
+        return;
+    }
     let secs = std::env::var("HUGEHEAP_SOAK_SECS").unwrap_or_else(|_| "20".into());
-    let out = run_child("child_entry", "soak", &[("HUGEHEAP_SOAK_SECS", &secs)]);
+    let out = child("soak", &[("HUGEHEAP_SOAK_SECS", &secs)]);
     assert_ok(&out);
     let v = child_values(&out);
     eprintln!("{}", String::from_utf8_lossy(&out.stdout));

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_ok, child_mode, child_values, run_child};
+use common::{as_child, assert_ok, child, child_mode, child_values};
 use hugeheap::HugeAlloc;
 use std::sync::mpsc;
 use std::thread;
@@ -55,24 +55,17 @@ fn producer_consumer_cross_thread_frees() {
 }
 
 #[test]
-fn child_entry() {
-    match child_mode().as_deref() {
-        Some("short-lived") => short_lived_threads_body(),
-        Some("remote-home") => remote_frees_come_home_body(),
-        Some("remote-home-loose") => {
-            hugeheap::internal::set_loose_remote_frees(true);
-            remote_frees_come_home_body()
-        }
-        _ => {}
-    }
-}
-
-#[test]
 fn remote_frees_come_home() {
+    if as_child(|| {
+        hugeheap::internal::set_loose_remote_frees(child_mode().as_deref() == Some("loose"));
+        remote_frees_come_home_body()
+    }) {
+        return;
+    }
     // Both hand-over paths: messages of pointers, and the loose chain the allocator falls back
     // to when it has no message to fill.
-    for mode in ["remote-home", "remote-home-loose"] {
-        let out = run_child("child_entry", mode, &[]);
+    for mode in ["messages", "loose"] {
+        let out = child(mode, &[]);
         assert_ok(&out);
         let v = child_values(&out);
         let (before, peak, after): (usize, usize, usize) =
@@ -130,8 +123,11 @@ fn remote_frees_come_home_body() {
 
 #[test]
 fn many_short_lived_threads() {
+    if as_child(short_lived_threads_body) {
+        return;
+    }
     // In a process of its own: the bytes in use at the end are then this workload's alone.
-    let out = run_child("child_entry", "short-lived", &[]);
+    let out = child("short-lived", &[]);
     assert_ok(&out);
     let in_use: usize = child_values(&out)["in_use"].parse().unwrap();
     // Everything was freed; what stays counted is what the exited threads' heaps have not

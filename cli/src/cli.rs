@@ -1,7 +1,8 @@
-//! Command-line arguments (clap), shared by the `hugeheap` binary and the bench target.
+//! Command-line arguments (clap), shared by the `hugeheap` binary and the bench targets.
 
-use crate::bench::{self, Options};
-use clap::{Args, Parser, Subcommand};
+use crate::bench::{alloc, contestant::FORK_CONTESTANTS, fork};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+use hugeheap::internal::OPTIONS;
 use std::path::PathBuf;
 
 /// hugeheap: an allocator whose heap lives in huge pages, so fork() stays fast.
@@ -20,22 +21,91 @@ pub enum Command {
     Run(RunArgs),
     /// Can this machine give huge pages now, and how to turn on the rest.
     Doctor(DoctorArgs),
-    /// The fork benchmark: hugeheap beside glibc, jemalloc, mimalloc and the spawn methods.
-    Bench(BenchArgs),
+    /// Benchmarks: fork latency, allocation speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// The benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// fork() latency and its costs: hugeheap beside glibc, jemalloc, mimalloc and the spawn
+    /// methods.
+    Fork(ForkArgs),
+    /// Allocation speed and memory on ordinary work: hugeheap beside glibc, jemalloc, mimalloc.
+    Alloc(AllocArgs),
+}
+
+/// The `HUGEHEAP_*` settings given as flags: one flag per row of the library's option table
+/// (`--pages 2m,thp`, `--max-heap 4G`, ..., `--verbose`), each checked by the row's own parser.
+#[derive(Debug, Clone, Default)]
+pub struct OptionFlags {
+    /// The variables to set, with their values.
+    pub vars: Vec<(&'static str, String)>,
+    /// `--verbose` was given.
+    pub verbose: bool,
+}
+
+impl Args for OptionFlags {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for row in &OPTIONS {
+            let help = format!("{} (sets {}; accepts {})", row.summary, row.env, row.accepts);
+            let arg = clap::Arg::new(row.flag).long(row.flag).help(help);
+            cmd = cmd.arg(match row.value_name {
+                Some(v) => arg.value_name(v).value_parser(row_parser(row.env)),
+                None => arg.action(clap::ArgAction::SetTrue),
+            });
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for OptionFlags {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = OptionFlags::default();
+        for row in &OPTIONS {
+            match row.value_name {
+                Some(_) => {
+                    if let Some(v) = m.get_one::<String>(row.flag) {
+                        flags.vars.push((row.env, v.clone()));
+                    }
+                }
+                None => flags.verbose |= m.get_flag(row.flag),
+            }
+        }
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+/// A clap value parser that accepts what the option table's row for `env` accepts.
+fn row_parser(env: &'static str) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |v: &str| {
+        let row = OPTIONS.iter().find(|r| r.env == env).expect("a row of the table");
+        // A scratch configuration for the row's parser to write into.
+        let mut scratch = hugeheap::internal::Config::DEFAULT;
+        if (row.apply)(&mut scratch, v.as_bytes()) {
+            Ok(v.to_string())
+        } else {
+            Err(format!("expected {}", row.accepts))
+        }
+    }
 }
 
 /// Options of `hugeheap run`.
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Page kinds, best first: auto, or a comma list of 1g,2m,thp,4k (sets HUGEHEAP_PAGES).
-    #[arg(long)]
-    pub pages: Option<String>,
-    /// Print the page kinds found at start and where the heap lived at exit (HUGEHEAP_VERBOSE=1).
-    #[arg(long, short)]
-    pub verbose: bool,
-    /// Cap on the heap, e.g. 4G (sets HUGEHEAP_MAX_HEAP).
-    #[arg(long)]
-    pub max_heap: Option<String>,
+    /// The HUGEHEAP_* settings.
+    #[command(flatten)]
+    pub options: OptionFlags,
     /// Path of libhugeheap.so (default: HUGEHEAP_LIB, then next to this program).
     #[arg(long)]
     pub lib: Option<PathBuf>,
@@ -56,12 +126,30 @@ pub struct DoctorArgs {
     pub root: Option<PathBuf>,
 }
 
-/// Options of the fork benchmark.
+/// Options both benchmarks take.
 #[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// About a minute: heaps of 64M and 512M, fewer samples.
+pub struct CommonArgs {
+    /// About a minute: fewer sizes or a smaller scale, fewer samples.
     #[arg(long)]
     pub quick: bool,
+    /// Contestants to run, comma-separated (default: all; see --list).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Print the contestants and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Directory for the results. Default: `hugeheap-bench` in the cargo target directory when
+    /// run by `cargo bench`, else in the current directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Options of the fork benchmark.
+#[derive(Args, Debug, Clone)]
+pub struct ForkArgs {
+    /// Options both benchmarks take.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Heap sizes, comma-separated (e.g. 0,64M,512M,2G,8G).
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     pub sizes: Option<Vec<usize>>,
@@ -71,12 +159,6 @@ pub struct BenchArgs {
     /// fork+exec samples per contestant and size.
     #[arg(long)]
     pub execs: Option<usize>,
-    /// Contestants to run, comma-separated (default: all; see --list).
-    #[arg(long, value_delimiter = ',')]
-    pub only: Vec<String>,
-    /// Print the contestants and exit.
-    #[arg(long)]
-    pub list: bool,
     /// Heap size of the sustained run (fork+exec cycles while a thread writes), or 0 for none.
     #[arg(long, value_parser = parse_size)]
     pub sustained_size: Option<usize>,
@@ -86,10 +168,6 @@ pub struct BenchArgs {
     /// Skip the copy-on-write measurement.
     #[arg(long)]
     pub no_cow: bool,
-    /// Directory for the results (fork.* or alloc.*). Default: `hugeheap-bench` in the cargo
-    /// target directory when run by `cargo bench`, else in the current directory.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// Give the contestants that use hugetlb pools this many 2 MiB pages (root; the others run
     /// with the pools as they were, and the pools are restored afterwards).
     #[arg(long)]
@@ -97,101 +175,122 @@ pub struct BenchArgs {
     /// Likewise for 1 GiB pages.
     #[arg(long)]
     pub pool_1g: Option<usize>,
-    /// Run the allocation-speed benchmark instead (glibc, jemalloc, mimalloc, hugeheap).
-    #[arg(long)]
-    pub alloc: bool,
-    /// Allocation benchmark: repetitions per workload and contestant (median reported).
-    #[arg(long, default_value_t = 5)]
-    pub reps: usize,
-    /// Allocation benchmark: work scale (1.0 is about a second per workload).
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-    /// Allocation benchmark: workloads to run, comma-separated (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub workloads: Vec<String>,
 }
 
-/// Where the results go: `--out`, else `hugeheap-bench` beside cargo's build products when
-/// this is a bench target (`<target>/<profile>/deps/<bench>`: cargo runs benches from the
-/// package's directory, so a relative default would land in `cli/target`), else in the current
-/// directory.
-fn out_dir(a: &BenchArgs) -> PathBuf {
-    if let Some(o) = &a.out {
-        return o.clone();
-    }
-    let exe = std::env::current_exe().ok();
-    let deps = exe.as_deref().and_then(|e| e.parent()).filter(|d| d.ends_with("deps"));
-    match deps.and_then(|d| d.parent()?.parent()) {
-        Some(target) => target.join("hugeheap-bench"),
-        None => PathBuf::from("hugeheap-bench"),
-    }
+/// Options of the allocation benchmark.
+#[derive(Args, Debug, Clone)]
+pub struct AllocArgs {
+    /// Options both benchmarks take.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Repetitions per workload and contestant (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Work scale (1.0 is about a second per workload).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Workloads to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
     hugeheap::internal::parse_size(s.as_bytes()).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
 }
 
-/// Runs `hugeheap bench` with these arguments.
-pub fn bench(a: &BenchArgs) -> std::io::Result<()> {
-    if a.alloc {
-        let names: Vec<&str> = crate::allocbench::workloads::WORKLOADS.iter().map(|w| w.0).collect();
-        if let Some(w) = a.workloads.iter().find(|w| !names.contains(&w.as_str())) {
-            return Err(std::io::Error::other(format!("unknown workload {w:?} (one of {})", names.join(", "))));
-        }
-        let o = crate::allocbench::Options {
-            reps: if a.quick { 3 } else { a.reps.max(1) },
-            scale: if a.quick { a.scale * 0.25 } else { a.scale },
-            workloads: a.workloads.clone(),
-            only: a.only.clone(),
-            out_dir: out_dir(a),
-        };
-        return crate::allocbench::run(&o).map(|_| ());
+impl CommonArgs {
+    fn out_dir(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(crate::bench::default_out_dir)
     }
-    if a.list {
-        for c in bench::CONTESTANTS {
-            let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-            println!("{:<15} {:<9} {:?} {env}", c.name, c.alloc.env_value(), c.method);
+
+    /// Prints the contestants (with `--list`); true if it did.
+    fn list(&self, names: &[&crate::bench::contestant::Contestant]) -> bool {
+        if self.list {
+            for c in names {
+                let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+                println!("{:<15} {:<9} {:?} {env}", c.name, c.alloc.env_value(), c.method);
+            }
         }
+        self.list
+    }
+
+    /// An error for a name in `--only` that is not among `names`.
+    fn check_only(&self, names: &[&str]) -> std::io::Result<()> {
+        match self.only.iter().find(|n| !names.contains(&n.as_str())) {
+            Some(unknown) => Err(std::io::Error::other(format!("unknown contestant {unknown:?} (see --list)"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `hugeheap bench fork`.
+pub fn bench_fork(a: &ForkArgs) -> std::io::Result<()> {
+    if a.common.list(&FORK_CONTESTANTS.iter().collect::<Vec<_>>()) {
         return Ok(());
     }
-    let mut o = if a.quick { Options::quick() } else { Options::full() };
+    a.common.check_only(&FORK_CONTESTANTS.iter().map(|c| c.name).collect::<Vec<_>>())?;
+    let mut o = if a.common.quick { fork::Options::quick() } else { fork::Options::full() };
     if let Some(s) = &a.sizes {
         o.sizes = s.clone();
     }
     o.forks = a.forks.unwrap_or(o.forks);
     o.execs = a.execs.unwrap_or(o.execs);
-    o.only = a.only.clone();
+    o.only = a.common.only.clone();
     if let Some(s) = a.sustained_size {
         o.sustained_size = (s > 0).then_some(s);
     }
     o.sustained_cycles = a.sustained_cycles.unwrap_or(o.sustained_cycles);
     o.cow = !a.no_cow;
-    o.out_dir = out_dir(a);
-    if let Some(unknown) = o.only.iter().find(|n| !bench::CONTESTANTS.iter().any(|c| c.name == n.as_str())) {
-        return Err(std::io::Error::other(format!("unknown contestant {unknown:?} (see --list)")));
-    }
+    o.out_dir = a.common.out_dir();
     if a.pool_2m.is_some() || a.pool_1g.is_some() {
         o.pools = Some((a.pool_2m.unwrap_or(0), a.pool_1g.unwrap_or(0)));
     }
-    bench::run(&o).map(|_| ())
+    fork::run(&o).map(|_| ())
+}
+
+/// Runs `hugeheap bench alloc`.
+pub fn bench_alloc(a: &AllocArgs) -> std::io::Result<()> {
+    use crate::bench::contestant::ALLOC_CONTESTANTS;
+    if a.common.list(&ALLOC_CONTESTANTS.iter().collect::<Vec<_>>()) {
+        return Ok(());
+    }
+    a.common.check_only(&ALLOC_CONTESTANTS.iter().map(|c| c.name).collect::<Vec<_>>())?;
+    let names: Vec<&str> = alloc::workloads::WORKLOADS.iter().map(|w| w.0).collect();
+    if let Some(w) = a.workloads.iter().find(|w| !names.contains(&w.as_str())) {
+        return Err(std::io::Error::other(format!("unknown workload {w:?} (one of {})", names.join(", "))));
+    }
+    let o = alloc::Options {
+        reps: if a.common.quick { 3 } else { a.reps.max(1) },
+        scale: if a.common.quick { a.scale * 0.25 } else { a.scale },
+        workloads: a.workloads.clone(),
+        only: a.common.only.clone(),
+        out_dir: a.common.out_dir(),
+    };
+    alloc::run(&o).map(|_| ())
+}
+
+/// Runs a `hugeheap bench` subcommand.
+pub fn bench(c: &BenchCommand) -> std::io::Result<()> {
+    match c {
+        BenchCommand::Fork(a) => bench_fork(a),
+        BenchCommand::Alloc(a) => bench_alloc(a),
+    }
 }
 
 /// The `main` of the bench targets (`cargo bench --bench fork|alloc`): the same engine and
-/// options as `hugeheap bench`; `alloc` forces the allocation benchmark. Cargo passes
-/// `--bench` to bench targets; it is dropped.
-pub fn bench_target_main(name: &str, alloc: bool) {
-    #[derive(Parser)]
-    struct Args {
-        #[command(flatten)]
-        bench: BenchArgs,
-    }
-    if bench::child_main_if_requested() {
+/// options as `hugeheap bench fork|alloc`. Cargo passes `--bench` to bench targets; it is
+/// dropped.
+pub fn bench_target_main(name: &str) {
+    if crate::bench::harness::child_main_if_requested() {
         return;
     }
-    let args = std::iter::once(name.to_string()).chain(std::env::args().skip(1).filter(|a| a != "--bench"));
-    let mut a = Args::parse_from(args);
-    a.bench.alloc |= alloc;
-    if let Err(e) = self::bench(&a.bench) {
+    let args = ["hugeheap", "bench", name]
+        .into_iter()
+        .map(String::from)
+        .chain(std::env::args().skip(1).filter(|a| a != "--bench"));
+    let cli = Cli::parse_from(args);
+    let Command::Bench(b) = &cli.command else { unreachable!("parsed as a bench command") };
+    if let Err(e) = bench(b) {
         eprintln!("{name} bench: {e}");
         std::process::exit(1);
     }

@@ -1,8 +1,11 @@
 //! `hugeheap doctor`: can this machine give huge pages right now, and how to turn on the
-//! rest. Reads the THP mode, the hugetlb pools, the limits that matter (cgroup memory and
-//! hugetlb limits) and the kernel version under a root directory that tests replace with
-//! fake trees.
+//! rest. The THP mode, the hugetlb pools and the memory cgroup's room come from the library's
+//! own probe (`OsInfo::probe_at`), so the doctor reports what the allocator will read; the
+//! kernel release and the cgroup's hugetlb limits, which the allocator does not read (a limit
+//! shows up there as a refused `mmap`), are read here. Everything is read under a root
+//! directory that tests replace with fake trees.
 
+use hugeheap::internal::{OsInfo, PoolInfo, ThpMode};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -24,12 +27,23 @@ pub struct Pool {
     pub surplus: usize,
     /// Surplus pages allowed (`nr_overcommit_hugepages`).
     pub overcommit: usize,
+    /// Pages a new mapping could get now (the library's own count).
+    pub available: usize,
 }
 
 impl Pool {
-    /// Pages a new mapping could get now.
-    pub fn available(&self) -> usize {
-        self.free.saturating_sub(self.reserved) + self.overcommit.saturating_sub(self.surplus)
+    fn of(page_kib: usize, p: Option<PoolInfo>) -> Pool {
+        let p_or = p.unwrap_or_default();
+        Pool {
+            page_kib,
+            supported: p.is_some(),
+            total: p_or.total,
+            free: p_or.free,
+            reserved: p_or.reserved,
+            surplus: p_or.surplus,
+            overcommit: p_or.overcommit,
+            available: p_or.available(),
+        }
     }
 }
 
@@ -38,7 +52,7 @@ impl Pool {
 pub struct Report {
     /// Kernel release.
     pub kernel: String,
-    /// THP mode in force (`always`, `madvise`, `never`, or `unavailable`).
+    /// THP mode in force (`always`, `madvise`, `never`, or `unknown`).
     pub thp: String,
     /// THP defrag setting in force.
     pub thp_defrag: String,
@@ -46,8 +60,9 @@ pub struct Report {
     pub pool_2m: Pool,
     /// The 1 GiB pool.
     pub pool_1g: Pool,
-    /// cgroup v2 `memory.max` of this process's cgroup, if any.
-    pub cgroup_memory_max: Option<String>,
+    /// The room the memory cgroup limits leave this process, bytes (the smallest over the
+    /// cgroup and its ancestors, v2 or v1); `None` when nothing limits it.
+    pub cgroup_room: Option<usize>,
     /// cgroup v2 `hugetlb.2MB.max`, if any.
     pub cgroup_hugetlb_2m_max: Option<String>,
     /// cgroup v2 `hugetlb.1GB.max`, if any.
@@ -62,36 +77,16 @@ fn read(root: &Path, rel: &str) -> Option<String> {
     std::fs::read_to_string(root.join(rel.trim_start_matches('/'))).ok().map(|s| s.trim().to_string())
 }
 
-fn bracketed(s: &str) -> Option<String> {
-    Some(s.split('[').nth(1)?.split(']').next()?.to_string())
-}
-
-fn pool(root: &Path, page_kib: usize) -> Pool {
-    let dir = format!("sys/kernel/mm/hugepages/hugepages-{page_kib}kB");
-    let n = |f: &str| read(root, &format!("{dir}/{f}")).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Pool {
-        page_kib,
-        supported: root.join(&dir).is_dir(),
-        total: n("nr_hugepages"),
-        free: n("free_hugepages"),
-        reserved: n("resv_hugepages"),
-        surplus: n("surplus_hugepages"),
-        overcommit: n("nr_overcommit_hugepages"),
-    }
-}
-
 /// Examines the machine whose /proc and /sys are under `root` (`/` for this one).
 pub fn examine(root: &Path) -> Report {
+    let info = OsInfo::probe_at(root.as_os_str().as_encoded_bytes());
     let mut r = Report {
         kernel: read(root, "proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
-        thp: read(root, "sys/kernel/mm/transparent_hugepage/enabled")
-            .and_then(|s| bracketed(&s))
-            .unwrap_or_else(|| "unavailable".into()),
-        thp_defrag: read(root, "sys/kernel/mm/transparent_hugepage/defrag")
-            .and_then(|s| bracketed(&s))
-            .unwrap_or_else(|| "unavailable".into()),
-        pool_2m: pool(root, 2048),
-        pool_1g: pool(root, 1048576),
+        thp: info.thp.name().into(),
+        thp_defrag: info.thp_defrag.name().into(),
+        pool_2m: Pool::of(2048, info.pool_2m),
+        pool_1g: Pool::of(1048576, info.pool_1g),
+        cgroup_room: (info.cgroup_room > 0).then_some(info.cgroup_room),
         ..Report::default()
     };
     // cgroup v2: "0::/path" in /proc/self/cgroup.
@@ -99,18 +94,17 @@ pub fn examine(root: &Path) -> Report {
         read(root, "proc/self/cgroup").and_then(|c| c.lines().find_map(|l| l.strip_prefix("0::").map(String::from)))
     {
         let dir = format!("sys/fs/cgroup/{}", path.trim_start_matches('/'));
-        r.cgroup_memory_max = read(root, &format!("{dir}/memory.max"));
         r.cgroup_hugetlb_2m_max = read(root, &format!("{dir}/hugetlb.2MB.max"));
         r.cgroup_hugetlb_1g_max = read(root, &format!("{dir}/hugetlb.1GB.max"));
     }
-    advise(&mut r);
+    advise(&mut r, &info);
     r
 }
 
-fn advise(r: &mut Report) {
+fn advise(r: &mut Report, info: &OsInfo) {
     let capped = |v: &Option<String>| v.as_deref().is_some_and(|v| v != "max");
-    if r.pool_1g.available() > 0 && !capped(&r.cgroup_hugetlb_1g_max) {
-        r.available_now.push(format!("1g ({} pages free)", r.pool_1g.available()));
+    if r.pool_1g.available > 0 && !capped(&r.cgroup_hugetlb_1g_max) {
+        r.available_now.push(format!("1g ({} pages free)", r.pool_1g.available));
     } else if !r.pool_1g.supported {
         r.advice.push(
             "1 GiB pages: this kernel or CPU offers none (no hugepages-1048576kB in sysfs); check \
@@ -126,8 +120,8 @@ fn advise(r: &mut Report) {
                 .into(),
         );
     }
-    if r.pool_2m.available() > 0 && !capped(&r.cgroup_hugetlb_2m_max) {
-        r.available_now.push(format!("2m ({} pages free)", r.pool_2m.available()));
+    if r.pool_2m.available > 0 && !capped(&r.cgroup_hugetlb_2m_max) {
+        r.available_now.push(format!("2m ({} pages free)", r.pool_2m.available));
     } else if !r.pool_2m.supported {
         r.advice.push("2 MiB hugetlb pages: not supported by this kernel (no hugepages-2048kB in sysfs).".into());
     } else {
@@ -146,10 +140,10 @@ fn advise(r: &mut Report) {
             r.cgroup_hugetlb_1g_max.as_deref().unwrap_or("-")
         ));
     }
-    match r.thp.as_str() {
-        "always" | "madvise" => {
+    match info.thp {
+        ThpMode::Always | ThpMode::Madvise => {
             r.available_now.push(format!("thp ({} mode)", r.thp));
-            if matches!(r.thp_defrag.as_str(), "never" | "defer") {
+            if matches!(info.thp_defrag, ThpMode::Never | ThpMode::Defer) {
                 r.advice.push(format!(
                     "THP defrag is `{}`: faults in advised memory do not wait for huge pages, so coverage \
                      depends on khugepaged. For more: `echo madvise > /sys/kernel/mm/transparent_hugepage/defrag`.",
@@ -157,7 +151,7 @@ fn advise(r: &mut Report) {
                 ));
             }
         }
-        "never" => r.advice.push(
+        ThpMode::Never => r.advice.push(
             "THP is `never`: as root, `echo madvise > /sys/kernel/mm/transparent_hugepage/enabled` (hugeheap \
              advises its own memory; `madvise` leaves other programs alone); at boot: \
              `transparent_hugepage=madvise` on the kernel command line."
@@ -166,12 +160,17 @@ fn advise(r: &mut Report) {
         _ => r.advice.push("THP: this kernel has no transparent huge pages (no sysfs entry).".into()),
     }
     r.available_now.push("4k (always)".into());
-    if let Some(m) = r.cgroup_memory_max.as_ref().filter(|m| *m != "max") {
+    if let Some(room) = r.cgroup_room {
         r.advice.push(format!(
-            "this cgroup caps memory at {m} bytes: hugeheap's 2 MiB granularity counts against it; set \
-             HUGEHEAP_MAX_HEAP below it to get NULL instead of the OOM killer."
+            "the memory cgroup limits leave this process {}: hugeheap caps its heap there, so that a full \
+             heap returns NULL instead of meeting the OOM killer; its 2 MiB granularity counts against it.",
+            mib(room)
         ));
     }
+}
+
+fn mib(bytes: usize) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
 impl Report {
@@ -187,19 +186,19 @@ impl Report {
                     o,
                     "hugetlb {name} pool: {} pages, {} free ({} of them reserved by mappings not yet touched); \
                      may grow on demand by {} ({} grown so far) => {} pages available now",
-                    p.total,
-                    p.free,
-                    p.reserved,
-                    p.overcommit,
-                    p.surplus,
-                    p.available()
+                    p.total, p.free, p.reserved, p.overcommit, p.surplus, p.available
                 );
             } else {
                 let _ = writeln!(o, "hugetlb {name}: not supported");
             }
         }
-        if let Some(m) = &self.cgroup_memory_max {
-            let _ = writeln!(o, "cgroup memory.max: {m}");
+        match self.cgroup_room {
+            Some(room) => {
+                let _ = writeln!(o, "memory cgroup: its limits leave this process {}", mib(room));
+            }
+            None => {
+                let _ = writeln!(o, "memory cgroup: no limit");
+            }
         }
         let _ = writeln!(o, "\nhugeheap can use now: {}", self.available_now.join(", "));
         if !self.advice.is_empty() {

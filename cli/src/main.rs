@@ -7,16 +7,16 @@ use hugeheap_cli::cli::{Cli, Command};
 static A: hugeheap_cli::switch::Switch = hugeheap_cli::switch::Switch;
 
 fn main() {
-    if hugeheap_cli::bench::child_main_if_requested() {
+    if hugeheap_cli::bench::harness::child_main_if_requested() {
         return;
     }
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Bench(a) => hugeheap_cli::cli::bench(a),
+        Command::Bench(b) => hugeheap_cli::cli::bench(b),
         Command::Doctor(a) => hugeheap_cli::doctor::run(a.root.clone(), a.json),
         Command::Run(a) => {
             let err = match hugeheap_cli::run::find_lib(a.lib.as_deref()) {
-                Ok(lib) => hugeheap_cli::run::exec(&lib, a.pages.as_deref(), a.verbose, a.max_heap.as_deref(), &a.cmd),
+                Ok(lib) => hugeheap_cli::run::exec(&lib, &a.options, &a.cmd),
                 Err(e) => e,
             };
             eprintln!("hugeheap run: {err}");

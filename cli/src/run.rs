@@ -1,6 +1,7 @@
 //! `hugeheap run -- CMD ARGS...`: runs any dynamically linked program on hugeheap by
 //! preloading libhugeheap.so, with no change to the program.
 
+use crate::cli::OptionFlags;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -31,25 +32,23 @@ pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
     })
 }
 
-/// The environment `hugeheap run` adds: LD_PRELOAD (prepended), the HUGEHEAP_* settings, and
-/// PYTHONMALLOC=malloc so CPython's object arenas come from malloc too (unless set already).
-pub fn environment(lib: &Path, pages: Option<&str>, verbose: bool, max_heap: Option<&str>) -> Vec<(String, OsString)> {
+/// The environment `hugeheap run` adds: LD_PRELOAD (prepended), the HUGEHEAP_* settings its
+/// flags ask for, and PYTHONMALLOC=malloc so CPython's object arenas come from malloc too
+/// (unless set already).
+pub fn environment(lib: &Path, flags: &OptionFlags) -> Vec<(String, OsString)> {
     let mut preload = OsString::from(lib);
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
         preload.push(" ");
         preload.push(old);
     }
     let mut env = vec![("LD_PRELOAD".to_string(), preload)];
-    if let Some(p) = pages {
-        env.push(("HUGEHEAP_PAGES".into(), p.into()));
+    for (var, value) in &flags.vars {
+        env.push((var.to_string(), value.into()));
     }
-    if verbose {
+    if flags.verbose {
         // This process execs the program, which keeps the pid: only it reports, not the
         // helper processes a wrapper script (a pyenv shim, say) starts on the way.
         env.push(("HUGEHEAP_VERBOSE".into(), format!("pid:{}", std::process::id()).into()));
-    }
-    if let Some(m) = max_heap {
-        env.push(("HUGEHEAP_MAX_HEAP".into(), m.into()));
     }
     if std::env::var_os("PYTHONMALLOC").is_none() {
         env.push(("PYTHONMALLOC".into(), "malloc".into()));
@@ -58,20 +57,10 @@ pub fn environment(lib: &Path, pages: Option<&str>, verbose: bool, max_heap: Opt
 }
 
 /// Replaces this process with `cmd` under hugeheap. Returns only on failure.
-pub fn exec(lib: &Path, pages: Option<&str>, verbose: bool, max_heap: Option<&str>, cmd: &[OsString]) -> String {
-    if let Some(p) = pages {
-        if hugeheap::PageChain::parse(p.as_bytes()).is_none() {
-            return format!("--pages {p:?}: expected auto, or a comma list of 1g,2m,thp,4k");
-        }
-    }
-    if let Some(m) = max_heap {
-        if hugeheap::internal::parse_size(m.as_bytes()).is_none() {
-            return format!("--max-heap {m:?}: expected a size such as 512M, 4G");
-        }
-    }
+pub fn exec(lib: &Path, flags: &OptionFlags, cmd: &[OsString]) -> String {
     let Some((program, args)) = cmd.split_first() else {
         return "no command given (hugeheap run -- CMD ARGS...)".into();
     };
-    let err = Command::new(program).args(args).envs(environment(lib, pages, verbose, max_heap)).exec();
+    let err = Command::new(program).args(args).envs(environment(lib, flags)).exec();
     format!("cannot run {}: {err}", program.to_string_lossy())
 }

@@ -11,7 +11,7 @@ fn hugeheap() -> Command {
 fn small_run_writes_every_output() {
     let dir = std::env::temp_dir().join(format!("hugeheap-bench-test-{}", std::process::id()));
     let out = hugeheap()
-        .args(["bench", "--sizes", "16M", "--forks", "5", "--execs", "3", "--sustained-size", "16M"])
+        .args(["bench", "fork", "--sizes", "16M", "--forks", "5", "--execs", "3", "--sustained-size", "16M"])
         .args([
             "--sustained-cycles",
             "10",
@@ -59,14 +59,14 @@ fn small_run_writes_every_output() {
 
 #[test]
 fn unknown_contestant_is_an_error() {
-    let out = hugeheap().args(["bench", "--only", "tcmalloc"]).output().unwrap();
+    let out = hugeheap().args(["bench", "fork", "--only", "tcmalloc"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown contestant \"tcmalloc\""));
 }
 
 #[test]
 fn list_names_every_contestant() {
-    let out = hugeheap().args(["bench", "--list"]).output().unwrap();
+    let out = hugeheap().args(["bench", "fork", "--list"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 16, "{text}");
     assert!(text.contains("GLIBC_TUNABLES=glibc.malloc.hugetlb=2") && text.contains("_RJEM_MALLOC_CONF=hpa:true"));

@@ -128,7 +128,20 @@ fn no_1g_support_and_cgroup_limits() {
     let a = advice(&v);
     assert!(a.contains("no hugepages-1048576kB"), "{a}");
     assert!(a.contains("hugetlb.2MB.max = 0"), "{a}");
-    assert!(a.contains("caps memory at 4294967296"), "{a}");
+    assert!(a.contains("leave this process 4096 MiB"), "{a}");
+}
+
+#[test]
+fn an_ancestors_memory_limit_counts_as_the_allocator_reads_it() {
+    let t = Tree::new("ancestor");
+    t.thp("madvise").pool(2048, 0, 0);
+    t.put("proc/self/cgroup", "0::/svc/app\n");
+    t.put("sys/fs/cgroup/svc/memory.max", "1073741824");
+    t.put("sys/fs/cgroup/svc/memory.current", "536870912");
+    t.put("sys/fs/cgroup/svc/app/memory.max", "max");
+    let v = t.json();
+    assert_eq!(v["cgroup_room"], 512u64 << 20, "the parent's limit less its usage: {v}");
+    assert!(t.doctor(false).contains("memory cgroup: its limits leave this process 512 MiB"));
 }
 
 #[test]

@@ -197,9 +197,14 @@ fn git_on_a_small_repo() {
 
 #[test]
 fn run_reports_bad_arguments() {
+    // A bad setting is a usage error (exit 2), checked by the option table's own parser.
     let out = hugeheap().args(["run", "--pages", "fast", "--lib"]).arg(lib()).args(["--", "true"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(127));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--pages \"fast\""));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'fast'") && err.contains("--pages") && err.contains("1g,2m,thp,4k"), "{err}");
+    let out = hugeheap().args(["run", "--max-heap", "1M", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2M"));
     let out = hugeheap().args(["run", "--lib"]).arg(lib()).args(["--", "/no/such/program"]).output().unwrap();
     assert_eq!(out.status.code(), Some(127));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run /no/such/program"));
@@ -233,4 +238,32 @@ fn verbose_speaks_for_the_program_not_for_its_wrapper() {
     assert_eq!(starts.len(), 1, "one start line, the program's:\n{stderr}");
     assert!(starts[0].ends_with("(ctor)"), "{}", starts[0]);
     assert_eq!(stderr.matches("hugeheap: at exit").count(), 1, "one exit report:\n{stderr}");
+}
+
+#[test]
+fn every_option_has_a_run_flag_that_sets_its_variable() {
+    // The flags come from the library's option table: one per row, each setting its variable.
+    let out = hugeheap()
+        .args(["run", "--pages", "thp", "--max-heap", "4G", "--retain", "0", "--decay", "5s", "--cow-reserve", "50"])
+        .args(["--verbose", "--lib"])
+        .arg(lib())
+        .args(["--", "env"])
+        .output()
+        .unwrap();
+    let env = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (var, value) in [
+        ("HUGEHEAP_PAGES", "thp"),
+        ("HUGEHEAP_MAX_HEAP", "4G"),
+        ("HUGEHEAP_RETAIN", "0"),
+        ("HUGEHEAP_DECAY", "5s"),
+        ("HUGEHEAP_COW_RESERVE", "50"),
+    ] {
+        assert!(env.lines().any(|l| l == format!("{var}={value}")), "{var} not set:\n{env}");
+    }
+    assert!(env.lines().any(|l| l.starts_with("HUGEHEAP_VERBOSE=pid:")), "{env}");
+    let help = String::from_utf8_lossy(&hugeheap().args(["run", "--help"]).output().unwrap().stdout).into_owned();
+    for row in hugeheap::internal::OPTIONS {
+        assert!(help.contains(&format!("--{}", row.flag)) && help.contains(row.env), "{}:\n{help}", row.env);
+    }
 }

@@ -167,5 +167,5 @@ fuzz_target!(|data: &[u8]| {
     for l in live {
         free(l);
     }
-    hugeheap::check_invariants();
+    hugeheap::internal::check_invariants();
 });

@@ -1,17 +1,25 @@
-//! What the machine can do, probed once into plain data, and what the kernel says the process
-//! holds (the truth behind hugeheap's own counters).
+//! What the machine can do, probed once into plain data: the THP mode, the hugetlb pools, the
+//! room the memory cgroup leaves. Read under a root directory (`/` here; `hugeheap doctor
+//! --root` and its tests use copied trees), so that the doctor reports exactly what the
+//! allocator reads.
 
-use super::read_file;
-use core::ffi::CStr;
+use super::files::{Path, read_file, read_number};
+use crate::pagekind::PageKind;
+use crate::units::Bytes;
+use core::fmt;
 
-/// The transparent huge page mode (`/sys/kernel/mm/transparent_hugepage/enabled`).
+/// A setting of `/sys/kernel/mm/transparent_hugepage/{enabled,defrag}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThpMode {
-    /// Every anonymous mapping may get huge pages.
+    /// Every anonymous mapping may get huge pages (`defrag`: faults wait for compaction).
     Always,
-    /// Only mappings advised with `MADV_HUGEPAGE` get them.
+    /// Only mappings advised with `MADV_HUGEPAGE` (`defrag`: advised faults wait).
     Madvise,
-    /// THP is off: advising does nothing.
+    /// `defrag` only: faults never wait; khugepaged collapses later.
+    Defer,
+    /// `defrag` only: advised faults wait, others defer.
+    DeferMadvise,
+    /// THP is off (`defrag`: no fault waits).
     Never,
     /// The file is missing or unreadable (kernel without THP, or no sysfs).
     Unknown,
@@ -23,6 +31,8 @@ impl ThpMode {
         match self {
             ThpMode::Always => "always",
             ThpMode::Madvise => "madvise",
+            ThpMode::Defer => "defer",
+            ThpMode::DeferMadvise => "defer+madvise",
             ThpMode::Never => "never",
             ThpMode::Unknown => "unknown",
         }
@@ -40,10 +50,66 @@ impl ThpMode {
         match &rest[..close] {
             b"always" => ThpMode::Always,
             b"madvise" => ThpMode::Madvise,
+            b"defer" => ThpMode::Defer,
+            b"defer+madvise" => ThpMode::DeferMadvise,
             b"never" => ThpMode::Never,
             _ => ThpMode::Unknown,
         }
     }
+
+    fn read(root: &[u8], file: &[u8]) -> ThpMode {
+        let mut buf = [0u8; 128];
+        let Some(path) = Path::join(root, &[b"sys/kernel/mm/transparent_hugepage/", file]) else {
+            return ThpMode::Unknown;
+        };
+        match read_file(path.as_cstr(), &mut buf) {
+            Some(n) => ThpMode::parse(&buf[..n]),
+            None => ThpMode::Unknown,
+        }
+    }
+}
+
+/// A hugetlb pool, as sysfs counts it (in pages of its size).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolInfo {
+    /// Pages in the pool (`nr_hugepages`).
+    pub total: usize,
+    /// Pages free (`free_hugepages`).
+    pub free: usize,
+    /// Free pages already reserved by mappings that have not touched them (`resv_hugepages`).
+    pub reserved: usize,
+    /// Pages the pool may grow by on demand (`nr_overcommit_hugepages`).
+    pub overcommit: usize,
+    /// Pages it has grown by so far (`surplus_hugepages`).
+    pub surplus: usize,
+}
+
+impl PoolInfo {
+    /// Pages a new private mapping could reserve now: the free ones no mapping has reserved,
+    /// plus what the pool may still grow by.
+    pub fn available(&self) -> usize {
+        self.free.saturating_sub(self.reserved) + self.overcommit.saturating_sub(self.surplus)
+    }
+
+    /// Reads the pool of `kind` under `root`; `None` where the kernel has no such pool (or
+    /// sysfs cannot be read).
+    pub fn read(root: &[u8], kind: PageKind) -> Option<PoolInfo> {
+        let dir = kind.pool_dir().as_bytes();
+        let number = |file: &[u8]| read_number(Path::join(root, &[dir, file])?.as_cstr());
+        Some(PoolInfo {
+            free: number(b"free_hugepages")?,
+            total: number(b"nr_hugepages").unwrap_or(0),
+            reserved: number(b"resv_hugepages").unwrap_or(0),
+            overcommit: number(b"nr_overcommit_hugepages").unwrap_or(0),
+            surplus: number(b"surplus_hugepages").unwrap_or(0),
+        })
+    }
+}
+
+/// Pages of `kind` a new private mapping could reserve now (see [`PoolInfo::available`]);
+/// `None` where sysfs cannot be read.
+pub fn pool_available(kind: PageKind) -> Option<usize> {
+    PoolInfo::read(b"/", kind).map(|p| p.available())
 }
 
 /// What the OS offers, read once at start.
@@ -51,14 +117,12 @@ impl ThpMode {
 pub struct OsInfo {
     /// THP mode.
     pub thp: ThpMode,
-    /// A 2 MiB hugetlb pool exists (it may be empty).
-    pub has_2m: bool,
-    /// A 1 GiB hugetlb pool exists (it may be empty).
-    pub has_1g: bool,
-    /// Pages the 2 MiB pool could give at start.
-    pub avail_2m: usize,
-    /// Pages the 1 GiB pool could give at start.
-    pub avail_1g: usize,
+    /// THP defrag setting (whether faults wait for a huge page).
+    pub thp_defrag: ThpMode,
+    /// The 2 MiB hugetlb pool, if the kernel has one (it may be empty).
+    pub pool_2m: Option<PoolInfo>,
+    /// The 1 GiB hugetlb pool, if the kernel has one.
+    pub pool_1g: Option<PoolInfo>,
     /// Physical memory in bytes.
     pub phys_mem: usize,
     /// Memory the process's cgroup limits leave at start (bytes; 0 when there is no limit):
@@ -68,41 +132,47 @@ pub struct OsInfo {
 }
 
 impl OsInfo {
-    /// Probes the running system. Reads a handful of sysfs files; allocates nothing.
+    /// Probes this machine. Reads a handful of sysfs files; allocates nothing.
     pub fn probe() -> OsInfo {
-        let mut buf = [0u8; 128];
-        let thp = match read_file(c"/sys/kernel/mm/transparent_hugepage/enabled", &mut buf) {
-            Some(n) => ThpMode::parse(&buf[..n]),
-            None => ThpMode::Unknown,
-        };
-        let avail_2m = super::pool_available(super::PageKind::Mib2);
-        let avail_1g = super::pool_available(super::PageKind::Gib1);
+        Self::probe_at(b"/")
+    }
+
+    /// Probes the machine whose /proc and /sys are under `root`.
+    pub fn probe_at(root: &[u8]) -> OsInfo {
         OsInfo {
-            thp,
-            has_2m: avail_2m.is_some(),
-            has_1g: avail_1g.is_some(),
-            avail_2m: avail_2m.unwrap_or(0),
-            avail_1g: avail_1g.unwrap_or(0),
-            phys_mem: super::physical_memory(),
-            cgroup_room: cgroup_room(),
+            thp: ThpMode::read(root, b"enabled"),
+            thp_defrag: ThpMode::read(root, b"defrag"),
+            pool_2m: PoolInfo::read(root, PageKind::Mib2),
+            pool_1g: PoolInfo::read(root, PageKind::Gib1),
+            phys_mem: super::process::physical_memory(),
+            cgroup_room: cgroup_room(root),
+        }
+    }
+
+    /// The pool of a hugetlb kind (`None` for the others, or where there is none).
+    pub fn pool(&self, kind: PageKind) -> Option<PoolInfo> {
+        match kind {
+            PageKind::Mib2 => self.pool_2m,
+            PageKind::Gib1 => self.pool_1g,
+            _ => None,
         }
     }
 }
 
 /// What the machine offers: `thp=madvise, 2m pool 0 pages free, no 1g pool, no cgroup memory
 /// limit`.
-impl core::fmt::Display for OsInfo {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl fmt::Display for OsInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "thp={}", self.thp.name())?;
-        for (has, avail, name) in [(self.has_2m, self.avail_2m, "2m"), (self.has_1g, self.avail_1g, "1g")] {
-            match has {
-                true => write!(f, ", {name} pool {avail} pages free")?,
-                false => write!(f, ", no {name} pool")?,
+        for kind in [PageKind::Mib2, PageKind::Gib1] {
+            match self.pool(kind) {
+                Some(p) => write!(f, ", {kind} pool {} pages free", p.available())?,
+                None => write!(f, ", no {kind} pool")?,
             }
         }
         match self.cgroup_room {
             0 => write!(f, ", no cgroup memory limit"),
-            room => write!(f, ", cgroup memory limit leaves {}", crate::units::Bytes(room)),
+            room => write!(f, ", cgroup memory limit leaves {}", Bytes(room)),
         }
     }
 }
@@ -111,10 +181,11 @@ impl core::fmt::Display for OsInfo {
 const NO_LIMIT: usize = 1 << 60;
 
 /// See [`OsInfo::cgroup_room`]. Reads `/proc/self/cgroup` and the memory files of each level
-/// of the hierarchy; allocates nothing.
-pub fn cgroup_room() -> usize {
+/// of the hierarchy under `root`; allocates nothing.
+pub fn cgroup_room(root: &[u8]) -> usize {
     let mut buf = [0u8; 1024];
-    let Some(n) = read_file(c"/proc/self/cgroup", &mut buf) else { return 0 };
+    let Some(path) = Path::join(root, &[b"proc/self/cgroup"]) else { return 0 };
+    let Some(n) = read_file(path.as_cstr(), &mut buf) else { return 0 };
     let mut room = usize::MAX;
     for line in buf[..n].split(|&c| c == b'\n') {
         // "id:controllers:path"
@@ -124,20 +195,21 @@ pub fn cgroup_room() -> usize {
         let v1 = ctl.split(|&c| c == b',').any(|c| c == b"memory");
         let levels: &[(&[u8], &[u8], &[u8])] = if v2 {
             &[
-                (b"/sys/fs/cgroup", b"/memory.max", b"/memory.current"),
-                (b"/sys/fs/cgroup/unified", b"/memory.max", b"/memory.current"),
+                (b"sys/fs/cgroup", b"/memory.max", b"/memory.current"),
+                (b"sys/fs/cgroup/unified", b"/memory.max", b"/memory.current"),
             ]
         } else if v1 {
-            &[(b"/sys/fs/cgroup/memory", b"/memory.limit_in_bytes", b"/memory.usage_in_bytes")]
+            &[(b"sys/fs/cgroup/memory", b"/memory.limit_in_bytes", b"/memory.usage_in_bytes")]
         } else {
             continue;
         };
-        for &(root, limit_file, usage_file) in levels {
+        for &(dir, limit_file, usage_file) in levels {
             // The cgroup itself, then each ancestor ("/a/b" → "/a" → "").
             let mut p = path;
             loop {
-                if let Some(limit) = cgroup_number(root, p, limit_file).filter(|&l| l < NO_LIMIT) {
-                    let usage = cgroup_number(root, p, usage_file).unwrap_or(0);
+                let number = |file: &[u8]| read_number(Path::join(root, &[dir, p, file])?.as_cstr());
+                if let Some(limit) = number(limit_file).filter(|&l| l < NO_LIMIT) {
+                    let usage = number(usage_file).unwrap_or(0);
                     room = room.min(limit.saturating_sub(usage));
                 }
                 match p.iter().rposition(|&c| c == b'/') {
@@ -150,119 +222,6 @@ pub fn cgroup_room() -> usize {
     if room == usize::MAX { 0 } else { room.max(1) }
 }
 
-/// The number in file `root + path + file`, if it exists and holds one ("max" does not).
-fn cgroup_number(root: &[u8], path: &[u8], file: &[u8]) -> Option<usize> {
-    let mut full = [0u8; 512];
-    let len = root.len() + path.len() + file.len();
-    if len + 1 > full.len() {
-        return None;
-    }
-    full[..root.len()].copy_from_slice(root);
-    full[root.len()..root.len() + path.len()].copy_from_slice(path);
-    full[root.len() + path.len()..len].copy_from_slice(file);
-    let c = CStr::from_bytes_with_nul(&full[..=len]).ok()?;
-    super::read_number(c)
-}
-
-/// What the kernel reports about this process's memory, in bytes: the truth behind
-/// [`Stats`](crate::Stats)' per-kind counts (THP is advice the kernel may not follow).
-///
-/// ```rust,standalone_crate
-/// #[global_allocator]
-/// static A: hugeheap::HugeAlloc = hugeheap::HugeAlloc::new();
-///
-/// let v = vec![1u8; 64 << 20];
-/// let k = hugeheap::KernelView::read();
-/// // Huge pages of either kind, as the kernel counts them (0 where THP is off and no pool).
-/// let huge = k.anon_huge + k.hugetlb;
-/// assert!(k.rss + k.hugetlb >= 64 << 20 && k.vm_pte > 0 && huge <= k.rss + k.hugetlb);
-/// println!("{k}"); // THP 64.0 MiB (AnonHugePages), hugetlb 0 B (HugetlbPages), ...
-/// # drop(v);
-/// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelView {
-    /// `AnonHugePages` of `/proc/self/smaps_rollup`: anonymous memory in transparent huge pages.
-    pub anon_huge: usize,
-    /// `HugetlbPages` of `/proc/self/status`: hugetlb memory mapped by the process.
-    pub hugetlb: usize,
-    /// `VmPTE` of `/proc/self/status`: page-table size.
-    pub vm_pte: usize,
-    /// `VmRSS` of `/proc/self/status`.
-    pub rss: usize,
-    /// Lines of `/proc/self/maps`: the number of mappings (VMAs).
-    pub mappings: usize,
-}
-
-impl KernelView {
-    /// Reads the kernel's view of this process. Allocates nothing (stack buffers).
-    pub fn read() -> KernelView {
-        let mut buf = [0u8; 8192];
-        let mut v = KernelView::default();
-        if let Some(n) = read_file(c"/proc/self/smaps_rollup", &mut buf) {
-            v.anon_huge = field_kib(&buf[..n], b"AnonHugePages:").unwrap_or(0) * 1024;
-        }
-        if let Some(n) = read_file(c"/proc/self/status", &mut buf) {
-            let s = &buf[..n];
-            v.hugetlb = field_kib(s, b"HugetlbPages:").unwrap_or(0) * 1024;
-            v.vm_pte = field_kib(s, b"VmPTE:").unwrap_or(0) * 1024;
-            v.rss = field_kib(s, b"VmRSS:").unwrap_or(0) * 1024;
-        }
-        v.mappings = count_lines(c"/proc/self/maps");
-        v
-    }
-}
-
-impl core::fmt::Display for KernelView {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        use crate::units::Bytes;
-        write!(
-            f,
-            "THP {} (AnonHugePages), hugetlb {} (HugetlbPages), page tables {} (VmPTE), RSS {} (VmRSS, \
-             hugetlb not included), {} mappings",
-            Bytes(self.anon_huge),
-            Bytes(self.hugetlb),
-            Bytes(self.vm_pte),
-            Bytes(self.rss),
-            self.mappings
-        )
-    }
-}
-
-/// Counts the lines of a file of any size, reading it in pieces.
-fn count_lines(path: &CStr) -> usize {
-    // The whole file may exceed any stack buffer: read it through a small window.
-    let mut lines = 0;
-    let mut buf = [0u8; 4096];
-    // SAFETY: path is NUL-terminated.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return 0;
-    }
-    loop {
-        // SAFETY: reading into our own buffer.
-        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if r <= 0 {
-            break;
-        }
-        lines += buf[..r as usize].iter().filter(|&&c| c == b'\n').count();
-    }
-    // SAFETY: closing the fd opened above.
-    unsafe { libc::close(fd) };
-    lines
-}
-
-/// The number after `key` in a `Key:   123 kB` line.
-pub fn field_kib(text: &[u8], key: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + key.len() <= text.len() {
-        if (i == 0 || text[i - 1] == b'\n') && text[i..].starts_with(key) {
-            return super::parse_decimal(&text[i + key.len()..]);
-        }
-        i += 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,21 +231,36 @@ mod tests {
         assert_eq!(ThpMode::parse(b"always [madvise] never\n"), ThpMode::Madvise);
         assert_eq!(ThpMode::parse(b"[always] madvise never"), ThpMode::Always);
         assert_eq!(ThpMode::parse(b"always madvise [never]"), ThpMode::Never);
+        assert_eq!(ThpMode::parse(b"always defer [defer+madvise] madvise never"), ThpMode::DeferMadvise);
         assert_eq!(ThpMode::parse(b"garbage"), ThpMode::Unknown);
     }
 
     #[test]
-    fn field_kib_finds_line_starts_only() {
-        let s = b"Name:\tx\nVmPTE:\t   120 kB\nXVmRSS: 5 kB\nVmRSS:\t 7 kB\n";
-        assert_eq!(field_kib(s, b"VmPTE:"), Some(120));
-        assert_eq!(field_kib(s, b"VmRSS:"), Some(7));
-        assert_eq!(field_kib(s, b"Nope:"), None);
+    fn pool_availability_counts_reservations_and_overcommit() {
+        let p = PoolInfo { total: 10, free: 8, reserved: 3, overcommit: 4, surplus: 1 };
+        assert_eq!(p.available(), 5 + 3);
+        assert_eq!(PoolInfo { free: 2, reserved: 5, ..PoolInfo::default() }.available(), 0);
     }
 
     #[test]
-    fn kernel_view_reads_this_process() {
-        let v = KernelView::read();
-        assert!(v.rss > 0);
-        assert!(v.mappings > 5);
+    fn probes_a_copied_tree() {
+        let root = std::env::temp_dir().join(format!("hugeheap-probe-{}", std::process::id()));
+        let put = |rel: &str, text: &str| {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        put("sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n");
+        put("sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "7\n");
+        put("proc/self/cgroup", "0::/a/b\n");
+        put("sys/fs/cgroup/a/memory.max", "1000000\n");
+        put("sys/fs/cgroup/a/memory.current", "400000\n");
+        put("sys/fs/cgroup/a/b/memory.max", "max\n");
+        let info = OsInfo::probe_at(root.to_str().unwrap().as_bytes());
+        assert_eq!(info.thp, ThpMode::Never);
+        assert_eq!(info.pool_2m.map(|p| p.available()), Some(7));
+        assert!(info.pool_1g.is_none());
+        assert_eq!(info.cgroup_room, 600_000, "the ancestor's limit counts");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

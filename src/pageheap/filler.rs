@@ -162,7 +162,7 @@ impl Filler {
 
     /// Checks the invariants in the module doc over huge pages `0..count`; panics on a breach.
     #[cfg(any(test, feature = "check"))]
-    pub fn check<S: FillerSlot>(&self, slots: &mut [S], in_filler: impl Fn(usize) -> bool) {
+    pub fn check<S: FillerSlot>(&self, slots: &mut [S], in_filler: impl Fn(usize, &S) -> bool) {
         for run in 1..PAGES_PER_HUGE {
             let mut hp = self.heads[run];
             assert_eq!(hp != NONE, self.nonempty >> run & 1 == 1, "nonempty bit of list {run}");
@@ -170,7 +170,7 @@ impl Filler {
             while hp != NONE {
                 let used = slots[hp as usize].used();
                 assert_eq!(longest_free_run(used), run as u32, "huge page {hp} in list {run}");
-                assert!(in_filler(hp as usize));
+                assert!(in_filler(hp as usize, &slots[hp as usize]));
                 let (next, p, list) = slots[hp as usize].links();
                 assert_eq!((*p, *list as usize), (prev, run));
                 prev = hp;
@@ -184,7 +184,7 @@ impl Filler {
 mod tests {
     use super::*;
 
-    use crate::pageheap::HpDesc;
+    use crate::pageheap::desc::HpDesc;
 
     fn slot(used: u32) -> HpDesc {
         HpDesc { used, next: NONE, prev: NONE, ..HpDesc::default() }
@@ -213,15 +213,15 @@ mod tests {
         for hp in 0..3 {
             f.insert(&mut slots, hp);
         }
-        f.check(&mut slots, |i| i < 3);
+        f.check(&mut slots, |i, _| i < 3);
         assert_eq!(f.alloc(&mut slots, 3, 1), Some((1, 28)));
         assert_eq!(f.alloc(&mut slots, 3, 1), Some((2, 24)));
         assert_eq!(f.alloc(&mut slots, 9, 1), Some((0, 16)));
         assert_eq!(f.alloc(&mut slots, 8, 1), None);
-        f.check(&mut slots, |i| i < 3);
+        f.check(&mut slots, |i, _| i < 3);
         // Freeing everything in a huge page hands it back.
         assert!(!f.free(&mut slots, 1, 28, 2));
         assert!(f.free(&mut slots, 1, 0, 32));
-        f.check(&mut slots, |i| i == 0 || i == 2);
+        f.check(&mut slots, |i, _| i == 0 || i == 2);
     }
 }

@@ -1,105 +1,62 @@
 //! The hugepage-aware page heap (after TCMalloc's Temeraire): hands out spans of 64 KiB pages
-//! and takes them back, under one lock that only slow paths take.
+//! and takes them back, under one lock that only slow paths take. It knows nothing of the
+//! thread heaps above it: it hands out spans and generic metadata space, and its OS calls go
+//! through one narrow interface ([`backing::Backing`]) so that release, decay and re-collapse
+//! are tested with a fake.
 //!
-//! - [`arena`] reserves the address space and commits it in chunks with the best page kind;
+//! - [`arena`] reserves the address space and grows the committed part in chunks;
+//! - [`ladder`] chooses the page kind of each piece of a chunk, and says what it did;
 //! - [`hugemap`] tracks wholly free 2 MiB huge pages and finds runs of them (large spans);
 //! - [`filler`] packs spans smaller than a huge page into partly used huge pages, fullest first;
-//! - this module ties them: per-huge-page descriptors, the page map that finds the span of any
-//!   heap address without a lock, and the release of whole free huge pages to the OS.
+//! - [`desc`] is what is kept per huge page; [`pagemap`] finds the span of any heap address
+//!   without a lock; [`meta`] lays out the metadata and hands out space for the layers above;
+//! - [`release`] gives whole free huge pages back after a decay; [`recollapse`] collapses THP
+//!   split by copy-on-write; [`resize`] grows large spans in place;
+//! - this module ties them: spans in, spans out.
 //!
 //! A large span of `n` pages takes `n / 32` whole huge pages plus, for the remainder, the
 //! first pages of one more huge page, which joins the filler: its free tail serves small spans
 //! instead of being wasted (Temeraire's donation).
 //!
-//! Invariants:
+//! Invariants (checked by `check_invariants`):
 //! - every huge page below `arena.frontier` is in exactly one state: `FREE` (its bit in the
 //!   huge map is set), `FILLER` (some pages used, listed in the filler unless full) or `LARGE`;
 //! - `free_anon_backed` counts the `FREE` huge pages of anonymous (THP or 4 KiB) kind that are
 //!   not released; once they have stayed free for `decay_ms`, the highest are released until
 //!   it is down to `retain`;
-//! - hugetlb huge pages are never released: a private hugetlb page given back could not be
-//!   faulted in again once the pool runs dry, and that would be a SIGBUS, not a NULL;
-//! - `page_map[p]` points to the span covering page `p` for every page of a slab, and for the
-//!   first page of a large span; every other entry is null.
+//! - hugetlb huge pages are never released;
+//! - the page map points to the span covering a page for every page of a span allocated
+//!   `whole`, and for the first page of the others; every other entry is null.
 
 pub mod arena;
+pub mod backing;
+pub mod desc;
 pub mod filler;
 pub mod hugemap;
+pub mod ladder;
+pub mod meta;
+pub mod pagemap;
+pub mod recollapse;
+pub mod release;
+pub mod resize;
 
-use crate::heap::{Heap, MAX_HEAPS, MAX_MSGS, RemoteMsg};
 use crate::options::Config;
-use crate::os::{self, OsInfo, PageKind};
-use crate::span::{Pool, Span};
+use crate::os::OsInfo;
+use crate::pagekind::PageKind;
+use crate::span::Span;
+use crate::sync::{SpinGuard, SpinLock};
 use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
 use arena::Arena;
+use backing::{Backing, OsBacking};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
-use filler::{Filler, FillerSlot, run_mask};
+use desc::{FILLER, FREE, HpDesc, LARGE};
+use filler::{Filler, run_mask};
 use hugemap::HugeMap;
+use meta::{Meta, Pool};
+use pagemap::PageMap;
+use recollapse::Recollapse;
 
-/// Descriptor states.
-#[cfg(any(test, feature = "check"))]
-const UNCOMMITTED: u8 = 0;
-const FREE: u8 = 1;
-const FILLER: u8 = 2;
-const LARGE: u8 = 3;
-
-/// What the page heap keeps per 2 MiB huge page of the arena (all zero: uncommitted).
-#[repr(C)]
-#[derive(Default)]
-pub struct HpDesc {
-    /// Bit `i`: page `i` is in use (filler); all ones for a large huge page.
-    used: u32,
-    /// Bit `i`: page `i` was handed out since it was last zero (committed or released).
-    dirty: u32,
-    next: u32,
-    prev: u32,
-    state: u8,
-    kind: u8,
-    list: u8,
-    released: bool,
-    /// When it last became wholly free (`os::now_ms`), for the decay.
-    freed_at: u32,
-}
-
-impl FillerSlot for HpDesc {
-    fn used(&self) -> u32 {
-        self.used
-    }
-    fn set_used(&mut self, v: u32) {
-        self.used = v;
-    }
-    fn links(&mut self) -> (&mut u32, &mut u32, &mut u8) {
-        (&mut self.next, &mut self.prev, &mut self.list)
-    }
-}
-
-/// Where `free()` finds spans without taking the lock: set once at start.
-pub struct Lookup {
-    base: AtomicUsize,
-    len: AtomicUsize,
-    map: AtomicPtr<*mut Span>,
-}
-
-/// The process's lookup table.
-pub static LOOKUP: Lookup =
-    Lookup { base: AtomicUsize::new(0), len: AtomicUsize::new(0), map: AtomicPtr::new(ptr::null_mut()) };
-
-impl Lookup {
-    /// The span holding `p`, or null if `p` is not in a live span's first page (slab or large)
-    /// of the arena. Lock-free: entries are written before the span's memory is handed out,
-    /// and the pointer reaches the caller only through that hand-out (which orders them).
-    #[inline]
-    pub fn span_of(&self, p: usize) -> *mut Span {
-        let base = self.base.load(Ordering::Relaxed);
-        let idx = p.wrapping_sub(base) >> PAGE_SHIFT;
-        if idx >= self.len.load(Ordering::Relaxed) {
-            return ptr::null_mut();
-        }
-        // SAFETY: idx is below the map's length, and the map lives for the process.
-        unsafe { *self.map.load(Ordering::Relaxed).add(idx) }
-    }
-}
+pub use pagemap::LOOKUP;
 
 /// Page heap counters, read by `stats()`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -117,128 +74,97 @@ pub struct PageCounters {
     pub recollapse_failures: usize,
 }
 
-/// Where each table of the metadata mapping starts, for an arena of `hps` huge pages.
-struct MetaLayout {
-    pages: usize,
-    words: usize,
-    page_map: usize,
-    desc: usize,
-    free_words: usize,
-    spans: usize,
-    heaps: usize,
-    msgs: usize,
-    end: usize,
-}
-
-impl MetaLayout {
-    /// Maps the metadata for an arena of `hps` huge pages; `None` if the mapping fails.
-    fn map(hps: usize) -> Option<MetaLayout> {
-        let pages = hps * PAGES_PER_HUGE;
-        let words = hps.div_ceil(64);
-        let map_bytes = pages * size_of::<*mut Span>();
-        let desc_bytes = (hps * size_of::<HpDesc>()).next_multiple_of(64);
-        let word_bytes = (words * 8).next_multiple_of(64);
-        let span_bytes = (pages * size_of::<Span>()).next_multiple_of(64);
-        let heap_bytes = (MAX_HEAPS * size_of::<Heap>()).next_multiple_of(64);
-        let msg_bytes = MAX_MSGS * size_of::<RemoteMsg>();
-        let len = (map_bytes + desc_bytes + word_bytes + span_bytes + heap_bytes + msg_bytes).next_multiple_of(4096);
-        let page_map = os::map_metadata(len)?;
-        let desc = page_map + map_bytes;
-        let free_words = desc + desc_bytes;
-        let spans = free_words + word_bytes;
-        let heaps = spans + span_bytes;
-        let msgs = heaps + heap_bytes;
-        Some(MetaLayout { pages, words, page_map, desc, free_words, spans, heaps, msgs, end: msgs + msg_bytes })
-    }
-}
-
-/// The page heap.
-pub struct PageHeap {
+/// The page heap, over the backing `B` (the OS, or a fake in tests).
+pub struct PageHeap<B: Backing = OsBacking> {
+    /// What it asks of the OS.
+    backing: B,
     /// The address space and its commitment.
     pub arena: Arena,
+    meta: Meta,
     desc: *mut HpDesc,
     free_words: *mut u64,
     words: usize,
-    page_map: *mut *mut Span,
+    page_map: PageMap,
     filler: Filler,
-    /// Span headers.
-    pub spans: Pool<Span>,
-    /// Thread heaps.
-    pub heaps: Pool<Heap>,
-    /// Batches of cross-thread frees (see `heap::RemoteMsg`).
-    pub msgs: Pool<RemoteMsg>,
+    spans: Pool<Span>,
     retain: usize,
     decay_ms: u32,
-    /// When the free huge pages were last scanned for release (`os::now_ms`).
+    /// When the free huge pages were last scanned for release (the backing's clock).
     last_scan: u32,
     free_anon_backed: usize,
-    /// Re-collapse sweep: the next huge page to look at.
-    collapse_at: usize,
-    /// Re-collapse sweep: `FORKS` when the last sweep ended.
-    collapse_seen: u32,
-    /// Re-collapse sweep: `FORKS` when the current pass began.
-    collapse_pass: u32,
-    /// Re-collapse sweep: when the last step ran (`os::now_ms`).
-    last_collapse: u32,
+    recollapse: Recollapse,
     /// Counters.
     pub counters: PageCounters,
 }
 
-/// Forks the process has made (counted on the parent's side, by the fork handler).
-pub static FORKS: AtomicU32 = AtomicU32::new(0);
-/// When the last fork happened (`os::now_ms`).
-pub static LAST_FORK_MS: AtomicU32 = AtomicU32::new(0);
-
-/// Re-collapse: huge pages per step, and the least time between steps and after a fork.
-const COLLAPSE_STEP: usize = 8;
-const COLLAPSE_EVERY_MS: u32 = 100;
-const COLLAPSE_QUIET_MS: u32 = 250;
-
 // SAFETY: the raw pointers refer to process-wide metadata; the page heap is only ever used
 // under its lock, by one thread at a time.
-unsafe impl Send for PageHeap {}
+unsafe impl<B: Backing + Send> Send for PageHeap<B> {}
 
-impl PageHeap {
-    /// Reserves the arena and maps the metadata. When the address space is limited
+/// The process's page heap, behind the lock that every slow path takes (`None` before
+/// start-up, or if it failed).
+static PAGE_HEAP: SpinLock<Option<PageHeap>> = SpinLock::new(None);
+
+/// Takes the page heap's lock.
+#[inline]
+pub fn lock() -> SpinGuard<'static, Option<PageHeap>> {
+    PAGE_HEAP.lock()
+}
+
+/// The lock itself, for the fork handlers (which hold it across `fork()`).
+pub fn the_lock() -> &'static SpinLock<Option<PageHeap>> {
+    &PAGE_HEAP
+}
+
+impl<B: Backing> PageHeap<B> {
+    /// Reserves the arena and maps the metadata, with `client_meta` bytes of generic metadata
+    /// space for the layers above ([`PageHeap::take_meta`]). When the address space is limited
     /// (`ulimit -v`), both are tried at halving sizes until they fit; `None` when not even a
     /// small arena and its metadata fit.
-    pub fn create(cfg: &Config, info: &OsInfo) -> Option<PageHeap> {
+    pub fn create(mut backing: B, cfg: &Config, info: &OsInfo, client_meta: usize) -> Option<PageHeap<B>> {
         let mut at_most = usize::MAX;
         let (arena, m) = loop {
-            let arena = Arena::reserve(cfg, info, at_most)?;
-            if let Some(m) = MetaLayout::map(arena.len.0) {
+            let arena = Arena::reserve(&mut backing, cfg, info, at_most)?;
+            if let Some(m) = Meta::map(&mut backing, arena.len.0, client_meta) {
                 break (arena, m);
             }
-            let len = arena.len.0 * HUGE_SIZE;
-            arena.unreserve();
+            let len = arena.len.bytes();
+            arena.unreserve(&mut backing);
             if len <= arena::MIN_ARENA {
                 return None;
             }
             at_most = len / 2;
         };
-        LOOKUP.base.store(arena.base, Ordering::Relaxed);
-        LOOKUP.map.store(m.page_map as *mut *mut Span, Ordering::Relaxed);
-        LOOKUP.len.store(m.pages, Ordering::Release);
+        let now = backing.now_ms();
         Some(PageHeap {
-            arena,
+            page_map: PageMap::new(arena.base, m.page_map as *mut *mut Span, m.pages),
             desc: m.desc as *mut HpDesc,
             free_words: m.free_words as *mut u64,
             words: m.words,
-            page_map: m.page_map as *mut *mut Span,
+            spans: m.span_pool(),
+            meta: m,
+            backing,
+            arena,
             filler: Filler::new(),
-            spans: Pool::new(m.spans, m.heaps),
-            heaps: Pool::new(m.heaps, m.msgs),
-            msgs: Pool::new(m.msgs, m.end),
             retain: cfg.retain / HUGE_SIZE,
             decay_ms: cfg.decay_ms,
-            last_scan: os::now_ms(),
+            last_scan: now,
             free_anon_backed: 0,
-            collapse_at: 0,
-            collapse_seen: 0,
-            collapse_pass: 0,
-            last_collapse: 0,
+            recollapse: Recollapse::default(),
             counters: PageCounters::default(),
         })
+    }
+
+    /// Makes this page heap's page map the one `free` reads. Once, for the process's heap.
+    pub fn publish(&self) {
+        self.page_map.publish();
+    }
+
+    /// `bytes` of zeroed metadata space aligned to `align` (a power of two), for the layers
+    /// above; `None` when the space asked for at [`create`](PageHeap::create) is used up.
+    /// Never given back.
+    pub fn take_meta(&mut self, bytes: usize, align: usize) -> Option<usize> {
+        self.meta.take(bytes, align)
     }
 
     fn descs(&mut self) -> &'static mut [HpDesc] {
@@ -255,27 +181,18 @@ impl PageHeap {
 
     #[inline]
     fn hp_index(&self, addr: usize) -> usize {
+        debug_assert!(addr >= self.arena.base);
         (addr - self.arena.base) >> HUGE_SHIFT
     }
 
-    /// Sets the page map for `pages` pages from `start` (all of them, or only the first).
-    ///
-    /// # Safety
-    /// `start` must be the first byte of a span of this heap covering `pages` pages.
-    pub unsafe fn map_pages(&mut self, start: usize, pages: usize, span: *mut Span) {
-        let first = (start - self.arena.base) >> PAGE_SHIFT;
-        for i in first..first + pages {
-            // SAFETY: i indexes the page map, which covers every page of the arena.
-            unsafe { *self.page_map.add(i) = span };
-        }
-    }
-
     /// A new span of at least `bytes` (rounded up to 64 KiB pages) aligned to `align` (a power
-    /// of two), with its header filled and the page map set for its first page. Null when the
+    /// of two), with its header's page-heap fields filled and the page map set for every page
+    /// (`whole`: any address in it may be looked up) or for its first page only. Null when the
     /// heap cannot grow (cap, arena or OS memory exhausted).
-    pub fn alloc_span(&mut self, bytes: usize, align: usize) -> *mut Span {
+    pub fn alloc_span(&mut self, bytes: usize, align: usize, whole: bool) -> *mut Span {
+        debug_assert!(align.is_power_of_two());
         self.release_excess();
-        self.recollapse();
+        self.recollapse_step();
         let pages = Page::covering(bytes).0.max(1);
         let Ok(pages32) = u32::try_from(pages) else {
             return ptr::null_mut();
@@ -290,13 +207,14 @@ impl PageHeap {
             self.free_pages(start, pages);
             return ptr::null_mut();
         }
-        // SAFETY: span is a fresh, exclusively owned header.
+        // SAFETY: span is a fresh, exclusively owned header; its pages lie in the arena.
         unsafe {
             (*span).start = start;
             (*span).pages = pages32;
             (*span).zeroed = zeroed;
+            (*span).whole = whole;
             (*span).size = bytes;
-            self.map_pages(start, 1, span);
+            self.page_map.set(start, if whole { pages } else { 1 }, span);
         }
         span
     }
@@ -307,11 +225,12 @@ impl PageHeap {
     /// `span` must come from `alloc_span` of this heap, hold no live allocation, and not be
     /// used afterwards.
     pub unsafe fn free_span(&mut self, span: *mut Span) {
+        debug_assert!(!span.is_null());
         // SAFETY: caller's contract: span is a live header of ours.
-        let (start, pages, slab) = unsafe { ((*span).start, (*span).pages as usize, (*span).is_slab()) };
+        let (start, pages, whole) = unsafe { ((*span).start, (*span).pages as usize, (*span).whole) };
         // SAFETY: start/pages describe the span (set at alloc); it is being retired.
         unsafe {
-            self.map_pages(start, if slab { pages } else { 1 }, ptr::null_mut());
+            self.page_map.set(start, if whole { pages } else { 1 }, ptr::null_mut());
             self.spans.free(span);
         }
         self.free_pages(start, pages);
@@ -432,8 +351,8 @@ impl PageHeap {
         let descs = self.descs();
         let mut added = 0;
         let mut anon = 0;
-        let now = os::now_ms();
-        let grew = self.arena.grow(min_end, |s, count, kind| {
+        let now = self.backing.now_ms();
+        let grew = self.arena.grow(&mut self.backing, min_end, |s, count, kind| {
             for d in &mut descs[s..s + count] {
                 d.state = FREE;
                 d.kind = kind as u8;
@@ -450,104 +369,8 @@ impl PageHeap {
         grew
     }
 
-    /// Grows `span` (a large span) in place to `new_bytes`, taking free pages right after it
-    /// (and committing more arena when it ends at the top). False, changing nothing, when
-    /// its neighbours are in use.
-    ///
-    /// # Safety
-    /// `span` must be a live large span of this heap.
-    pub unsafe fn grow_in_place(&mut self, span: *mut Span, new_bytes: usize) -> bool {
-        // SAFETY: caller's contract.
-        let (start, pages) = unsafe { ((*span).start, (*span).pages as usize) };
-        let new_pages = Page::covering(new_bytes).0;
-        let Ok(new_pages32) = u32::try_from(new_pages) else { return false };
-        if new_pages <= pages {
-            return true;
-        }
-        let hp0 = self.hp_index(start);
-        let off = ((start >> PAGE_SHIFT) % PAGES_PER_HUGE) as u32;
-        if pages < PAGES_PER_HUGE {
-            // A filler span: grow within its huge page only.
-            if off as usize + new_pages > PAGES_PER_HUGE || new_pages >= PAGES_PER_HUGE {
-                return false;
-            }
-            let grow = run_mask(off + pages as u32, (new_pages - pages) as u32);
-            let descs = self.descs();
-            if descs[hp0].used & grow != 0 {
-                return false;
-            }
-            self.filler.remove(descs, hp0 as u32);
-            descs[hp0].used |= grow;
-            descs[hp0].dirty |= grow;
-            self.filler.insert(descs, hp0 as u32);
-        } else {
-            let (full, tail) = (pages / PAGES_PER_HUGE, (pages % PAGES_PER_HUGE) as u32);
-            let (nfull, ntail) = (new_pages / PAGES_PER_HUGE, (new_pages % PAGES_PER_HUGE) as u32);
-            let end = hp0 + nfull + (ntail > 0) as usize;
-            if end > self.arena.len.0 {
-                return false;
-            }
-            // Every huge page to take must be free (or our own tail, holding nothing else).
-            let first_new = hp0 + full + (tail > 0) as usize;
-            let frontier = self.arena.frontier;
-            let map = self.map();
-            if (first_new..end.min(frontier)).any(|i| !map.is_free(i)) {
-                return false;
-            }
-            if tail > 0 {
-                let d = &self.descs()[hp0 + full];
-                let others = d.used & !run_mask(0, tail);
-                let keeps_tail_hp = nfull == full; // the new tail stays in the same huge page
-                let needed = if keeps_tail_hp { run_mask(tail, ntail - tail) } else { u32::MAX };
-                if others & needed != 0 || (!keeps_tail_hp && others != 0) {
-                    return false;
-                }
-            }
-            if end > frontier && !self.grow_to(end) {
-                return false;
-            }
-            // Commit: the old tail huge page (if any), then the free ones.
-            let descs = self.descs();
-            if tail > 0 {
-                let hp = hp0 + full;
-                self.filler.remove(descs, hp as u32);
-                if nfull == full {
-                    let m = run_mask(0, ntail);
-                    descs[hp].used |= m;
-                    descs[hp].dirty |= m;
-                    self.filler.insert(descs, hp as u32);
-                } else {
-                    descs[hp].state = LARGE;
-                    descs[hp].used = u32::MAX;
-                    descs[hp].dirty = u32::MAX;
-                }
-            }
-            if end > first_new {
-                self.claim(first_new, end - first_new);
-                let descs = self.descs();
-                for d in &mut descs[first_new..hp0 + nfull] {
-                    d.dirty = u32::MAX;
-                }
-                if ntail > 0 && hp0 + nfull >= first_new {
-                    let hp = hp0 + nfull;
-                    let m = run_mask(0, ntail);
-                    descs[hp].state = FILLER;
-                    descs[hp].used = m;
-                    descs[hp].dirty |= m;
-                    self.filler.insert(descs, hp as u32);
-                }
-            }
-        }
-        // SAFETY: caller's contract; the span now covers new_pages pages.
-        unsafe {
-            (*span).pages = new_pages32;
-            (*span).size = new_bytes;
-        }
-        true
-    }
-
     fn make_free(&mut self, s: usize, n: usize) {
-        let now = os::now_ms();
+        let now = self.backing.now_ms();
         for d in &mut self.descs()[s..s + n] {
             d.state = FREE;
             d.used = 0;
@@ -560,130 +383,27 @@ impl PageHeap {
         self.map().set_range(HugePage(s), HugePage(n), true);
     }
 
-    /// Gives whole free anonymous huge pages back to the OS, highest first, until at most
-    /// `retain` bytes of them stay backed; only pages that have been free for `decay_ms`.
-    /// With a decay, the scan runs at most four times per decay period (it is called after
-    /// every free and before every allocation of a span).
-    fn release_excess(&mut self) {
-        if self.free_anon_backed <= self.retain {
-            return;
-        }
-        let now = os::now_ms();
-        if self.decay_ms > 0 && now.wrapping_sub(self.last_scan) < (self.decay_ms / 4).max(1) {
-            return;
-        }
-        self.last_scan = now;
-        let decay = self.decay_ms;
-        let mut below = self.arena.frontier;
-        while self.free_anon_backed > self.retain {
-            let Some(top) = self.map().prev_free(below) else { return };
-            let descs = self.descs();
-            let releasable = |d: &HpDesc| {
-                !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb() && now.wrapping_sub(d.freed_at) >= decay
-            };
-            if !releasable(&descs[top]) {
-                below = top;
-                continue;
-            }
-            let mut lo = top;
-            let excess = self.free_anon_backed - self.retain;
-            while lo > 0 && top + 1 - lo < excess && self.map().is_free(lo - 1) && releasable(&descs[lo - 1]) {
-                lo -= 1;
-            }
-            let count = top + 1 - lo;
-            // SAFETY: [lo, top] are free anonymous huge pages of the committed arena: nothing
-            // lives there.
-            if !unsafe { os::release(self.arena.addr(lo), count * HUGE_SIZE) } {
-                return;
-            }
-            for d in &mut descs[lo..=top] {
-                d.released = true;
-                d.dirty = 0;
-            }
-            self.free_anon_backed -= count;
-            self.counters.released_now += count * HUGE_SIZE;
-            self.counters.released_total += count * HUGE_SIZE;
-            below = lo;
-        }
-    }
-
-    /// Copy-on-write after a fork splits every THP the parent writes while the child lives into
-    /// 4 KiB pages, and the kernel's khugepaged puts them back together only slowly. Once
-    /// forks have been quiet for `COLLAPSE_QUIET_MS`, this sweeps the backed THP huge pages,
-    /// `COLLAPSE_STEP` at a time at most every `COLLAPSE_EVERY_MS` (a step copies at most 16
-    /// MiB), asking the kernel to collapse each one again. Pages that are still whole cost a
-    /// page-table walk. A fork during a sweep starts it over: the pages it had passed may have
-    /// been split again.
-    fn recollapse(&mut self) {
-        let forks = FORKS.load(Ordering::Relaxed);
-        if forks == self.collapse_seen {
-            return;
-        }
-        let now = os::now_ms();
-        if now.wrapping_sub(LAST_FORK_MS.load(Ordering::Relaxed)) < COLLAPSE_QUIET_MS
-            || now.wrapping_sub(self.last_collapse) < COLLAPSE_EVERY_MS
-        {
-            return;
-        }
-        self.last_collapse = now;
-        if forks != self.collapse_pass {
-            // A fork since this pass began may have split pages it already visited.
-            self.collapse_pass = forks;
-            self.collapse_at = 0;
-        }
-        let mut budget = COLLAPSE_STEP;
-        while self.collapse_at < self.arena.frontier && budget > 0 {
-            let hp = self.collapse_at;
-            self.collapse_at += 1;
-            let d = &self.descs()[hp];
-            // Backed: in use, or free and not given back (it will be reused as it is).
-            if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.kind == PageKind::Thp as u8 {
-                budget -= 1;
-                if !os::collapse(self.arena.addr(hp), HUGE_SIZE) {
-                    self.counters.recollapse_failures += 1;
-                }
-            }
-        }
-        if self.collapse_at >= self.arena.frontier {
-            self.collapse_at = 0;
-            self.collapse_seen = forks;
-            self.counters.recollapse_passes += 1;
-        }
-    }
-
-    /// Whether a fork since the last completed sweep may have split THP huge pages that no
-    /// sweep has visited since.
-    pub fn recollapse_pending(&self) -> bool {
-        FORKS.load(Ordering::Relaxed) != self.collapse_seen
-    }
-
-    /// Bytes in use by the program: for each live span, its live blocks (slab) or its
-    /// requested size (large). Walks the page map of the committed arena.
-    pub fn bytes_in_use(&self) -> usize {
+    /// Calls `f` once for every live span, in address order (walks the page map of the
+    /// committed arena; the lock is held, so no span is freed meanwhile).
+    pub fn for_each_span(&self, mut f: impl FnMut(&Span)) {
         let pages = self.arena.frontier * PAGES_PER_HUGE;
-        let mut total = 0;
         for i in 0..pages {
-            // SAFETY: i is below the page map's length (the committed part of it).
-            let span = unsafe { *self.page_map.add(i) };
+            let span = self.page_map.entry(i);
             if span.is_null() {
                 continue;
             }
-            // SAFETY: a non-null entry points to a live span header (the lock is held, so no
-            // span is freed meanwhile); only its first page counts it.
+            // SAFETY: a non-null entry points to a live span header; only its first page
+            // counts it.
             let s = unsafe { &*span };
             if s.start == self.arena.base + (i << PAGE_SHIFT) {
-                total += if s.is_slab() { s.used() as usize * s.block_size as usize } else { s.size };
+                f(s);
             }
         }
-        total
     }
 
-    /// Bytes of metadata touched so far (approximate upper bound).
+    /// Bytes of the page heap's own metadata touched so far (approximate upper bound).
     pub fn metadata_bytes(&self) -> usize {
-        self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>())
-            + self.spans.touched()
-            + self.heaps.touched()
-            + self.msgs.touched()
+        self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>()) + self.spans.touched()
     }
 
     /// Checks the invariants in the module doc; panics on a breach.
@@ -695,7 +415,7 @@ impl PageHeap {
         let mut free_anon = 0;
         let mut free_bytes = 0;
         for (i, d) in descs.iter().enumerate().take(frontier) {
-            assert!(d.state != UNCOMMITTED, "huge page {i} below the frontier is uncommitted");
+            assert!(d.state != desc::UNCOMMITTED, "huge page {i} below the frontier is uncommitted");
             assert_eq!(map.is_free(i), d.state == FREE, "free bit of huge page {i}");
             if d.state == FREE {
                 free_bytes += HUGE_SIZE;
@@ -710,133 +430,9 @@ impl PageHeap {
         assert_eq!(free_anon, self.free_anon_backed);
         assert_eq!(free_bytes, self.counters.free_bytes);
         let descs = self.descs();
-        self.filler.check(descs, |i| i < frontier && descs_state(self.desc, i) == FILLER);
+        self.filler.check(descs, |i, d: &HpDesc| i < frontier && d.state == FILLER);
     }
-}
-
-#[cfg(any(test, feature = "check"))]
-fn descs_state(desc: *mut HpDesc, i: usize) -> u8 {
-    // SAFETY: i is below the frontier, inside the descriptor array.
-    unsafe { (*desc.add(i)).state }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::options::PageChain;
-
-    fn heap(retain: usize) -> PageHeap {
-        let cfg = Config {
-            pages: PageChain::of(&[PageKind::Small]),
-            max_heap: 4 << 30,
-            retain,
-            decay_ms: 0,
-            cow_reserve: 0,
-            verbose: false,
-        };
-        PageHeap::create(&cfg, &OsInfo::probe()).expect("page heap")
-    }
-
-    #[test]
-    fn spans_never_overlap_and_zero_flags_are_true() {
-        let mut ph = heap(4 << 20);
-        let mut live: std::vec::Vec<(*mut Span, usize)> = std::vec::Vec::new();
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        for step in 0..3000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if x % 3 != 0 || live.is_empty() {
-                let bytes = match x % 10 {
-                    0 => (x >> 8) as usize % (9 << 20),
-                    1 => (x >> 8) as usize % (3 << 20),
-                    _ => (x >> 8) as usize % (600 << 10),
-                } + 1;
-                let align = 1usize << ((x >> 40) % 23).max(16);
-                let span = ph.alloc_span(bytes, align);
-                assert!(!span.is_null(), "step {step}");
-                // SAFETY: span is live; its memory is ours to read and write.
-                let (start, len, zeroed) = unsafe { ((*span).start, (*span).bytes(), (*span).zeroed) };
-                assert_eq!(start % align, 0);
-                assert!(len >= bytes);
-                if zeroed {
-                    // SAFETY: inside the span.
-                    assert!((0..len).step_by(4093).all(|i| unsafe { *((start + i) as *const u8) } == 0), "step {step}");
-                }
-                // SAFETY: inside the span.
-                unsafe { core::ptr::write_bytes(start as *mut u8, 0xA5, len) };
-                for &(o, olen) in &live {
-                    // SAFETY: o is live.
-                    let os = unsafe { (*o).start };
-                    assert!(os + olen <= start || start + len <= os, "overlap at step {step}");
-                }
-                live.push((span, len));
-            } else {
-                let (span, _) = live.swap_remove((x >> 20) as usize % live.len());
-                // SAFETY: span is live and no longer used.
-                unsafe { ph.free_span(span) };
-            }
-            ph.check_invariants();
-        }
-        for (span, _) in live {
-            // SAFETY: live spans, freed once.
-            unsafe { ph.free_span(span) };
-        }
-        ph.check_invariants();
-        assert!(ph.counters.released_total > 0, "free huge pages beyond retain went back");
-        assert!(ph.free_anon_backed * HUGE_SIZE <= 4 << 20);
-        assert_eq!(ph.bytes_in_use(), 0);
-    }
-
-    #[test]
-    fn spans_grow_in_place_into_free_neighbours() {
-        let mut ph = heap(64 << 20);
-        // A filler span grows inside its huge page.
-        let a = ph.alloc_span(3 * PAGE_SIZE, PAGE_SIZE);
-        // SAFETY: a is live (here and below, every span is live until freed once).
-        unsafe {
-            assert!(ph.grow_in_place(a, 10 * PAGE_SIZE));
-            assert_eq!((*a).pages, 10);
-            assert!(!ph.grow_in_place(a, 40 * PAGE_SIZE), "a filler span does not leave its huge page");
-        }
-        ph.check_invariants();
-        // A large span with a filler tail grows over its tail and into free huge pages, up
-        // through the top of the arena.
-        let b = ph.alloc_span(5 * HUGE_SIZE + 3 * PAGE_SIZE, HUGE_SIZE);
-        // SAFETY: b is live; writes stay inside the bytes it has grown to.
-        unsafe {
-            let start = (*b).start;
-            for mib in [11, 12, 40, 300, 301] {
-                assert!(ph.grow_in_place(b, mib << 20), "{mib} MiB");
-                assert_eq!((*b).start, start);
-                ph.check_invariants();
-                core::ptr::write_bytes(start as *mut u8, 1, mib << 20);
-            }
-        }
-        // A neighbour in the way stops it.
-        let c = ph.alloc_span(HUGE_SIZE, HUGE_SIZE);
-        // SAFETY: a, b, c are live and freed once each.
-        unsafe {
-            let end_b = (*b).start + (*b).bytes();
-            if (*c).start == end_b.next_multiple_of(HUGE_SIZE) {
-                assert!(!ph.grow_in_place(b, (*b).bytes() + 3 * HUGE_SIZE));
-            }
-            ph.free_span(a);
-            ph.free_span(b);
-            ph.free_span(c);
-        }
-        ph.check_invariants();
-        assert_eq!(ph.bytes_in_use(), 0);
-    }
-
-    #[test]
-    fn cap_is_respected() {
-        let mut ph = heap(0);
-        let a = ph.alloc_span(3 << 30, HUGE_SIZE);
-        assert!(!a.is_null());
-        assert!(ph.alloc_span(2 << 30, HUGE_SIZE).is_null(), "past the 4 GiB cap");
-        // SAFETY: a is live.
-        unsafe { ph.free_span(a) };
-        assert!(!ph.alloc_span(3 << 30, HUGE_SIZE).is_null(), "room again after the free");
-    }
-}
+mod tests;

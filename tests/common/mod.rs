@@ -8,30 +8,56 @@ use std::process::{Command, Output};
 mod skip_impl;
 pub use skip_impl::skip;
 
-/// The environment variable that tells a re-executed test binary which child body to run.
-pub const CHILD_MODE: &str = "HUGEHEAP_TEST_CHILD";
+/// The environment variable that marks a process as the child of a test; its value is the mode
+/// the parent asked for.
+pub const CHILD_VAR: &str = "HUGEHEAP_TEST_CHILD";
 
-/// The child body requested of this process, if it is a child.
-pub fn child_mode() -> Option<String> {
-    std::env::var(CHILD_MODE).ok()
+/// The calling test's name (libtest runs each test in a thread named after it).
+pub fn test_name() -> String {
+    std::thread::current().name().expect("called from a test").to_string()
 }
 
-/// Runs test `entry` of this test binary in a child process with `mode` and `env`
-/// (other HUGEHEAP_* variables of the parent are removed).
-pub fn run_child(entry: &str, mode: &str, env: &[(&str, &str)]) -> Output {
+/// In the child of a test: the mode its parent asked for.
+pub fn child_mode() -> Option<String> {
+    std::env::var(CHILD_VAR).ok()
+}
+
+/// If this process is the child of the calling test, runs `body` and returns true: a test that
+/// runs in a child starts with `if as_child(body) { return; }`, so none of the parent's code
+/// (its preconditions, its checks) runs in the child, and the parent never passes by doing
+/// nothing.
+pub fn as_child(body: impl FnOnce()) -> bool {
+    if child_mode().is_none() {
+        return false;
+    }
+    body();
+    true
+}
+
+/// The command that runs the calling test again, alone, in a process of its own, as a child
+/// in `mode`, with `env` (the parent's other HUGEHEAP_* variables removed, but for
+/// HUGEHEAP_TEST_REQUIRE).
+pub fn child_command(mode: &str, env: &[(&str, &str)]) -> Command {
+    assert!(child_mode().is_none(), "a child starts no child");
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
-    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"]);
+    cmd.args([test_name().as_str(), "--exact", "--nocapture", "--test-threads=1"]);
     for (k, _) in std::env::vars() {
-        if k.starts_with("HUGEHEAP_") {
+        if k.starts_with("HUGEHEAP_") && k != skip_impl::REQUIRE_VAR {
             cmd.env_remove(k);
         }
     }
-    cmd.env(CHILD_MODE, mode);
+    cmd.env(CHILD_VAR, mode);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("spawn child")
+    cmd
+}
+
+/// Runs the calling test as a child in `mode` with `env` (its body, see [`as_child`]) and
+/// returns the child's output.
+pub fn child(mode: &str, env: &[(&str, &str)]) -> Output {
+    child_command(mode, env).output().expect("spawn the child")
 }
 
 /// The `key=value` pairs a child printed after an `@` (libtest may print the test name first).

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 
-/// The variable that lists what must not be skipped.
+/// The variable that lists what must not be skipped (children of tests inherit it).
 pub const REQUIRE_VAR: &str = "HUGEHEAP_TEST_REQUIRE";
 
 /// Whether `requirement` must be met on this machine (named in `HUGEHEAP_TEST_REQUIRE`).

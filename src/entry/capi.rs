@@ -8,7 +8,7 @@
 //! `sizeof(void *)`. A pointer hugeheap did not hand out aborts `free` and `realloc` with a
 //! message naming the misuse, as glibc's "free(): invalid pointer" does.
 
-use crate::alloc;
+use super::alloc;
 use crate::options::Config;
 use crate::os::{self, EINVAL, ENOMEM};
 use core::ffi::c_void;
@@ -116,6 +116,7 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
 /// `out` must be valid for a pointer write.
 #[inline]
 pub unsafe fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    debug_assert!(!out.is_null());
     if !align.is_power_of_two() || align % size_of::<*mut c_void>() != 0 {
         return EINVAL;
     }

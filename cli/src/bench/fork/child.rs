@@ -12,13 +12,100 @@
 //!   extra memory (free memory and free pool pages before against after), and whether the
 //!   child survived.
 
-use super::{ChildSpec, Cow, Measured, Method, RESULT_TAG, Sustained};
+use crate::bench::contestant::Method;
 use hugeheap::KernelView;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// Runs the child described by `spec` and prints its result line.
-pub fn run(spec: &ChildSpec) {
+/// What a fork-benchmark child is asked to do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForkSpec {
+    /// Heap bytes to build.
+    pub size: usize,
+    /// fork() samples.
+    pub forks: usize,
+    /// fork+exec (or spawn) samples.
+    pub execs: usize,
+    /// Sustained fork+exec cycles (0: none).
+    pub sustained: usize,
+    /// Measure copy-on-write.
+    pub cow: bool,
+    /// How programs are started.
+    pub method: Method,
+}
+
+/// Sustained fork+exec while the heap is written.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Sustained {
+    /// Cycles run.
+    pub cycles: usize,
+    /// Median fork+exec over the first tenth of the cycles (at most 100), ms.
+    pub exec_start_ms: f64,
+    /// Median over the last tenth, ms.
+    pub exec_end_ms: f64,
+    /// AnonHugePages + HugetlbPages before, bytes.
+    pub huge_start: usize,
+    /// ... and after.
+    pub huge_end: usize,
+    /// VmPTE before, bytes.
+    pub vm_pte_start: usize,
+    /// ... and after.
+    pub vm_pte_end: usize,
+}
+
+/// Copy-on-write cost.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Cow {
+    /// Time the parent took to rewrite a tenth of its objects while the child lived, ms.
+    pub ms: f64,
+    /// Bytes rewritten.
+    pub rewritten: usize,
+    /// System free memory (incl. free pool pages) consumed meanwhile, bytes.
+    pub extra_bytes: usize,
+    /// How the child ended.
+    pub child: String,
+}
+
+/// What a child measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Measured {
+    /// Time to build the heap, s.
+    pub build_s: f64,
+    /// Bytes in the heap's objects.
+    pub heap_bytes: usize,
+    /// fork() median, ms.
+    pub fork_med_ms: Option<f64>,
+    /// fork() p90, ms.
+    pub fork_p90_ms: Option<f64>,
+    /// fork+exec+wait (or spawn+wait) median, ms.
+    pub exec_med_ms: Option<f64>,
+    /// ... p90.
+    pub exec_p90_ms: Option<f64>,
+    /// VmPTE, bytes.
+    pub vm_pte: usize,
+    /// AnonHugePages, bytes.
+    pub anon_huge: usize,
+    /// HugetlbPages, bytes.
+    pub hugetlb: usize,
+    /// Of which in 2 MiB pages (from /proc/self/smaps), bytes.
+    #[serde(default)]
+    pub hugetlb_2m: usize,
+    /// Of which in 1 GiB pages, bytes.
+    #[serde(default)]
+    pub hugetlb_1g: usize,
+    /// VmRSS, bytes.
+    pub rss: usize,
+    /// Lines of /proc/self/maps.
+    pub mappings: usize,
+    /// Sustained figures, at the sustained size.
+    pub sustained: Option<Sustained>,
+    /// Copy-on-write figures.
+    pub cow: Option<Cow>,
+}
+
+/// Runs the child described by `spec`; returns its figures.
+pub fn run(spec: &ForkSpec) -> Measured {
     let helper = (spec.method == Method::Helper).then(Helper::start);
     let t = Instant::now();
     let mut heap = build_heap(spec.size);
@@ -58,8 +145,8 @@ pub fn run(spec: &ChildSpec) {
     if spec.method == Method::Fork && spec.cow && spec.size > 0 {
         m.cow = Some(cow(&mut heap));
     }
-    println!("{RESULT_TAG}{}", serde_json::to_string(&m).expect("json"));
     std::hint::black_box(&heap);
+    m
 }
 
 /// The heap under test.
@@ -333,7 +420,7 @@ fn sustained(heap: &mut Heap, cycles: usize) -> Sustained {
 
 /// System-wide free memory: MemFree plus free hugetlb pages of each size, in bytes.
 fn free_memory() -> usize {
-    super::free_bytes("MemFree:", true)
+    crate::bench::free_bytes("MemFree:", true)
 }
 
 /// Copy-on-write: the child stays alive while the parent rewrites every tenth object.

@@ -4,7 +4,9 @@
 //! `fork.svg` (fork latency against heap size, log-log, one line per contestant) in the
 //! output directory.
 
-use super::{CONTESTANTS, Contestant, Measured, Method, Options, Row};
+use super::child::Measured;
+use super::{Options, Row};
+use crate::bench::contestant::{Contestant, FORK_CONTESTANTS, Method};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -111,7 +113,7 @@ pub fn run_header(m: &Machine, chosen: &[&Contestant], opts: &Options) -> String
             "note: {empty}: {} fall back to other pages; a contestant that does not get the pages its name \
              promises is marked `!`. To measure them as named, reserve pools for the run (root; put back \
              afterwards): `cargo bench --bench fork -- --pool-2m 4800 --pool-1g 4` (or `hugeheap bench \
-             --pool-2m 4800 --pool-1g 4`).",
+             fork --pool-2m 4800 --pool-1g 4`).",
             wanting.join(", ")
         );
     }
@@ -334,7 +336,7 @@ fn chart(rows: &[Row], path: &std::path::Path) -> Result<(), String> {
     };
     let short = |name: &str| rows.iter().any(|r| r.contestant == name && r.short);
     let fork_contestants: Vec<&str> =
-        CONTESTANTS.iter().filter(|c| c.method == Method::Fork && c.name != "empty").map(|c| c.name).collect();
+        FORK_CONTESTANTS.iter().filter(|c| c.method == Method::Fork && c.name != "empty").map(|c| c.name).collect();
     let all: Vec<(f64, f64)> = fork_contestants.iter().flat_map(|c| pts(c)).collect();
     if all.is_empty() {
         return Ok(());

@@ -1,6 +1,6 @@
 //! `HugeAlloc`: the `GlobalAlloc` front door. Dispatch only; the work is in `alloc.rs`.
 
-use crate::alloc;
+use super::alloc;
 use crate::options::{Config, PageChain};
 use core::alloc::{GlobalAlloc, Layout};
 
@@ -86,8 +86,11 @@ impl HugeAlloc {
     /// (`HUGEHEAP_RETAIN` overrides it).
     ///
     /// ```rust,standalone_crate
+    /// use hugeheap::{HugeAlloc, PageChain, PageKind};
+    ///
+    /// // THP: hugetlb pages, when a pool gives them, stay with the process whatever `retain`.
     /// #[global_allocator]
-    /// static A: hugeheap::HugeAlloc = hugeheap::HugeAlloc::new().retain(0).decay_ms(0);
+    /// static A: HugeAlloc = HugeAlloc::new().pages(PageChain::of(&[PageKind::Thp])).retain(0).decay_ms(0);
     ///
     /// drop(vec![1u8; 64 << 20]);
     /// drop(vec![1u8; 2 << 20]); // the next use of the heap gives the free pages back
@@ -103,8 +106,10 @@ impl HugeAlloc {
     /// not faulted in again.
     ///
     /// ```rust,standalone_crate
+    /// use hugeheap::{HugeAlloc, PageChain, PageKind};
+    ///
     /// #[global_allocator]
-    /// static A: hugeheap::HugeAlloc = hugeheap::HugeAlloc::new().retain(0).decay_ms(60_000);
+    /// static A: HugeAlloc = HugeAlloc::new().pages(PageChain::of(&[PageKind::Thp])).retain(0).decay_ms(60_000);
     ///
     /// drop(vec![1u8; 64 << 20]);
     /// drop(vec![1u8; 2 << 20]);

@@ -1,11 +1,11 @@
-//! The entry points every front door (the `GlobalAlloc` impl, the C ABI) dispatches to:
-//! small requests to the thread heap, the rest to the page heap.
+//! The dispatch every front door (the `GlobalAlloc` impl, the C ABI) calls: small requests to
+//! the thread heap, the rest to the page heap; start-up on the first allocation.
 
-use crate::heap;
+use crate::heap::{self, size_class::small_size_for};
 use crate::options::Config;
-use crate::pageheap::LOOKUP;
+use crate::os::fatal_misuse;
+use crate::pageheap::{self, LOOKUP};
 use crate::runtime;
-use crate::size_class::small_size_for;
 use crate::span::Span;
 use core::ptr;
 
@@ -15,11 +15,30 @@ use core::ptr;
 /// `align` must be a power of two.
 #[inline]
 pub unsafe fn alloc(config: &Config, size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
     match small_size_for(size, align) {
-        // SAFETY: s <= SMALL_MAX, rounded for align.
-        Some(s) => unsafe { heap::alloc_small(s, config) },
+        Some(s) => {
+            // SAFETY: s <= SMALL_MAX, rounded for align.
+            let p = unsafe { heap::alloc_small(s) };
+            if !p.is_null() {
+                return p;
+            }
+            alloc_small_cold(config, s)
+        }
         None => alloc_large(config, size, align).0,
     }
+}
+
+/// The thread heap had nothing: start the allocator if it has not started, and ask again
+/// (a null then is out of memory).
+#[cold]
+#[inline(never)]
+fn alloc_small_cold(config: &Config, size: usize) -> *mut u8 {
+    if !runtime::ensure_init(config) {
+        return ptr::null_mut();
+    }
+    // SAFETY: as in alloc.
+    unsafe { heap::alloc_small(size) }
 }
 
 /// Like [`alloc`], but the memory is zero. Memory fresh from the OS is known to be zero and
@@ -29,10 +48,14 @@ pub unsafe fn alloc(config: &Config, size: usize, align: usize) -> *mut u8 {
 /// As for [`alloc`].
 #[inline]
 pub unsafe fn alloc_zeroed(config: &Config, size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
     match small_size_for(size, align) {
         Some(s) => {
             // SAFETY: as for alloc.
-            let p = unsafe { heap::alloc_small(s, config) };
+            let mut p = unsafe { heap::alloc_small(s) };
+            if p.is_null() {
+                p = alloc_small_cold(config, s);
+            }
             if !p.is_null() {
                 // SAFETY: p holds at least `size` bytes.
                 unsafe { ptr::write_bytes(p, 0, size) };
@@ -58,11 +81,11 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
     if !runtime::ensure_init(config) {
         return (ptr::null_mut(), false);
     }
-    let mut rt = runtime::lock();
-    let Some(ph) = rt.heap.as_mut() else {
+    let mut guard = pageheap::lock();
+    let Some(ph) = guard.as_mut() else {
         return (ptr::null_mut(), false);
     };
-    let span = ph.alloc_span(size, align);
+    let span = ph.alloc_span(size, align, false);
     if span.is_null() {
         return (ptr::null_mut(), false);
     }
@@ -81,10 +104,7 @@ pub unsafe fn free(p: *mut u8) {
     let span = LOOKUP.span_of(p as usize);
     if span.is_null() {
         if !p.is_null() {
-            crate::os::fatal_misuse(
-                "free(): invalid pointer (not allocated by hugeheap, or already freed)",
-                p as usize,
-            );
+            fatal_misuse("free(): invalid pointer (not allocated by hugeheap, or already freed)", p as usize);
         }
         return;
     }
@@ -101,13 +121,14 @@ pub unsafe fn free(p: *mut u8) {
 #[cold]
 #[inline(never)]
 unsafe fn free_large(p: *mut u8, span: *mut Span) {
-    let mut rt = runtime::lock();
-    if let Some(ph) = rt.heap.as_mut() {
+    debug_assert!(!span.is_null());
+    let mut guard = pageheap::lock();
+    if let Some(ph) = guard.as_mut() {
         // SAFETY: span is the live large span whose first page holds p; checked to be its start.
         unsafe {
             if (*span).start != p as usize {
-                drop(rt);
-                crate::os::fatal_misuse("free(): invalid pointer (not the start of an allocation)", p as usize);
+                drop(guard);
+                fatal_misuse("free(): invalid pointer (not the start of an allocation)", p as usize);
             }
             ph.free_span(span);
         }
@@ -128,6 +149,8 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 /// # Safety
 /// `span` must be null or the live span holding `p`.
 unsafe fn usable_in(p: *mut u8, span: *mut Span) -> usize {
+    // SAFETY: span is null or the live span holding p (caller).
+    debug_assert!(span.is_null() || unsafe { (*span).start } <= p as usize);
     if span.is_null() {
         return 0;
     }
@@ -146,9 +169,10 @@ unsafe fn usable_in(p: *mut u8, span: *mut Span) -> usize {
 /// # Safety
 /// `p` must be a live allocation of this allocator made with alignment `align`.
 pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two() && !p.is_null());
     let span = LOOKUP.span_of(p as usize);
     if span.is_null() {
-        crate::os::fatal_misuse("realloc(): invalid pointer (not allocated by hugeheap, or already freed)", p as usize);
+        fatal_misuse("realloc(): invalid pointer (not allocated by hugeheap, or already freed)", p as usize);
     }
     // SAFETY: p is live (caller), and span (not null, checked above) is its span.
     let (usable, large) = unsafe { (usable_in(p, span), !(*span).is_slab()) };
@@ -177,8 +201,8 @@ pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: us
 /// False when it cannot grow in place.
 #[cold]
 fn resize_large(span: *mut Span, size: usize) -> bool {
-    let mut rt = runtime::lock();
-    let Some(ph) = rt.heap.as_mut() else { return false };
+    let mut guard = pageheap::lock();
+    let Some(ph) = guard.as_mut() else { return false };
     // SAFETY: span is the live large span of the pointer being resized; its size and pages
     // are only changed under this lock.
     unsafe { ph.grow_in_place(span, size) }

@@ -1,34 +1,25 @@
-//! The allocation benchmark: ordinary allocation work, each contestant in a fresh process
-//! (this binary re-executed with `HUGEHEAP_ALLOC_CHILD=workload:scale`), repeated, the
-//! contestants interleaved within each repetition so that drift on a shared machine hits them
-//! alike. Figures: median time, its ratio to jemalloc and to mimalloc, peak RSS (VmHWM, with
-//! HugetlbPages added) and RSS when the workload ends.
+//! The allocation benchmark: ordinary allocation work, each contestant in a fresh process (the
+//! shared harness), repeated, the contestants interleaved within each repetition so that drift
+//! on a shared machine hits them alike. Figures: median time, its ratio to jemalloc and to
+//! mimalloc, peak RSS (VmHWM, with HugetlbPages added) and RSS when the workload ends.
 
 pub mod workloads;
 
-use crate::switch::{ALLOC_VAR, Which};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use super::contestant::{ALLOC_CONTESTANTS, Contestant};
+use super::harness::{self, Job};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
-/// The variable that makes a process an allocation-benchmark child.
-pub const CHILD_VAR: &str = "HUGEHEAP_ALLOC_CHILD";
-const TAG: &str = "HUGEHEAP_ALLOC_RESULT ";
-
-/// A contestant: name, allocator, environment.
-pub type Contestant = (&'static str, Which, &'static [(&'static str, &'static str)]);
-
-/// The contestants.
-pub const CONTESTANTS: &[Contestant] = &[
-    ("glibc", Which::System, &[]),
-    ("jemalloc", Which::Jemalloc, &[]),
-    ("mimalloc", Which::Mimalloc, &[]),
-    ("hugeheap", Which::Hugeheap, &[("HUGEHEAP_PAGES", "auto")]),
-    ("hugeheap-4k", Which::Hugeheap, &[("HUGEHEAP_PAGES", "4k")]),
-];
+/// What an allocation-benchmark child is asked to do.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AllocSpec {
+    /// The workload's name.
+    pub workload: String,
+    /// Its scale.
+    pub scale: f64,
+}
 
 /// Settings.
 #[derive(Clone, Debug)]
@@ -46,7 +37,7 @@ pub struct Options {
 }
 
 /// One measurement.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Sample {
     /// Seconds of the workload.
     pub secs: f64,
@@ -80,47 +71,20 @@ impl Cell {
     }
 }
 
-fn kib(text: &str, key: &str) -> usize {
-    hugeheap::internal::field_kib(text.as_bytes(), key.as_bytes()).unwrap_or(0) * 1024
-}
-
-/// If this process is an allocation-benchmark child, runs it and returns true.
-pub fn child_main_if_requested() -> bool {
-    let Ok(spec) = std::env::var(CHILD_VAR) else { return false };
-    let (name, scale) = spec.split_once(':').expect("workload:scale");
-    let scale: f64 = scale.parse().expect("scale");
-    let (_, _, f) = workloads::WORKLOADS.iter().find(|w| w.0 == name).expect("workload");
+/// Runs one workload in this (child) process and measures it.
+pub fn child_run(spec: &AllocSpec) -> Sample {
+    let (_, _, f) = workloads::WORKLOADS.iter().find(|w| w.0 == spec.workload).expect("workload");
     let t = Instant::now();
-    let sum = f(scale);
+    let sum = f(spec.scale);
     let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(sum);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let hugetlb = kib(&status, "HugetlbPages:");
-    let peak = kib(&status, "VmHWM:") + hugetlb;
-    let end = kib(&status, "VmRSS:") + hugetlb;
-    println!("{TAG}{secs} {peak} {end} {sum}");
-    true
-}
-
-fn run_child(
-    exe: &std::path::Path,
-    workload: &str,
-    c: &(&str, Which, &[(&str, &str)]),
-    scale: f64,
-) -> Result<Sample, String> {
-    let mut cmd = Command::new(exe);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HUGEHEAP_") || k.starts_with("MIMALLOC_") || k == "_RJEM_MALLOC_CONF" {
-            cmd.env_remove(k);
-        }
+    let hugetlb = super::status_bytes(&status, "HugetlbPages:");
+    Sample {
+        secs,
+        peak: super::status_bytes(&status, "VmHWM:") + hugetlb,
+        end: super::status_bytes(&status, "VmRSS:") + hugetlb,
     }
-    cmd.env(CHILD_VAR, format!("{workload}:{scale}")).env(ALLOC_VAR, c.1.env_value()).envs(c.2.iter().copied());
-    let out = cmd.output().map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find_map(|l| l.strip_prefix(TAG)).ok_or_else(|| {
-        format!("failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))
-    })?;
-    let f: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
-    Ok(Sample { secs: f[0], peak: f[1] as usize, end: f[2] as usize })
 }
 
 /// Runs the benchmark, prints the tables and writes `alloc.{csv,json,txt}`.
@@ -132,19 +96,21 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         .filter(|w| o.workloads.is_empty() || o.workloads.iter().any(|x| x == w))
         .collect();
     let cs: Vec<&Contestant> =
-        CONTESTANTS.iter().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c.0)).collect();
+        ALLOC_CONTESTANTS.iter().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c.name)).collect();
     let mut cells: Vec<Cell> = ws
         .iter()
-        .flat_map(|&w| cs.iter().map(move |c| Cell { workload: w, contestant: c.0, samples: Vec::new(), error: None }))
+        .flat_map(|&w| {
+            cs.iter().map(move |c| Cell { workload: w, contestant: c.name, samples: Vec::new(), error: None })
+        })
         .collect();
-    let bar = ProgressBar::new((ws.len() * cs.len() * o.reps) as u64);
-    bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("template"));
+    let bar = super::progress(ws.len() * cs.len() * o.reps);
     for w in &ws {
         for rep in 0..o.reps {
             for c in &cs {
-                bar.set_message(format!("{w} {} #{}", c.0, rep + 1));
-                let cell = cells.iter_mut().find(|x| x.workload == *w && x.contestant == c.0).expect("cell");
-                match run_child(&exe, w, c, o.scale) {
+                bar.set_message(format!("{w} {} #{}", c.name, rep + 1));
+                let cell = cells.iter_mut().find(|x| x.workload == *w && x.contestant == c.name).expect("cell");
+                let job = Job::Alloc(AllocSpec { workload: w.to_string(), scale: o.scale });
+                match harness::run_child::<Sample>(&exe, &job, c) {
                     Ok(s) => cell.samples.push(s),
                     Err(e) => cell.error = Some(e),
                 }
@@ -153,7 +119,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         }
     }
     bar.finish_and_clear();
-    let text = table(&cells, &ws, &cs.iter().map(|c| c.0).collect::<Vec<_>>());
+    let text = table(&cells, &ws, &cs.iter().map(|c| c.name).collect::<Vec<_>>());
     print!("{text}");
     std::fs::create_dir_all(&o.out_dir)?;
     std::fs::write(o.out_dir.join("alloc.txt"), &text)?;
@@ -165,7 +131,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         }
     }
     std::fs::write(o.out_dir.join("alloc.csv"), csv)?;
-    eprintln!("hugeheap bench --alloc: wrote {}/alloc.{{csv,json,txt}}", o.out_dir.display());
+    eprintln!("hugeheap bench alloc: wrote {}/alloc.{{csv,json,txt}}", o.out_dir.display());
     Ok(cells)
 }
 

@@ -1,0 +1,8 @@
+//! The front doors: [`global::HugeAlloc`] (Rust's `GlobalAlloc`), [`capi`] (the C allocation
+//! API that `libhugeheap.so` exports), both dispatching through [`alloc`], which starts the
+//! allocator on the first allocation and sends each request to the thread heaps or the page
+//! heap.
+
+pub mod alloc;
+pub mod capi;
+pub mod global;

@@ -1,0 +1,111 @@
+//! Thread heaps: the front end. Each thread owns a heap of slabs, one list per size class;
+//! allocation pops the current slab's free list, a free by the owner pushes onto it. Neither
+//! takes a lock or does an atomic read-modify-write. This file holds the heap and the fast
+//! paths; the rest is one concern per file:
+//!
+//! - [`size_class`]: sizes to classes, without a table;
+//! - [`thread_heap`]: the heap's fields, the sentinel, the thread-local pointer;
+//! - [`slab`]: a slab's free list (the owner's allocation and free), refills, new slabs from
+//!   the page heap, retiring empty ones;
+//! - [`remote`], [`stack`]: frees from other threads, carried home in batches on lock-free
+//!   stacks;
+//! - [`storage`]: where heaps and messages live, and the heaps of exited threads;
+//! - [`lifecycle`]: a thread's first allocation and its exit;
+//! - [`misuse`]: free marks and the checks that catch double and interior frees.
+//!
+//! Files depend one way: `size_class`, `misuse`, `stack`, then `thread_heap`; `slab` and
+//! `storage` on those; `remote` on `slab` and `storage`; `lifecycle` on `remote`; this file
+//! on all.
+//!
+//! The thread heaps sit on the page heap and know only its span and metadata interface; the
+//! page heap knows nothing of them (a slab names its heap by an opaque id).
+//!
+//! Invariants:
+//! - `current[c]` is the head of class `c`'s list of non-full slabs, or `EMPTY_SPAN`;
+//! - a slab is in its heap's list iff `!full`; `used` counts its blocks not yet back on its
+//!   free list (blocks in a message or an inbox count as used);
+//! - `span.owner` never changes while the slab has live blocks, so a freeing thread always
+//!   finds the right inbox.
+
+pub mod lifecycle;
+pub mod misuse;
+pub mod remote;
+pub mod size_class;
+pub mod slab;
+pub mod stack;
+pub mod storage;
+pub mod thread_heap;
+
+use crate::span::{Block, Span};
+use size_class::class_of;
+use thread_heap::{Heap, empty_heap, id, thread_heap};
+
+/// Allocates a block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its
+/// alignment). Null when memory is exhausted, or when the allocator has not started (the
+/// entry points start it and ask again).
+///
+/// # Safety
+/// None beyond those of `GlobalAlloc::alloc`; marked unsafe because it hands out raw memory.
+#[inline]
+pub unsafe fn alloc_small(size: usize) -> *mut u8 {
+    debug_assert!(size <= size_class::SMALL_MAX);
+    let heap = thread_heap();
+    let c = class_of(size);
+    // SAFETY: c < NCLASS (size <= SMALL_MAX); heap points to this thread's heap or the
+    // sentinel, whose slots point to live spans; only this thread touches its own heap.
+    unsafe {
+        let b = slab::pop(*(*heap).current.get_unchecked(c));
+        if !b.is_null() {
+            return b;
+        }
+        alloc_slow(heap, c)
+    }
+}
+
+/// The slow path of `alloc_small`: sets the thread up if it has no heap, brings frees from
+/// other threads home, and refills class `c`.
+///
+/// # Safety
+/// `heap` must be this thread's heap or the sentinel; `c < NCLASS`.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
+    debug_assert!(c < size_class::NCLASS);
+    if heap == empty_heap() {
+        heap = lifecycle::thread_start();
+        if heap.is_null() {
+            return core::ptr::null_mut();
+        }
+    }
+    // SAFETY: heap is this thread's own heap (not the sentinel).
+    unsafe {
+        remote::flush_remote(heap);
+        remote::drain_inbox(heap);
+        slab::refill(heap, c)
+    }
+}
+
+/// Frees a block of a slab. `span` is the slab holding `p`. A pointer that is not the start
+/// of a block (an interior pointer) aborts with a message.
+///
+/// # Safety
+/// `span` must be the live slab whose pages hold `p`, and `p` a live block of it unless the
+/// program misuses the heap (which is detected where cheap, see `slab::free_local`).
+#[inline]
+pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
+    debug_assert!(!span.is_null());
+    let heap = thread_heap();
+    let b = p as *mut Block;
+    // SAFETY: span is a live slab (caller).
+    unsafe { misuse::check_block_start(p, span) };
+    // SAFETY: p is a block of span, live by the caller's contract, so span.owner is stable; if
+    // it is this thread's heap, this thread alone touches the slab's local fields.
+    unsafe {
+        let owner = (*span).owner;
+        if owner == id(heap) {
+            slab::free_local::<true>(heap, span, b);
+        } else {
+            remote::free_remote(heap, owner as *mut Heap, b);
+        }
+    }
+}

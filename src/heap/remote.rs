@@ -1,0 +1,230 @@
+//! Frees from other threads. A free from another thread writes nothing into the block: the
+//! freeing thread records the pointer in a *message* for that owner (an array of up to
+//! `MSG_SLOTS` pointers) and posts the message to the owner's inbox, a lock-free stack, with
+//! one compare-and-swap when it is full, when the owner changes, or when the freeing thread
+//! next takes its slow path or exits. The owner drains its inbox in its slow path: it walks
+//! the arrays (sequential reads) and puts every block back on its slab's free list, so every
+//! block comes home and slab counts stay exact; the emptied message goes back to the heap that
+//! filled it. Walking arrays instead of a chain threaded through the freed blocks matters: the
+//! blocks were last touched on another core, and a chain makes the owner wait for each cache
+//! miss in turn (producer/consumer ran 1.65x slower than jemalloc that way, see
+//! docs/benchmarks.md).
+//!
+//! Messages come from a bounded pool (see `storage`); a thread that has none (the pool is
+//! used up, or the thread has no heap of its own, as during its exit) falls back to threading
+//! the block onto the owner's second inbox, a chain of loose blocks.
+//!
+//! Invariants:
+//! - a message is in exactly one place: a heap's `batch` (being filled, by that heap's thread
+//!   only), an owner's `msg_inbox`, a heap's `spare` list or `returned` stack (empty), or
+//!   being drained by its owner; `origin` is the heap whose spare it becomes again;
+//! - blocks in a thread's batch count as used by their slab until handed over (a thread that
+//!   frees other threads' blocks and then neither allocates nor exits keeps at most
+//!   `MSG_SLOTS` of them from their owner).
+
+use super::misuse::check_remote_free;
+use super::slab::free_local;
+use super::stack::push_list;
+use super::storage;
+use super::thread_heap::{ABANDONED, CLAIMED, Heap, empty_heap};
+use super::thread_heap::{MSG_SLOTS, RemoteMsg};
+use crate::pageheap::LOOKUP;
+use crate::span::Block;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Tests only (feature `check`): send every remote free the loose way, as when the message
+/// pool is used up.
+pub static LOOSE_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Frees `b`, a block of `owner`'s, from this thread (whose heap is `heap`): recorded in the
+/// thread's message for that owner, posted when the message is full or the owner changes.
+///
+/// # Safety
+/// `heap` must be this thread's heap (or the sentinel), `owner` a live heap other than it, and
+/// `b` a live block of `owner`'s.
+#[inline]
+pub unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
+    debug_assert!(heap != owner && !owner.is_null());
+    // SAFETY: b is a live block of owner's (caller).
+    unsafe { check_remote_free(b) };
+    // SAFETY: the batch is this thread's alone (heap is this thread's heap or the sentinel,
+    // whose batch stays null).
+    let mut m = unsafe { (*heap).batch };
+    // SAFETY: a message is live, and ours, while it is our batch.
+    if m.is_null() || unsafe { (*m).owner != owner || (*m).count == MSG_SLOTS } {
+        // SAFETY: heap is this thread's heap or the sentinel.
+        m = unsafe { next_batch(heap, owner) };
+        if m.is_null() {
+            // No message to be had: thread the block onto the owner's loose inbox.
+            // SAFETY: b is ours to hand over; owner is a live heap (heaps are never unmapped).
+            unsafe {
+                (*b).next = ptr::null_mut();
+                push_list(&(*owner).inbox, b, b);
+                take_home_if_abandoned(owner);
+            }
+            return;
+        }
+    }
+    // SAFETY: m is this thread's batch with count < MSG_SLOTS: the slot is in bounds.
+    unsafe {
+        *(*m).blocks.get_unchecked_mut((*m).count) = b;
+        (*m).count += 1;
+    }
+}
+
+/// Posts this thread's batch and starts an empty message for `owner`; null if there is none
+/// to be had (the sentinel heap, or the pool used up).
+///
+/// # Safety
+/// `heap` must be this thread's heap or the sentinel.
+#[cold]
+#[inline(never)]
+unsafe fn next_batch(heap: *mut Heap, owner: *mut Heap) -> *mut RemoteMsg {
+    debug_assert!(!owner.is_null() && heap != owner);
+    if heap == empty_heap() || cfg!(feature = "check") && LOOSE_ONLY.load(Ordering::Relaxed) {
+        return ptr::null_mut();
+    }
+    // SAFETY: heap is this thread's own heap (not the sentinel, checked above).
+    unsafe { flush_remote(heap) };
+    // SAFETY: the spare list is this thread's; the returned stack is an atomic whose messages,
+    // taken with this Acquire swap, are empty and ours.
+    let mut m = unsafe {
+        if (*heap).spare.is_null() {
+            (*heap).spare = (*heap).returned.swap(ptr::null_mut(), Ordering::Acquire);
+        }
+        (*heap).spare
+    };
+    if m.is_null() {
+        m = storage::new_message();
+        if m.is_null() {
+            return m;
+        }
+        // SAFETY: a fresh message from the pool, ours.
+        unsafe { (*m).origin = heap };
+    } else {
+        // SAFETY: m heads this thread's spare list.
+        unsafe { (*heap).spare = (*m).next };
+    }
+    // SAFETY: m is ours (fresh, or off our spare list); the batch is this thread's.
+    unsafe {
+        (*m).next = ptr::null_mut();
+        (*m).owner = owner;
+        (*m).count = 0;
+        (*heap).batch = m;
+    }
+    m
+}
+
+/// Posts this thread's batch, if any, to its owner's inbox.
+///
+/// # Safety
+/// `heap` must be this thread's heap (not the sentinel).
+pub unsafe fn flush_remote(heap: *mut Heap) {
+    debug_assert!(heap != empty_heap());
+    // SAFETY: the batch is this thread's (caller).
+    let m = unsafe { core::mem::replace(&mut (*heap).batch, ptr::null_mut()) };
+    if m.is_null() {
+        return;
+    }
+    // SAFETY: m was our batch: ours until the compare-and-swap publishes it (Release: the
+    // slots are visible to the owner's Acquire swap). The spare list is this thread's; the
+    // owner is a live heap.
+    unsafe {
+        if (*m).count == 0 {
+            (*m).next = (*heap).spare;
+            (*heap).spare = m;
+            return;
+        }
+        let owner = (*m).owner;
+        push_list(&(*owner).msg_inbox, m, m);
+        take_home_if_abandoned(owner);
+    }
+}
+
+/// Brings home, on behalf of `owner`'s exited thread, the frees just posted to it: frees into
+/// the heap of a thread that has exited would otherwise wait in its inbox until a new thread
+/// adopts it (never, in a program whose threads are done), keeping their slabs from going
+/// back to the page heap. The posting thread claims the heap (`ABANDONED` → `CLAIMED`, back
+/// when done; an adopting thread waits for that) and drains it as its owner would.
+///
+/// # Safety
+/// `owner` must be a live heap.
+#[inline]
+pub unsafe fn take_home_if_abandoned(owner: *mut Heap) {
+    debug_assert!(!owner.is_null());
+    // SAFETY: heaps are never unmapped; the state is an atomic.
+    let state = unsafe { &(*owner).state };
+    if state.load(Ordering::Relaxed) == ABANDONED
+        && state.compare_exchange(ABANDONED, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_ok()
+    {
+        // SAFETY: the claim gives this thread the heap's slabs until it is released below, as
+        // if it were the heap's own thread (the Acquire pairs with the Release that ended the
+        // last owner's or claimer's use).
+        unsafe { drain_inbox(owner) };
+        state.store(ABANDONED, Ordering::Release);
+    }
+}
+
+/// Frees `b`, coming home to `heap` from another thread: its span is looked up again, as the
+/// owner's thread sees it.
+///
+/// # Safety
+/// `heap` must be this thread's heap (or one it has claimed), and `b` a live block of one of
+/// its slabs.
+#[inline]
+unsafe fn free_home(heap: *mut Heap, b: *mut Block) {
+    debug_assert!(!b.is_null() && heap != empty_heap());
+    // SAFETY: b is a live block of one of heap's slabs (caller), so its span is mapped.
+    unsafe { free_local::<false>(heap, LOOKUP.span_of(b as usize), b) }
+}
+
+/// Brings every block in `heap`'s inboxes home and sends the emptied messages back.
+///
+/// # Safety
+/// `heap` must be this thread's heap, or an abandoned heap this thread has claimed.
+pub unsafe fn drain_inbox(heap: *mut Heap) {
+    debug_assert!(heap != empty_heap());
+    // SAFETY: the inboxes are atomics of a live heap; messages and loose blocks were published
+    // by Release pushes and are taken here with Acquire swaps, after which they are ours.
+    let mut m = unsafe {
+        if (*heap).msg_inbox.load(Ordering::Relaxed).is_null() {
+            ptr::null_mut()
+        } else {
+            (*heap).msg_inbox.swap(ptr::null_mut(), Ordering::Acquire)
+        }
+    };
+    while !m.is_null() {
+        // SAFETY: m is a message taken from our inbox: `count` slots hold our blocks.
+        let (next, blocks, origin) = unsafe { ((*m).next, (*m).blocks.get_unchecked(..(*m).count), (*m).origin) };
+        for &b in blocks {
+            // SAFETY: each is a live block of one of heap's slabs, freed by another thread.
+            unsafe { free_home(heap, b) };
+        }
+        if origin == heap {
+            // SAFETY: the spare list is this thread's; m is ours and empty now.
+            unsafe {
+                (*m).next = (*heap).spare;
+                (*heap).spare = m;
+            }
+        } else {
+            // SAFETY: origin is a live heap; m goes back to it through its returned stack.
+            unsafe { push_list(&(*origin).returned, m, m) };
+        }
+        m = next;
+    }
+    // SAFETY: as for the messages above.
+    let mut b = unsafe {
+        if (*heap).inbox.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        (*heap).inbox.swap(ptr::null_mut(), Ordering::Acquire)
+    };
+    while !b.is_null() {
+        // SAFETY: b heads a chain of our blocks taken from our loose inbox.
+        let next = unsafe { (*b).next };
+        // SAFETY: b is a live block of one of heap's slabs, freed by another thread.
+        unsafe { free_home(heap, b) };
+        b = next;
+    }
+}

@@ -1,0 +1,264 @@
+//! Slabs: a run of blocks of one size class, with its own free list. The owner's side of
+//! allocation and free (`pop`, `free_local`), refilling a class when its current slab runs out
+//! (threading never-used blocks, then a new slab from the page heap), keeping the list of
+//! non-full slabs, and giving empty slabs back.
+
+use super::misuse::{self, free_mark};
+use super::size_class::{class_size, slab_bytes};
+use super::thread_heap::{Heap, empty_span, id};
+use crate::pageheap;
+use crate::span::{Block, Span};
+use crate::units::PAGE_SIZE;
+use core::ptr;
+
+/// Takes the first block of `span`'s free list (null when it is empty; the sentinel's always
+/// is, and is then never written).
+///
+/// # Safety
+/// `span` must be a slab of this thread's heap, or the sentinel.
+#[inline(always)]
+pub unsafe fn pop(span: *mut Span) -> *mut u8 {
+    debug_assert!(!span.is_null());
+    // SAFETY: caller's contract: this thread alone touches the slab's local fields.
+    unsafe {
+        let b = (*span).free;
+        if !b.is_null() {
+            (*span).free = (*b).next;
+            (*b).mark = 0;
+            (*span).set_used((*span).used() + 1);
+        }
+        b.cast()
+    }
+}
+
+/// Puts `b` back on its slab's free list (the owner's side of a free). A slab with no block
+/// out aborts with a message, and so does a block already on the list (a double free) when
+/// `CHECK_MARK`. Blocks coming home from other threads skip the mark: reading it would load
+/// every block last touched on another core, one cache miss each (the freeing thread checked
+/// it instead, with the block in its own cache).
+///
+/// # Safety
+/// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
+/// `used` unless the program frees it twice.
+#[inline(always)]
+pub unsafe fn free_local<const CHECK_MARK: bool>(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+    // SAFETY: span is a live slab (caller).
+    debug_assert!(unsafe { (*span).owner } == id(heap));
+    let mark = misuse::free_mark(b);
+    // SAFETY: span is a live slab; `used` is an atomic.
+    let used = unsafe { (*span).used() };
+    // SAFETY: b is a block of the slab, at least 16 bytes (caller).
+    if used == 0 || CHECK_MARK && unsafe { (*b).mark } == mark {
+        // SAFETY: span is a slab of this thread's heap and b one of its blocks (caller).
+        unsafe { misuse::check_double_free(span, b) };
+    }
+    // SAFETY: this thread owns the slab's free list, and the block being freed (caller).
+    unsafe {
+        (*b).next = (*span).free;
+        (*b).mark = mark;
+        (*span).free = b;
+        (*span).set_used(used - 1);
+    }
+    // SAFETY: span is a slab of this thread's heap; `full` is the owner's field.
+    if used == 1 || unsafe { (*span).full } {
+        // SAFETY: as above.
+        unsafe { free_local_slow(heap, span) };
+    }
+}
+
+/// Finds a block of class `c` in a slab of `heap`: the current slab's, then never-used blocks
+/// of it, then a new slab from the page heap. Null when the page heap has no memory (or has
+/// not started).
+///
+/// # Safety
+/// `heap` must be this thread's heap (not the sentinel); `c < NCLASS`.
+pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
+    debug_assert!(heap != super::thread_heap::empty_heap() && c < super::size_class::NCLASS);
+    loop {
+        // SAFETY: heap is this thread's own heap (caller) and c a class.
+        let span = unsafe { (*heap).current[c] };
+        if span == empty_span() {
+            // SAFETY: heap is this thread's heap.
+            let span = unsafe { new_slab(heap, c) };
+            if span.is_null() {
+                return ptr::null_mut();
+            }
+            // SAFETY: a fresh, non-full slab of heap, in no list yet.
+            unsafe { push_front(heap, span) };
+            continue;
+        }
+        // SAFETY: span heads heap's list of class c: a slab of this thread's heap.
+        let b = unsafe { pop(span) };
+        if !b.is_null() {
+            return b;
+        }
+        // SAFETY: as above; `bump` and `capacity` are read by the owner only here.
+        if unsafe { (*span).bump < (*span).capacity } {
+            // SAFETY: the free list is empty (pop found nothing) and blocks remain unused.
+            unsafe { extend(span) };
+            continue;
+        }
+        // Exhausted: it leaves the list until a block comes back.
+        // SAFETY: span is in heap's list of its class, and the owner's fields are ours.
+        unsafe {
+            (*span).full = true;
+            unlink(heap, span);
+        }
+    }
+}
+
+/// Threads the next never-used blocks of `span` (one 4 KiB page worth, at least one) onto its
+/// free list.
+///
+/// # Safety
+/// `span` must be a slab of this thread's heap with `bump < capacity` and an empty free list.
+unsafe fn extend(span: *mut Span) {
+    // SAFETY: span is a live slab of this thread's heap (caller).
+    let (bs, start, bump, capacity) =
+        unsafe { ((*span).block_size as usize, (*span).start, (*span).bump, (*span).capacity) };
+    // SAFETY: as above.
+    debug_assert!(unsafe { (*span).free.is_null() } && bump < capacity);
+    let n = (4096 / bs).clamp(1, (capacity - bump) as usize);
+    let first = start + bump as usize * bs;
+    for i in 0..n {
+        let b = (first + i * bs) as *mut Block;
+        let next = if i + 1 < n { (first + (i + 1) * bs) as *mut Block } else { ptr::null_mut() };
+        // SAFETY: blocks [bump, bump + n) lie inside the span and were never handed out.
+        unsafe {
+            (*b).next = next;
+            (*b).mark = free_mark(b);
+        }
+    }
+    // SAFETY: the owner's fields of a slab of this thread's heap.
+    unsafe {
+        (*span).free = first as *mut Block;
+        (*span).bump += n as u32;
+    }
+}
+
+/// Gets a new slab of class `c` for `heap` from the page heap (every page in the page map, so
+/// that any block can be freed), or null when there is no memory.
+///
+/// # Safety
+/// `heap` must be this thread's heap.
+unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
+    debug_assert!(heap != super::thread_heap::empty_heap());
+    let bytes = slab_bytes(c);
+    let span = match pageheap::lock().as_mut() {
+        Some(ph) => ph.alloc_span(bytes, PAGE_SIZE, true),
+        None => return ptr::null_mut(),
+    };
+    if span.is_null() {
+        return span;
+    }
+    // SAFETY: span is fresh and ours (its pages are not handed out yet, so no other thread
+    // reaches it through the page map).
+    unsafe {
+        let bs = class_size(c);
+        (*span).block_size = bs as u32;
+        (*span).magic = (1u64 << 44).div_ceil(bs as u64);
+        (*span).class = c as u8;
+        (*span).capacity = (bytes / bs) as u32;
+        (*span).bump = 0;
+        (*span).free = ptr::null_mut();
+        (*span).set_used(0);
+        (*span).full = false;
+        (*span).owner = id(heap);
+    }
+    span
+}
+
+/// Puts `span` at the head of its class's list.
+///
+/// # Safety
+/// `span` must be a non-full slab of `heap`, this thread's heap, not in its list.
+pub unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract; heap and span are this thread's.
+    unsafe {
+        debug_assert!(!(*span).full && (*span).owner == id(heap));
+        let c = (*span).class as usize;
+        let head = (*heap).current[c];
+        (*span).prev = ptr::null_mut();
+        (*span).next = if head == empty_span() { ptr::null_mut() } else { head };
+        if head != empty_span() {
+            (*head).prev = span;
+        }
+        (*heap).current[c] = span;
+    }
+}
+
+/// Takes `span` out of its class's list.
+///
+/// # Safety
+/// `span` must be in `heap`'s list of its class.
+pub unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        let c = (*span).class as usize;
+        let (prev, next) = ((*span).prev, (*span).next);
+        if prev.is_null() {
+            debug_assert!((*heap).current[c] == span);
+            (*heap).current[c] = if next.is_null() { empty_span() } else { next };
+        } else {
+            (*prev).next = next;
+        }
+        if !next.is_null() {
+            (*next).prev = prev;
+        }
+        (*span).next = ptr::null_mut();
+        (*span).prev = ptr::null_mut();
+    }
+}
+
+/// After a free into `span` that made it empty or no longer full: back into its list, and
+/// back to the page heap if empty and not the class's only slab.
+///
+/// # Safety
+/// `span` must be a slab of `heap`, this thread's heap.
+#[cold]
+#[inline(never)]
+pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: span is a live slab (caller).
+    debug_assert!(unsafe { (*span).owner } == id(heap));
+    // SAFETY: caller's contract.
+    unsafe {
+        if (*span).full {
+            (*span).full = false;
+            push_front(heap, span);
+        }
+        if (*span).used() == 0 {
+            retire_if_spare(heap, span);
+        }
+    }
+}
+
+/// Gives an empty slab back to the page heap unless it is its class's only slab (kept, so a
+/// loop that allocates and frees one block does not thrash the page heap).
+///
+/// # Safety
+/// `span` must be an empty (`used == 0`) non-full slab of `heap`, this thread's heap.
+unsafe fn retire_if_spare(heap: *mut Heap, span: *mut Span) {
+    // SAFETY: caller's contract.
+    unsafe {
+        debug_assert!((*span).used() == 0 && !(*span).full);
+        let c = (*span).class as usize;
+        if (*heap).current[c] == span && (*span).next.is_null() {
+            return;
+        }
+        unlink(heap, span);
+        retire(span);
+    }
+}
+
+/// Gives an empty slab back to the page heap.
+///
+/// # Safety
+/// `span` must be an empty slab in no list.
+pub unsafe fn retire(span: *mut Span) {
+    // SAFETY: span is a live slab (caller).
+    debug_assert!(unsafe { (*span).used() } == 0);
+    if let Some(ph) = pageheap::lock().as_mut() {
+        // SAFETY: the slab holds no live block and nothing refers to it any more.
+        unsafe { ph.free_span(span) };
+    }
+}

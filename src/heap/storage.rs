@@ -1,0 +1,119 @@
+//! Where thread heaps and messages live: pools in metadata space taken from the page heap at
+//! start-up, the list of heaps whose threads have exited, behind a lock of the front end's own
+//! that only thread start and exit and a thread short of messages take. Heaps and messages are
+//! never unmapped, so a late free always lands in valid memory.
+
+use super::thread_heap::{ABANDONED, Heap, RemoteMsg};
+use crate::pageheap::PageHeap;
+use crate::pageheap::meta::Pool;
+use crate::sync::SpinLock;
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+/// Upper bound on heaps alive at once (threads alive at once).
+pub const MAX_HEAPS: usize = 16384;
+
+/// Upper bound on messages in existence (each 512 bytes of metadata, touched only when used).
+pub const MAX_MSGS: usize = 1 << 16;
+
+/// The metadata space the front end asks of the page heap at start-up.
+pub const META_BYTES: usize = MAX_HEAPS * size_of::<Heap>() + 64 + MAX_MSGS * size_of::<RemoteMsg>();
+
+/// The storage of heaps and messages, and the heaps of exited threads.
+struct Registry {
+    heaps: Pool<Heap>,
+    msgs: Pool<RemoteMsg>,
+    /// Heaps of exited threads, waiting for a new thread to adopt them.
+    abandoned: *mut Heap,
+}
+
+// SAFETY: the raw pointers refer to heaps in metadata that lives for the process; the registry
+// is only reached through its lock.
+unsafe impl Send for Registry {}
+
+static REGISTRY: SpinLock<Registry> =
+    SpinLock::new(Registry { heaps: Pool::empty(), msgs: Pool::empty(), abandoned: ptr::null_mut() });
+
+/// The front end's storage, taken from the page heap's metadata space at start-up.
+pub struct Storage {
+    heaps: Pool<Heap>,
+    msgs: Pool<RemoteMsg>,
+}
+
+/// Takes the front end's storage from the page heap (at start-up, under its lock); `None` if
+/// the metadata space is missing.
+pub fn reserve(ph: &mut PageHeap) -> Option<Storage> {
+    let heap_bytes = MAX_HEAPS * size_of::<Heap>();
+    let msg_bytes = MAX_MSGS * size_of::<RemoteMsg>();
+    let heaps = ph.take_meta(heap_bytes, 64)?;
+    let msgs = ph.take_meta(msg_bytes, 64)?;
+    Some(Storage { heaps: Pool::new(heaps, heaps + heap_bytes), msgs: Pool::new(msgs, msgs + msg_bytes) })
+}
+
+/// Installs the storage (at start-up, with the page heap's lock released: the fork handlers
+/// take this lock first).
+pub fn install(storage: Storage) {
+    let mut r = REGISTRY.lock();
+    r.heaps = storage.heaps;
+    r.msgs = storage.msgs;
+}
+
+/// An empty message from the pool (its fields are for the caller to set), or null when the
+/// pool is used up or not set up.
+pub fn new_message() -> *mut RemoteMsg {
+    // SAFETY: the pool's memory is mapped metadata; a zero message is valid.
+    unsafe { REGISTRY.lock().msgs.alloc() }
+}
+
+/// A heap for a new thread: an abandoned one if any (its state is still `ABANDONED`, or
+/// `CLAIMED` by a thread bringing frees home), else a fresh one from the pool (all zero, for
+/// the caller to set up). Null when the pool is used up or not set up.
+pub fn take_heap() -> (*mut Heap, bool) {
+    let mut r = REGISTRY.lock();
+    let h = r.abandoned;
+    if !h.is_null() {
+        // SAFETY: abandoned heaps are live heaps owned by no thread.
+        r.abandoned = unsafe { (*h).next_abandoned };
+        return (h, false);
+    }
+    // SAFETY: the pool memory is mapped; the caller sets the heap up before use.
+    (unsafe { r.heaps.alloc() }, true)
+}
+
+/// Puts `heap`, which no thread owns any more, on the abandoned list.
+///
+/// # Safety
+/// `heap` must be a live heap no thread uses any more (nor will until it is adopted).
+pub unsafe fn abandon(heap: *mut Heap) {
+    debug_assert!(!heap.is_null());
+    let mut r = REGISTRY.lock();
+    // SAFETY: caller's contract; the Release hands the heap's slabs to whoever claims or
+    // adopts it next.
+    unsafe {
+        (*heap).next_abandoned = r.abandoned;
+        (*heap).state.store(ABANDONED, Ordering::Release);
+    }
+    r.abandoned = heap;
+}
+
+/// Bytes of the front end's metadata touched so far.
+pub fn metadata_bytes() -> usize {
+    let r = REGISTRY.lock();
+    r.heaps.touched() + r.msgs.touched()
+}
+
+/// Takes the front end's lock before `fork()`, so no thread is inside its bookkeeping when the
+/// address space is copied.
+pub fn lock_for_fork() {
+    REGISTRY.raw_lock();
+}
+
+/// Releases the lock taken by [`lock_for_fork`], on either side of the fork.
+///
+/// # Safety
+/// The calling thread must have called `lock_for_fork` (in the child: the forking thread did,
+/// and it is the child's only thread).
+pub unsafe fn unlock_after_fork() {
+    // SAFETY: caller's contract.
+    unsafe { REGISTRY.force_unlock() };
+}

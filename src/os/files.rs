@@ -1,0 +1,155 @@
+//! Reading the small files of /proc and /sys without allocating: whole files into stack
+//! buffers, paths joined under a root directory (`/` for this machine; tests and `hugeheap
+//! doctor --root` use copied trees), numbers and `Key: value kB` fields parsed in place.
+
+use core::ffi::CStr;
+
+/// The longest path [`Path`] holds, NUL included.
+const PATH_MAX: usize = 512;
+
+/// A NUL-terminated path built from pieces on the stack.
+pub struct Path {
+    buf: [u8; PATH_MAX],
+    len: usize,
+}
+
+impl Path {
+    /// `root` followed by each of `parts`, or `None` if it does not fit. `root` is a
+    /// directory, with or without its trailing `/`; the parts are joined as given.
+    pub fn join(root: &[u8], parts: &[&[u8]]) -> Option<Path> {
+        let mut p = Path { buf: [0; PATH_MAX], len: 0 };
+        p.push(root)?;
+        if p.len == 0 || p.buf[p.len - 1] != b'/' {
+            p.push(b"/")?;
+        }
+        for part in parts {
+            p.push(part)?;
+        }
+        Some(p)
+    }
+
+    fn push(&mut self, s: &[u8]) -> Option<()> {
+        // One byte stays for the NUL.
+        if self.len + s.len() >= PATH_MAX {
+            return None;
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+        Some(())
+    }
+
+    /// The path as a C string.
+    pub fn as_cstr(&self) -> &CStr {
+        // The buffer is zeroed past `len` and parts never hold a NUL before it (a part that
+        // does makes the path end there, which only names a shorter path).
+        CStr::from_bytes_until_nul(&self.buf[..=self.len]).unwrap_or(c"")
+    }
+}
+
+/// Reads a file of at most `buf.len()` bytes into `buf`, without allocating. Returns the
+/// number of bytes read, or `None` if it cannot be opened.
+pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: path is NUL-terminated; the flags open read-only.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut n = 0;
+    while n < buf.len() {
+        // SAFETY: the destination is the unfilled tail of `buf`.
+        let r = unsafe { libc::read(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n) };
+        if r <= 0 {
+            break;
+        }
+        n += r as usize;
+    }
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    Some(n)
+}
+
+/// Reads a file holding one decimal number.
+pub fn read_number(path: &CStr) -> Option<usize> {
+    let mut buf = [0u8; 32];
+    let n = read_file(path, &mut buf)?;
+    parse_decimal(buf.get(..n)?)
+}
+
+/// Counts the lines of a file of any size, reading it through a small window.
+pub fn count_lines(path: &CStr) -> usize {
+    let mut lines = 0;
+    let mut buf = [0u8; 4096];
+    // SAFETY: path is NUL-terminated.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return 0;
+    }
+    loop {
+        // SAFETY: reading into our own buffer.
+        let r = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            break;
+        }
+        lines += buf[..r as usize].iter().filter(|&&c| c == b'\n').count();
+    }
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    lines
+}
+
+/// Parses the leading ASCII digits (after optional white space) of `s`.
+pub fn parse_decimal(s: &[u8]) -> Option<usize> {
+    let s = s.trim_ascii_start();
+    let mut v: usize = 0;
+    let mut any = false;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            break;
+        }
+        v = v.checked_mul(10)?.checked_add((c - b'0') as usize)?;
+        any = true;
+    }
+    any.then_some(v)
+}
+
+/// The number after `key` in a `Key:   123 kB` line of `text` (the key at a line start).
+pub fn field_kib(text: &[u8], key: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + key.len() <= text.len() {
+        if (i == 0 || text[i - 1] == b'\n') && text[i..].starts_with(key) {
+            return parse_decimal(&text[i + key.len()..]);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_decimal_reads_leading_digits() {
+        assert_eq!(parse_decimal(b" 42\n"), Some(42));
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"x1"), None);
+        assert_eq!(parse_decimal(b"99999999999999999999999"), None);
+    }
+
+    #[test]
+    fn field_kib_finds_line_starts_only() {
+        let s = b"Name:\tx\nVmPTE:\t   120 kB\nXVmRSS: 5 kB\nVmRSS:\t 7 kB\n";
+        assert_eq!(field_kib(s, b"VmPTE:"), Some(120));
+        assert_eq!(field_kib(s, b"VmRSS:"), Some(7));
+        assert_eq!(field_kib(s, b"Nope:"), None);
+    }
+
+    #[test]
+    fn paths_join_under_a_root() {
+        let p = Path::join(b"/", &[b"sys/kernel/mm/", b"x"]).unwrap();
+        assert_eq!(p.as_cstr(), c"/sys/kernel/mm/x");
+        let p = Path::join(b"/tmp/tree", &[b"proc/self/status"]).unwrap();
+        assert_eq!(p.as_cstr(), c"/tmp/tree/proc/self/status");
+        assert!(Path::join(&[b'a'; 600], &[]).is_none());
+    }
+}

@@ -1,0 +1,50 @@
+//! Huge page descriptors: what the page heap keeps per 2 MiB huge page of the arena.
+
+use super::filler::FillerSlot;
+
+/// A huge page below the frontier that is not yet committed (only before growth records it;
+/// never seen by the invariant checks).
+#[cfg(any(test, feature = "check"))]
+pub const UNCOMMITTED: u8 = 0;
+/// Wholly free: its bit is set in the huge map; backed, or released.
+pub const FREE: u8 = 1;
+/// Partly used: some of its 64 KiB pages hold spans (the filler's).
+pub const FILLER: u8 = 2;
+/// All 32 pages belong to one large span.
+pub const LARGE: u8 = 3;
+
+/// The descriptor of one huge page (all zero: uncommitted).
+#[repr(C)]
+#[derive(Default)]
+pub struct HpDesc {
+    /// Bit `i`: page `i` is in use (filler); all ones for a large huge page.
+    pub used: u32,
+    /// Bit `i`: page `i` was handed out since it was last zero (committed or released).
+    pub dirty: u32,
+    /// Filler list links.
+    pub next: u32,
+    /// Filler list links.
+    pub prev: u32,
+    /// `FREE`, `FILLER` or `LARGE` (or `UNCOMMITTED`).
+    pub state: u8,
+    /// The page kind that backs it (`PageKind as u8`).
+    pub kind: u8,
+    /// The filler list it is in (0: none).
+    pub list: u8,
+    /// Given back to the OS (`FREE` only): not backed until it is used again.
+    pub released: bool,
+    /// When it last became wholly free (the backing's clock, ms), for the decay.
+    pub freed_at: u32,
+}
+
+impl FillerSlot for HpDesc {
+    fn used(&self) -> u32 {
+        self.used
+    }
+    fn set_used(&mut self, v: u32) {
+        self.used = v;
+    }
+    fn links(&mut self) -> (&mut u32, &mut u32, &mut u8) {
+        (&mut self.next, &mut self.prev, &mut self.list)
+    }
+}

@@ -1,0 +1,327 @@
+//! The ladder: which page kind backs each piece of a new chunk. The kinds of the chain are
+//! tried in order. A hugetlb kind is tried only for as many pages as its pool says it can give
+//! now (so a small pool yields part of a chunk as hugetlb and the rest one rung down), less
+//! the copy-on-write room; a kind whose `mmap` failed is not tried again until its pool count
+//! changes. Every refusal is counted, per kind, with its reason. Plain 4 KiB pages end every
+//! chain, listed or not: the heap never fails for want of huge pages.
+//!
+//! Copy-on-write room (`cow_reserve`, percent): a private hugetlb page shared with a forked
+//! child needs a fresh pool page when either side writes it; when the pool has none, the
+//! kernel takes the page away from the child (which dies of SIGBUS on its next touch). So a
+//! hugetlb piece is taken only if, afterwards, the pool's free pages are still at least
+//! `cow_reserve`% of the pages of that kind the process holds. Other processes may still take
+//! pool pages later: it is a guarantee against hugeheap's own appetite, not against theirs.
+//!
+//! It also says what it did: under verbose, each kind passed over (once) and what was used
+//! instead; always, once, when the heap lands in 4 KiB pages against the chain's wish.
+
+use super::backing::Backing;
+use crate::options::{Config, PageChain};
+use crate::os::probe::{OsInfo, ThpMode};
+use crate::os::{EINVAL, StackWriter};
+use crate::pagekind::PageKind;
+use crate::units::{Bytes, HUGE_PER_GIB, HUGE_SIZE};
+use core::fmt::Write;
+
+/// Why a page kind was passed over for a chunk of the heap ([`Fallback::reason`](crate::Fallback)).
+///
+/// ```rust,standalone_crate
+/// use hugeheap::{HugeAlloc, PageKind, Refusal};
+///
+/// #[global_allocator]
+/// static A: HugeAlloc = HugeAlloc::new();
+///
+/// let v = vec![0u8; 8 << 20];
+/// let s = hugeheap::stats();
+/// for kind in PageKind::ALL {
+///     if let Some(why) = s.fallback(kind).reason {
+///         println!("{kind} passed over: {}", why.describe()); // e.g. "2m passed over: pool empty"
+///         assert_ne!(why, Refusal::None);
+///     }
+/// }
+/// # drop(v);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Refusal {
+    /// Not refused (the zero value of counters).
+    None = 0,
+    /// The hugetlb pool had no free page (read from sysfs before trying).
+    PoolEmpty = 1,
+    /// The kernel refused the mapping (errno kept beside).
+    MapFailed = 2,
+    /// The chunk was too small or misaligned for this kind.
+    Misfit = 3,
+    /// This kind is off on this machine (THP `never`, no hugetlb support).
+    Unsupported = 4,
+    /// This kind failed recently; it is not retried until the pool has changed.
+    Remembered = 5,
+    /// The pool's free pages are kept for copy-on-write after fork (`HUGEHEAP_COW_RESERVE`).
+    CowReserve = 6,
+}
+
+impl Refusal {
+    /// A short human description.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Refusal::None => "-",
+            Refusal::PoolEmpty => "pool empty",
+            Refusal::MapFailed => "mmap refused",
+            Refusal::Misfit => "chunk too small or misaligned",
+            Refusal::Unsupported => "unsupported here",
+            Refusal::Remembered => "failed before, pool unchanged",
+            Refusal::CowReserve => "rest of pool kept for copy-on-write",
+        }
+    }
+}
+
+/// Per-kind record of the ladder.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KindRecord {
+    /// Bytes committed with this kind.
+    pub bytes: usize,
+    /// Pieces committed with this kind.
+    pub pieces: usize,
+    /// Times this kind was passed over for a piece it should have backed.
+    pub fallbacks: usize,
+    /// Why it was last passed over.
+    pub last_refusal: Option<Refusal>,
+    /// The errno of the last failed `mmap`, if that was the reason.
+    pub last_errno: i32,
+    /// Pool availability when `mmap` last failed (retry only once it changes).
+    failed_at: Option<usize>,
+}
+
+/// The most pages a process holding `held` pages may take from a pool with `free` pages and
+/// still leave `pct`% of its holdings free: the largest `n` with
+/// `free - n >= pct * (held + n) / 100`.
+pub fn cow_takeable(free: usize, held: usize, pct: usize) -> usize {
+    (free.saturating_mul(100).saturating_sub(pct.saturating_mul(held))) / (100 + pct)
+}
+
+/// The ladder's state: the chain, what the machine offers, and what happened so far.
+pub struct Ladder {
+    chain: PageChain,
+    thp: ThpMode,
+    has_1g: bool,
+    has_2m: bool,
+    /// Copy-on-write room, in percent of the hugetlb pages held (see the module doc).
+    cow_reserve: usize,
+    /// Records, indexed by `PageKind as usize`.
+    pub kinds: [KindRecord; 4],
+    /// Verbose reporting is on, and may speak (see `Arena::say_start`).
+    verbose: bool,
+    /// Verbose reporting has begun (the start line was said).
+    pub speaking: bool,
+    /// Kinds passed over since the last report, not yet reported.
+    unreported: [bool; 4],
+    /// Kinds whose being passed over has been reported (once each).
+    reported: [bool; 4],
+    /// The heap landing in 4 KiB pages against the chain's wish has been said.
+    said_small: bool,
+}
+
+impl Ladder {
+    /// A ladder for `cfg` on the machine `info`.
+    pub fn new(cfg: &Config, info: &OsInfo) -> Ladder {
+        Ladder {
+            chain: cfg.pages,
+            thp: info.thp,
+            has_1g: info.pool_1g.is_some(),
+            has_2m: info.pool_2m.is_some(),
+            cow_reserve: cfg.cow_reserve as usize,
+            kinds: [KindRecord::default(); 4],
+            verbose: cfg.verbose,
+            speaking: false,
+            unreported: [false; 4],
+            reported: [false; 4],
+            said_small: false,
+        }
+    }
+
+    /// The chain.
+    pub fn chain(&self) -> PageChain {
+        self.chain
+    }
+
+    /// Whether THP is in `always` mode (then `4k` needs `MADV_NOHUGEPAGE`).
+    pub fn thp_always(&self) -> bool {
+        self.thp == ThpMode::Always
+    }
+
+    /// Whether 1 GiB pages may back a chunk starting at huge page `at`: the chain lists them,
+    /// the machine has a pool, and (for `auto`) the heap has reached 1 GiB.
+    pub fn gib_allowed(&self, at: usize) -> bool {
+        self.has_1g && self.chain.kinds().contains(&PageKind::Gib1) && (!self.chain.is_auto() || at >= HUGE_PER_GIB)
+    }
+
+    /// Chooses the kind and length (in huge pages) of the next piece at `at`, at most `len`,
+    /// skipping the kinds that `failed_now`.
+    pub fn pick(
+        &mut self,
+        backing: &impl Backing,
+        at: usize,
+        len: usize,
+        failed_now: &[bool; 4],
+    ) -> Option<(PageKind, usize)> {
+        debug_assert!(len > 0);
+        let chain = self.chain;
+        for &kind in chain.kinds() {
+            if failed_now[kind as usize] {
+                continue;
+            }
+            match kind {
+                PageKind::Gib1 => {
+                    if !self.gib_allowed(at) || at % HUGE_PER_GIB != 0 || len < HUGE_PER_GIB {
+                        continue; // not a fallback: this chunk is not a place for 1 GiB pages
+                    }
+                    match self.pool_pages(backing, kind) {
+                        Ok(avail) => {
+                            return Some((kind, (len / HUGE_PER_GIB).min(avail) * HUGE_PER_GIB));
+                        }
+                        Err(r) => self.refuse(kind, r, 0),
+                    }
+                }
+                PageKind::Mib2 => {
+                    if !self.has_2m {
+                        self.refuse(kind, Refusal::Unsupported, 0);
+                        continue;
+                    }
+                    match self.pool_pages(backing, kind) {
+                        Ok(avail) => return Some((kind, len.min(avail))),
+                        Err(r) => self.refuse(kind, r, 0),
+                    }
+                }
+                PageKind::Thp => {
+                    if self.thp == ThpMode::Never || self.kinds[kind as usize].failed_at.is_some() {
+                        self.refuse(kind, Refusal::Unsupported, 0);
+                        continue;
+                    }
+                    return Some((kind, len));
+                }
+                PageKind::Small => return Some((kind, len)),
+            }
+        }
+        (!failed_now[PageKind::Small as usize]).then_some((PageKind::Small, len))
+    }
+
+    /// How many pages of a hugetlb kind the pool can give now, or why none: what is free,
+    /// less the copy-on-write room for what the process would then hold.
+    fn pool_pages(&self, backing: &impl Backing, kind: PageKind) -> Result<usize, Refusal> {
+        let avail = backing.pool_available(kind);
+        if let Some(failed_at) = self.kinds[kind as usize].failed_at {
+            if avail.unwrap_or(usize::MAX) == failed_at {
+                return Err(Refusal::Remembered);
+            }
+        }
+        match avail {
+            Some(0) => Err(Refusal::PoolEmpty),
+            Some(free) => {
+                let held = self.kinds[kind as usize].bytes / kind.page_size();
+                match cow_takeable(free, held, self.cow_reserve) {
+                    0 => Err(Refusal::CowReserve),
+                    n => Ok(n),
+                }
+            }
+            // No sysfs to ask: try the whole piece and let mmap decide.
+            None => Ok(usize::MAX / HUGE_PER_GIB),
+        }
+    }
+
+    /// Records a piece of `n` huge pages committed with `kind`.
+    pub fn committed(&mut self, kind: PageKind, n: usize) {
+        let rec = &mut self.kinds[kind as usize];
+        rec.bytes += n * HUGE_SIZE;
+        rec.pieces += 1;
+        rec.failed_at = None;
+        self.report_fallbacks(kind, n);
+    }
+
+    /// Records that committing with `kind` failed with `errno`. Returns false when not even
+    /// 4 KiB pages could be had (out of memory, or the commit limit).
+    pub fn commit_failed(&mut self, backing: &impl Backing, kind: PageKind, errno: i32) -> bool {
+        self.refuse(kind, Refusal::MapFailed, errno);
+        match kind {
+            // Remember the pool count: retried once the pool has changed.
+            PageKind::Gib1 | PageKind::Mib2 => {
+                self.kinds[kind as usize].failed_at = Some(backing.pool_available(kind).unwrap_or(usize::MAX));
+            }
+            // madvise refused MADV_HUGEPAGE: this kernel has no THP; never retry.
+            PageKind::Thp if errno == EINVAL => self.kinds[kind as usize].failed_at = Some(0),
+            PageKind::Thp => {}
+            PageKind::Small => return false,
+        }
+        true
+    }
+
+    fn refuse(&mut self, kind: PageKind, why: Refusal, errno: i32) {
+        let rec = &mut self.kinds[kind as usize];
+        rec.fallbacks += 1;
+        rec.last_refusal = Some(why);
+        rec.last_errno = errno;
+        self.unreported[kind as usize] = true;
+    }
+
+    /// After a piece of `n` huge pages was committed with `used`: once speaking (verbose),
+    /// says once for each kind passed over on the way what it was and why; and, once and
+    /// always, that the heap went to 4 KiB pages when the chain asked for huge ones.
+    pub fn report_fallbacks(&mut self, used: PageKind, n: usize) {
+        for kind in PageKind::ALL {
+            let k = kind as usize;
+            if !self.verbose || !self.speaking || !core::mem::take(&mut self.unreported[k]) || self.reported[k] {
+                continue;
+            }
+            self.reported[k] = true;
+            let rec = &self.kinds[k];
+            let mut w = StackWriter::<200>::new();
+            let why = rec.last_refusal.map_or("-", |r| r.describe());
+            let _ = write!(w, "hugeheap: {kind} pages not used for {} of heap ({why}", Bytes(n * HUGE_SIZE));
+            if rec.last_errno != 0 {
+                let _ = write!(w, ", errno {}", rec.last_errno);
+            }
+            let _ = writeln!(w, "); {used} pages instead");
+            w.flush_stderr();
+        }
+        let wanted_huge = self.chain.kinds().first() != Some(&PageKind::Small);
+        if used == PageKind::Small && wanted_huge && !self.said_small {
+            self.said_small = true;
+            let mut w = StackWriter::<400>::new();
+            let _ = write!(w, "hugeheap: no huge pages for the heap (HUGEHEAP_PAGES={}:", self.chain);
+            for &kind in self.chain.kinds().iter().filter(|k| **k != PageKind::Small) {
+                let why = self.kinds[kind as usize].last_refusal.map_or("-", |r| r.describe());
+                let _ = write!(w, " {kind} {why};");
+            }
+            let _ = writeln!(
+                w,
+                " THP {}): it is in 4 KiB pages, which fork slowly. `hugeheap doctor` says how to get huge \
+                 pages; HUGEHEAP_PAGES=4k says that 4 KiB pages are meant.",
+                self.thp.name()
+            );
+            w.flush_stderr();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cow_takeable;
+
+    #[test]
+    fn cow_takeable_is_the_largest_safe_take() {
+        for pct in [0, 50, 100, 300] {
+            for free in 0..300 {
+                for held in 0..200 {
+                    let n = cow_takeable(free, held, pct);
+                    let leaves_room = |n: usize| n <= free && (free - n) * 100 >= pct * (held + n);
+                    if n > 0 {
+                        assert!(leaves_room(n), "free {free} held {held} pct {pct}: {n}");
+                    }
+                    assert!(!leaves_room(n + 1), "free {free} held {held} pct {pct}: {n} is not the largest");
+                }
+            }
+        }
+        // The test's set-up: 130 free, nothing held, 100%: 65 may be taken.
+        assert_eq!(cow_takeable(130, 0, 100), 65);
+        assert_eq!(cow_takeable(130, 0, 0), 130);
+    }
+}

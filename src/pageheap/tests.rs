@@ -1,0 +1,324 @@
+//! The page heap on its own: over the OS (spans written and read back), and over a fake
+//! backing with a hand-turned clock (release, decay and re-collapse, call by call).
+
+use super::*;
+use crate::options::PageChain;
+use std::cell::Cell;
+use std::vec::Vec;
+
+fn config(retain: usize, decay_ms: u32, pages: PageKind) -> Config {
+    Config { pages: PageChain::of(&[pages]), max_heap: 4 << 30, retain, decay_ms, cow_reserve: 0, verbose: false }
+}
+
+fn heap(retain: usize) -> PageHeap {
+    PageHeap::create(OsBacking, &config(retain, 0, PageKind::Small), &OsInfo::probe(), 0).expect("page heap")
+}
+
+/// Bytes the live spans cover.
+fn span_bytes(ph: &PageHeap<impl Backing>) -> usize {
+    let mut total = 0;
+    ph.for_each_span(|s| total += s.bytes());
+    total
+}
+
+#[test]
+fn spans_never_overlap_and_zero_flags_are_true() {
+    let mut ph = heap(4 << 20);
+    let mut live: Vec<(*mut Span, usize)> = Vec::new();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for step in 0..3000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x % 3 != 0 || live.is_empty() {
+            let bytes = match x % 10 {
+                0 => (x >> 8) as usize % (9 << 20),
+                1 => (x >> 8) as usize % (3 << 20),
+                _ => (x >> 8) as usize % (600 << 10),
+            } + 1;
+            let align = 1usize << ((x >> 40) % 23).max(16);
+            let span = ph.alloc_span(bytes, align, false);
+            assert!(!span.is_null(), "step {step}");
+            // SAFETY: span is live; its memory is ours to read and write.
+            let (start, len, zeroed) = unsafe { ((*span).start, (*span).bytes(), (*span).zeroed) };
+            assert_eq!(start % align, 0);
+            assert!(len >= bytes);
+            if zeroed {
+                // SAFETY: inside the span.
+                assert!((0..len).step_by(4093).all(|i| unsafe { *((start + i) as *const u8) } == 0), "step {step}");
+            }
+            // SAFETY: inside the span.
+            unsafe { core::ptr::write_bytes(start as *mut u8, 0xA5, len) };
+            for &(o, olen) in &live {
+                // SAFETY: o is live.
+                let os = unsafe { (*o).start };
+                assert!(os + olen <= start || start + len <= os, "overlap at step {step}");
+            }
+            live.push((span, len));
+        } else {
+            let (span, _) = live.swap_remove((x >> 20) as usize % live.len());
+            // SAFETY: span is live and no longer used.
+            unsafe { ph.free_span(span) };
+        }
+        ph.check_invariants();
+    }
+    for (span, _) in live {
+        // SAFETY: live spans, freed once.
+        unsafe { ph.free_span(span) };
+    }
+    ph.check_invariants();
+    assert!(ph.counters.released_total > 0, "free huge pages beyond retain went back");
+    assert!(ph.free_anon_backed * HUGE_SIZE <= 4 << 20);
+    assert_eq!(span_bytes(&ph), 0);
+}
+
+#[test]
+fn spans_grow_in_place_into_free_neighbours() {
+    let mut ph = heap(64 << 20);
+    // A filler span grows inside its huge page.
+    let a = ph.alloc_span(3 * PAGE_SIZE, PAGE_SIZE, false);
+    // SAFETY: a is live (here and below, every span is live until freed once).
+    unsafe {
+        assert!(ph.grow_in_place(a, 10 * PAGE_SIZE));
+        assert_eq!((*a).pages, 10);
+        assert!(!ph.grow_in_place(a, 40 * PAGE_SIZE), "a filler span does not leave its huge page");
+    }
+    ph.check_invariants();
+    // A large span with a filler tail grows over its tail and into free huge pages, up
+    // through the top of the arena.
+    let b = ph.alloc_span(5 * HUGE_SIZE + 3 * PAGE_SIZE, HUGE_SIZE, false);
+    // SAFETY: b is live; writes stay inside the bytes it has grown to.
+    unsafe {
+        let start = (*b).start;
+        for mib in [11, 12, 40, 300, 301] {
+            assert!(ph.grow_in_place(b, mib << 20), "{mib} MiB");
+            assert_eq!((*b).start, start);
+            ph.check_invariants();
+            core::ptr::write_bytes(start as *mut u8, 1, mib << 20);
+        }
+    }
+    // A neighbour in the way stops it.
+    let c = ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    // SAFETY: a, b, c are live and freed once each.
+    unsafe {
+        let end_b = (*b).start + (*b).bytes();
+        if (*c).start == end_b.next_multiple_of(HUGE_SIZE) {
+            assert!(!ph.grow_in_place(b, (*b).bytes() + 3 * HUGE_SIZE));
+        }
+        ph.free_span(a);
+        ph.free_span(b);
+        ph.free_span(c);
+    }
+    ph.check_invariants();
+    assert_eq!(span_bytes(&ph), 0);
+}
+
+#[test]
+fn cap_is_respected() {
+    let mut ph = heap(0);
+    let a = ph.alloc_span(3 << 30, HUGE_SIZE, false);
+    assert!(!a.is_null());
+    assert!(ph.alloc_span(2 << 30, HUGE_SIZE, false).is_null(), "past the 4 GiB cap");
+    // SAFETY: a is live.
+    unsafe { ph.free_span(a) };
+    assert!(!ph.alloc_span(3 << 30, HUGE_SIZE, false).is_null(), "room again after the free");
+}
+
+/// What the fake backing was asked, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Call {
+    Release(usize, usize),
+    Collapse(usize),
+}
+
+/// A backing with a real reservation (never touched: the page heap does not write span
+/// memory) and real metadata, but a clock the test turns and a log of release and collapse
+/// calls; commits succeed without touching the OS.
+struct Fake {
+    now: &'static Cell<u32>,
+    calls: &'static Cell<Vec<Call>>,
+    collapse_ok: bool,
+}
+
+impl Backing for Fake {
+    fn reserve(&mut self, len: usize, align: usize) -> Option<usize> {
+        crate::os::mem::reserve(len, align)
+    }
+    unsafe fn unreserve(&mut self, base: usize, len: usize) {
+        // SAFETY: caller's contract.
+        unsafe { crate::os::mem::unmap(base, len) }
+    }
+    fn map_metadata(&mut self, len: usize) -> Option<usize> {
+        crate::os::mem::map_metadata(len)
+    }
+    unsafe fn commit(&mut self, _: usize, _: usize, _: PageKind, _: bool) -> Result<(), i32> {
+        Ok(())
+    }
+    unsafe fn release(&mut self, addr: usize, len: usize) -> bool {
+        let mut v = self.calls.take();
+        v.push(Call::Release(addr, len));
+        self.calls.set(v);
+        true
+    }
+    fn collapse(&mut self, addr: usize, _: usize) -> bool {
+        let mut v = self.calls.take();
+        v.push(Call::Collapse(addr));
+        self.calls.set(v);
+        self.collapse_ok
+    }
+    fn pool_available(&self, _: PageKind) -> Option<usize> {
+        Some(0)
+    }
+    fn now_ms(&self) -> u32 {
+        self.now.get()
+    }
+}
+
+struct Rig {
+    ph: PageHeap<Fake>,
+    now: &'static Cell<u32>,
+    calls: &'static Cell<Vec<Call>>,
+}
+
+impl Rig {
+    fn new(retain: usize, decay_ms: u32, collapse_ok: bool) -> Rig {
+        let now: &'static Cell<u32> = Box::leak(Box::new(Cell::new(1_000)));
+        let calls: &'static Cell<Vec<Call>> = Box::leak(Box::new(Cell::new(Vec::new())));
+        let fake = Fake { now, calls, collapse_ok };
+        let cfg = config(retain, decay_ms, PageKind::Thp);
+        let mut info = OsInfo::probe();
+        info.thp = crate::os::probe::ThpMode::Madvise;
+        let ph = PageHeap::create(fake, &cfg, &info, 0).expect("page heap");
+        Rig { ph, now, calls }
+    }
+    fn advance(&self, ms: u32) {
+        self.now.set(self.now.get() + ms);
+    }
+    fn calls(&self) -> Vec<Call> {
+        self.calls.take()
+    }
+}
+
+#[test]
+fn free_huge_pages_go_back_after_the_decay_beyond_retain_highest_first() {
+    // Retain 4 MiB (2 huge pages), decay 1 s.
+    let mut r = Rig::new(4 << 20, 1000, true);
+    let a = r.ph.alloc_span(10 * HUGE_SIZE, HUGE_SIZE, false);
+    let base = r.ph.arena.base;
+    // SAFETY: a is live and freed once.
+    unsafe { r.ph.free_span(a) };
+    assert!(r.calls().is_empty(), "young free pages stay backed");
+    r.advance(999);
+    let b = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false); // a slow path runs the scan
+    assert!(r.calls().is_empty(), "not yet: a's pages have been free 999 ms");
+    r.advance(250); // the next scan is due a quarter of the decay after the last
+    // SAFETY: b is live and freed once.
+    unsafe { r.ph.free_span(b) };
+    // Everything free now; b's huge page is young, the rest went back highest first until 2
+    // huge pages are retained: what remains backed is the lowest.
+    let calls = r.calls();
+    let released: usize = calls.iter().map(|c| if let Call::Release(_, l) = c { *l } else { 0 }).sum();
+    let frontier = r.ph.arena.frontier;
+    assert_eq!(released, (frontier - 2) * HUGE_SIZE, "{calls:?}");
+    assert!(calls.iter().all(|c| matches!(c, Call::Release(at, _) if *at >= base + 2 * HUGE_SIZE)), "{calls:?}");
+    assert_eq!(r.ph.counters.released_now, released);
+    r.ph.check_invariants();
+}
+
+#[test]
+fn the_release_scan_runs_at_most_four_times_per_decay() {
+    let mut r = Rig::new(0, 1000, true);
+    let a = r.ph.alloc_span(4 * HUGE_SIZE, HUGE_SIZE, false);
+    r.advance(2000);
+    // SAFETY: a is live and freed once.
+    unsafe { r.ph.free_span(a) };
+    assert!(r.calls().is_empty(), "the scan ran, but a's pages were freed just now");
+    r.advance(1000);
+    let b = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+    assert!(!r.calls().is_empty(), "a decay later, the next slow path gives them back");
+    // SAFETY: b is live and freed once.
+    unsafe { r.ph.free_span(b) };
+    assert!(r.calls().is_empty(), "no scan within a quarter of the decay of the last one");
+    r.advance(1000);
+    let c = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+    assert!(!r.calls().is_empty(), "b's huge page, free for a decay, goes back");
+    // SAFETY: c is live and freed once.
+    unsafe { r.ph.free_span(c) };
+    r.advance(100);
+    let d = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+    // SAFETY: d is live and freed once.
+    unsafe { r.ph.free_span(d) };
+    assert!(r.calls().is_empty(), "100 ms after the last scan: none, whatever is free");
+    r.ph.check_invariants();
+}
+
+#[test]
+fn recollapse_waits_for_quiet_sweeps_every_backed_thp_page_and_restarts_on_fork() {
+    let mut r = Rig::new(64 << 20, 1000, true);
+    let spans: Vec<*mut Span> = (0..20).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+    let base = r.ph.arena.base;
+    let _ = r.calls();
+    let step = |r: &mut Rig| {
+        // Any slow path runs a step when one is due.
+        let s = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+        // SAFETY: s is live and freed once.
+        unsafe { r.ph.free_span(s) };
+    };
+    assert!(!r.ph.recollapse_pending(), "no fork yet");
+    step(&mut r);
+    assert!(r.calls().is_empty(), "nothing to collapse without a fork");
+    r.ph.on_fork(r.now.get());
+    assert!(r.ph.recollapse_pending());
+    r.advance(249);
+    step(&mut r);
+    assert!(r.calls().is_empty(), "forks not yet quiet for 250 ms");
+    r.advance(1);
+    step(&mut r);
+    let first = r.calls();
+    assert_eq!(first.len(), 8, "a step is 8 huge pages: {first:?}");
+    assert_eq!(first[0], Call::Collapse(base));
+    r.advance(50);
+    step(&mut r);
+    assert!(r.calls().is_empty(), "at most a step every 100 ms");
+    // A fork during the sweep starts it over from the bottom.
+    r.advance(50);
+    r.ph.on_fork(r.now.get());
+    r.advance(250);
+    step(&mut r);
+    assert_eq!(r.calls().first(), Some(&Call::Collapse(base)), "restarted");
+    // Step until done: every backed THP huge page below the frontier is visited once.
+    let frontier = r.ph.arena.frontier;
+    let mut visited = 8;
+    while r.ph.recollapse_pending() {
+        r.advance(100);
+        step(&mut r);
+        visited += r.calls().len();
+    }
+    assert_eq!(visited, frontier, "each huge page once in the sweep that completed");
+    assert_eq!(r.ph.counters.recollapse_passes, 1);
+    assert_eq!(r.ph.counters.recollapse_failures, 0);
+    for s in spans {
+        // SAFETY: live spans, freed once.
+        unsafe { r.ph.free_span(s) };
+    }
+    r.ph.check_invariants();
+}
+
+#[test]
+fn recollapse_counts_what_the_kernel_refuses() {
+    let mut r = Rig::new(64 << 20, 1000, false);
+    let a = r.ph.alloc_span(6 * HUGE_SIZE, HUGE_SIZE, false);
+    // The pages committed when the fork happens are the ones a sweep visits (the slow paths
+    // below may grow the arena after it; those were never shared with a child).
+    let at_fork = r.ph.arena.frontier;
+    r.ph.on_fork(r.now.get());
+    while r.ph.recollapse_pending() {
+        r.advance(300);
+        let s = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+        // SAFETY: s is live and freed once.
+        unsafe { r.ph.free_span(s) };
+    }
+    assert_eq!(r.ph.counters.recollapse_failures, at_fork);
+    // SAFETY: a is live and freed once.
+    unsafe { r.ph.free_span(a) };
+}
