@@ -29,7 +29,7 @@ pub use entry::global::HugeAlloc;
 pub use options::PageChain;
 pub use pageheap::ladder::Refusal;
 pub use pagekind::PageKind;
-pub use stats::{Fallback, KernelView, Stats, stats};
+pub use stats::{Fallback, KernelView, Stats, stats, trim};
 
 /// Not part of the public API: what hugeheap's own crates need beyond it (`libhugeheap.so`,
 /// the `hugeheap` command, the tests). No stability promise. Everything here is either an
@@ -41,6 +41,7 @@ pub mod internal {
     /// under its C name).
     pub mod c {
         pub use crate::entry::capi::*;
+        pub use crate::entry::introspect::*;
     }
     pub use crate::options::{Config, OPTIONS, OptionRow, parse_size};
     pub use crate::os::files::field_kib;

@@ -51,6 +51,9 @@ pub struct Stats {
     pub committed: usize,
     /// Bytes in live allocations (block sizes for small objects, requested sizes for large).
     pub in_use: usize,
+    /// Bytes of the spans that hold them (slabs whole, large spans rounded up to 64 KiB): what
+    /// the live allocations occupy, fragmentation inside slabs included.
+    pub active: usize,
     /// Bytes in wholly free huge pages (backed or released).
     pub free: usize,
     /// Bytes committed with each page kind, indexed by `PageKind as usize` (read it with
@@ -113,13 +116,17 @@ pub fn stats() -> Stats {
         return Stats::default();
     };
     let arena = &ph.arena;
-    let mut in_use = 0;
-    ph.for_each_span(|s| in_use += live_bytes(s));
+    let (mut in_use, mut active) = (0, 0);
+    ph.for_each_span(|s| {
+        in_use += live_bytes(s);
+        active += s.bytes();
+    });
     let mut s = Stats {
         base: arena.base,
         reserved: arena.len.bytes(),
         committed: arena.frontier * crate::units::HUGE_SIZE,
         in_use,
+        active,
         free: ph.counters.free_bytes,
         released_total: ph.counters.released_total,
         released_now: ph.counters.released_now,
@@ -136,6 +143,25 @@ pub fn stats() -> Stats {
         s.fallbacks[k as usize] = Fallback { count: r.fallbacks, reason: r.last_refusal, errno: r.last_errno };
     }
     s
+}
+
+/// Gives every whole free huge page beyond `keep` bytes back to the OS now, however recently
+/// it was freed (the decay and `retain` otherwise decide when); returns the bytes given back.
+/// hugetlb pages stay with the process, as always. What `malloc_trim` does for C programs.
+///
+/// ```rust,standalone_crate
+/// use hugeheap::{HugeAlloc, PageChain, PageKind};
+///
+/// #[global_allocator]
+/// static A: HugeAlloc = HugeAlloc::new().pages(PageChain::of(&[PageKind::Thp]));
+///
+/// drop(vec![1u8; 256 << 20]);
+/// let given_back = hugeheap::trim(0);
+/// assert!(given_back >= 128 << 20, "{given_back}");
+/// assert_eq!(hugeheap::stats().free, hugeheap::stats().released_now);
+/// ```
+pub fn trim(keep: usize) -> usize {
+    pageheap::lock().as_mut().map_or(0, |ph| ph.trim(keep))
 }
 
 /// Bytes in use in span `s`: its live blocks (a slab's `used` is a snapshot taken without its
@@ -157,6 +183,7 @@ impl fmt::Debug for Stats {
             .field("reserved", &self.reserved)
             .field("committed", &self.committed)
             .field("in_use", &self.in_use)
+            .field("active", &self.active)
             .field("free", &self.free)
             .field("by_kind", &PerKind(&self.by_kind))
             .field("mappings", &self.mappings)

@@ -267,3 +267,31 @@ fn every_option_has_a_run_flag_that_sets_its_variable() {
         assert!(help.contains(&format!("--{}", row.flag)) && help.contains(row.env), "{}:\n{help}", row.env);
     }
 }
+
+#[test]
+fn programs_asking_their_malloc_get_hugeheaps_figures() {
+    let Some(prog) = build("introspect.c", "cc", &[]) else { return };
+    let plain = Command::new(&prog).output().unwrap();
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("je=absent"), "the weak jemalloc symbols resolved plainly");
+    let out = hugeheap().args(["run", "--pages", "thp", "--lib"]).arg(lib()).arg("--").arg(&prog).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let v: std::collections::HashMap<&str, usize> = stdout
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k, v.parse::<i64>().ok()? as usize)))
+        .collect();
+    // glibc's questions: 20,000 blocks of 1,000 bytes (1,024-byte class) in use during.
+    assert!(v["mi2_uord_during"] >= v["mi2_uord_before"] + 20_000 * 1000, "{stdout}");
+    assert!(v["mi2_arena"] >= v["mi2_uord_during"] && v["mi_uord"] > 0, "{stdout}");
+    // jemalloc's: the same figures through mallctl, in jemalloc's order.
+    let allocated = v["je_allocated"];
+    assert!(allocated >= 20_000 * 1000 && allocated <= v["je_active"], "{stdout}");
+    assert!(v["je_active"] <= v["je_resident"] && v["je_resident"] <= v["je_mapped"] + (64 << 20), "{stdout}");
+    assert_eq!((v["je_narenas_rc"], v["je_narenas"], v["je_unknown_rc"]), (0, 1, 2), "{stdout}");
+    assert_eq!((v["je_nallocx100"], v["je_sallocx"]), (112, 1024), "{stdout}");
+    assert!(v["je_printed"] > 100 && stdout.contains("trim=1") && stdout.contains("mallopt=1"), "{stdout}");
+    // malloc_stats prints hugeheap's figures; mallopt says once that it has no effect.
+    assert!(stderr.contains("hugeheap:") && stderr.contains("in use"), "{stderr}");
+    assert_eq!(stderr.matches("mallopt(").count(), 1, "{stderr}");
+}

@@ -7,7 +7,7 @@
 //! hugeheap's start-up reads the environment through `environ` and allocates nothing.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_int, c_void};
 use heap::HugeAlloc;
 use heap::internal::c;
 
@@ -116,4 +116,70 @@ pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
 pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
     // SAFETY: C's contract, passed on.
     unsafe { c::free(p) }
+}
+
+/// glibc `mallinfo2`: hugeheap's figures.
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo2() -> c::MallInfo2 {
+    c::mallinfo2()
+}
+
+/// glibc `mallinfo` (figures cut at `INT_MAX`).
+#[unsafe(no_mangle)]
+pub extern "C" fn mallinfo() -> c::MallInfo {
+    c::mallinfo()
+}
+
+/// glibc `malloc_trim`: free huge pages beyond `pad` go back to the OS now.
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_trim(pad: usize) -> c_int {
+    c::malloc_trim(pad)
+}
+
+/// glibc `malloc_stats`: the figures on stderr.
+#[unsafe(no_mangle)]
+pub extern "C" fn malloc_stats() {
+    c::malloc_stats()
+}
+
+/// glibc `mallopt`: accepted, without effect (said once).
+#[unsafe(no_mangle)]
+pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
+    c::mallopt(param, value)
+}
+
+/// # Safety
+/// jemalloc `mallctl`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mallctl(
+    name: *const c_char,
+    oldp: *mut c_void,
+    oldlenp: *mut usize,
+    newp: *mut c_void,
+    newlen: usize,
+) -> c_int {
+    // SAFETY: jemalloc's contract, passed on.
+    unsafe { c::mallctl(name, oldp, oldlenp, newp, newlen) }
+}
+
+/// jemalloc `nallocx`.
+#[unsafe(no_mangle)]
+pub extern "C" fn nallocx(size: usize, flags: c_int) -> usize {
+    c::nallocx(size, flags)
+}
+
+/// # Safety
+/// jemalloc `sallocx`: `p` is a live allocation.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
+    // SAFETY: jemalloc's contract, passed on.
+    unsafe { c::sallocx(p, flags) }
+}
+
+/// # Safety
+/// jemalloc `malloc_stats_print`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn malloc_stats_print(write_cb: c::WriteCb, cbopaque: *mut c_void, opts: *const c_char) {
+    // SAFETY: jemalloc's contract, passed on.
+    unsafe { c::malloc_stats_print(write_cb, cbopaque, opts) }
 }

@@ -1,8 +1,10 @@
 //! The front doors: [`global::HugeAlloc`] (Rust's `GlobalAlloc`), [`capi`] (the C allocation
 //! API that `libhugeheap.so` exports), both dispatching through [`alloc`], which starts the
 //! allocator on the first allocation and sends each request to the thread heaps or the page
-//! heap.
+//! heap. [`introspect`] answers what programs ask their malloc (glibc's `mallinfo2`, jemalloc's
+//! `mallctl`, ...) with hugeheap's own figures.
 
 pub mod alloc;
 pub mod capi;
 pub mod global;
+pub mod introspect;

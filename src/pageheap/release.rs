@@ -24,9 +24,23 @@ impl<B: Backing> PageHeap<B> {
             return;
         }
         self.last_scan = now;
-        let decay = self.decay_ms;
+        self.release_down_to(self.retain, self.decay_ms, now);
+    }
+
+    /// Gives every whole free anonymous huge page beyond `keep` bytes back to the OS now,
+    /// however recently it was freed (`malloc_trim`). Returns the bytes given back.
+    pub fn trim(&mut self, keep: usize) -> usize {
+        let before = self.counters.released_total;
+        let now = self.backing.now_ms();
+        self.release_down_to(keep / HUGE_SIZE, 0, now);
+        self.counters.released_total - before
+    }
+
+    /// Releases free anonymous huge pages that have been free for `decay` ms, highest first,
+    /// until at most `keep` of them stay backed (or none is left to release).
+    fn release_down_to(&mut self, keep: usize, decay: u32, now: u32) {
         let mut below = self.arena.frontier;
-        while self.free_anon_backed > self.retain {
+        while self.free_anon_backed > keep {
             let Some(top) = self.map().prev_free(below) else { return };
             let descs = self.descs();
             let releasable = |d: &HpDesc| {
@@ -37,7 +51,7 @@ impl<B: Backing> PageHeap<B> {
                 continue;
             }
             let mut lo = top;
-            let excess = self.free_anon_backed - self.retain;
+            let excess = self.free_anon_backed - keep;
             while lo > 0 && top + 1 - lo < excess && self.map().is_free(lo - 1) && releasable(&descs[lo - 1]) {
                 lo -= 1;
             }
