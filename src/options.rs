@@ -37,7 +37,7 @@ pub struct OptionRow {
 }
 
 /// Every run-time option, in the order they are documented.
-pub const OPTIONS: [OptionRow; 6] = [
+pub const OPTIONS: [OptionRow; 8] = [
     OptionRow {
         env: "HUGEHEAP_PAGES",
         flag: "pages",
@@ -48,6 +48,22 @@ pub const OPTIONS: [OptionRow; 6] = [
         doc: "Page kinds tried for each new chunk of heap; `auto` is 1g,2m,thp,4k with 1 GiB pages only \
               once the heap has reached 1 GiB. 4 KiB pages end every chain, listed or not.",
         apply: |c, v| PageChain::parse(v).map(|p| c.pages = p).is_some(),
+    },
+    OptionRow {
+        env: "HUGEHEAP_HUGE_FROM",
+        flag: "huge-from",
+        value_name: Some("SIZE"),
+        accepts: "a size such as 0, 32M, 256M",
+        default: "32M",
+        summary: "heap size from which `auto` uses huge pages (4 KiB pages below, as glibc)",
+        doc: "Under `auto`, the heap is in plain 4 KiB pages (as glibc's, and left to THP's \
+              `always` mode if the machine has it) until it reaches this size; from there on, \
+              huge pages, and the first part is advised and collapsed into THP too. A small \
+              process (a forked backend, a short helper) then costs no more memory than with \
+              glibc: huge pages cost a few MiB of partly used 2 MiB pages, and their fork gain is \
+              small below this size (docs/tuning.md has the measurements). `0`: huge pages from \
+              the first byte.",
+        apply: |c, v| parse_size(v).map(|s| c.huge_from = s).is_some(),
     },
     OptionRow {
         env: "HUGEHEAP_MAX_HEAP",
@@ -89,8 +105,8 @@ pub const OPTIONS: [OptionRow; 6] = [
         summary: "ms a free huge page beyond the retained ones stays backed",
         doc: "How long a whole free huge page beyond `HUGEHEAP_RETAIN` stays backed before it goes back \
               to the OS, so that a program that frees and reallocates big buffers does not fault them \
-              in again each time. Checked when the heap is next used (there is no background thread): \
-              an idle program keeps its free pages until it allocates or frees again. `0`: at once.",
+              in again each time. Checked when the heap is next used (no thread does it): an idle \
+              program keeps its free pages until it allocates or frees again. `0`: at once.",
         apply: |c, v| parse_ms(v).map(|ms| c.decay_ms = ms).is_some(),
     },
     OptionRow {
@@ -102,11 +118,33 @@ pub const OPTIONS: [OptionRow; 6] = [
         summary: "% of the hugetlb pages held kept free in the pool for copy-on-write after fork",
         doc: "hugetlb pages are taken only while the pool keeps this percentage of what the process \
               holds free, so that copy-on-write after fork finds fresh pages and forked children keep \
-              theirs; past it the heap falls back to THP (`stats()` says `CowReserve`). `0`: use the \
-              whole pool — for programs whose children exec at once.",
+              theirs; past it the heap falls back to THP (`stats()` says `CowReserve`). A forked child \
+              the pools cannot cover besides the live ones moves its hugetlb memory into THP before \
+              the program's code runs in it, so no child dies of SIGBUS whatever this is \
+              (docs/tuning.md has the rule for sizing a pool). `0`: use the whole pool and skip the \
+              children's bookkeeping — for programs whose children exec at once.",
         apply: |c, v| match leading_number(v) {
             Some((pct, b"" | b"%")) if pct <= 10_000 => {
                 c.cow_reserve = pct as u32;
+                true
+            }
+            _ => false,
+        },
+    },
+    OptionRow {
+        env: "HUGEHEAP_COLLAPSE",
+        flag: "collapse",
+        value_name: Some("PERCENT"),
+        accepts: "a percentage of one CPU, 0 to 100 (a % sign is accepted)",
+        default: "10",
+        summary: "CPU the helper that collapses THP split by copy-on-write may use (0: no helper)",
+        doc: "After a fork, writes split the THP a child shares into 4 KiB pages, and the next fork \
+              copies their page tables. A helper thread (`hugeheap-thp`, started at the first fork \
+              of a process with THP) collapses them again once no child shares them, using at most \
+              this percentage of one CPU. `0`: no helper (split pages wait for khugepaged).",
+        apply: |c, v| match leading_number(v) {
+            Some((pct, b"" | b"%")) if pct <= 100 => {
+                c.collapse = pct as u32;
                 true
             }
             _ => false,
@@ -275,6 +313,10 @@ pub struct Config {
     pub decay_ms: u32,
     /// Percent of the hugetlb pages held that must stay free in the pool (copy-on-write room).
     pub cow_reserve: u32,
+    /// Percent of one CPU the re-collapse helper may use (0: none).
+    pub collapse: u32,
+    /// Heap size from which `auto` uses huge pages (plain 4 KiB pages below).
+    pub huge_from: usize,
     /// Print the start-up line and the exit stats.
     pub verbose: bool,
 }
@@ -287,6 +329,8 @@ impl Config {
         retain: 64 << 20,
         decay_ms: 1000,
         cow_reserve: 100,
+        collapse: 10,
+        huge_from: 32 << 20,
         verbose: false,
     };
 
@@ -322,16 +366,23 @@ impl Config {
     }
 }
 
-/// The settings, in the syntax of their variables: `pages=auto max_heap=none retain=64M
-/// decay=1000ms cow_reserve=100%`.
+/// The settings, in the syntax of their variables: `pages=auto huge_from=32M max_heap=none
+/// retain=64M decay=1000ms cow_reserve=100% collapse=10%`.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pages={} max_heap=", self.pages)?;
+        write!(f, "pages={} huge_from={} max_heap=", self.pages, SizeArg(self.huge_from))?;
         match self.max_heap {
             0 => f.write_str("none")?,
             m => write!(f, "{}", SizeArg(m))?,
         }
-        write!(f, " retain={} decay={}ms cow_reserve={}%", SizeArg(self.retain), self.decay_ms, self.cow_reserve)
+        write!(
+            f,
+            " retain={} decay={}ms cow_reserve={}% collapse={}%",
+            SizeArg(self.retain),
+            self.decay_ms,
+            self.cow_reserve,
+            self.collapse
+        )
     }
 }
 
@@ -491,9 +542,20 @@ mod tests {
         let end = "<!-- end of options -->";
         let start = doc.find(begin).unwrap_or_else(|| panic!("{path} lacks the options table marker")) + begin.len();
         let stop = start + doc[start..].find(end).unwrap_or_else(|| panic!("{path}: no end marker"));
-        assert_eq!(&doc[start..stop], want, "{path}'s options table is not the table's; it should read:\n{want}");
+        if doc[start..stop] == want {
+            return;
+        }
+        if std::env::var_os("HUGEHEAP_BLESS").is_some() {
+            let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+            let fresh = format!("{}{want}{}", &doc[..start], &doc[stop..]);
+            std::fs::write(&file, fresh).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            eprintln!("{path}: options table rewritten from OPTIONS");
+            return;
+        }
+        panic!("{path}'s options table is not the table's (HUGEHEAP_BLESS=1 rewrites it); it should read:\n{want}");
     }
 
+    /// `HUGEHEAP_BLESS=1 cargo test -p hugeheap --lib docs_tables` rewrites the tables.
     #[test]
     fn docs_tables_are_the_option_table() {
         check_table(include_str!("../docs/tuning.md"), "docs/tuning.md", true);

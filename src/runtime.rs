@@ -17,7 +17,7 @@
 use crate::heap::{lifecycle, misuse, storage};
 use crate::options::Config;
 use crate::os::{OsInfo, StackWriter, process, stderr, thread};
-use crate::pageheap::{self, PageHeap};
+use crate::pageheap::{self, PageHeap, collapser};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
 
@@ -59,6 +59,7 @@ fn init_slow(config: &Config) -> bool {
     }
     misuse::set_free_key(process::random_word());
     let cfg = config.with_process_env();
+    collapser::set_budget(cfg.collapse);
     let info = OsInfo::probe();
     let storage = {
         let mut slot = pageheap::lock();
@@ -94,28 +95,43 @@ fn init_slow(config: &Config) -> bool {
 unsafe extern "C" fn fork_prepare() {
     storage::lock_for_fork();
     pageheap::the_lock().raw_lock();
+    // SAFETY: just taken by this thread, without a guard.
+    if let Some(ph) = unsafe { pageheap::the_lock().get_held() }.as_mut() {
+        ph.before_fork();
+    }
 }
 
 unsafe extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took both locks in this thread; the page heap's is held until the
     // force_unlock below, so this is the only access.
-    unsafe {
+    let has_thp = unsafe {
         let slot = pageheap::the_lock().get_held();
-        if let Some(ph) = slot.as_mut() {
-            ph.on_fork(process::now_ms());
-        }
+        let has_thp = slot.as_mut().is_some_and(|ph| {
+            ph.after_fork_in_parent();
+            ph.on_fork()
+        });
         pageheap::the_lock().force_unlock();
         storage::unlock_after_fork();
+        has_thp
+    };
+    // With the locks released: copy-on-write may split THP from now on.
+    if has_thp {
+        collapser::kick();
     }
 }
 
 unsafe extern "C" fn fork_child() {
     // SAFETY: the forking thread took both locks in fork_prepare and is the child's only
-    // thread.
+    // thread: before releasing the page heap's, the child takes its share of copy-on-write
+    // room, or moves out of the pools.
     unsafe {
+        if let Some(ph) = pageheap::the_lock().get_held().as_mut() {
+            ph.after_fork_in_child();
+        }
         pageheap::the_lock().force_unlock();
         storage::unlock_after_fork();
     }
+    collapser::forget_in_child();
 }
 
 extern "C" fn report_exit() {
@@ -126,8 +142,7 @@ extern "C" fn report_exit() {
         ph.arena.say_start();
     }
     let s = crate::stats();
-    let k = crate::KernelView::read();
     let mut w = StackWriter::<4096>::new();
-    let _ = writeln!(w, "hugeheap: at exit (pid {})\n{s}  kernel says  {k}", process::pid());
+    let _ = writeln!(w, "hugeheap: at exit (pid {})\n{s}", process::pid());
     w.flush_to(REPORT_FD.load(Ordering::Relaxed));
 }

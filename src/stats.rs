@@ -7,7 +7,7 @@
 
 use crate::heap::storage;
 pub use crate::os::KernelView;
-use crate::pageheap::{self, ladder::Refusal};
+use crate::pageheap::{self, ladder::Refusal, recollapse::Outcome};
 use crate::pagekind::PageKind;
 use crate::span::Span;
 use crate::units::Bytes;
@@ -73,11 +73,24 @@ pub struct Stats {
     /// after a fork had split (each sweep visits every backed THP huge page; a fork during a
     /// sweep starts it over).
     pub recollapse_passes: usize,
+    /// THP huge pages the sweeps collapsed again (or found whole).
+    pub recollapse_collapsed: usize,
+    /// THP huge pages the sweeps left alone because a forked child still shared some of
+    /// their memory (collapsing them would copy 2 MiB the child keeps); looked at again later.
+    pub recollapse_shared: usize,
     /// THP huge pages the kernel could not collapse again when asked.
     pub recollapse_failures: usize,
-    /// A fork happened since the last completed sweep: huge pages it split may still wait
-    /// for one (sweeps run in the heap's slow paths, once forks have been quiet for 250 ms).
+    /// A sweep is wanted: a fork since the last completed one may have split THP huge pages
+    /// (the helper thread sweeps, collapsing them once no child shares them; see
+    /// `HUGEHEAP_COLLAPSE`), or a small heap's 4 KiB pages were advised for THP (swept after
+    /// the next fork, collapsed by khugepaged meanwhile).
     pub recollapse_pending: bool,
+    /// CPU time the re-collapse helper thread has used, microseconds.
+    pub recollapse_cpu_us: u64,
+    /// What the kernel says the process holds, read when the snapshot was taken: the truth
+    /// behind `by_kind` (THP is advice the kernel may not follow, or may have been switched
+    /// off for the process).
+    pub kernel: KernelView,
 }
 
 impl Stats {
@@ -97,8 +110,9 @@ impl Stats {
     }
 }
 
-/// Takes a snapshot of the heap (all zero before the first allocation). Takes the page heap
-/// lock and walks its page map: not for hot loops.
+/// Takes a snapshot of the heap (all zero before the first allocation), with the kernel's view
+/// of the process beside it. Takes the page heap lock and walks its page map, and the kernel
+/// walks the process's page tables for `KernelView`: not for hot loops.
 ///
 /// ```rust,standalone_crate
 /// #[global_allocator]
@@ -110,6 +124,12 @@ impl Stats {
 /// # drop(v);
 /// ```
 pub fn stats() -> Stats {
+    Stats { kernel: KernelView::read(), ..heap_stats() }
+}
+
+/// [`stats`] without the kernel's view (whose reading walks the process's page tables): for
+/// the figures programs poll through `mallctl`.
+pub(crate) fn heap_stats() -> Stats {
     let front_metadata = storage::metadata_bytes();
     let guard = pageheap::lock();
     let Some(ph) = guard.as_ref() else {
@@ -132,8 +152,11 @@ pub fn stats() -> Stats {
         released_now: ph.counters.released_now,
         metadata: ph.metadata_bytes() + front_metadata,
         recollapse_passes: ph.counters.recollapse_passes,
-        recollapse_failures: ph.counters.recollapse_failures,
+        recollapse_collapsed: ph.counters.recollapse[Outcome::Collapsed as usize],
+        recollapse_shared: ph.counters.recollapse[Outcome::Shared as usize],
+        recollapse_failures: ph.counters.recollapse[Outcome::Failed as usize],
         recollapse_pending: ph.recollapse_pending(),
+        recollapse_cpu_us: crate::pageheap::collapser::cpu_us(),
         mappings: arena.mappings + 1 + usize::from(arena.frontier < arena.len.0),
         ..Stats::default()
     };
@@ -192,8 +215,12 @@ impl fmt::Debug for Stats {
             .field("released_now", &self.released_now)
             .field("metadata", &self.metadata)
             .field("recollapse_passes", &self.recollapse_passes)
+            .field("recollapse_collapsed", &self.recollapse_collapsed)
+            .field("recollapse_shared", &self.recollapse_shared)
             .field("recollapse_failures", &self.recollapse_failures)
             .field("recollapse_pending", &self.recollapse_pending)
+            .field("recollapse_cpu_us", &self.recollapse_cpu_us)
+            .field("kernel", &self.kernel)
             .finish()
     }
 }
@@ -215,14 +242,19 @@ impl fmt::Display for Stats {
             Bytes(self.released_total)
         )?;
         writeln!(f, "  mappings     {:>10}   metadata  {:>10}", self.mappings, Bytes(self.metadata))?;
-        if self.recollapse_passes + self.recollapse_failures > 0 {
+        if self.recollapse_passes + self.recollapse_collapsed + self.recollapse_shared + self.recollapse_failures > 0 {
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
             writeln!(
                 f,
-                "  re-collapse  {} sweep{} of THP split by copy-on-write, {} huge page{} the kernel could not collapse",
+                "  re-collapse  {} sweep{} of THP split by copy-on-write: {} huge page{} collapsed, {} left while a \
+                 child shared them, {} refused; {} ms of CPU",
                 self.recollapse_passes,
-                if self.recollapse_passes == 1 { "" } else { "s" },
+                plural(self.recollapse_passes),
+                self.recollapse_collapsed,
+                plural(self.recollapse_collapsed),
+                self.recollapse_shared,
                 self.recollapse_failures,
-                if self.recollapse_failures == 1 { "" } else { "s" }
+                self.recollapse_cpu_us / 1000
             )?;
         }
         write!(f, "  committed as")?;
@@ -247,6 +279,9 @@ impl fmt::Display for Stats {
                 }
                 writeln!(f)?;
             }
+        }
+        if self.kernel != KernelView::default() {
+            writeln!(f, "  kernel says  {}", self.kernel)?;
         }
         Ok(())
     }

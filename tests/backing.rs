@@ -21,6 +21,11 @@ static A: HugeAlloc = HugeAlloc::new();
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Holds the tests of this file apart: their children take pool pages and memory.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 const GIB: usize = 1 << 30;
 
 /// The child body: build `bytes` of heap from small objects and report.
@@ -130,7 +135,6 @@ fn build_body() {
 
 /// Builds a heap of `gib` GiB under `HUGEHEAP_PAGES=pages` in a child and returns its report.
 fn run(pages: Option<&str>, gib: f64) -> Report {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The whole pool may be used here: these tests are about coverage. The copy-on-write room
     // (HUGEHEAP_COW_RESERVE, 100 by default) has tests of its own in tests/pools.rs.
     let mut env: Vec<(&str, &str)> = vec![("HUGEHEAP_COW_RESERVE", "0")];
@@ -159,7 +163,7 @@ fn thp_split_by_copy_on_write_is_collapsed_again() {
         skip("thp", &format!("THP is {} here", thp_mode()));
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let out = child("split", &[("HUGEHEAP_PAGES", "thp")]);
     assert_ok(&out);
     let v = child_values(&out);
@@ -175,6 +179,8 @@ fn forced_4k_has_no_huge_pages() {
     if as_child(build_body) {
         return;
     }
+    // Children of these tests take pool pages: one at a time, and the pool read inside.
+    let _serial = serial();
     let r = run(Some("4k"), 1.0);
     assert_eq!(r.n("k4k"), r.n("committed"));
     // Other memory of the process could be THP under `always`; the heap itself may not be.
@@ -187,6 +193,8 @@ fn thp_backs_the_heap() {
     if as_child(build_body) {
         return;
     }
+    // Children of these tests take pool pages: one at a time, and the pool read inside.
+    let _serial = serial();
     let r = run(Some("thp"), 1.0);
     if !thp_available() {
         skip("thp", &format!("THP is {} here: the coverage check is replaced by the fallback check", thp_mode()));
@@ -204,6 +212,8 @@ fn hugetlb_2m_or_fallback() {
     if as_child(build_body) {
         return;
     }
+    // Children of these tests take pool pages: one at a time, and the pool read inside.
+    let _serial = serial();
     // A heap of 1 GiB in use commits ~650 pages with the chunk ramp; take what the pool has.
     let free = pool_free(2048).unwrap_or(0);
     let r = run(Some("2m"), 1.0);
@@ -231,6 +241,8 @@ fn pool_smaller_than_heap_gives_part_hugetlb() {
     if as_child(build_body) {
         return;
     }
+    // Children of these tests take pool pages: one at a time, and the pool read inside.
+    let _serial = serial();
     let free = pool_free(2048).unwrap_or(0);
     if free == 0 || free > 1024 {
         skip("pool-2m", &format!("needs a 2 MiB pool of 1..1024 free pages, has {free}"));
@@ -249,6 +261,8 @@ fn gib_pages_or_fallback() {
     if as_child(build_body) {
         return;
     }
+    // Children of these tests take pool pages: one at a time, and the pool read inside.
+    let _serial = serial();
     let free = pool_free(1048576).unwrap_or(0);
     let r = run(Some("1g,thp"), 0.75);
     if free >= 1 {
@@ -268,6 +282,8 @@ fn auto_puts_the_heap_in_huge_pages() {
     if as_child(build_body) {
         return;
     }
+    // Children of these tests take pool pages: one at a time, and the pool read inside.
+    let _serial = serial();
     let r = run(None, 1.0);
     let huge = r.n("anon_huge") + r.n("hugetlb");
     if thp_available() || pool_free(2048).unwrap_or(0) >= 700 {

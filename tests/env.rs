@@ -38,6 +38,22 @@ fn body() {
             drop(vec![2u8; 4 << 20]);
             println!("@released_later={}", hugeheap::stats().released_total);
         }
+        "thp-off" => {
+            // A program that switches THP off for itself after start, as Redis does.
+            let early = vec![1u8; 16 << 20];
+            // SAFETY: prctl with PR_SET_THP_DISABLE changes only this process's THP setting.
+            assert_eq!(unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) }, 0);
+            let late = vec![2u8; 256 << 20];
+            let s = hugeheap::stats();
+            println!(
+                "@why_thp={:?} k4k={} kthp={} anon_huge={}",
+                s.fallback(hugeheap::PageKind::Thp).reason,
+                s.bytes(hugeheap::PageKind::Small),
+                s.bytes(hugeheap::PageKind::Thp),
+                s.kernel.anon_huge
+            );
+            drop((early, late));
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -231,4 +247,23 @@ fn secure_execution_ignores_the_variables() {
     // Secure: as if none were set — no message, no cap.
     assert_eq!(s["refused"], "false", "the cap applied under AT_SECURE: {s:?}");
     assert!(!stderr_of(&setuid).contains("hugeheap:"), "{}", stderr_of(&setuid));
+}
+
+#[test]
+fn thp_switched_off_by_the_program_is_seen_and_said() {
+    if as_child(body) {
+        return;
+    }
+    let out = child("thp-off", &[("HUGEHEAP_PAGES", "thp,4k"), ("HUGEHEAP_VERBOSE", "1")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    let err = stderr_of(&out);
+    assert_eq!(v["why_thp"], "Some(ThpDisabled)", "{v:?}\n{err}");
+    // What came after the prctl is in 4 KiB pages, and the kernel's figures say so.
+    assert!(v["k4k"].parse::<usize>().unwrap() >= 256 << 20, "{v:?}");
+    assert!(v["anon_huge"].parse::<usize>().unwrap() <= v["kthp"].parse::<usize>().unwrap(), "{v:?}");
+    // Said once, with the fix.
+    let said: Vec<&str> = err.lines().filter(|l| l.contains("PR_SET_THP_DISABLE")).collect();
+    assert!(!said.is_empty() && said.iter().all(|l| l.contains("--disable-thp no")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("hugeheap: thp pages not used")), "{err}");
 }

@@ -71,6 +71,8 @@ pub struct Report {
     pub available_now: Vec<String>,
     /// What to do about the rest, one item each (commands included).
     pub advice: Vec<String>,
+    /// The pool-sizing rule for forked children, with this machine's 2 MiB pool.
+    pub children: String,
 }
 
 fn read(root: &Path, rel: &str) -> Option<String> {
@@ -98,7 +100,27 @@ pub fn examine(root: &Path) -> Report {
         r.cgroup_hugetlb_1g_max = read(root, &format!("{dir}/hugetlb.1GB.max"));
     }
     advise(&mut r, &info);
+    r.children = children_rule(r.pool_2m.available);
     r
+}
+
+/// The rule for a 2 MiB pool and forked children (docs/tuning.md), with what a pool of
+/// `available` free pages covers.
+fn children_rule(available: usize) -> String {
+    let rule = "a heap of H MiB whose process keeps N forked children alive at once (fork without exec: \
+                worker pools, prefork servers, snapshots) stays in 2 MiB pages, children included, with a pool \
+                of H x (1 + N) MiB; with less, hugeheap takes at most half the pool and the children beyond \
+                what it covers move their heap into THP at fork (none dies of SIGBUS). Children that exec at \
+                once need nothing: HUGEHEAP_COW_RESERVE=0 lets the heap use the whole pool";
+    if available == 0 {
+        return format!("{rule}.");
+    }
+    let mib = available * 2;
+    let covers: Vec<String> = [1, 2, 4]
+        .iter()
+        .map(|n| format!("{} MiB with {n} child{}", mib / (1 + n), if *n == 1 { "" } else { "ren" }))
+        .collect();
+    format!("{rule}. This pool ({mib} MiB free) covers a heap of {}.", covers.join(", "))
 }
 
 fn advise(r: &mut Report, info: &OsInfo) {
@@ -201,6 +223,7 @@ impl Report {
             }
         }
         let _ = writeln!(o, "\nhugeheap can use now: {}", self.available_now.join(", "));
+        let _ = writeln!(o, "\nforked children: {}", self.children);
         if !self.advice.is_empty() {
             let _ = writeln!(o, "\nto get more:");
             for a in &self.advice {

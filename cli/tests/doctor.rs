@@ -104,6 +104,10 @@ fn thp_always_and_filled_pools_give_everything() {
     assert_eq!(v["pool_1g"]["total"], 4);
     assert!(advice(&v).is_empty(), "{}", advice(&v));
     assert!(t.doctor(false).contains("1g (2 pages free), 2m (300 pages free)"));
+    // The rule for forked children, with this pool: 600 MiB free covers a heap of 600 / (1 + N).
+    let children = v["children"].as_str().unwrap();
+    assert!(children.contains("H x (1 + N) MiB"), "{children}");
+    assert!(children.contains("300 MiB with 1 child, 200 MiB with 2 children, 120 MiB with 4 children"), "{children}");
 }
 
 #[test]

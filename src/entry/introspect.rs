@@ -11,6 +11,7 @@
 
 use crate::heap::size_class::{SMALL_MAX, class_of, class_size, small_size_for};
 use crate::os::{EINVAL, StackWriter, fatal_misuse};
+use crate::stats::heap_stats;
 use crate::sync::SpinLock;
 use crate::units::PAGE_SIZE;
 use crate::{Stats, stats, trim};
@@ -75,7 +76,7 @@ pub struct MallInfo {
 
 /// glibc `mallinfo2`.
 pub fn mallinfo2() -> MallInfo2 {
-    let s = stats();
+    let s = heap_stats();
     MallInfo2 {
         arena: s.committed,
         ordblks: s.free / crate::units::HUGE_SIZE,
@@ -178,7 +179,7 @@ fn snapshot(refresh: bool) -> (u64, Stats) {
     let mut g = SNAPSHOT.lock();
     if refresh || g.1.is_none() {
         g.0 += u64::from(refresh);
-        g.1 = Some(stats());
+        g.1 = Some(heap_stats());
     }
     (g.0, g.1.unwrap_or_default())
 }

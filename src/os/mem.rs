@@ -68,17 +68,34 @@ pub unsafe fn unmap(start: usize, len: usize) {
     unsafe { libc::munmap(start as *mut libc::c_void, len) };
 }
 
+/// Asks for THP on `[addr, addr + len)`, committed memory of 4 KiB pages (`MADV_HUGEPAGE`):
+/// new faults there take huge pages, and `MADV_COLLAPSE` or khugepaged may collapse what is
+/// already there. Returns the errno when the kernel refuses.
+///
+/// # Safety
+/// The range must be committed memory of the arena (advice changes no contents, but on
+/// another mapping it would change that mapping's behaviour).
+pub unsafe fn advise_huge(addr: usize, len: usize) -> Result<(), i32> {
+    debug_assert!(addr % 4096 == 0 && len % 4096 == 0 && len > 0);
+    // SAFETY: caller's contract: our own committed range; advice does not touch contents.
+    match unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) } {
+        0 => Ok(()),
+        _ => Err(errno()),
+    }
+}
+
 /// Backs `[addr, addr + len)`, which lies inside the arena reservation and is `PROT_NONE`,
 /// with pages of `kind`. On success the range is readable, writable and zero.
 ///
 /// hugetlb memory is mapped without `MAP_NORESERVE`, so the pool pages are reserved now and a
 /// pool that runs dry shows up here as an error, never later as a SIGBUS on first touch.
-/// `thp_always` says whether THP is in `always` mode (then `4k` needs `MADV_NOHUGEPAGE`).
+/// `no_thp` asks, for 4 KiB pages, that THP stay away (`MADV_NOHUGEPAGE`: under THP `always`,
+/// where 4 KiB pages were asked for).
 ///
 /// # Safety
 /// `[addr, addr + len)` must be a `PROT_NONE` part of a reservation made by [`reserve`] that
 /// nothing else uses; `addr` and `len` must be multiples of the kind's page size.
-pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, thp_always: bool) -> Result<(), i32> {
+pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, no_thp: bool) -> Result<(), i32> {
     debug_assert!(addr % kind.page_size().max(4096) == 0 && len % kind.page_size().max(4096) == 0);
     let ptr = addr as *mut libc::c_void;
     match kind {
@@ -127,7 +144,7 @@ pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, thp_always: bool) 
             }
             let advice = if kind == PageKind::Thp {
                 Some(libc::MADV_HUGEPAGE)
-            } else if thp_always {
+            } else if no_thp {
                 Some(libc::MADV_NOHUGEPAGE)
             } else {
                 None
@@ -162,12 +179,128 @@ pub unsafe fn release(addr: usize, len: usize) -> bool {
 }
 
 /// Asks the kernel to back `[addr, addr + len)` with transparent huge pages again now
-/// (`MADV_COLLAPSE`, Linux 6.1+), after copy-on-write has split them. False if it could not
-/// (an older kernel, no free huge page, pages still shared with a child).
-pub fn collapse(addr: usize, len: usize) -> bool {
+/// (`MADV_COLLAPSE`, Linux 6.1+), after copy-on-write has split them. The error is the errno:
+/// `EAGAIN` when some page was busy (locked, in use elsewhere: worth another try later),
+/// `ENOMEM` when no huge page could be had, `EINVAL` on kernels without `MADV_COLLAPSE`.
+pub fn collapse(addr: usize, len: usize) -> Result<(), i32> {
     const MADV_COLLAPSE: libc::c_int = 25;
     // SAFETY: the range is committed heap memory; collapsing keeps its contents.
-    unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_COLLAPSE) == 0 }
+    match unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_COLLAPSE) } {
+        0 => Ok(()),
+        _ => Err(errno()),
+    }
+}
+
+/// `EAGAIN`, for callers outside this module.
+pub const EAGAIN: i32 = libc::EAGAIN;
+
+/// Of the 4 KiB pages of `[addr, addr + len)` (at most 2 MiB): how many are present, and how
+/// many of those are shared with another process (a forked child, or the parent that forked
+/// this one), read from `/proc/self/pagemap`'s "present" and "exclusively mapped" bits; `None`
+/// if it cannot be read. No allocation: one `pread` of 8 bytes per 4 KiB page into a stack
+/// buffer. Measured: 30-40 µs for a split 2 MiB page (the kernel walks its 512 entries), so a
+/// sweep of a 2 GiB heap costs ~40 ms of the helper's CPU.
+pub fn page_sharing(addr: usize, len: usize) -> Option<(usize, usize)> {
+    const PRESENT: u64 = 1 << 63;
+    const EXCLUSIVE: u64 = 1 << 56;
+    debug_assert!(addr % 4096 == 0 && len <= 2 << 20);
+    let mut entries = [0u64; 512];
+    let n = (len / 4096).min(512);
+    // SAFETY: opening read-only, reading into our buffer at the page's offset, closing once.
+    let got = unsafe {
+        let fd = libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let r = libc::pread(fd, entries.as_mut_ptr().cast(), n * 8, (addr / 4096 * 8) as libc::off_t);
+        libc::close(fd);
+        r
+    };
+    if got != (n * 8) as isize {
+        return None;
+    }
+    let present = entries[..n].iter().filter(|&&e| e & PRESENT != 0);
+    let shared = present.clone().filter(|&&e| e & EXCLUSIVE == 0).count();
+    Some((present.count(), shared))
+}
+
+/// Maps `len` bytes of zeroed memory shared with every process this one forks from now on
+/// (`MAP_SHARED | MAP_ANONYMOUS`). Returns its address.
+pub fn map_shared(len: usize) -> Option<usize> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED { None } else { Some(p as usize) }
+}
+
+/// Replaces the hugetlb memory `[addr, addr + len)` with anonymous memory advised for THP,
+/// holding the same contents in the 2 MiB pieces `keep(i)` says are worth copying and that are
+/// present (a piece never touched is not read: reading a private hugetlb hole would take a
+/// page from the pool); the others read as zero. Returns false, with nothing changed, when the
+/// memory for the copy cannot be had.
+///
+/// # Safety
+/// `[addr, addr + len)` must be a whole hugetlb mapping of the arena (or whole 1 GiB pieces of
+/// one) that no other thread touches meanwhile; `keep(i)` false only for pieces whose contents
+/// do not matter.
+pub unsafe fn move_to_anon(addr: usize, len: usize, keep: impl Fn(usize) -> bool) -> bool {
+    const PIECE: usize = 2 << 20;
+    debug_assert!(addr % PIECE == 0 && len % PIECE == 0);
+    // SAFETY: a fresh anonymous mapping of the kernel's choosing.
+    let new = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if new == libc::MAP_FAILED {
+        return false;
+    }
+    // SAFETY: advice on the mapping just made.
+    unsafe { libc::madvise(new, len, libc::MADV_HUGEPAGE) };
+    // SAFETY: opening read-only; closed below.
+    let pagemap = unsafe { libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let present = |at: usize| {
+        let mut e = 0u64;
+        // SAFETY: reading one entry into our variable (an unreadable pagemap reads as present:
+        // copying is then the safe side).
+        pagemap < 0
+            || unsafe { libc::pread(pagemap, (&raw mut e).cast(), 8, (at / 4096 * 8) as libc::off_t) } != 8
+            || e >> 63 & 1 == 1
+    };
+    for i in 0..len / PIECE {
+        if keep(i) && present(addr + i * PIECE) {
+            // SAFETY: both ranges are mapped and `PIECE` long at offset i; they do not overlap.
+            unsafe {
+                core::ptr::copy_nonoverlapping((addr + i * PIECE) as *const u8, (new as *mut u8).add(i * PIECE), PIECE)
+            };
+        }
+    }
+    if pagemap >= 0 {
+        // SAFETY: opened above, closed once.
+        unsafe { libc::close(pagemap) };
+    }
+    // SAFETY: moves the new mapping over the old one (which the caller hands over whole).
+    let moved =
+        unsafe { libc::mremap(new, len, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, addr as *mut libc::c_void) };
+    if moved == libc::MAP_FAILED {
+        // SAFETY: the copy is ours and unused.
+        unsafe { libc::munmap(new, len) };
+        return false;
+    }
+    true
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! - [`probe`]: the machine, probed once into plain data (THP mode, pools, cgroup room);
 //! - [`kernel_view`]: what the kernel says this process holds;
 //! - [`process`]: errno, the environment, secure execution, pid, clock, random seed;
-//! - [`thread`]: yielding, thread-exit keys, fork and exit handlers;
+//! - [`thread`]: yielding, thread-exit keys, fork and exit handlers, the helper thread;
+//! - [`robust`]: robust process-shared mutexes, which a process's exit or exec releases;
 //! - [`stderr`]: messages without allocating, and the abort on heap misuse.
 //!
 //! Preconditions common to every function here:
@@ -23,6 +24,7 @@ pub mod kernel_view;
 pub mod mem;
 pub mod probe;
 pub mod process;
+pub mod robust;
 pub mod stderr;
 pub mod thread;
 

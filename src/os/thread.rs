@@ -39,3 +39,90 @@ pub fn atexit(f: extern "C" fn()) {
     // SAFETY: f is valid for the process's life.
     unsafe { libc::atexit(f) };
 }
+
+/// Starts a detached thread running `entry`, named `name` (at most 15 bytes, as the kernel
+/// keeps them), with a small stack (`stack` bytes). Returns false if it could not start. The
+/// C library maps the stack itself and may allocate the thread's TLS with `malloc`: callers
+/// hold no allocator lock.
+pub fn spawn_detached(
+    entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void,
+    name: &core::ffi::CStr,
+    stack: usize,
+) -> bool {
+    debug_assert!(name.to_bytes().len() <= 15);
+    // SAFETY: attr is initialised before use and destroyed once; entry is valid for the
+    // process's life and takes no argument (null); the thread id stays in this frame.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_attr_init(&mut attr) != 0 {
+            return false;
+        }
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, stack.max(libc::PTHREAD_STACK_MIN));
+        let mut tid: libc::pthread_t = 0;
+        let ok = libc::pthread_create(&mut tid, &attr, entry, core::ptr::null_mut()) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        if ok {
+            libc::pthread_setname_np(tid, name.as_ptr());
+        }
+        ok
+    }
+}
+
+/// Waits while `word` holds `expected`, at most `timeout_ms` (a futex: no allocation, no
+/// lock); returns on a [`wake`], a timeout, or a spurious wake-up.
+pub fn wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ms: u32) {
+    let ts =
+        libc::timespec { tv_sec: (timeout_ms / 1000) as _, tv_nsec: ((timeout_ms % 1000) as i64 * 1_000_000) as _ };
+    // SAFETY: futex(FUTEX_WAIT_PRIVATE) on a live atomic of this process, with a valid timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Wakes the threads waiting on `word`.
+pub fn wake(word: &core::sync::atomic::AtomicU32) {
+    // SAFETY: futex(FUTEX_WAKE_PRIVATE) on a live atomic of this process.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, i32::MAX);
+    }
+}
+
+/// As [`wait`], on a word in memory shared between processes.
+pub fn wait_shared(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ms: u32) {
+    let ts =
+        libc::timespec { tv_sec: (timeout_ms / 1000) as _, tv_nsec: ((timeout_ms % 1000) as i64 * 1_000_000) as _ };
+    // SAFETY: futex(FUTEX_WAIT) on a live atomic, with a valid timeout.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, &ts as *const libc::timespec);
+    }
+}
+
+/// As [`wake`], on a word in memory shared between processes.
+pub fn wake_shared(word: &core::sync::atomic::AtomicU32) {
+    // SAFETY: futex(FUTEX_WAKE) on a live atomic.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
+/// CPU time this thread has used, in microseconds.
+pub fn cpu_time_us() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: t is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
+}
+
+/// Sleeps for `us` microseconds.
+pub fn sleep_us(us: u64) {
+    let ts = libc::timespec { tv_sec: (us / 1_000_000) as _, tv_nsec: ((us % 1_000_000) * 1000) as _ };
+    // SAFETY: a valid timespec; the remainder is not wanted.
+    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+}

@@ -58,6 +58,10 @@ pub struct Arena {
     pub mappings: usize,
     /// Kind of the last committed piece (for counting merged anonymous mappings).
     last_kind: Option<PageKind>,
+    /// The small heap's 4 KiB pages have been advised for THP (or that was not possible).
+    promoted: bool,
+    /// Huge pages `[0, n)` advised for THP by the last growth, for the page heap to relabel.
+    just_promoted: Option<usize>,
     /// The settings and the machine, for the start line.
     config: Config,
     info: OsInfo,
@@ -104,6 +108,8 @@ impl Arena {
             ladder: Ladder::new(cfg, info),
             mappings: 0,
             last_kind: None,
+            promoted: false,
+            just_promoted: None,
             config: *cfg,
             info: *info,
         })
@@ -177,15 +183,18 @@ impl Arena {
         let mut failed_now = [false; 4];
         while self.frontier < end {
             let at = self.frontier;
+            if at == self.ladder.small_below() && at > 0 && !self.promoted {
+                self.promote(backing);
+            }
             let Some((kind, n)) = self.ladder.pick(backing, at, end - at, &failed_now) else {
                 return self.frontier >= min_end;
             };
             debug_assert!(n > 0 && at + n <= self.len.0);
-            let thp_always = self.ladder.thp_always();
+            let no_thp = self.ladder.no_thp(at, kind);
             // SAFETY: [at, at + n) lies in our reservation above the frontier, so it is
             // PROT_NONE and unused; sizes are multiples of the kind's page (pick ensures 1 GiB
             // alignment for Gib1, and everything here is in 2 MiB units).
-            match unsafe { backing.commit(self.addr(at), n * HUGE_SIZE, kind, thp_always) } {
+            match unsafe { backing.commit(self.addr(at), n * HUGE_SIZE, kind, no_thp) } {
                 Ok(()) => {
                     let merges = !kind.is_hugetlb() && self.last_kind == Some(kind);
                     if !merges {
@@ -205,6 +214,32 @@ impl Arena {
             }
         }
         true
+    }
+
+    /// The heap has outgrown its small phase (`HUGEHEAP_HUGE_FROM`): advises its 4 KiB part for
+    /// THP, when THP can be had, so that it is collapsed (by the re-collapse sweep or
+    /// khugepaged) and forks no slower than the rest. Tried once.
+    fn promote(&mut self, backing: &mut impl Backing) {
+        self.promoted = true;
+        let n = self.ladder.small_below();
+        if !self.ladder.thp_usable(backing) {
+            return;
+        }
+        // SAFETY: [0, n) is committed (the frontier is at n) and is arena memory in 4 KiB
+        // pages; advice changes no contents.
+        if unsafe { backing.advise_thp(self.base, n * HUGE_SIZE) }.is_ok() {
+            self.ladder.promoted(n);
+            if self.last_kind == Some(PageKind::Small) {
+                // It now merges with a THP piece that follows.
+                self.last_kind = Some(PageKind::Thp);
+            }
+            self.just_promoted = Some(n);
+        }
+    }
+
+    /// The huge pages `[0, n)` the last growth turned from 4 KiB pages into THP, once.
+    pub fn take_promoted(&mut self) -> Option<usize> {
+        self.just_promoted.take()
     }
 
     /// Under verbose, says once the settings, the machine and the process, and then what the

@@ -1,7 +1,8 @@
-//! What the page heap asks of the OS, behind one narrow interface: address space, commits
-//! with a page kind, giving memory back, collapsing it into huge pages again, what the pools
-//! can give, and the clock. [`OsBacking`] is the real one; tests put a fake in its place, so
-//! that release, decay and re-collapse are checked call by call, with a hand-turned clock.
+//! What the page heap asks of the OS under its lock, behind one narrow interface: address
+//! space, commits with a page kind, giving memory back, moving memory out of the hugetlb pools,
+//! what the pools can give, whether THP is off for the process, and the clock (collapsing
+//! happens outside the lock, in `collapser`). [`OsBacking`] is the real one; tests put a fake
+//! in its place, so that release, decay and re-collapse are checked call by call, with a hand-turned clock.
 
 use crate::os::{mem, probe, process};
 use crate::pagekind::PageKind;
@@ -27,7 +28,13 @@ pub trait Backing {
     /// # Safety
     /// As for [`mem::commit`]: an unused, inaccessible part of a reservation, aligned to the
     /// kind's page.
-    unsafe fn commit(&mut self, addr: usize, len: usize, kind: PageKind, thp_always: bool) -> Result<(), i32>;
+    unsafe fn commit(&mut self, addr: usize, len: usize, kind: PageKind, no_thp: bool) -> Result<(), i32>;
+
+    /// Asks for THP on committed 4 KiB memory (see [`mem::advise_huge`]).
+    ///
+    /// # Safety
+    /// As for [`mem::advise_huge`].
+    unsafe fn advise_thp(&mut self, addr: usize, len: usize) -> Result<(), i32>;
 
     /// Gives the physical memory of `[addr, addr + len)` back (see [`mem::release`]).
     ///
@@ -35,15 +42,21 @@ pub trait Backing {
     /// As for [`mem::release`]: committed anonymous memory holding nothing live.
     unsafe fn release(&mut self, addr: usize, len: usize) -> bool;
 
-    /// Asks for `[addr, addr + len)` to be collapsed into transparent huge pages again (see
-    /// [`mem::collapse`]).
-    fn collapse(&mut self, addr: usize, len: usize) -> bool;
+    /// Replaces hugetlb memory with anonymous (THP) memory holding the same contents in the
+    /// 2 MiB pieces `keep` names (see [`mem::move_to_anon`]).
+    ///
+    /// # Safety
+    /// As for [`mem::move_to_anon`].
+    unsafe fn move_to_anon(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool;
 
     /// Pages of a hugetlb kind a new mapping could reserve now; `None` where unknown.
     fn pool_available(&self, kind: PageKind) -> Option<usize>;
 
     /// A coarse monotonic clock, in milliseconds (wrapping).
     fn now_ms(&self) -> u32;
+
+    /// Whether THP is switched off for this process (see [`process::thp_disabled`]).
+    fn thp_disabled(&self) -> bool;
 }
 
 /// The OS itself.
@@ -65,10 +78,15 @@ impl Backing for OsBacking {
         mem::map_metadata(len)
     }
 
-    unsafe fn commit(&mut self, addr: usize, len: usize, kind: PageKind, thp_always: bool) -> Result<(), i32> {
+    unsafe fn commit(&mut self, addr: usize, len: usize, kind: PageKind, no_thp: bool) -> Result<(), i32> {
         debug_assert!(len > 0);
         // SAFETY: caller's contract.
-        unsafe { mem::commit(addr, len, kind, thp_always) }
+        unsafe { mem::commit(addr, len, kind, no_thp) }
+    }
+
+    unsafe fn advise_thp(&mut self, addr: usize, len: usize) -> Result<(), i32> {
+        // SAFETY: caller's contract.
+        unsafe { mem::advise_huge(addr, len) }
     }
 
     unsafe fn release(&mut self, addr: usize, len: usize) -> bool {
@@ -77,8 +95,9 @@ impl Backing for OsBacking {
         unsafe { mem::release(addr, len) }
     }
 
-    fn collapse(&mut self, addr: usize, len: usize) -> bool {
-        mem::collapse(addr, len)
+    unsafe fn move_to_anon(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool {
+        // SAFETY: caller's contract.
+        unsafe { mem::move_to_anon(addr, len, keep) }
     }
 
     fn pool_available(&self, kind: PageKind) -> Option<usize> {
@@ -87,5 +106,9 @@ impl Backing for OsBacking {
 
     fn now_ms(&self) -> u32 {
         process::now_ms()
+    }
+
+    fn thp_disabled(&self) -> bool {
+        process::thp_disabled()
     }
 }

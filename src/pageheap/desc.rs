@@ -35,6 +35,9 @@ pub struct HpDesc {
     pub released: bool,
     /// When it last became wholly free (the backing's clock, ms), for the decay.
     pub freed_at: u32,
+    /// Being looked at by the re-collapse helper (outside the lock): not to be released
+    /// meanwhile.
+    pub collapsing: bool,
 }
 
 impl FillerSlot for HpDesc {

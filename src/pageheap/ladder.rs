@@ -58,6 +58,8 @@ pub enum Refusal {
     Remembered = 5,
     /// The pool's free pages are kept for copy-on-write after fork (`HUGEHEAP_COW_RESERVE`).
     CowReserve = 6,
+    /// THP is switched off for this process (`prctl(PR_SET_THP_DISABLE)`).
+    ThpDisabled = 7,
 }
 
 impl Refusal {
@@ -71,6 +73,10 @@ impl Refusal {
             Refusal::Unsupported => "unsupported here",
             Refusal::Remembered => "failed before, pool unchanged",
             Refusal::CowReserve => "rest of pool kept for copy-on-write",
+            Refusal::ThpDisabled => {
+                "THP switched off for this process by prctl(PR_SET_THP_DISABLE), which Redis does when THP is \
+                 `always` unless started with --disable-thp no"
+            }
         }
     }
 }
@@ -119,6 +125,13 @@ pub struct Ladder {
     reported: [bool; 4],
     /// The heap landing in 4 KiB pages against the chain's wish has been said.
     said_small: bool,
+    /// Pool pages (2 MiB, 1 GiB) promised to forked children for copy-on-write (see
+    /// `family`): not to be taken for growth.
+    pub promised: [usize; 2],
+    /// Under `auto`, the huge pages below which the heap is in plain 4 KiB pages.
+    small_below: usize,
+    /// A piece past `small_below` has been picked: 4 KiB pages from here on are a fallback.
+    past_small: bool,
 }
 
 impl Ladder {
@@ -136,6 +149,9 @@ impl Ladder {
             unreported: [false; 4],
             reported: [false; 4],
             said_small: false,
+            promised: [0, 0],
+            small_below: if cfg.pages.is_auto() { cfg.huge_from.div_ceil(HUGE_SIZE) } else { 0 },
+            past_small: false,
         }
     }
 
@@ -144,9 +160,33 @@ impl Ladder {
         self.chain
     }
 
-    /// Whether THP is in `always` mode (then `4k` needs `MADV_NOHUGEPAGE`).
-    pub fn thp_always(&self) -> bool {
-        self.thp == ThpMode::Always
+    /// The copy-on-write reserve, percent (0: the whole pool, for programs whose children exec).
+    pub fn cow_reserve(&self) -> usize {
+        self.cow_reserve
+    }
+
+    /// Whether verbose reporting is on.
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    /// Whether a piece at `at` of `kind` must be advised against THP: 4 KiB pages asked for
+    /// under THP `always`. (The plain pages of a small heap are not: they are as glibc's.)
+    pub fn no_thp(&self, at: usize, kind: PageKind) -> bool {
+        kind == PageKind::Small && self.thp == ThpMode::Always && at >= self.small_below
+    }
+
+    /// The huge page at which a small heap's plain pages end (0 when there are none).
+    pub fn small_below(&self) -> usize {
+        self.small_below
+    }
+
+    /// Whether THP may back new memory now (listed, on, not refused by the kernel).
+    pub fn thp_usable(&self, backing: &impl Backing) -> bool {
+        self.chain.kinds().contains(&PageKind::Thp)
+            && self.thp != ThpMode::Never
+            && self.kinds[PageKind::Thp as usize].failed_at.is_none()
+            && !backing.thp_disabled()
     }
 
     /// Whether 1 GiB pages may back a chunk starting at huge page `at`: the chain lists them,
@@ -165,6 +205,12 @@ impl Ladder {
         failed_now: &[bool; 4],
     ) -> Option<(PageKind, usize)> {
         debug_assert!(len > 0);
+        if at < self.small_below {
+            // A small heap stays in plain pages (see HUGEHEAP_HUGE_FROM); the piece ends where
+            // huge pages begin.
+            return Some((PageKind::Small, len.min(self.small_below - at)));
+        }
+        self.past_small = true;
         let chain = self.chain;
         for &kind in chain.kinds() {
             if failed_now[kind as usize] {
@@ -197,6 +243,11 @@ impl Ladder {
                         self.refuse(kind, Refusal::Unsupported, 0);
                         continue;
                     }
+                    // Asked at every growth: a program may switch THP off after start (Redis).
+                    if backing.thp_disabled() {
+                        self.refuse(kind, Refusal::ThpDisabled, 0);
+                        continue;
+                    }
                     return Some((kind, len));
                 }
                 PageKind::Small => return Some((kind, len)),
@@ -208,7 +259,8 @@ impl Ladder {
     /// How many pages of a hugetlb kind the pool can give now, or why none: what is free,
     /// less the copy-on-write room for what the process would then hold.
     fn pool_pages(&self, backing: &impl Backing, kind: PageKind) -> Result<usize, Refusal> {
-        let avail = backing.pool_available(kind);
+        let promised = self.promised[usize::from(kind == PageKind::Gib1)];
+        let avail = backing.pool_available(kind).map(|a| a.saturating_sub(promised));
         if let Some(failed_at) = self.kinds[kind as usize].failed_at {
             if avail.unwrap_or(usize::MAX) == failed_at {
                 return Err(Refusal::Remembered);
@@ -235,6 +287,15 @@ impl Ladder {
         rec.pieces += 1;
         rec.failed_at = None;
         self.report_fallbacks(kind, n);
+    }
+
+    /// Records that the first `n` huge pages, committed in 4 KiB pages for a small heap, were
+    /// advised for THP.
+    pub fn promoted(&mut self, n: usize) {
+        let bytes = n * HUGE_SIZE;
+        debug_assert!(self.kinds[PageKind::Small as usize].bytes >= bytes);
+        self.kinds[PageKind::Small as usize].bytes -= bytes;
+        self.kinds[PageKind::Thp as usize].bytes += bytes;
     }
 
     /// Records that committing with `kind` failed with `errno`. Returns false when not even
@@ -282,10 +343,11 @@ impl Ladder {
             let _ = writeln!(w, "); {used} pages instead");
             w.flush_stderr();
         }
-        let wanted_huge = self.chain.kinds().first() != Some(&PageKind::Small);
+        // (The plain pages of a small heap are not a fallback.)
+        let wanted_huge = self.chain.kinds().first() != Some(&PageKind::Small) && self.past_small;
         if used == PageKind::Small && wanted_huge && !self.said_small {
             self.said_small = true;
-            let mut w = StackWriter::<400>::new();
+            let mut w = StackWriter::<700>::new();
             let _ = write!(w, "hugeheap: no huge pages for the heap (HUGEHEAP_PAGES={}:", self.chain);
             for &kind in self.chain.kinds().iter().filter(|k| **k != PageKind::Small) {
                 let why = self.kinds[kind as usize].last_refusal.map_or("-", |r| r.describe());

@@ -10,8 +10,9 @@
 //! - [`filler`] packs spans smaller than a huge page into partly used huge pages, fullest first;
 //! - [`desc`] is what is kept per huge page; [`pagemap`] finds the span of any heap address
 //!   without a lock; [`meta`] lays out the metadata and hands out space for the layers above;
-//! - [`release`] gives whole free huge pages back after a decay; [`recollapse`] collapses THP
-//!   split by copy-on-write; [`resize`] grows large spans in place;
+//! - [`release`] gives whole free huge pages back after a decay; [`recollapse`] keeps the
+//!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out;
+//!   [`resize`] grows large spans in place;
 //! - this module ties them: spans in, spans out.
 //!
 //! A large span of `n` pages takes `n / 32` whole huge pages plus, for the remainder, the
@@ -30,7 +31,10 @@
 
 pub mod arena;
 pub mod backing;
+pub mod children;
+pub mod collapser;
 pub mod desc;
+pub mod family;
 pub mod filler;
 pub mod hugemap;
 pub mod ladder;
@@ -50,11 +54,12 @@ use arena::Arena;
 use backing::{Backing, OsBacking};
 use core::ptr;
 use desc::{FILLER, FREE, HpDesc, LARGE};
+use family::Family;
 use filler::{Filler, run_mask};
 use hugemap::HugeMap;
 use meta::{Meta, Pool};
 use pagemap::PageMap;
-use recollapse::Recollapse;
+use recollapse::{Outcome, Recollapse};
 
 pub use pagemap::LOOKUP;
 
@@ -70,8 +75,10 @@ pub struct PageCounters {
     /// Re-collapse sweeps completed (each visited every backed THP huge page with no fork
     /// during the sweep).
     pub recollapse_passes: usize,
-    /// Huge pages the kernel could not collapse again when asked.
-    pub recollapse_failures: usize,
+    /// What became of the huge pages the sweeps looked at, indexed by `Outcome as usize`.
+    pub recollapse: [usize; Outcome::COUNT],
+    /// Bytes this process (a forked child) moved out of the hugetlb pools (see `children`).
+    pub moved_out: usize,
 }
 
 /// The page heap, over the backing `B` (the OS, or a fake in tests).
@@ -93,6 +100,8 @@ pub struct PageHeap<B: Backing = OsBacking> {
     last_scan: u32,
     free_anon_backed: usize,
     recollapse: Recollapse,
+    /// The table of copy-on-write promises shared with forked children (hugetlb only).
+    family: Family,
     /// Counters.
     pub counters: PageCounters,
 }
@@ -151,6 +160,7 @@ impl<B: Backing> PageHeap<B> {
             last_scan: now,
             free_anon_backed: 0,
             recollapse: Recollapse::default(),
+            family: Family::none(),
             counters: PageCounters::default(),
         })
     }
@@ -192,7 +202,6 @@ impl<B: Backing> PageHeap<B> {
     pub fn alloc_span(&mut self, bytes: usize, align: usize, whole: bool) -> *mut Span {
         debug_assert!(align.is_power_of_two());
         self.release_excess();
-        self.recollapse_step();
         let pages = Page::covering(bytes).0.max(1);
         let Ok(pages32) = u32::try_from(pages) else {
             return ptr::null_mut();
@@ -347,6 +356,8 @@ impl<B: Backing> PageHeap<B> {
 
     /// Commits the arena up to at least huge page `min_end`; the new huge pages are FREE.
     fn grow_to(&mut self, min_end: usize) -> bool {
+        // What forked children were promised of the pools is not for growth.
+        self.arena.ladder.promised = self.family.promised(self.backing.now_ms());
         let frontier = self.arena.frontier;
         let descs = self.descs();
         let mut added = 0;
@@ -363,9 +374,23 @@ impl<B: Backing> PageHeap<B> {
                 anon += count;
             }
         });
+        if let Some(n) = self.arena.take_promoted() {
+            // The small heap's 4 KiB pages were advised for THP: they are THP pages now, to
+            // be collapsed by the next sweep (or khugepaged).
+            for d in &mut self.descs()[..n] {
+                d.kind = PageKind::Thp as u8;
+            }
+            self.recollapse.request();
+            collapser::nudge();
+        }
         self.map().set_range(HugePage(frontier), HugePage(added), true);
         self.counters.free_bytes += added * HUGE_SIZE;
         self.free_anon_backed += anon;
+        if added > anon {
+            // Without the table (no shared page to be had), each child decides alone (see
+            // `children`).
+            let _ = self.family.ensure();
+        }
         grew
     }
 
@@ -381,6 +406,48 @@ impl<B: Backing> PageHeap<B> {
         }
         self.counters.free_bytes += n * HUGE_SIZE;
         self.map().set_range(HugePage(s), HugePage(n), true);
+    }
+
+    /// Records a fork made now: THP huge pages may be split from here on. Returns whether the
+    /// heap has any (else there is nothing to sweep).
+    pub fn on_fork(&mut self) -> bool {
+        let has_thp = self.arena.ladder.kinds[PageKind::Thp as usize].bytes > 0;
+        if has_thp {
+            self.recollapse.on_fork();
+        }
+        has_thp
+    }
+
+    /// Whether a fork since the last completed re-collapse sweep may have split THP huge pages
+    /// that no sweep has put together again.
+    pub fn recollapse_pending(&self) -> bool {
+        self.recollapse.pending()
+    }
+
+    /// The next huge pages for the re-collapse helper to look at (their addresses, at most
+    /// `out.len()`); nothing releases them until [`collapse_done`](PageHeap::collapse_done).
+    /// 0 when no sweep is pending or one has just completed.
+    pub fn collapse_batch(&mut self, out: &mut [usize]) -> usize {
+        let descs = self.descs();
+        let (n, completed) = self.recollapse.batch(descs, self.arena.frontier, out);
+        self.counters.recollapse_passes += usize::from(completed);
+        for a in &mut out[..n] {
+            *a = self.arena.addr(*a);
+        }
+        n
+    }
+
+    /// Takes back a batch from [`collapse_batch`](PageHeap::collapse_batch) (its addresses)
+    /// with what became of each huge page.
+    pub fn collapse_done(&mut self, batch: &[usize], outcomes: &[Outcome]) {
+        let mut indices = [0usize; 16];
+        for (chunk, outs) in batch.chunks(16).zip(outcomes.chunks(16)) {
+            for (i, &a) in chunk.iter().enumerate() {
+                indices[i] = self.hp_index(a);
+            }
+            let descs = self.descs();
+            self.recollapse.done(descs, &indices[..chunk.len()], outs, &mut self.counters.recollapse);
+        }
     }
 
     /// Calls `f` once for every live span, in address order (walks the page map of the

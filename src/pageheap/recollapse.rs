@@ -1,91 +1,128 @@
 //! Collapsing THP again after copy-on-write. While a forked child lives, every THP huge page
 //! the parent writes is split into 4 KiB pages (Linux 5.8 and later), and the parent's next
 //! fork copies the page tables that brings back; khugepaged puts them together again only
-//! slowly. So the page heap sweeps its backed THP huge pages with `MADV_COLLAPSE` once forks
-//! have been quiet for `QUIET_MS`: `STEP` huge pages at a time (a step copies at most 16
-//! MiB), a step at most every `EVERY_MS`, from the heap's slow paths. Pages that are still
-//! whole cost a page-table walk. A fork during a sweep starts it over: the pages it had passed
-//! may have been split again.
+//! slowly. So, after a fork, the backed THP huge pages are swept and the kernel asked to
+//! collapse each again (`MADV_COLLAPSE`), except those a child still shares: collapsing one
+//! would copy 2 MiB the child keeps. Whole pages cost a page-table walk.
 //!
-//! The fork bookkeeping reaches the page heap from the fork handler, as an argument
-//! ([`PageHeap::on_fork`]).
+//! The bookkeeping is here, under the page heap's lock, and hands out batches of huge pages to
+//! look at; the looking and collapsing happen outside the lock, in the helper thread of
+//! [`super::collapser`], never on `malloc`'s path. A sweep is complete when it has passed every
+//! backed THP huge page with no fork during it and no page skipped as shared; otherwise
+//! another follows. The fork bookkeeping reaches the page heap from the fork handler, as an
+//! argument (`PageHeap::on_fork`).
 
-use super::PageHeap;
-use super::backing::Backing;
-use super::desc::{FILLER, FREE, LARGE};
+use super::desc::{FILLER, FREE, HpDesc, LARGE};
 use crate::pagekind::PageKind;
-use crate::units::HUGE_SIZE;
-
-/// Huge pages per step.
-const STEP: usize = 8;
-/// The least time between steps, ms.
-const EVERY_MS: u32 = 100;
-/// The least time after a fork before a step, ms.
-const QUIET_MS: u32 = 250;
 
 /// Where the sweep stands.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Recollapse {
-    /// Forks the process has made (counted on the parent's side).
+    /// Bumped by each fork the process makes (counted on the parent's side) and each time
+    /// 4 KiB memory is turned into THP: each bump calls for a sweep.
     forks: u32,
-    /// When the last fork happened (the backing's clock).
-    last_fork_ms: u32,
     /// The next huge page to look at.
     at: usize,
-    /// `forks` when the last sweep ended.
+    /// `forks` when the last sweep completed.
     seen: u32,
     /// `forks` when the current sweep began.
     pass: u32,
-    /// When the last step ran.
-    last_step: u32,
+    /// A page was skipped in the current sweep because a child still shared it.
+    skipped: bool,
 }
 
-impl<B: Backing> PageHeap<B> {
-    /// Records a fork made at `now` (the backing's clock): huge pages may be split from here on.
-    pub fn on_fork(&mut self, now: u32) {
-        self.recollapse.forks = self.recollapse.forks.wrapping_add(1);
-        self.recollapse.last_fork_ms = now;
+/// What became of one huge page of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Collapsed (or already whole).
+    Collapsed = 0,
+    /// Left alone: a child still shares some of its pages.
+    Shared,
+    /// Some page was busy (locked, or in use elsewhere): to be tried again.
+    Busy,
+    /// The kernel refused to collapse it.
+    Failed,
+    /// Nothing of it is in memory: nothing to collapse (a fault there takes a huge page).
+    Empty,
+}
+
+impl Outcome {
+    /// How many outcomes there are (the length of a tally).
+    pub const COUNT: usize = 5;
+}
+
+impl Recollapse {
+    /// Records a fork: huge pages may be split from here on.
+    pub fn on_fork(&mut self) {
+        self.forks = self.forks.wrapping_add(1);
+    }
+
+    /// Asks for a sweep without a fork: memory was advised for THP after it was filled in
+    /// 4 KiB pages, and collapsing it is the same work.
+    pub fn request(&mut self) {
+        self.forks = self.forks.wrapping_add(1);
     }
 
     /// Whether a fork since the last completed sweep may have split THP huge pages that no
-    /// sweep has visited since.
-    pub fn recollapse_pending(&self) -> bool {
-        self.recollapse.forks != self.recollapse.seen
+    /// sweep has put together again.
+    pub fn pending(&self) -> bool {
+        self.forks != self.seen
     }
 
-    /// One step of the sweep, if one is due.
-    pub(super) fn recollapse_step(&mut self) {
-        let r = self.recollapse;
-        if r.forks == r.seen {
-            return;
+    /// The next huge pages to look at (their indices, in address order, at most `out.len()`),
+    /// among the first `frontier` of `descs`, marked as being looked at so that nothing
+    /// releases them meanwhile. Returns how many, and whether a sweep has just completed (0
+    /// pages then). A fork since the current sweep began starts it over.
+    pub fn batch(&mut self, descs: &mut [HpDesc], frontier: usize, out: &mut [usize]) -> (usize, bool) {
+        if self.forks == self.seen {
+            return (0, false);
         }
-        let now = self.backing.now_ms();
-        if now.wrapping_sub(r.last_fork_ms) < QUIET_MS || now.wrapping_sub(r.last_step) < EVERY_MS {
-            return;
+        if self.forks != self.pass {
+            // A fork since this sweep began may have split pages it already passed.
+            self.pass = self.forks;
+            self.at = 0;
+            self.skipped = false;
         }
-        self.recollapse.last_step = now;
-        if r.forks != r.pass {
-            // A fork since this sweep began may have split pages it already visited.
-            self.recollapse.pass = r.forks;
-            self.recollapse.at = 0;
-        }
-        let mut budget = STEP;
-        while self.recollapse.at < self.arena.frontier && budget > 0 {
-            let hp = self.recollapse.at;
-            self.recollapse.at += 1;
-            let d = &self.descs()[hp];
+        let mut n = 0;
+        while self.at < frontier && n < out.len() {
+            let hp = self.at;
+            self.at += 1;
+            let d = &mut descs[hp];
             // Backed: in use, or free and not given back (it will be reused as it is).
             if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.kind == PageKind::Thp as u8 {
-                budget -= 1;
-                if !self.backing.collapse(self.arena.addr(hp), HUGE_SIZE) {
-                    self.counters.recollapse_failures += 1;
-                }
+                d.collapsing = true;
+                out[n] = hp;
+                n += 1;
             }
         }
-        if self.recollapse.at >= self.arena.frontier {
-            self.recollapse.at = 0;
-            self.recollapse.seen = r.forks;
-            self.counters.recollapse_passes += 1;
+        if n > 0 {
+            return (n, false);
+        }
+        // Past the last page: the sweep is over; complete if nothing was left shared.
+        self.at = 0;
+        if core::mem::take(&mut self.skipped) {
+            return (0, false);
+        }
+        self.seen = self.pass;
+        (0, true)
+    }
+
+    /// Takes back a batch from [`batch`](Recollapse::batch) with what became of each page;
+    /// counts the outcomes into `tally` (indexed by `Outcome as usize`).
+    pub fn done(
+        &mut self,
+        descs: &mut [HpDesc],
+        batch: &[usize],
+        outcomes: &[Outcome],
+        tally: &mut [usize; Outcome::COUNT],
+    ) {
+        debug_assert_eq!(batch.len(), outcomes.len());
+        for (&hp, &o) in batch.iter().zip(outcomes) {
+            descs[hp].collapsing = false;
+            tally[o as usize] += 1;
+            if matches!(o, Outcome::Shared | Outcome::Busy) {
+                self.skipped = true;
+            }
         }
     }
 }

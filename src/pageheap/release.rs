@@ -44,7 +44,10 @@ impl<B: Backing> PageHeap<B> {
             let Some(top) = self.map().prev_free(below) else { return };
             let descs = self.descs();
             let releasable = |d: &HpDesc| {
-                !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb() && now.wrapping_sub(d.freed_at) >= decay
+                !d.released
+                    && !d.collapsing
+                    && !PageKind::ALL[d.kind as usize].is_hugetlb()
+                    && now.wrapping_sub(d.freed_at) >= decay
             };
             if !releasable(&descs[top]) {
                 below = top;

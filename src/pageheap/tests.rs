@@ -7,7 +7,16 @@ use std::cell::Cell;
 use std::vec::Vec;
 
 fn config(retain: usize, decay_ms: u32, pages: PageKind) -> Config {
-    Config { pages: PageChain::of(&[pages]), max_heap: 4 << 30, retain, decay_ms, cow_reserve: 0, verbose: false }
+    Config {
+        pages: PageChain::of(&[pages]),
+        max_heap: 4 << 30,
+        retain,
+        decay_ms,
+        cow_reserve: 0,
+        collapse: 0,
+        huge_from: 0,
+        verbose: false,
+    }
 }
 
 fn heap(retain: usize) -> PageHeap {
@@ -128,7 +137,6 @@ fn cap_is_respected() {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Call {
     Release(usize, usize),
-    Collapse(usize),
 }
 
 /// A backing with a real reservation (never touched: the page heap does not write span
@@ -137,7 +145,6 @@ enum Call {
 struct Fake {
     now: &'static Cell<u32>,
     calls: &'static Cell<Vec<Call>>,
-    collapse_ok: bool,
 }
 
 impl Backing for Fake {
@@ -154,23 +161,26 @@ impl Backing for Fake {
     unsafe fn commit(&mut self, _: usize, _: usize, _: PageKind, _: bool) -> Result<(), i32> {
         Ok(())
     }
+    unsafe fn advise_thp(&mut self, _: usize, _: usize) -> Result<(), i32> {
+        Ok(())
+    }
     unsafe fn release(&mut self, addr: usize, len: usize) -> bool {
         let mut v = self.calls.take();
         v.push(Call::Release(addr, len));
         self.calls.set(v);
         true
     }
-    fn collapse(&mut self, addr: usize, _: usize) -> bool {
-        let mut v = self.calls.take();
-        v.push(Call::Collapse(addr));
-        self.calls.set(v);
-        self.collapse_ok
-    }
     fn pool_available(&self, _: PageKind) -> Option<usize> {
         Some(0)
     }
     fn now_ms(&self) -> u32 {
         self.now.get()
+    }
+    fn thp_disabled(&self) -> bool {
+        false
+    }
+    unsafe fn move_to_anon(&mut self, _: usize, _: usize, _: &dyn Fn(usize) -> bool) -> bool {
+        true
     }
 }
 
@@ -181,10 +191,10 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(retain: usize, decay_ms: u32, collapse_ok: bool) -> Rig {
+    fn new(retain: usize, decay_ms: u32) -> Rig {
         let now: &'static Cell<u32> = Box::leak(Box::new(Cell::new(1_000)));
         let calls: &'static Cell<Vec<Call>> = Box::leak(Box::new(Cell::new(Vec::new())));
-        let fake = Fake { now, calls, collapse_ok };
+        let fake = Fake { now, calls };
         let cfg = config(retain, decay_ms, PageKind::Thp);
         let mut info = OsInfo::probe();
         info.thp = crate::os::probe::ThpMode::Madvise;
@@ -202,7 +212,7 @@ impl Rig {
 #[test]
 fn free_huge_pages_go_back_after_the_decay_beyond_retain_highest_first() {
     // Retain 4 MiB (2 huge pages), decay 1 s.
-    let mut r = Rig::new(4 << 20, 1000, true);
+    let mut r = Rig::new(4 << 20, 1000);
     let a = r.ph.alloc_span(10 * HUGE_SIZE, HUGE_SIZE, false);
     let base = r.ph.arena.base;
     // SAFETY: a is live and freed once.
@@ -217,17 +227,17 @@ fn free_huge_pages_go_back_after_the_decay_beyond_retain_highest_first() {
     // Everything free now; b's huge page is young, the rest went back highest first until 2
     // huge pages are retained: what remains backed is the lowest.
     let calls = r.calls();
-    let released: usize = calls.iter().map(|c| if let Call::Release(_, l) = c { *l } else { 0 }).sum();
+    let released: usize = calls.iter().map(|Call::Release(_, l)| *l).sum();
     let frontier = r.ph.arena.frontier;
     assert_eq!(released, (frontier - 2) * HUGE_SIZE, "{calls:?}");
-    assert!(calls.iter().all(|c| matches!(c, Call::Release(at, _) if *at >= base + 2 * HUGE_SIZE)), "{calls:?}");
+    assert!(calls.iter().all(|Call::Release(at, _)| *at >= base + 2 * HUGE_SIZE), "{calls:?}");
     assert_eq!(r.ph.counters.released_now, released);
     r.ph.check_invariants();
 }
 
 #[test]
 fn the_release_scan_runs_at_most_four_times_per_decay() {
-    let mut r = Rig::new(0, 1000, true);
+    let mut r = Rig::new(0, 1000);
     let a = r.ph.alloc_span(4 * HUGE_SIZE, HUGE_SIZE, false);
     r.advance(2000);
     // SAFETY: a is live and freed once.
@@ -252,51 +262,36 @@ fn the_release_scan_runs_at_most_four_times_per_decay() {
     r.ph.check_invariants();
 }
 
-#[test]
-fn recollapse_waits_for_quiet_sweeps_every_backed_thp_page_and_restarts_on_fork() {
-    let mut r = Rig::new(64 << 20, 1000, true);
-    let spans: Vec<*mut Span> = (0..20).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+/// Runs sweeps until none is pending, answering each page with `outcome(page index)`; returns
+/// the pages handed out, in order.
+fn sweep(r: &mut Rig, mut outcome: impl FnMut(usize) -> recollapse::Outcome) -> Vec<usize> {
+    let mut seen = Vec::new();
+    let mut batch = [0usize; 8];
     let base = r.ph.arena.base;
-    let _ = r.calls();
-    let step = |r: &mut Rig| {
-        // Any slow path runs a step when one is due.
-        let s = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
-        // SAFETY: s is live and freed once.
-        unsafe { r.ph.free_span(s) };
-    };
-    assert!(!r.ph.recollapse_pending(), "no fork yet");
-    step(&mut r);
-    assert!(r.calls().is_empty(), "nothing to collapse without a fork");
-    r.ph.on_fork(r.now.get());
-    assert!(r.ph.recollapse_pending());
-    r.advance(249);
-    step(&mut r);
-    assert!(r.calls().is_empty(), "forks not yet quiet for 250 ms");
-    r.advance(1);
-    step(&mut r);
-    let first = r.calls();
-    assert_eq!(first.len(), 8, "a step is 8 huge pages: {first:?}");
-    assert_eq!(first[0], Call::Collapse(base));
-    r.advance(50);
-    step(&mut r);
-    assert!(r.calls().is_empty(), "at most a step every 100 ms");
-    // A fork during the sweep starts it over from the bottom.
-    r.advance(50);
-    r.ph.on_fork(r.now.get());
-    r.advance(250);
-    step(&mut r);
-    assert_eq!(r.calls().first(), Some(&Call::Collapse(base)), "restarted");
-    // Step until done: every backed THP huge page below the frontier is visited once.
-    let frontier = r.ph.arena.frontier;
-    let mut visited = 8;
-    while r.ph.recollapse_pending() {
-        r.advance(100);
-        step(&mut r);
-        visited += r.calls().len();
+    for _ in 0..10_000 {
+        let n = r.ph.collapse_batch(&mut batch);
+        let outcomes: Vec<_> = batch[..n].iter().map(|&a| outcome((a - base) / HUGE_SIZE)).collect();
+        r.ph.collapse_done(&batch[..n], &outcomes);
+        seen.extend(batch[..n].iter().map(|&a| (a - base) / HUGE_SIZE));
+        if n == 0 && !r.ph.recollapse_pending() {
+            break;
+        }
     }
-    assert_eq!(visited, frontier, "each huge page once in the sweep that completed");
-    assert_eq!(r.ph.counters.recollapse_passes, 1);
-    assert_eq!(r.ph.counters.recollapse_failures, 0);
+    seen
+}
+
+#[test]
+fn a_sweep_visits_every_backed_thp_page_once_a_fork_happened() {
+    use recollapse::Outcome;
+    let mut r = Rig::new(64 << 20, 1000);
+    let spans: Vec<*mut Span> = (0..20).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+    assert!(!r.ph.recollapse_pending(), "no fork yet");
+    assert!(sweep(&mut r, |_| Outcome::Collapsed).is_empty(), "nothing to look at without a fork");
+    r.ph.on_fork();
+    assert!(r.ph.recollapse_pending());
+    let frontier = r.ph.arena.frontier;
+    assert_eq!(sweep(&mut r, |_| Outcome::Collapsed), (0..frontier).collect::<Vec<_>>());
+    assert_eq!((r.ph.counters.recollapse_passes, r.ph.counters.recollapse[Outcome::Failed as usize]), (1, 0));
     for s in spans {
         // SAFETY: live spans, freed once.
         unsafe { r.ph.free_span(s) };
@@ -305,20 +300,57 @@ fn recollapse_waits_for_quiet_sweeps_every_backed_thp_page_and_restarts_on_fork(
 }
 
 #[test]
+fn a_fork_during_a_sweep_starts_it_over() {
+    use recollapse::Outcome;
+    let mut r = Rig::new(64 << 20, 1000);
+    let a = r.ph.alloc_span(30 * HUGE_SIZE, HUGE_SIZE, false);
+    r.ph.on_fork();
+    let mut batch = [0usize; 8];
+    let base = r.ph.arena.base;
+    let n = r.ph.collapse_batch(&mut batch);
+    r.ph.collapse_done(&batch[..n], &[Outcome::Collapsed; 8][..n]);
+    assert_eq!(batch[..n], core::array::from_fn::<usize, 8, _>(|i| base + i * HUGE_SIZE));
+    r.ph.on_fork();
+    let n = r.ph.collapse_batch(&mut batch);
+    r.ph.collapse_done(&batch[..n], &[Outcome::Collapsed; 8][..n]);
+    assert_eq!(batch[0], base, "restarted from the bottom");
+    // SAFETY: a is live and freed once.
+    unsafe { r.ph.free_span(a) };
+}
+
+#[test]
+fn pages_a_child_still_shares_keep_the_sweep_pending_and_are_not_released_meanwhile() {
+    use recollapse::Outcome;
+    let mut r = Rig::new(0, 0);
+    let a = r.ph.alloc_span(8 * HUGE_SIZE, HUGE_SIZE, false);
+    r.ph.on_fork();
+    let mut batch = [0usize; 8];
+    let n = r.ph.collapse_batch(&mut batch);
+    assert_eq!(n, 8);
+    // While the helper looks at them (outside the lock), the span is freed: nothing goes back
+    // to the OS until the batch is done.
+    // SAFETY: a is live and freed once.
+    unsafe { r.ph.free_span(a) };
+    assert!(r.calls().is_empty(), "pages being looked at were released");
+    let outcomes = [Outcome::Shared; 8];
+    r.ph.collapse_done(&batch[..n], &outcomes);
+    assert_eq!(r.ph.collapse_batch(&mut batch), 0, "past the end");
+    assert!(r.ph.recollapse_pending(), "pages left shared: another sweep is due");
+    // The child has gone: the next sweep completes.
+    let seen = sweep(&mut r, |_| Outcome::Collapsed);
+    assert!(!seen.is_empty() && !r.ph.recollapse_pending());
+    assert_eq!(r.ph.counters.recollapse_passes, 1);
+}
+
+#[test]
 fn recollapse_counts_what_the_kernel_refuses() {
-    let mut r = Rig::new(64 << 20, 1000, false);
+    use recollapse::Outcome;
+    let mut r = Rig::new(64 << 20, 1000);
     let a = r.ph.alloc_span(6 * HUGE_SIZE, HUGE_SIZE, false);
-    // The pages committed when the fork happens are the ones a sweep visits (the slow paths
-    // below may grow the arena after it; those were never shared with a child).
-    let at_fork = r.ph.arena.frontier;
-    r.ph.on_fork(r.now.get());
-    while r.ph.recollapse_pending() {
-        r.advance(300);
-        let s = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
-        // SAFETY: s is live and freed once.
-        unsafe { r.ph.free_span(s) };
-    }
-    assert_eq!(r.ph.counters.recollapse_failures, at_fork);
+    r.ph.on_fork();
+    let visited = sweep(&mut r, |_| Outcome::Failed).len();
+    assert_eq!(r.ph.counters.recollapse[Outcome::Failed as usize], visited);
+    assert_eq!(visited, r.ph.arena.frontier);
     // SAFETY: a is live and freed once.
     unsafe { r.ph.free_span(a) };
 }

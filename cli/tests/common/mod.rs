@@ -9,6 +9,10 @@ use std::sync::OnceLock;
 #[path = "../../../tests/common/skip.rs"]
 mod skip_impl;
 pub use skip_impl::skip;
+#[path = "../../../tests/common/pools.rs"]
+mod pools_impl;
+#[allow(unused_imports)] // not every test binary resizes a pool
+pub use pools_impl::{PoolGuard, pool_free};
 
 pub fn hugeheap() -> Command {
     Command::new(env!("CARGO_BIN_EXE_hugeheap"))

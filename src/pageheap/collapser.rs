@@ -1,0 +1,111 @@
+//! The re-collapse helper: one thread, started after the first fork of a process whose heap
+//! has THP, that works through the sweeps [`super::recollapse`] hands out, off `malloc`'s
+//! path: for each huge page, it reads `/proc/self/pagemap` and leaves alone a page a child
+//! still shares, else asks the kernel to collapse it. It spends at most `HUGEHEAP_COLLAPSE`
+//! percent of one CPU (measured on its own CPU clock; it sleeps the rest) and sleeps on a
+//! futex when no sweep is pending; a fork wakes it. `HUGEHEAP_COLLAPSE=0` keeps it from
+//! starting (and THP split by copy-on-write then waits for khugepaged).
+//!
+//! The thread is named `hugeheap-thp`. It is the only thread hugeheap starts, and a process
+//! that never forks, or has no THP, never gets it. A forked child has none (threads do not
+//! survive fork) until it forks in turn.
+
+use super::recollapse::Outcome;
+use crate::os::{mem, thread};
+use crate::units::HUGE_SIZE;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// Huge pages per batch (a batch is looked at and collapsed outside the lock).
+const BATCH: usize = 8;
+
+/// 0: not started; 1: running.
+static STARTED: AtomicU32 = AtomicU32::new(0);
+/// Bumped by every fork (the futex the helper sleeps on).
+static KICK: AtomicU32 = AtomicU32::new(0);
+/// Percent of one CPU the helper may use (0: no helper).
+static BUDGET: AtomicU32 = AtomicU32::new(0);
+/// CPU time the helper has used, microseconds (for `stats()`).
+static CPU_US: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Sets the helper's CPU budget, percent of one CPU (start-up).
+pub fn set_budget(percent: u32) {
+    BUDGET.store(percent.min(100), Ordering::Relaxed);
+}
+
+/// CPU time the helper has used so far, microseconds.
+pub fn cpu_us() -> u64 {
+    CPU_US.load(Ordering::Relaxed)
+}
+
+/// After a fork, in the parent (no allocator lock held): wakes the helper, starting it the
+/// first time.
+pub fn kick() {
+    if BUDGET.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    KICK.fetch_add(1, Ordering::Release);
+    if STARTED.load(Ordering::Relaxed) == 0 && STARTED.swap(1, Ordering::AcqRel) == 0 {
+        if !thread::spawn_detached(helper, c"hugeheap-thp", 256 << 10) {
+            STARTED.store(0, Ordering::Relaxed);
+        }
+        return;
+    }
+    thread::wake(&KICK);
+}
+
+/// Wakes the helper if it runs, without starting it: a process that has not forked gets no
+/// thread (khugepaged collapses what the helper would have).
+pub fn nudge() {
+    if STARTED.load(Ordering::Relaxed) != 0 {
+        KICK.fetch_add(1, Ordering::Release);
+        thread::wake(&KICK);
+    }
+}
+
+/// In a forked child: the parent's helper is not there.
+pub fn forget_in_child() {
+    STARTED.store(0, Ordering::Relaxed);
+    CPU_US.store(0, Ordering::Relaxed);
+}
+
+extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
+    let mut addrs = [0usize; BATCH];
+    let mut outcomes = [Outcome::Collapsed; BATCH];
+    let spent_base = thread::cpu_time_us();
+    loop {
+        let kick = KICK.load(Ordering::Acquire);
+        let n = {
+            let mut guard = super::lock();
+            let Some(ph) = guard.as_mut() else { return core::ptr::null_mut() };
+            ph.collapse_batch(&mut addrs)
+        };
+        if n == 0 {
+            // Nothing pending: sleep until the next fork (or a second, to look again at pages
+            // that were still shared when the last sweep passed them).
+            let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
+            thread::wait(&KICK, kick, if pending { 50 } else { 1000 });
+            continue;
+        }
+        let t0 = thread::cpu_time_us();
+        for i in 0..n {
+            outcomes[i] = match mem::page_sharing(addrs[i], HUGE_SIZE) {
+                Some((0, _)) => Outcome::Empty,
+                Some((_, 0)) => match mem::collapse(addrs[i], HUGE_SIZE) {
+                    Ok(()) => Outcome::Collapsed,
+                    Err(mem::EAGAIN) => Outcome::Busy,
+                    Err(_) => Outcome::Failed,
+                },
+                _ => Outcome::Shared,
+            };
+        }
+        if let Some(ph) = super::lock().as_mut() {
+            ph.collapse_done(&addrs[..n], &outcomes[..n]);
+        }
+        let t1 = thread::cpu_time_us();
+        CPU_US.store(t1 - spent_base, Ordering::Relaxed);
+        // Stay within the budget: after using `used` µs, rest `used * (100 - b) / b` µs.
+        let b = u64::from(BUDGET.load(Ordering::Relaxed).max(1));
+        let used = t1 - t0;
+        thread::sleep_us(used * (100 - b) / b);
+    }
+}

@@ -1,0 +1,215 @@
+//! Re-collapse and forked children: THP huge pages split by copy-on-write are collapsed again
+//! by the helper thread, but never while a child still shares them (collapsing would copy
+//! 2 MiB the child keeps); once the child is gone they are. Small heaps: the first
+//! `HUGEHEAP_HUGE_FROM` of heap are plain 4 KiB pages, turned into THP when the heap outgrows
+//! them. Each test runs in a child process of its own with its own environment; THP checks
+//! are skipped, and said, where THP is `never`.
+
+mod common;
+
+use common::{as_child, assert_ok, child, child_values, skip, thp_mode};
+use hugeheap::{HugeAlloc, PageKind};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static A: HugeAlloc = HugeAlloc::new();
+
+const MIB: usize = 1 << 20;
+const HUGE: usize = 2 * MIB;
+
+/// Only keeps a broken helper from hanging the test; the waits are for the helper's
+/// progress, which a busy machine slows but never stops.
+const HANG: Duration = Duration::from_secs(300);
+
+fn thp_available() -> bool {
+    if thp_mode() == "never" {
+        skip("thp", "THP is `never` here");
+        return false;
+    }
+    true
+}
+
+/// AnonHugePages (bytes) of the mappings overlapping `[start, end)`, from /proc/self/smaps.
+fn anon_huge_in(start: usize, end: usize) -> usize {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                    inside = a < end && b > start;
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix("AnonHugePages:") {
+                total += v.trim().trim_end_matches("kB").trim().parse::<usize>().unwrap() * 1024;
+            }
+        }
+    }
+    total
+}
+
+/// Waits until `done()` holds; panics after [`HANG`].
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < HANG, "still waiting, after {HANG:?}, for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A 2 MiB-aligned buffer of `len` bytes inside the heap, every byte written.
+fn huge_buffer(len: usize) -> (Vec<u8>, usize, usize) {
+    let mut v = vec![0u8; len + HUGE];
+    let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
+    let off = start - v.as_ptr() as usize;
+    v[off..off + len].fill(7);
+    (v, start, start + len)
+}
+
+#[test]
+fn pages_a_child_shares_are_collapsed_only_once_it_is_gone() {
+    if as_child(|| {
+        const LEN: usize = 64 * MIB;
+        let (mut v, start, end) = huge_buffer(LEN);
+        let base = v.as_ptr() as usize;
+        // The kernel may not hand out every huge page at fault (fragmented memory); the
+        // helper's first sweep after the fork collapses what it can, so measure from there.
+        let before = anon_huge_in(start, end);
+        let (r, w) = pipe();
+        // SAFETY: the child only reads a pipe and exits; it allocates nothing.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut b = [0u8; 1];
+            // SAFETY: reading into a local buffer from our own pipe.
+            unsafe { libc::read(r, b.as_mut_ptr().cast(), 1) };
+            // SAFETY: _exit skips the test harness's atexit work, as a forked child should.
+            unsafe { libc::_exit(0) };
+        }
+        // One 4 KiB write in every huge page: each splits (copying 4 KiB); 511 of its 512
+        // pages stay shared with the child.
+        for hp in (start..end).step_by(HUGE) {
+            v[hp - base] = 9;
+        }
+        // The helper looks at every huge page of the heap (a sweep) and leaves them alone
+        // while the child lives: wait until it has skipped as many as the heap has.
+        let s = hugeheap::stats();
+        let (heap_pages, shared_at_fork) = (s.committed / HUGE, s.recollapse_shared);
+        wait_for("a sweep to find the pages shared", || {
+            hugeheap::stats().recollapse_shared >= shared_at_fork + heap_pages
+        });
+        let while_shared = anon_huge_in(start, end);
+        // Let the child go: the pages are the parent's alone, and the helper collapses them.
+        // SAFETY: writing one byte from a local buffer to our own pipe.
+        unsafe { libc::write(w, b"x".as_ptr().cast(), 1) };
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        wait_for("a complete sweep after the child exited", || !hugeheap::stats().recollapse_pending);
+        let after = anon_huge_in(start, end);
+        let s = hugeheap::stats();
+        println!(
+            "@before={before} while_shared={while_shared} after={after} len={LEN} shared={} collapsed={}",
+            s.recollapse_shared, s.recollapse_collapsed
+        );
+        drop(v);
+    }) {
+        return;
+    }
+    if !thp_available() {
+        return;
+    }
+    let out = child("run", &[("HUGEHEAP_PAGES", "thp")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    let (before, while_shared, after, len) = (get("before"), get("while_shared"), get("after"), get("len"));
+    println!("huge pages: {before} at the fork, {while_shared} while the child shared them, {after} after");
+    // Every huge page was written and so split; none was collapsed while the child shared it.
+    assert_eq!(while_shared, 0, "pages collapsed while a child shared them");
+    // Once the child is gone they are collapsed again: as many as the kernel gave at fault,
+    // and at least nine in ten.
+    assert!(after >= before.min(len * 9 / 10), "after the child: {after} of {len} in huge pages (before: {before})");
+}
+
+fn pipe() -> (i32, i32) {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe writes two descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    (fds[0], fds[1])
+}
+
+#[test]
+fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
+    if as_child(|| {
+        let small: Vec<Box<[u8; 200]>> = (0..20_000).map(|i| Box::new([i as u8; 200])).collect();
+        let s = hugeheap::stats();
+        println!(
+            "@small_committed={} small_4k={} small_thp={} small_hugetlb={} small_anon_huge={}",
+            s.committed,
+            s.bytes(PageKind::Small),
+            s.bytes(PageKind::Thp),
+            s.hugetlb(),
+            anon_huge_in(s.base, s.base + s.committed)
+        );
+        // Grow past HUGEHEAP_HUGE_FROM (32 MiB by default).
+        let (big, _, _) = huge_buffer(96 * MIB);
+        let s = hugeheap::stats();
+        println!(
+            "@big_committed={} big_4k={} big_thp={} big_hugetlb={}",
+            s.committed,
+            s.bytes(PageKind::Small),
+            s.bytes(PageKind::Thp),
+            s.hugetlb()
+        );
+        // A fork starts the helper, which collapses the first 32 MiB too once no child
+        // shares them (they share one mapping with the THP that follows, if any: its huge
+        // pages are what the kernel can tell).
+        // SAFETY: the child exits at once.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        wait_for("a complete sweep", || !hugeheap::stats().recollapse_pending);
+        let s = hugeheap::stats();
+        println!("@thp_anon_huge={}", anon_huge_in(s.base, s.base + 32 * MIB));
+        drop((small, big));
+    }) {
+        return;
+    }
+    if !thp_available() {
+        return;
+    }
+    let out = child("run", &[]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    // Small: 4 KiB pages only (which THP `always` may still make huge, as it does glibc's).
+    assert!(get("small_committed") <= 32 * MIB);
+    assert_eq!((get("small_4k"), get("small_thp")), (get("small_committed"), 0));
+    if thp_mode() == "madvise" {
+        assert_eq!(get("small_anon_huge"), 0);
+    }
+    // Grown: no 4 KiB pages left; the first part is THP (the rest too, or hugetlb pages where
+    // a pool has them).
+    assert_eq!(get("big_4k"), 0);
+    assert_eq!(get("big_thp") + get("big_hugetlb"), get("big_committed"));
+    assert!(get("big_thp") >= get("small_committed"));
+    let huge = get("thp_anon_huge");
+    assert!(huge >= get("big_thp") / 10 * 9, "after the sweep, {huge} of {} THP bytes in huge pages", get("big_thp"));
+    // HUGEHEAP_HUGE_FROM=0: huge pages from the first byte.
+    let out = child("run", &[("HUGEHEAP_HUGE_FROM", "0")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    assert_eq!(get("small_4k"), 0);
+    assert_eq!(get("small_thp") + get("small_hugetlb"), get("small_committed"));
+}
