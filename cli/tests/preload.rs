@@ -295,3 +295,94 @@ fn programs_asking_their_malloc_get_hugeheaps_figures() {
     assert!(stderr.contains("hugeheap:") && stderr.contains("in use"), "{stderr}");
     assert_eq!(stderr.matches("mallopt(").count(), 1, "{stderr}");
 }
+
+/// A port nothing listens on now (the kernel's pick, released for the server to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A redis-server on a loopback port with its own data directory, stopped on drop.
+struct Redis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start(server: &mut Command, dir: &Path) -> Redis {
+        let port = free_port();
+        let child = server
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start redis-server");
+        let r = Redis { child, port };
+        // Wait for it to answer (it is up in milliseconds; the bound only catches a server
+        // that never comes up).
+        for _ in 0..3000 {
+            if r.cli(&["PING"]).trim() == "PONG" {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("redis-server on port {port} did not answer");
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `field:value` of INFO's lines, as numbers where they are.
+    fn info(&self, section: &str) -> std::collections::HashMap<String, String> {
+        self.cli(&["INFO", section])
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.cli(&["SHUTDOWN", "NOSAVE"]);
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn redis_info_memory_comes_from_hugeheap() {
+    if Command::new("redis-server").arg("--version").output().is_err()
+        || Command::new("redis-cli").arg("--version").output().is_err()
+    {
+        skip("redis", "redis-server and redis-cli are not installed (apt install redis-server)");
+        return;
+    }
+    let dir = tmp("redis");
+    let populate = |r: &Redis| {
+        r.cli(&["DEBUG", "POPULATE", "300000", "key", "200"]);
+        r.cli(&["DEBUG", "DIGEST"])
+    };
+    let plain = Redis::start(&mut Command::new("redis-server"), &dir);
+    let plain_digest = populate(&plain);
+    assert_eq!(plain_digest.trim().len(), 40, "DEBUG DIGEST: {plain_digest}");
+    drop(plain);
+    let mut under = hugeheap();
+    under.args(["run", "--pages", "thp", "--lib"]).arg(lib()).args(["--", "redis-server"]);
+    let hh = Redis::start(&mut under, &dir);
+    assert_eq!(populate(&hh), plain_digest, "the same data gives the same digest");
+    let info = hh.info("memory");
+    let n = |k: &str| info[k].parse::<usize>().unwrap_or_else(|_| panic!("{k}: {info:?}"));
+    // Redis counts what it allocated itself (used_memory, by malloc_usable_size); the allocator
+    // fields come from mallctl: hugeheap's own figures, in jemalloc's order.
+    let (used, allocated, active, resident) =
+        (n("used_memory"), n("allocator_allocated"), n("allocator_active"), n("allocator_resident"));
+    assert!(used > 300_000 * 200, "{info:?}");
+    assert!(allocated >= used * 9 / 10 && allocated <= used * 2, "allocated {allocated} for used {used}: {info:?}");
+    assert!(allocated <= active && active <= resident, "{info:?}");
+    let stats = hh.cli(&["MEMORY", "MALLOC-STATS"]);
+    assert!(stats.contains("hugeheap statistics") && stats.contains("in use"), "{stats}");
+}
