@@ -59,10 +59,10 @@ pub const OPTIONS: [OptionRow; 8] = [
         doc: "Under `auto`, the heap is in plain 4 KiB pages (as glibc's, and left to THP's \
               `always` mode if the machine has it) until it reaches this size; from there on, \
               huge pages, and the first part is advised and collapsed into THP too. A small \
-              process (a forked backend, a short helper) then costs no more memory than with \
-              glibc: huge pages cost a few MiB of partly used 2 MiB pages, and their fork gain is \
-              small below this size (docs/tuning.md has the measurements). `0`: huge pages from \
-              the first byte.",
+              process (a forked backend, a short helper) pays no 2 MiB granularity, and gives \
+              back large blocks it frees at once, as glibc does: huge pages would cost a few MiB \
+              of partly used 2 MiB pages, and their fork gain is small below this size \
+              (docs/tuning.md has the measurements). `0`: huge pages from the first byte.",
         apply: |c, v| parse_size(v).map(|s| c.huge_from = s).is_some(),
     },
     OptionRow {

@@ -2,7 +2,7 @@
 //! by the helper thread, but never while a child still shares them (collapsing would copy
 //! 2 MiB the child keeps); once the child is gone they are. Small heaps: the first
 //! `HUGEHEAP_HUGE_FROM` of heap are plain 4 KiB pages, turned into THP when the heap outgrows
-//! them. Each test runs in a child process of its own with its own environment; THP checks
+//! them, and what they free goes back to the OS as glibc gives it back. Each test runs in a child process of its own with its own environment; THP checks
 //! are skipped, and said, where THP is `never`.
 
 mod common;
@@ -212,4 +212,49 @@ fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
     let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
     assert_eq!(get("small_4k"), 0);
     assert_eq!(get("small_thp") + get("small_hugetlb"), get("small_committed"));
+}
+
+fn rss_anon() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+}
+
+#[test]
+fn a_small_heap_gives_back_what_it_frees_without_thrashing() {
+    if as_child(|| {
+        // 6 MiB in large blocks and 3 MiB in 64 KiB blocks (slabs of 1 MiB), all written.
+        let large: Vec<Vec<u8>> = (0..12).map(|i| vec![i as u8 + 1; 512 << 10]).collect();
+        let slabbed: Vec<Vec<u8>> = (0..48).map(|i| vec![i as u8 + 1; 64 << 10]).collect();
+        let (held, released) = (rss_anon(), hugeheap::stats().released_total);
+        drop((large, slabbed));
+        let s = hugeheap::stats();
+        println!("@held={held} after={} released={}", rss_anon(), s.released_total - released);
+        // A loop that frees and allocates one large block must not pay a release each time.
+        let released = s.released_total;
+        let start = Instant::now();
+        for i in 0..20_000u32 {
+            let v = vec![i as u8; 512 << 10];
+            std::hint::black_box(&v);
+        }
+        let ms = start.elapsed().as_millis();
+        println!("@loop_ms={ms} loop_released={}", hugeheap::stats().released_total - released);
+    }) {
+        return;
+    }
+    let out = child("run", &[]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    // The kernel's view: the 9 MiB freed left the process (as much as glibc gives back).
+    assert!(
+        get("after") + 8 * MIB <= get("held"),
+        "RssAnon {} with the blocks, {} after freeing them",
+        get("held"),
+        get("after")
+    );
+    assert!(get("released") >= 8 * MIB, "{} bytes given back", get("released"));
+    // Releases at free are rationed: a burst of 32, then one per 10 ms.
+    let bound = (32 + get("loop_ms") / 10 + 1) * (512 << 10);
+    assert!(get("loop_released") <= bound, "the loop gave back {} bytes (at most {bound})", get("loop_released"));
 }

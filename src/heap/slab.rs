@@ -233,7 +233,9 @@ pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 }
 
 /// Gives an empty slab back to the page heap unless it is its class's only slab (kept, so a
-/// loop that allocates and frees one block does not thrash the page heap).
+/// loop that allocates and frees one block does not thrash the page heap) and not so large
+/// that the page heap would give it back to the OS at once (in the small phase; see
+/// `pageheap::release_from`), as glibc trims what a small process has freed.
 ///
 /// # Safety
 /// `span` must be an empty (`used == 0`) non-full slab of `heap`, this thread's heap.
@@ -242,7 +244,8 @@ unsafe fn retire_if_spare(heap: *mut Heap, span: *mut Span) {
     unsafe {
         debug_assert!((*span).used() == 0 && !(*span).full);
         let c = (*span).class as usize;
-        if (*heap).current[c] == span && (*span).next.is_null() {
+        let only = (*heap).current[c] == span && (*span).next.is_null();
+        if only && slab_bytes(c) < pageheap::release_from() {
             return;
         }
         unlink(heap, span);

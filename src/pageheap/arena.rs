@@ -237,6 +237,17 @@ impl Arena {
         }
     }
 
+    /// The heap still grows in 4 KiB pages up to `HUGEHEAP_HUGE_FROM` and has not passed it.
+    pub fn in_small_phase(&self) -> bool {
+        !self.promoted && self.ladder.small_below() > 0
+    }
+
+    /// The end (in huge pages) of the small heap's 4 KiB pages: 0 once they were advised for
+    /// THP, or where there are none.
+    pub fn small_end(&self) -> usize {
+        if self.promoted { 0 } else { self.ladder.small_below().min(self.frontier) }
+    }
+
     /// The huge pages `[0, n)` the last growth turned from 4 KiB pages into THP, once.
     pub fn take_promoted(&mut self) -> Option<usize> {
         self.just_promoted.take()

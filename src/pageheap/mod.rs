@@ -53,6 +53,7 @@ use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES
 use arena::Arena;
 use backing::{Backing, OsBacking};
 use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use desc::{FILLER, FREE, HpDesc, LARGE};
 use family::Family;
 use filler::{Filler, run_mask};
@@ -62,6 +63,19 @@ use pagemap::PageMap;
 use recollapse::{Outcome, Recollapse};
 
 pub use pagemap::LOOKUP;
+
+/// In the small phase, a span of at least this many bytes (glibc's default `mmap` threshold)
+/// freed goes back to the OS at once, as glibc gives back a large chunk: a small process (a
+/// forked backend going idle) then holds what it would hold with glibc. Smaller spans wait,
+/// like whole free huge pages, for the decay.
+pub const SMALL_RELEASE_FROM: usize = 128 << 10;
+
+/// Those releases are rationed, so that a loop that frees and allocates the same large block
+/// does not pay a system call and page faults every time: at most this many in a burst...
+const SMALL_RELEASE_BURST: u32 = 32;
+
+/// ...and one more per this many milliseconds.
+const SMALL_RELEASE_EVERY_MS: u32 = 10;
 
 /// Page heap counters, read by `stats()`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -102,6 +116,13 @@ pub struct PageHeap<B: Backing = OsBacking> {
     recollapse: Recollapse,
     /// The table of copy-on-write promises shared with forked children (hugetlb only).
     family: Family,
+    /// This is the process's page heap ([`publish`](PageHeap::publish)): it keeps
+    /// [`small_phase`] up to date.
+    published: bool,
+    /// Releases at free the small phase may still make now (see [`SMALL_RELEASE_BURST`]),
+    /// and when that was last counted.
+    release_tokens: u32,
+    tokens_at: u32,
     /// Counters.
     pub counters: PageCounters,
 }
@@ -119,6 +140,16 @@ static PAGE_HEAP: SpinLock<Option<PageHeap>> = SpinLock::new(None);
 pub fn lock() -> SpinGuard<'static, Option<PageHeap>> {
     PAGE_HEAP.lock()
 }
+
+/// The size from which a span freed in the process's heap goes back to the OS at once
+/// (`usize::MAX` past the small phase or while such releases are rationed; see
+/// [`SMALL_RELEASE_FROM`]): the thread heaps keep no empty slab that large, so that its pages
+/// go back too. Read without the lock; a stale answer only keeps or returns one empty slab.
+pub fn release_from() -> usize {
+    RELEASE_FROM.load(Ordering::Relaxed)
+}
+
+static RELEASE_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// The lock itself, for the fork handlers (which hold it across `fork()`).
 pub fn the_lock() -> &'static SpinLock<Option<PageHeap>> {
@@ -161,13 +192,27 @@ impl<B: Backing> PageHeap<B> {
             free_anon_backed: 0,
             recollapse: Recollapse::default(),
             family: Family::none(),
+            published: false,
+            release_tokens: SMALL_RELEASE_BURST,
+            tokens_at: now,
             counters: PageCounters::default(),
         })
     }
 
     /// Makes this page heap's page map the one `free` reads. Once, for the process's heap.
-    pub fn publish(&self) {
+    pub fn publish(&mut self) {
         self.page_map.publish();
+        self.published = true;
+        self.mirror_release_from();
+    }
+
+    /// Keeps [`release_from`] in step with this heap, if it is the process's.
+    fn mirror_release_from(&self) {
+        if self.published {
+            let now = self.arena.in_small_phase() && self.release_tokens > 0;
+            let from = if now { SMALL_RELEASE_FROM } else { usize::MAX };
+            RELEASE_FROM.store(from, Ordering::Relaxed);
+        }
     }
 
     /// `bytes` of zeroed metadata space aligned to `align` (a power of two), for the layers
@@ -310,7 +355,57 @@ impl<B: Backing> PageHeap<B> {
                 self.make_free(hp, 1);
             }
         }
+        if pages * PAGE_SIZE >= SMALL_RELEASE_FROM
+            && first + pages.div_ceil(PAGES_PER_HUGE) <= self.arena.small_end()
+            && self.take_release_token()
+        {
+            self.release_small(start, pages);
+        }
         self.release_excess();
+    }
+
+    /// One of the small phase's rationed releases at free, if one is left; says when none is
+    /// (the thread heaps then keep their empty slabs again).
+    fn take_release_token(&mut self) -> bool {
+        let now = self.backing.now_ms();
+        let earned = now.wrapping_sub(self.tokens_at) / SMALL_RELEASE_EVERY_MS;
+        if earned > 0 {
+            self.release_tokens = (self.release_tokens.saturating_add(earned)).min(SMALL_RELEASE_BURST);
+            self.tokens_at = self.tokens_at.wrapping_add(earned * SMALL_RELEASE_EVERY_MS);
+        }
+        let had = self.release_tokens > 0;
+        self.release_tokens = self.release_tokens.saturating_sub(1);
+        if self.release_tokens == 0 || earned > 0 {
+            self.mirror_release_from();
+        }
+        had
+    }
+
+    /// Gives back the memory of a span just freed in the small heap's 4 KiB pages, as glibc
+    /// gives back a large chunk at free (see [`SMALL_RELEASE_FROM`]): no THP to split there.
+    /// Whole huge pages it frees are marked released; the rest reads as zero again.
+    fn release_small(&mut self, start: usize, pages: usize) {
+        // SAFETY: the span's pages were just freed: nothing lives there; they are committed
+        // anonymous 4 KiB memory of the arena (the caller checked the small phase).
+        if !unsafe { self.backing.release(start, pages * PAGE_SIZE) } {
+            return;
+        }
+        self.counters.released_total += pages * PAGE_SIZE;
+        let (mut at, end) = (start >> PAGE_SHIFT, (start >> PAGE_SHIFT) + pages);
+        while at < end {
+            let hp = self.hp_index(at << PAGE_SHIFT);
+            let first = (at % PAGES_PER_HUGE) as u32;
+            let n = ((end - at).min(PAGES_PER_HUGE - first as usize)) as u32;
+            let whole_free = self.map().is_free(hp);
+            let d = &mut self.descs()[hp];
+            d.dirty &= !run_mask(first, n);
+            if whole_free && !d.released && d.dirty == 0 {
+                d.released = true;
+                self.free_anon_backed -= 1;
+                self.counters.released_now += HUGE_SIZE;
+            }
+            at += n as usize;
+        }
     }
 
     /// Takes `n` wholly free huge pages aligned to `align` bytes, growing the arena if needed.
@@ -383,6 +478,7 @@ impl<B: Backing> PageHeap<B> {
             self.recollapse.request();
             collapser::nudge();
         }
+        self.mirror_release_from();
         self.map().set_range(HugePage(frontier), HugePage(added), true);
         self.counters.free_bytes += added * HUGE_SIZE;
         self.free_anon_backed += anon;
