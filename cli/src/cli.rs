@@ -34,6 +34,9 @@ pub enum BenchCommand {
     Fork(ForkArgs),
     /// Allocation speed and memory on ordinary work: hugeheap beside glibc, jemalloc, mimalloc.
     Alloc(AllocArgs),
+    /// Real programs that fork from a big heap, plain and under hugeheap: Redis, Python, Perl,
+    /// PostgreSQL (each skipped, with the install command, when missing).
+    Programs(ProgramsArgs),
 }
 
 /// The `HUGEHEAP_*` settings given as flags: one flag per row of the library's option table
@@ -194,6 +197,23 @@ pub struct AllocArgs {
     pub workloads: Vec<String>,
 }
 
+/// Options of `hugeheap bench programs`.
+#[derive(Args, Debug, Clone)]
+pub struct ProgramsArgs {
+    /// Smaller data, fewer runs (minutes instead of half an hour).
+    #[arg(long)]
+    pub quick: bool,
+    /// Programs to run, comma-separated: redis, python, perl, postgres (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The libhugeheap.so to preload (default: as `hugeheap run` finds it).
+    #[arg(long)]
+    pub lib: Option<PathBuf>,
+    /// Directory for the results (as for the other benchmarks).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 fn parse_size(s: &str) -> Result<usize, String> {
     hugeheap::internal::parse_size(s.as_bytes()).ok_or_else(|| format!("{s:?} is not a size (e.g. 512M, 4G)"))
 }
@@ -269,11 +289,28 @@ pub fn bench_alloc(a: &AllocArgs) -> std::io::Result<()> {
     alloc::run(&o).map(|_| ())
 }
 
+/// Runs `hugeheap bench programs`.
+pub fn bench_programs(a: &ProgramsArgs) -> std::io::Result<()> {
+    const PROGRAMS: [&str; 4] = ["redis", "python", "perl", "postgres"];
+    if let Some(p) = a.only.iter().find(|p| !PROGRAMS.contains(&p.as_str())) {
+        return Err(std::io::Error::other(format!("unknown program {p:?} (one of {})", PROGRAMS.join(", "))));
+    }
+    let lib = crate::run::find_lib(a.lib.as_deref()).map_err(std::io::Error::other)?;
+    let o = crate::bench::programs::Options {
+        quick: a.quick,
+        only: a.only.clone(),
+        lib,
+        out_dir: a.out.clone().unwrap_or_else(crate::bench::default_out_dir),
+    };
+    crate::bench::programs::run(&o).map(|_| ())
+}
+
 /// Runs a `hugeheap bench` subcommand.
 pub fn bench(c: &BenchCommand) -> std::io::Result<()> {
     match c {
         BenchCommand::Fork(a) => bench_fork(a),
         BenchCommand::Alloc(a) => bench_alloc(a),
+        BenchCommand::Programs(a) => bench_programs(a),
     }
 }
 

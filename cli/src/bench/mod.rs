@@ -7,6 +7,8 @@ pub mod alloc;
 pub mod contestant;
 pub mod fork;
 pub mod harness;
+pub mod pools;
+pub mod programs;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;

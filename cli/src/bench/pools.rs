@@ -1,4 +1,4 @@
-//! The fork benchmark's hold on the hugetlb pools (`--pool-2m`, `--pool-1g`; root): sets them
+//! A benchmark's hold on the hugetlb pools (`--pool-2m`, `--pool-1g`; root): sets them
 //! for each contestant, those that use pools getting the pages asked for and the others the
 //! pools as they were, and puts them back when dropped, whatever happens.
 
@@ -26,6 +26,12 @@ impl Pools {
     /// Sets the pools for a contestant; returns a note when the kernel gave fewer pages.
     pub fn set(&self, pooled: bool) -> Option<String> {
         let (p2, p1) = if pooled { self.want } else { self.old };
+        self.set_exact(p2, p1)
+    }
+
+    /// Sets the pools to `p2` 2 MiB and `p1` 1 GiB pages; returns a note when the kernel gave
+    /// fewer.
+    pub fn set_exact(&self, p2: usize, p1: usize) -> Option<String> {
         let mut short = Vec::new();
         for (path, n, label) in [(POOL_2M, p2, "2m"), (POOL_1G, p1, "1g")] {
             if read_pool(path) != Some(n) {

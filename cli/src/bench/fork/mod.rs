@@ -1,16 +1,16 @@
 //! The fork benchmark: hugeheap beside every alternative a user would consider, in one run, on
 //! one machine. Each contestant runs in a fresh process (the shared harness), so heaps never
 //! mix; see `child.rs` for the workload and the figures, `report.rs` for the table, CSV, JSON
-//! and chart, `pools.rs` for the hugetlb pools a run may own.
+//! and chart; `super::pools` holds the hugetlb pools a run may own.
 
 pub mod child;
-pub mod pools;
+
 pub mod report;
 
 use super::contestant::{Contestant, FORK_CONTESTANTS, Method};
 use super::harness::{self, Job};
+use super::pools::Pools;
 use child::{ForkSpec, Measured};
-use pools::Pools;
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -88,18 +88,29 @@ impl Machine {
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         }
     }
+
+    /// One sentence: kernel, CPUs, THP, the pools.
+    pub fn describe(&self) -> String {
+        format!(
+            "Linux {}, {} CPUs, THP {} (defrag {}), hugetlb pools at start: 2 MiB {} pages ({} free), 1 GiB {} pages \
+             ({} free).",
+            self.kernel,
+            self.cpus,
+            self.thp,
+            self.thp_defrag,
+            self.pool_2m.0,
+            self.pool_2m.1,
+            self.pool_1g.0,
+            self.pool_1g.1
+        )
+    }
 }
 
 /// The lines that open a run: the machine, and, when the contestants that want hugetlb pages
 /// will find the pools empty, that they will be marked and how to give them pages.
 pub fn run_header(m: &Machine, chosen: &[&Contestant], opts: &Options) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "fork benchmark: Linux {}, {} CPUs, THP {} (defrag {}), hugetlb pools at start: 2 MiB {} pages ({} free), \
-         1 GiB {} pages ({} free)",
-        m.kernel, m.cpus, m.thp, m.thp_defrag, m.pool_2m.0, m.pool_2m.1, m.pool_1g.0, m.pool_1g.1
-    );
+    let _ = writeln!(out, "fork benchmark: {}", m.describe());
     let wanting: Vec<&str> = chosen.iter().filter(|c| c.uses_pools).map(|c| c.name).collect();
     let (p2, p1) = opts.pools.unwrap_or((m.pool_2m.1, m.pool_1g.1));
     if !wanting.is_empty() && (p2 == 0 || p1 == 0) {
