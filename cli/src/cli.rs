@@ -162,7 +162,8 @@ pub struct ForkArgs {
     /// fork+exec samples per contestant and size.
     #[arg(long)]
     pub execs: Option<usize>,
-    /// Heap size of the sustained run (fork+exec cycles while a thread writes), or 0 for none.
+    /// Heap size of the sustained run (fork+exec, then fork-without-exec cycles while a thread
+    /// writes), or 0 for none.
     #[arg(long, value_parser = parse_size)]
     pub sustained_size: Option<usize>,
     /// Cycles of the sustained run.

@@ -39,7 +39,8 @@ fn small_run_writes_every_output() {
     }
     assert!(stdout.contains("floor (an empty process): fork "), "{stdout}");
     assert!(stdout.contains("got"), "{stdout}");
-    assert!(stdout.contains("sustained:"), "{stdout}");
+    assert!(stdout.contains("sustained: fork+exec cycles"), "{stdout}");
+    assert!(stdout.contains("sustained: fork without exec"), "{stdout}");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("fork.json")).unwrap()).unwrap();
     let rows = json["rows"].as_array().unwrap();
@@ -48,6 +49,11 @@ fn small_run_writes_every_output() {
     let hh = rows.iter().find(|r| r["contestant"] == "hugeheap").unwrap();
     assert!(hh["measured"]["fork_med_ms"].as_f64().unwrap() > 0.0);
     assert!(hh["measured"]["cow"]["rewritten"].as_u64().unwrap() > 1 << 20);
+    for mode in ["sustained", "sustained_nox"] {
+        let s = &hh["measured"][mode];
+        assert_eq!(s["cycles"].as_u64(), Some(10), "{mode}: {s}");
+        assert!(s["exec_start_ms"].as_f64().unwrap() > 0.0 && s["writes_per_s"].as_f64().unwrap() > 0.0, "{mode}: {s}");
+    }
     let spawn = rows.iter().find(|r| r["contestant"] == "posix_spawn").unwrap();
     assert!(spawn["measured"]["fork_med_ms"].is_null() && spawn["measured"]["exec_med_ms"].as_f64().unwrap() > 0.0);
     let csv = std::fs::read_to_string(dir.join("fork.csv")).unwrap();
@@ -68,6 +74,7 @@ fn unknown_contestant_is_an_error() {
 fn list_names_every_contestant() {
     let out = hugeheap().args(["bench", "fork", "--list"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().count(), 16, "{text}");
+    assert_eq!(text.lines().count(), 17, "{text}");
+    assert!(text.contains("HUGEHEAP_COLLAPSE=0"), "{text}");
     assert!(text.contains("GLIBC_TUNABLES=glibc.malloc.hugetlb=2") && text.contains("_RJEM_MALLOC_CONF=hpa:true"));
 }

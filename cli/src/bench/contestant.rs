@@ -147,6 +147,15 @@ pub const FORK_CONTESTANTS: &[Contestant] = &[
         true,
     ),
     c("hugeheap-thp", Which::Hugeheap, &[("HUGEHEAP_PAGES", "thp")], Method::Fork, Promise::Thp, false),
+    // The same with re-collapse off: what the helper's work costs the writing thread.
+    c(
+        "hugeheap-thp-nc",
+        Which::Hugeheap,
+        &[("HUGEHEAP_PAGES", "thp"), ("HUGEHEAP_COLLAPSE", "0")],
+        Method::Fork,
+        Promise::Thp,
+        false,
+    ),
     c("hugeheap-4k", Which::Hugeheap, &[("HUGEHEAP_PAGES", "4k")], Method::Fork, Promise::Nothing, false),
     c("posix_spawn", Which::System, &[], Method::PosixSpawn, Promise::Nothing, false),
     c("vfork+exec", Which::System, &[], Method::Vfork, Promise::Nothing, false),

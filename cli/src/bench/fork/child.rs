@@ -6,8 +6,9 @@
 //! - `fork()` seen by the parent, the child `_exit`ing at once (median, p90);
 //! - fork + exec + wait of /bin/true (or the contestant's own way to start a program);
 //! - the kernel's view: VmPTE, AnonHugePages, HugetlbPages, RSS, mappings;
-//! - sustained (at one size): fork+exec cycles while a thread writes into the heap; latency and
-//!   huge-page coverage at the start against the end;
+//! - sustained (at one size): fork+exec cycles, then fork-without-exec cycles (the child lives
+//!   10 ms, as a prefork server's or a worker pool's), while a thread writes into the heap;
+//!   latency and huge-page coverage at the start against the end, and the writer's throughput;
 //! - copy-on-write: fork, the child stays alive, the parent rewrites 10% of the heap; time and
 //!   extra memory (free memory and free pool pages before against after), and whether the
 //!   child survived.
@@ -15,7 +16,7 @@
 use crate::bench::contestant::Method;
 use hugeheap::KernelView;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// What a fork-benchmark child is asked to do.
@@ -35,12 +36,13 @@ pub struct ForkSpec {
     pub method: Method,
 }
 
-/// Sustained fork+exec while the heap is written.
+/// Sustained forking while the heap is written: fork+exec, or fork without exec.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Sustained {
     /// Cycles run.
     pub cycles: usize,
-    /// Median fork+exec over the first tenth of the cycles (at most 100), ms.
+    /// Median latency (fork+exec+wait; fork alone without exec) over the first tenth of the
+    /// cycles (at most 100), ms.
     pub exec_start_ms: f64,
     /// Median over the last tenth, ms.
     pub exec_end_ms: f64,
@@ -52,6 +54,8 @@ pub struct Sustained {
     pub vm_pte_start: usize,
     /// ... and after.
     pub vm_pte_end: usize,
+    /// The writing thread's byte writes per second during the cycles.
+    pub writes_per_s: f64,
 }
 
 /// Copy-on-write cost.
@@ -98,8 +102,11 @@ pub struct Measured {
     pub rss: usize,
     /// Lines of /proc/self/maps.
     pub mappings: usize,
-    /// Sustained figures, at the sustained size.
+    /// Sustained fork+exec figures, at the sustained size.
     pub sustained: Option<Sustained>,
+    /// Sustained fork-without-exec figures, at the sustained size.
+    #[serde(default)]
+    pub sustained_nox: Option<Sustained>,
     /// Copy-on-write figures.
     pub cow: Option<Cow>,
 }
@@ -140,7 +147,8 @@ pub fn run(spec: &ForkSpec) -> Measured {
         m.exec_p90_ms = Some(quantile(&mut execs, 0.9) * 1e3);
     }
     if spec.method == Method::Fork && spec.sustained > 0 {
-        m.sustained = Some(sustained(&mut heap, spec.sustained));
+        m.sustained = Some(sustained(&mut heap, spec.sustained, fork_exec));
+        m.sustained_nox = Some(sustained(&mut heap, spec.sustained, fork_no_exec));
     }
     if spec.method == Method::Fork && spec.cow && spec.size > 0 {
         m.cow = Some(cow(&mut heap));
@@ -380,12 +388,36 @@ impl Helper {
     }
 }
 
-/// Fork+exec cycles while a thread keeps writing into the heap.
-fn sustained(heap: &mut Heap, cycles: usize) -> Sustained {
+/// The child of a fork without exec lives this long, as a short worker's does.
+const NOX_CHILD_MS: u64 = 10;
+
+/// Seconds for fork() alone, the child living [`NOX_CHILD_MS`] and reaped before returning.
+fn fork_no_exec() -> f64 {
+    let t = Instant::now();
+    // SAFETY: the child only sleeps and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    let secs = t.elapsed().as_secs_f64();
+    if pid == 0 {
+        let ts = libc::timespec { tv_sec: 0, tv_nsec: (NOX_CHILD_MS * 1_000_000) as i64 };
+        // SAFETY: as above.
+        unsafe {
+            libc::nanosleep(&ts, std::ptr::null_mut());
+            libc::_exit(0);
+        }
+    }
+    wait(pid);
+    secs
+}
+
+/// `cycles` of `cycle` (fork+exec, or fork without exec) while a thread keeps writing into the
+/// heap.
+fn sustained(heap: &mut Heap, cycles: usize, cycle: fn() -> f64) -> Sustained {
     let before = KernelView::read();
     let stop = AtomicBool::new(false);
+    let written = AtomicU64::new(0);
     let mut lat = Vec::with_capacity(cycles);
     let objects = &mut heap.objects;
+    let t = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut r = Rng(7);
@@ -396,13 +428,15 @@ fn sustained(heap: &mut Heap, cycles: usize) -> Sustained {
                     let at = (r.next() >> 8) as usize % o.len();
                     o[at] = o[at].wrapping_add(1);
                 }
+                written.fetch_add(256, Ordering::Relaxed);
             }
         });
         for _ in 0..cycles {
-            lat.push(fork_exec());
+            lat.push(cycle());
         }
         stop.store(true, Ordering::Relaxed);
     });
+    let secs = t.elapsed().as_secs_f64();
     let after = KernelView::read();
     let edge = (cycles / 10).clamp(1, 100);
     let mut first = lat[..edge].to_vec();
@@ -415,6 +449,7 @@ fn sustained(heap: &mut Heap, cycles: usize) -> Sustained {
         huge_end: after.anon_huge + after.hugetlb,
         vm_pte_start: before.vm_pte,
         vm_pte_end: after.vm_pte,
+        writes_per_s: written.load(Ordering::Relaxed) as f64 / secs,
     }
 }
 

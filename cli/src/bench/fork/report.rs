@@ -4,7 +4,7 @@
 //! `fork.svg` (fork latency against heap size, log-log, one line per contestant) in the
 //! output directory.
 
-use super::child::Measured;
+use super::child::{Measured, Sustained};
 use super::{Options, Row};
 use crate::bench::contestant::{Contestant, FORK_CONTESTANTS, Method};
 use plotters::prelude::*;
@@ -213,57 +213,66 @@ pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
         }
         out.push('\n');
     }
-    let sustained: Vec<&Row> =
-        rows.iter().filter(|r| r.measured.as_ref().is_some_and(|m| m.sustained.is_some())).collect();
-    if let Some(first) = sustained.first() {
+    sustained_table(&mut out, rows, "fork+exec", "f+exec", |m| m.sustained.as_ref());
+    sustained_table(&mut out, rows, "fork without exec (child lives 10 ms)", "fork", |m| m.sustained_nox.as_ref());
+    out
+}
+
+/// One sustained table: `what` cycles while a thread writes, for every contestant that ran them.
+fn sustained_table(out: &mut String, rows: &[Row], what: &str, lat: &str, pick: fn(&Measured) -> Option<&Sustained>) {
+    let ran: Vec<(&Row, &Sustained)> = rows.iter().filter_map(|r| Some((r, pick(r.measured.as_ref()?)?))).collect();
+    let Some((first, _)) = ran.first() else { return };
+    let _ = writeln!(
+        out,
+        "\nsustained: {what} cycles while a thread writes into the heap (heap {}); median of the first and last \
+         tenth of the cycles; huge = AnonHugePages + HugetlbPages; writes = the writer's, millions per second\n\
+         {:<16} {:>7} {:>14} {:>12} {:>15} {:>13} {:>15} {:>13} {:>7}",
+        size_name(first.size),
+        "contestant",
+        "cycles",
+        format!("{lat} ms start"),
+        format!("{lat} ms end"),
+        "huge MiB start",
+        "huge MiB end",
+        "VmPTE KiB start",
+        "VmPTE KiB end",
+        "writes"
+    );
+    for (r, s) in ran {
         let _ = writeln!(
             out,
-            "sustained: fork+exec cycles while a thread writes into the heap (heap {}); median of the first and \
-             last tenth of the cycles; huge = AnonHugePages + HugetlbPages\n{:<16} {:>7} {:>14} {:>12} {:>15} {:>13} {:>15} {:>13}",
-            size_name(first.size),
-            "contestant",
-            "cycles",
-            "f+exec ms start",
-            "f+exec ms end",
-            "huge MiB start",
-            "huge MiB end",
-            "VmPTE KiB start",
-            "VmPTE KiB end"
+            "{:<16} {:>7} {:>14.3} {:>12.3} {:>15} {:>13} {:>15} {:>13} {:>7.1}",
+            r.contestant,
+            s.cycles,
+            s.exec_start_ms,
+            s.exec_end_ms,
+            mib(s.huge_start),
+            mib(s.huge_end),
+            s.vm_pte_start >> 10,
+            s.vm_pte_end >> 10,
+            s.writes_per_s / 1e6
         );
-        for r in sustained {
-            let s = r.measured.as_ref().and_then(|m| m.sustained.as_ref()).expect("filtered");
-            let _ = writeln!(
-                out,
-                "{:<16} {:>7} {:>14.3} {:>12.3} {:>15} {:>13} {:>15} {:>13}",
-                r.contestant,
-                s.cycles,
-                s.exec_start_ms,
-                s.exec_end_ms,
-                mib(s.huge_start),
-                mib(s.huge_end),
-                s.vm_pte_start >> 10,
-                s.vm_pte_end >> 10
-            );
-        }
     }
-    out
 }
 
 fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "contestant,env,size,got,short,build_s,heap_bytes,fork_med_ms,fork_p90_ms,exec_med_ms,exec_p90_ms,vm_pte,\
          anon_huge,hugetlb,hugetlb_2m,hugetlb_1g,rss,mappings,sustained_cycles,sustained_exec_start_ms,\
-         sustained_exec_end_ms,sustained_huge_start,sustained_huge_end,cow_ms,cow_rewritten,cow_extra_bytes,\
-         cow_child,note\n",
+         sustained_exec_end_ms,sustained_huge_start,sustained_huge_end,sustained_writes_per_s,\
+         nox_fork_start_ms,nox_fork_end_ms,nox_huge_start,nox_huge_end,nox_writes_per_s,cow_ms,cow_rewritten,\
+         cow_extra_bytes,cow_child,note\n",
     );
     let f = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.6}"));
     for r in rows {
         let m = r.measured.clone().unwrap_or_default();
         let s = m.sustained.clone().unwrap_or_default();
+        let x = m.sustained_nox.clone().unwrap_or_default();
         let c = m.cow.clone().unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},\"{}\",{},\"{}\",{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{:.3},{},{},\"{}\",\"{}\"",
+            "{},\"{}\",{},\"{}\",{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{:.0},{:.6},{:.6},{},{},{:.0},\
+             {:.3},{},{},\"{}\",\"{}\"",
             r.contestant,
             r.env,
             r.size,
@@ -287,6 +296,12 @@ fn csv(rows: &[Row]) -> String {
             s.exec_end_ms,
             s.huge_start,
             s.huge_end,
+            s.writes_per_s,
+            x.exec_start_ms,
+            x.exec_end_ms,
+            x.huge_start,
+            x.huge_end,
+            x.writes_per_s,
             c.ms,
             c.rewritten,
             c.extra_bytes,
@@ -312,6 +327,7 @@ fn colour(name: &str) -> RGBColor {
         "hugeheap-1g" => RGBColor(140, 86, 75),
         "hugeheap-2m" => RGBColor(255, 127, 14),
         "hugeheap-thp" => RGBColor(227, 119, 194),
+        "hugeheap-thp-nc" => RGBColor(188, 80, 144),
         _ => RGBColor(127, 127, 127),
     }
 }
