@@ -57,16 +57,17 @@ pub fn write_process(w: &mut impl fmt::Write) -> fmt::Result {
 }
 
 /// A fixed buffer that implements `fmt::Write`, for formatting without allocating.
-/// Output past its capacity is cut.
+/// Output past its capacity is cut, and a cut text still ends its line when written out.
 pub struct StackWriter<const N: usize> {
     buf: [u8; N],
     len: usize,
+    cut: bool,
 }
 
 impl<const N: usize> StackWriter<N> {
     /// An empty writer.
     pub const fn new() -> Self {
-        StackWriter { buf: [0; N], len: 0 }
+        StackWriter { buf: [0; N], len: 0, cut: false }
     }
     /// What has been written.
     pub fn as_bytes(&self) -> &[u8] {
@@ -79,8 +80,17 @@ impl<const N: usize> StackWriter<N> {
 
     /// Writes the contents to `fd`.
     pub fn flush_to(&mut self, fd: i32) {
-        write_fd(fd, self.as_bytes());
+        write_fd(fd, self.finished());
         self.len = 0;
+        self.cut = false;
+    }
+
+    /// The contents as written out: a cut text ends with a newline in place of its last byte.
+    fn finished(&mut self) -> &[u8] {
+        if self.cut && self.len > 0 {
+            self.buf[self.len - 1] = b'\n';
+        }
+        self.as_bytes()
     }
 }
 
@@ -96,6 +106,7 @@ impl<const N: usize> fmt::Write for StackWriter<N> {
         let n = s.len().min(room);
         self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
         self.len += n;
+        self.cut |= n < s.len();
         Ok(())
     }
 }
@@ -110,5 +121,17 @@ mod tests {
         let mut w = StackWriter::<4>::new();
         write!(w, "abcdef").unwrap();
         assert_eq!(w.as_bytes(), b"abcd");
+    }
+
+    #[test]
+    fn a_cut_text_still_ends_its_line() {
+        let mut w = StackWriter::<8>::new();
+        write!(w, "abcdefgh\nij").unwrap();
+        assert_eq!(w.finished(), b"abcdefg\n");
+        let mut w = StackWriter::<8>::new();
+        write!(w, "abc\n").unwrap();
+        assert_eq!(w.finished(), b"abc\n");
+        w.flush_to(-1);
+        assert_eq!((w.len, w.cut), (0, false));
     }
 }

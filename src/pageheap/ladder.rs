@@ -334,7 +334,7 @@ impl Ladder {
             }
             self.reported[k] = true;
             let rec = &self.kinds[k];
-            let mut w = StackWriter::<200>::new();
+            let mut w = StackWriter::<400>::new();
             let why = rec.last_refusal.map_or("-", |r| r.describe());
             let _ = write!(w, "hugeheap: {kind} pages not used for {} of heap ({why}", Bytes(n * HUGE_SIZE));
             if rec.last_errno != 0 {

@@ -241,7 +241,7 @@ fn sustained_table(out: &mut String, rows: &[Row], what: &str, lat: &str, pick: 
     for (r, s) in ran {
         let _ = writeln!(
             out,
-            "{:<16} {:>7} {:>14.3} {:>12.3} {:>15} {:>13} {:>15} {:>13} {:>7.1}",
+            "{:<16} {:>7} {:>14.3} {:>12.3} {:>15} {:>13} {:>15} {:>13} {:>7.3}",
             r.contestant,
             s.cycles,
             s.exec_start_ms,
