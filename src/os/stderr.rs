@@ -129,7 +129,7 @@ mod tests {
         write!(w, "abcdefgh\nij").unwrap();
         assert_eq!(w.finished(), b"abcdefg\n");
         let mut w = StackWriter::<8>::new();
-        write!(w, "abc\n").unwrap();
+        writeln!(w, "abc").unwrap();
         assert_eq!(w.finished(), b"abc\n");
         w.flush_to(-1);
         assert_eq!((w.len, w.cut), (0, false));
