@@ -9,6 +9,7 @@ pub mod fork;
 pub mod harness;
 pub mod pools;
 pub mod programs;
+pub mod rng;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;

@@ -14,6 +14,7 @@
 //!   child survived.
 
 use crate::bench::contestant::Method;
+use crate::bench::rng::Rng;
 use hugeheap::KernelView;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -164,26 +165,14 @@ pub struct Heap {
     pub bytes: usize,
 }
 
-/// A xorshift generator: the workload is the same in every process.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Builds about `bytes` of live heap.
 pub fn build_heap(bytes: usize) -> Heap {
-    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut r = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut objects: Vec<Box<[u8]>> = Vec::new();
     let mut total = 0usize;
     let mut next_large = 64 << 20;
     while total < bytes {
-        let x = r.next();
+        let x = r.next_u64();
         let n = if total >= next_large {
             next_large += 64 << 20;
             (1 << 20) + (x >> 8) as usize % (7 << 20)
@@ -420,12 +409,12 @@ fn sustained(heap: &mut Heap, cycles: usize, cycle: fn() -> f64) -> Sustained {
     let t = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut r = Rng(7);
+            let mut r = Rng::new(7);
             let n = objects.len();
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..256 {
-                    let o = &mut objects[(r.next() >> 8) as usize % n];
-                    let at = (r.next() >> 8) as usize % o.len();
+                    let o = &mut objects[(r.next_u64() >> 8) as usize % n];
+                    let at = (r.next_u64() >> 8) as usize % o.len();
                     o[at] = o[at].wrapping_add(1);
                 }
                 written.fetch_add(256, Ordering::Relaxed);

@@ -11,6 +11,7 @@
 //!   pseudo-random sequence), and again after a restart that loads the saved RDB.
 
 use super::{PoolHold, PoolWatch, Section, Setup, median, mib, ms, percentile, proc_field, scratch};
+use crate::bench::rng::Rng;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -205,18 +206,6 @@ fn wait_save(c: &mut Conn) -> Result<(), String> {
     }
 }
 
-/// A deterministic sequence (xorshift), the same in every setup.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// What one write load during a save measured.
 struct Load {
     cow: usize,
@@ -282,8 +271,8 @@ fn one(setup: &Setup, lib: &Path, s: &Scale) -> Result<(Vec<String>, String), St
     let (huge0, rss0) = huge(pid);
     let idle = idle_save(&mut c)?;
     let keys = s.keys as u64;
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let over = load_during_save(&mut c, &mut w, s.writes, |_| format!("key:{}", rng.next() % keys))?;
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
+    let over = load_during_save(&mut c, &mut w, s.writes, |_| format!("key:{}", rng.next_u64() % keys))?;
     let mut later = Vec::new();
     for _ in 0..s.later_saves {
         later.push(idle_save(&mut c)?);
