@@ -9,29 +9,14 @@ use crate::pagekind::PageKind;
 pub fn reserve(len: usize, align: usize) -> Option<usize> {
     debug_assert!(align.is_power_of_two() && align >= 4096 && len % 4096 == 0);
     let total = len.checked_add(align)?;
-    // SAFETY: an anonymous PROT_NONE mapping at an address of the kernel's choosing touches no
-    // existing memory.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            total,
-            libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
-    let start = p as usize;
+    let start = map_fresh(total, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_NORESERVE)?;
     let aligned = (start + align - 1) & !(align - 1);
     let head = aligned - start;
     let tail = total - head - len;
     // SAFETY: both pieces lie inside the mapping just made and belong to nobody else.
     unsafe {
         if head > 0 {
-            libc::munmap(p, head);
+            libc::munmap(start as *mut libc::c_void, head);
         }
         if tail > 0 {
             libc::munmap((aligned + len) as *mut libc::c_void, tail);
@@ -43,17 +28,15 @@ pub fn reserve(len: usize, align: usize) -> Option<usize> {
 /// Maps `len` bytes of zeroed, readable and writable memory for allocator metadata, lazily
 /// backed by 4 KiB pages. Returns its address.
 pub fn map_metadata(len: usize) -> Option<usize> {
-    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
+    map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+}
+
+/// A new anonymous mapping of `len` bytes (`prot`, `MAP_ANONYMOUS | flags`) at an address of
+/// the kernel's choosing. Returns its address.
+fn map_fresh(len: usize, prot: libc::c_int, flags: libc::c_int) -> Option<usize> {
+    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing touches no
+    // existing memory.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), len, prot, flags | libc::MAP_ANONYMOUS, -1, 0) };
     if p == libc::MAP_FAILED { None } else { Some(p as usize) }
 }
 
@@ -227,18 +210,7 @@ pub fn page_sharing(addr: usize, len: usize) -> Option<(usize, usize)> {
 /// Maps `len` bytes of zeroed memory shared with every process this one forks from now on
 /// (`MAP_SHARED | MAP_ANONYMOUS`). Returns its address.
 pub fn map_shared(len: usize) -> Option<usize> {
-    // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing.
-    let p = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED { None } else { Some(p as usize) }
+    map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
 }
 
 /// Replaces the hugetlb memory `[addr, addr + len)` with anonymous memory advised for THP,
@@ -254,20 +226,10 @@ pub fn map_shared(len: usize) -> Option<usize> {
 pub unsafe fn move_to_anon(addr: usize, len: usize, keep: impl Fn(usize) -> bool) -> bool {
     const PIECE: usize = 2 << 20;
     debug_assert!(addr % PIECE == 0 && len % PIECE == 0);
-    // SAFETY: a fresh anonymous mapping of the kernel's choosing.
-    let new = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if new == libc::MAP_FAILED {
+    let Some(new) = map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE) else {
         return false;
-    }
+    };
+    let new = new as *mut libc::c_void;
     // SAFETY: advice on the mapping just made.
     unsafe { libc::madvise(new, len, libc::MADV_HUGEPAGE) };
     // SAFETY: opening read-only; closed below.
