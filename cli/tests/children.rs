@@ -102,13 +102,32 @@ fn writing_children_with_a_tight_pool_all_live() {
     }
 }
 
+/// Runs `script` with `interpreter` (skipped, said, where it is missing) against a 2 MiB pool
+/// of `pool` free pages: it must exit 0, print `ok_line`, report at least `min_kib` of hugetlb
+/// pages (else nothing was tested), and leave the pool as it found it.
+fn script_with_tight_pool(interpreter: [&str; 2], script: &str, pool: usize, ok_line: &str, min_kib: usize) {
+    let [program, version] = interpreter;
+    if Command::new(program).arg(version).output().is_err() {
+        skip(program, &format!("{program} is not installed"));
+        return;
+    }
+    let Some(_pool) = tight_pool(pool) else { return };
+    let dir = common::tmp(&format!("{program}-tight-pool"));
+    std::fs::write(dir.join("script"), script).unwrap();
+    let out = run_guarded(&[program, "script"], &dir);
+    assert_success(&out, program);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(ok_line));
+    let hugetlb = value(&out.stdout, "hugetlb_kib").expect("hugetlb_kib printed");
+    assert!(
+        hugetlb >= min_kib,
+        "the heap held only {hugetlb} KiB of hugetlb pages (at least {min_kib} to test anything)"
+    );
+    pool_back_to(pool);
+}
+
 #[test]
 fn python_fork_pool_with_a_tight_pool_completes() {
     let _serial = serial();
-    if Command::new("python3").arg("--version").output().is_err() {
-        skip("python3", "python3 is not installed");
-        return;
-    }
     let script = r#"
 import multiprocessing as mp, sys
 data = [str(i) * 5 for i in range(2_000_000)]
@@ -126,25 +145,12 @@ if __name__ == "__main__":
 "#;
     // A ~200 MiB heap and 190 free pages (~1.9 times the heap): the heap takes about half,
     // and two workers that each copy what they read need more than the rest.
-    const POOL: usize = 190;
-    let Some(_pool) = tight_pool(POOL) else { return };
-    let dir = common::tmp("py-pool");
-    std::fs::write(dir.join("pool.py"), script).unwrap();
-    let out = run_guarded(&["python3", "pool.py"], &dir);
-    assert_success(&out, "python fork pool");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pool ok"));
-    let hugetlb = value(&out.stdout, "hugetlb_kib").expect("hugetlb_kib printed");
-    assert!(hugetlb >= 80 * 2048, "the heap held only {hugetlb} KiB of hugetlb pages");
-    pool_back_to(POOL);
+    script_with_tight_pool(["python3", "--version"], script, 190, "pool ok", 80 * 2048);
 }
 
 #[test]
 fn perl_reading_workers_with_a_tight_pool_all_exit_0() {
     let _serial = serial();
-    if Command::new("perl").arg("-v").output().is_err() {
-        skip("perl", "perl is not installed");
-        return;
-    }
     // A hash of 600 k keys; 4 forked workers each read all of it (Perl writes the reference
     // counts of what it reads), and exit 0 if their sums agree.
     let script = r#"
@@ -162,14 +168,5 @@ print "hugetlb_kib $kib\n";
 print $bad ? "workers failed\n" : "workers ok\n";
 exit($bad ? 1 : 0);
 "#;
-    const POOL: usize = 120;
-    let Some(_pool) = tight_pool(POOL) else { return };
-    let dir = common::tmp("perl-workers");
-    std::fs::write(dir.join("workers.pl"), script).unwrap();
-    let out = run_guarded(&["perl", "workers.pl"], &dir);
-    assert_success(&out, "perl workers");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("workers ok"));
-    let hugetlb = value(&out.stdout, "hugetlb_kib").expect("hugetlb_kib printed");
-    assert!(hugetlb > 0, "the heap held no hugetlb pages: nothing was tested");
-    pool_back_to(POOL);
+    script_with_tight_pool(["perl", "-v"], script, 120, "workers ok", 1);
 }
