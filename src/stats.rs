@@ -59,8 +59,17 @@ pub struct Stats {
     /// Bytes committed with each page kind, indexed by `PageKind as usize` (read it with
     /// [`Stats::bytes`]). THP bytes are what was advised, not what the kernel gave.
     pub by_kind: [usize; 4],
-    /// Mappings (VMAs) the heap is made of, metadata and the unused reservation included.
+    /// Mappings (VMAs) the heap is made of, metadata and the unused reservation included, as
+    /// hugeheap made them. The kernel merges neighbouring mappings whose flags agree: when the
+    /// metadata mapping lies just below the arena and the arena's first piece is plain 4 KiB
+    /// memory, `/proc/self/maps` shows the two as one line until that piece is advised for THP.
     pub mappings: usize,
+    /// First byte of the metadata mapping (page map, descriptors, span headers and the thread
+    /// heaps' pools), which lies apart from the arena.
+    pub metadata_base: usize,
+    /// Address space of the metadata mapping, bytes (lazily backed: `metadata` is what is
+    /// touched).
+    pub metadata_reserved: usize,
     /// Fallbacks taken, per kind, indexed by `PageKind as usize` (see [`Stats::fallback`]).
     pub fallbacks: [Fallback; 4],
     /// Bytes given back to the OS so far.
@@ -158,6 +167,8 @@ pub(crate) fn heap_stats() -> Stats {
         recollapse_pending: ph.recollapse_pending(),
         recollapse_cpu_us: crate::pageheap::collapser::cpu_us(),
         mappings: arena.mappings + 1 + usize::from(arena.frontier < arena.len.0),
+        metadata_base: ph.metadata_range().0,
+        metadata_reserved: ph.metadata_range().1,
         ..Stats::default()
     };
     for k in PageKind::ALL {
@@ -210,6 +221,8 @@ impl fmt::Debug for Stats {
             .field("free", &self.free)
             .field("by_kind", &PerKind(&self.by_kind))
             .field("mappings", &self.mappings)
+            .field("metadata_base", &format_args!("{:#x}", self.metadata_base))
+            .field("metadata_reserved", &self.metadata_reserved)
             .field("fallbacks", &PerKind(&self.fallbacks))
             .field("released_total", &self.released_total)
             .field("released_now", &self.released_now)

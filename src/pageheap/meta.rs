@@ -64,6 +64,11 @@ impl Meta {
         })
     }
 
+    /// The whole metadata mapping: `(start, bytes)`.
+    pub fn range(&self) -> (usize, usize) {
+        (self.page_map, self.end - self.page_map)
+    }
+
     /// The span header storage, as a pool.
     pub fn span_pool(&self) -> Pool<Span> {
         Pool::new(self.spans, self.spans_end)

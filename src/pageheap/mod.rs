@@ -564,6 +564,11 @@ impl<B: Backing> PageHeap<B> {
         }
     }
 
+    /// The metadata mapping: `(start, bytes)` of address space.
+    pub fn metadata_range(&self) -> (usize, usize) {
+        self.meta.range()
+    }
+
     /// Bytes of the page heap's own metadata touched so far (approximate upper bound).
     pub fn metadata_bytes(&self) -> usize {
         self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>()) + self.spans.touched()

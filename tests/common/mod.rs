@@ -95,16 +95,27 @@ pub fn thp_mode() -> String {
     s.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("unknown").to_string()
 }
 
-/// Mappings (lines of /proc/self/maps) that overlap `[start, end)`.
-pub fn mappings_in(start: usize, end: usize) -> usize {
+/// The address ranges `[start, end)` of the process's mappings (lines of /proc/self/maps).
+fn map_ranges() -> Vec<(usize, usize)> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
     maps.lines()
-        .filter(|l| {
+        .map(|l| {
             let range = l.split_whitespace().next().unwrap();
             let (a, b) = range.split_once('-').unwrap();
-            let a = usize::from_str_radix(a, 16).unwrap();
-            let b = usize::from_str_radix(b, 16).unwrap();
-            a < end && b > start
+            (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap())
         })
-        .count()
+        .collect()
+}
+
+/// Mappings (lines of /proc/self/maps) that overlap `[start, end)`.
+pub fn mappings_in(start: usize, end: usize) -> usize {
+    map_ranges().into_iter().filter(|&(a, b)| a < end && b > start).count()
+}
+
+/// Mappings that overlap neither the heap's arena nor its metadata mapping, as `s` places
+/// them: what the rest of the program has mapped. (Counting the heap's own lines instead
+/// would depend on the kernel merging the metadata with a neighbouring arena piece.)
+pub fn mappings_outside_heap(s: &hugeheap::Stats) -> usize {
+    let heap = [(s.base, s.base + s.reserved), (s.metadata_base, s.metadata_base + s.metadata_reserved)];
+    map_ranges().into_iter().filter(|&(a, b)| heap.iter().all(|&(start, end)| a >= end || b <= start)).count()
 }
