@@ -18,6 +18,13 @@ use core::sync::atomic::{AtomicU32, Ordering};
 /// Huge pages per batch (a batch is looked at and collapsed outside the lock).
 const BATCH: usize = 8;
 
+/// How long the helper waits before sweeping again when a sweep left pages a child shared:
+/// the first wait, and the longest (it doubles while children keep sharing). A child's
+/// lifetime is unknown (a save may take minutes); each sweep then costs one pagemap read per
+/// huge page, so the longest wait bounds both that cost and how late the work starts once
+/// the last child is gone.
+const SHARED_WAIT_MS: (u32, u32) = (50, 1000);
+
 /// 0: not started; 1: running.
 static STARTED: AtomicU32 = AtomicU32::new(0);
 /// Bumped by every fork (the futex the helper sleeps on).
@@ -72,6 +79,10 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     let mut addrs = [0usize; BATCH];
     let mut outcomes = [Outcome::Collapsed; BATCH];
     let spent_base = thread::cpu_time_us();
+    let mut shared_wait = SHARED_WAIT_MS.0;
+    // Pages found shared by the sweep under way, and by the last one: while the count does
+    // not fall (no child has let go of anything), the wait before the next sweep doubles.
+    let (mut shared_now, mut shared_last) = (0usize, usize::MAX);
     loop {
         let kick = KICK.load(Ordering::Acquire);
         let n = {
@@ -80,15 +91,22 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             ph.collapse_batch(&mut addrs)
         };
         if n == 0 {
-            // Nothing pending: sleep until the next fork (or a second, to look again at pages
-            // that were still shared when the last sweep passed them).
+            // A sweep has ended. Complete: sleep until the next fork. Pages left shared: look
+            // again later, sooner if fewer were shared than last time (children are exiting).
             let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
-            thread::wait(&KICK, kick, if pending { 50 } else { 1000 });
+            shared_wait =
+                if shared_now < shared_last { SHARED_WAIT_MS.0 } else { (shared_wait * 2).min(SHARED_WAIT_MS.1) };
+            (shared_last, shared_now) = (shared_now, 0);
+            thread::wait(&KICK, kick, if pending { shared_wait } else { 1000 });
+            if KICK.load(Ordering::Relaxed) != kick {
+                (shared_wait, shared_last) = (SHARED_WAIT_MS.0, usize::MAX);
+            }
             continue;
         }
         let t0 = thread::cpu_time_us();
+        let pagemap = mem::Pagemap::open();
         for i in 0..n {
-            outcomes[i] = match mem::page_sharing(addrs[i], HUGE_SIZE) {
+            outcomes[i] = match pagemap.as_ref().and_then(|p| p.sharing(addrs[i], HUGE_SIZE)) {
                 Some((0, _)) => Outcome::Empty,
                 Some((_, 0)) => match mem::collapse(addrs[i], HUGE_SIZE) {
                     Ok(()) => Outcome::Collapsed,
@@ -97,7 +115,9 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
                 },
                 _ => Outcome::Shared,
             };
+            shared_now += usize::from(outcomes[i] == Outcome::Shared);
         }
+        drop(pagemap);
         if let Some(ph) = super::lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);
         }

@@ -5,7 +5,9 @@
 //! - a save during which one client overwrites random existing keys, one SET at a time: the
 //!   copy-on-write it causes (`rdb_last_cow_size`, plus the 2 MiB pages taken from the pool,
 //!   which Redis does not see) and the SET latency while the save runs (p50, p99);
-//! - more idle saves (the fork after write traffic: THP split by copy-on-write shows here);
+//! - more idle saves: one at once (the fork right after write traffic: THP split by
+//!   copy-on-write shows here), then each after a pause of the scale's `gap` (whether the heap
+//!   has its huge pages back by then);
 //! - a save during which the client writes new keys, measured as above;
 //! - the data: `DEBUG DIGEST` after all this, identical in every setup (the writes are the same
 //!   pseudo-random sequence), and again after a restart that loads the saved RDB.
@@ -23,6 +25,11 @@ struct Scale {
     keys: usize,
     writes: usize,
     later_saves: usize,
+    /// The pause before each later save but the first. Redis's default save points are a
+    /// minute apart at the least (`save 3600 1 300 100 60 10000`); the pause stands for a
+    /// server that saves more often than that, and is the time the heap has to put back the
+    /// huge pages a save's writes split.
+    gap: Duration,
 }
 
 /// The command that installs what this section needs.
@@ -273,8 +280,11 @@ fn one(setup: &Setup, lib: &Path, s: &Scale) -> Result<(Vec<String>, String), St
     let keys = s.keys as u64;
     let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let over = load_during_save(&mut c, &mut w, s.writes, |_| format!("key:{}", rng.next_u64() % keys))?;
+    let (split, _) = huge(pid);
+    let at_once = idle_save(&mut c)?;
     let mut later = Vec::new();
     for _ in 0..s.later_saves {
+        std::thread::sleep(s.gap);
         later.push(idle_save(&mut c)?);
     }
     let (huge1, _) = huge(pid);
@@ -298,8 +308,9 @@ fn one(setup: &Setup, lib: &Path, s: &Scale) -> Result<(Vec<String>, String), St
         format!("{} of {}", mib(huge0), mib(rss0)),
         ms(idle),
         cow_cell(&over),
+        ms(at_once),
         format!("{} ({}-{})", ms(later_median), ms(lo), ms(hi)),
-        mib(huge1),
+        format!("{} / {}", mib(split), mib(huge1)),
         cow_cell(&new),
     ];
     Ok((cells, digest))
@@ -308,9 +319,9 @@ fn one(setup: &Setup, lib: &Path, s: &Scale) -> Result<(Vec<String>, String), St
 /// Runs the Redis section.
 pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
     let s = if opts.quick {
-        Scale { keys: 1_000_000, writes: 100_000, later_saves: 3 }
+        Scale { keys: 1_000_000, writes: 100_000, later_saves: 3, gap: Duration::from_secs(3) }
     } else {
-        Scale { keys: 8_000_000, writes: 300_000, later_saves: 5 }
+        Scale { keys: 8_000_000, writes: 300_000, later_saves: 3, gap: Duration::from_secs(15) }
     };
     // ~290 bytes per key in Redis (value, key, dict entry); the pool holds 2.5 times that, so
     // that the default copy-on-write reserve leaves the heap whole in hugetlb pages.
@@ -319,8 +330,13 @@ pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
         program: "Redis".into(),
         workload: format!(
             "{} keys x 200 B (DEBUG POPULATE); BGSAVE idle; {} random overwrites of existing keys during a save; \
-             {} more idle saves; {} SETs of new keys during a save; one SET at a time",
-            s.keys, s.writes, s.later_saves, s.writes
+             an idle save at once, then {} more, each {} s after the last; {} SETs of new keys during a save; \
+             one SET at a time",
+            s.keys,
+            s.writes,
+            s.later_saves,
+            s.gap.as_secs(),
+            s.writes
         ),
         columns: [
             "setup",
@@ -328,8 +344,9 @@ pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
             "huge pages (of RSS)",
             "fork, idle save",
             "overwrites during a save: copy-on-write, SET latency",
-            "fork of later saves, median (range)",
-            "huge pages after",
+            "fork of the next save, at once",
+            "fork of later saves, after a pause, median (range)",
+            "huge pages: after the overwrites / after the later saves",
             "new keys during a save: copy-on-write, SET latency",
         ]
         .map(String::from)
