@@ -21,6 +21,9 @@ pub enum Command {
     Run(RunArgs),
     /// Can this machine give huge pages now, and how to turn on the rest.
     Doctor(DoctorArgs),
+    /// Print the path of the libhugeheap.so `run` preloads (writing out the copy this command
+    /// carries, if that is the one), for LD_PRELOAD set by hand: a systemd unit, a Dockerfile.
+    LibPath,
     /// Benchmarks: fork latency, allocation speed.
     #[command(subcommand)]
     Bench(BenchCommand),

@@ -14,6 +14,13 @@ fn main() {
     let result = match &cli.command {
         Command::Bench(b) => hugeheap_cli::cli::bench(b),
         Command::Doctor(a) => hugeheap_cli::doctor::run(a.root.clone(), a.json),
+        Command::LibPath => match hugeheap_cli::run::find_lib(None) {
+            Ok(lib) => {
+                println!("{}", lib.display());
+                Ok(())
+            }
+            Err(e) => Err(std::io::Error::other(e)),
+        },
         Command::Run(a) => {
             let err = match hugeheap_cli::run::find_lib(a.lib.as_deref()) {
                 Ok(lib) => hugeheap_cli::run::exec(&lib, &a.options, &a.cmd),

@@ -11,7 +11,9 @@ use std::process::Command;
 pub const LIB: &str = "libhugeheap.so";
 
 /// Finds libhugeheap.so: `explicit`, then `HUGEHEAP_LIB`, then next to the running binary (or
-/// in `../lib` from it, as installed), then the cargo target directory of a source checkout.
+/// in `../lib` from it, as a package installs it, or one level up, for test binaries in a
+/// build tree), then the copy this command carries, written out to the user's cache
+/// ([`crate::embedded`]).
 pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(p) = explicit {
         return p.is_file().then(|| p.to_path_buf()).ok_or_else(|| format!("--lib {}: no such file", p.display()));
@@ -20,16 +22,14 @@ pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p.clone()).ok_or_else(|| format!("HUGEHEAP_LIB={}: no such file", p.display()));
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program's path: {e}"))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    // A test or bench binary lives in target/<profile>/deps: the library is one level up.
-    let candidates = [dir.join(LIB), dir.join("../lib").join(LIB), dir.join("..").join(LIB)];
-    candidates.iter().find(|p| p.is_file()).map(|p| p.canonicalize().unwrap_or(p.clone())).ok_or_else(|| {
-        format!(
-            "{LIB} not found next to {} (build it with `cargo build --release -p hugeheap-preload`, or pass --lib)",
-            exe.display()
-        )
-    })
+    if let Ok(exe) = std::env::current_exe() {
+        let dir = exe.parent().unwrap_or(Path::new("."));
+        let candidates = [dir.join(LIB), dir.join("../lib").join(LIB), dir.join("..").join(LIB)];
+        if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+            return Ok(p.canonicalize().unwrap_or(p.clone()));
+        }
+    }
+    crate::embedded::path().map_err(|e| format!("{LIB}: none next to this program, and its own copy: {e} (pass --lib)"))
 }
 
 /// The environment `hugeheap run` adds: LD_PRELOAD (prepended), the HUGEHEAP_* settings its

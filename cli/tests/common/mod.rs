@@ -14,23 +14,25 @@ mod pools_impl;
 #[allow(unused_imports)] // not every test binary resizes a pool
 pub use pools_impl::{PoolGuard, pool_free};
 
+/// The `hugeheap` command under test: this build's, or `HUGEHEAP_TEST_BIN` (an installed
+/// one: `scripts/deb` runs the drop-in tests against the packaged files).
 pub fn hugeheap() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hugeheap"))
+    Command::new(std::env::var_os("HUGEHEAP_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_hugeheap").into()))
 }
 
-/// libhugeheap.so, built (or found up to date) by cargo in a target directory of the tests'
-/// own, so a stale library from an earlier build is never the one tested.
+/// libhugeheap.so: the copy the `hugeheap` command carries (built by its build script from
+/// this checkout), written out to a directory of the tests' own, so that what is tested is
+/// what the command preloads and a stale library from an earlier build never is; or
+/// `HUGEHEAP_TEST_LIB` (an installed one).
 pub fn lib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
+        if let Some(p) = std::env::var_os("HUGEHEAP_TEST_LIB") {
+            return PathBuf::from(p);
+        }
         let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/preload-test");
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "hugeheap-preload", "--target-dir"])
-            .arg(&own)
-            .status()
-            .expect("cargo build");
-        assert!(st.success(), "building libhugeheap.so failed");
-        own.join("release/libhugeheap.so")
+        std::fs::create_dir_all(&own).expect("create target/preload-test");
+        hugeheap_cli::embedded::write_to(&own).expect("write libhugeheap.so")
     })
 }
 
