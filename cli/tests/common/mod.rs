@@ -42,14 +42,20 @@ pub fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// Compiles a test program from tests/c with `cc` (or `c++`).
+/// Compiles a test program from tests/c with `cc` (or `c++`). Tests of one binary build the
+/// same program at once: each compiles to a name of its own and renames it into place, so none
+/// runs a file another compiler is still writing.
 pub fn build(src: &str, compiler: &str, extra: &[&str]) -> Option<PathBuf> {
     let srcp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c").join(src);
     let out = tmp("bin").join(src.split('.').next().unwrap());
+    let own = out.with_extension(format!("{:?}.tmp", std::thread::current().id()).replace(['(', ')'], ""));
     let st =
-        Command::new(compiler).args(["-O1", "-g", "-Wall", "-pthread", "-o"]).arg(&out).arg(&srcp).args(extra).status();
+        Command::new(compiler).args(["-O1", "-g", "-Wall", "-pthread", "-o"]).arg(&own).arg(&srcp).args(extra).status();
     match st {
-        Ok(s) if s.success() => Some(out),
+        Ok(s) if s.success() => {
+            std::fs::rename(&own, &out).expect("rename the built program into place");
+            Some(out)
+        }
         Ok(s) => panic!("{compiler} {src} failed: {s}"),
         Err(e) => {
             skip(compiler, &format!("cannot build {src}: no {compiler} ({e})"));
