@@ -112,7 +112,8 @@ pub struct RunArgs {
     /// The HUGEHEAP_* settings.
     #[command(flatten)]
     pub options: OptionFlags,
-    /// Path of libhugeheap.so (default: HUGEHEAP_LIB, then next to this program).
+    /// Path of libhugeheap.so (default: HUGEHEAP_LIB, then one next to this program or in ../lib,
+    /// then the copy this program carries; `hugeheap lib-path` prints which).
     #[arg(long)]
     pub lib: Option<PathBuf>,
     /// The command and its arguments.
