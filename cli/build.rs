@@ -47,9 +47,12 @@ fn build_preload(manifest: &Path, out: &Path) -> PathBuf {
         .arg(&preload)
         .arg("--target-dir")
         .arg(&dir)
-        // of the command, say, must not instrument the allocator every program will load).
+        // Cargo hands its build scripts the outer build's flags in this variable, which a
+        // nested cargo would take as its own; RUSTFLAGS and the config still apply. The
+        // workspace wrapper is clippy's under `cargo clippy`: the library is built, not linted
+        // (and not rebuilt each time clippy and a plain build take turns).
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .status()
         .unwrap_or_else(|e| fail(&format!("cannot run cargo: {e}")));
     if !status.success() {
