@@ -150,6 +150,7 @@ pub(crate) fn heap_stats() -> Stats {
         in_use += live_bytes(s);
         active += s.bytes();
     });
+    let (metadata_base, metadata_reserved) = ph.metadata_range();
     let mut s = Stats {
         base: arena.base,
         reserved: arena.len.bytes(),
@@ -167,8 +168,8 @@ pub(crate) fn heap_stats() -> Stats {
         recollapse_pending: ph.recollapse_pending(),
         recollapse_cpu_us: crate::pageheap::collapser::cpu_us(),
         mappings: arena.mappings + 1 + usize::from(arena.frontier < arena.len.0),
-        metadata_base: ph.metadata_range().0,
-        metadata_reserved: ph.metadata_range().1,
+        metadata_base,
+        metadata_reserved,
         ..Stats::default()
     };
     for k in PageKind::ALL {

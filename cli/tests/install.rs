@@ -54,8 +54,8 @@ fn a_lone_command_runs_python_in_huge_pages() {
         skip("python3", "python3 is not installed");
         return;
     }
-    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
-    if !thp.contains("[always]") && !thp.contains("[madvise]") {
+    use hugeheap::internal::{OsInfo, ThpMode};
+    if !matches!(OsInfo::probe().thp, ThpMode::Always | ThpMode::Madvise) {
         skip("thp", "THP is off (never): the heap would be in 4 KiB pages");
         return;
     }
