@@ -42,20 +42,22 @@ pub fn default_out_dir() -> PathBuf {
 /// pages of both hugetlb pools.
 pub fn free_bytes(field: &str, pools: bool) -> usize {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mut bytes = hugeheap::internal::field_kib(meminfo.as_bytes(), field.as_bytes()).unwrap_or(0) * 1024;
+    let mut bytes = status_bytes(&meminfo, field);
     if pools {
-        for (dir, size) in [("hugepages-2048kB", 2usize << 20), ("hugepages-1048576kB", 1 << 30)] {
-            let free = std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/{dir}/free_hugepages"))
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            bytes += free * size;
-        }
+        bytes += pool_free_pages(2048) * (2 << 20) + pool_free_pages(1 << 20) * (1 << 30);
     }
     bytes
 }
 
-/// A /proc/self/status field in bytes.
+/// Free pages of the hugetlb pool of `kib`-KiB pages now (0 if it cannot be read).
+pub fn pool_free_pages(kib: usize) -> usize {
+    std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB/free_hugepages"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A field of /proc text in `key: N kB` lines (status, smaps_rollup, meminfo), in bytes.
 pub fn status_bytes(status: &str, key: &str) -> usize {
     hugeheap::internal::field_kib(status.as_bytes(), key.as_bytes()).unwrap_or(0) * 1024
 }

@@ -177,10 +177,7 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 /// Free pages of the 2 MiB pool now.
 pub fn pool_free_2m() -> usize {
-    std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    crate::bench::pool_free_pages(2048)
 }
 
 /// Watches the 2 MiB pool's free pages from another thread until dropped; `used()` is the
@@ -226,8 +223,7 @@ pub fn ms(v: f64) -> String {
 
 /// A process's field of /proc/PID/smaps_rollup or status, bytes.
 pub fn proc_field(pid: u32, file: &str, key: &str) -> usize {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
-    hugeheap::internal::field_kib(text.as_bytes(), key.as_bytes()).unwrap_or(0) * 1024
+    crate::bench::status_bytes(&std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default(), key)
 }
 
 /// A temporary directory of the run's own, emptied first.
