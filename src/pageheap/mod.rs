@@ -10,7 +10,8 @@
 //! - [`filler`] packs spans smaller than a huge page into partly used huge pages, fullest first;
 //! - [`desc`] is what is kept per huge page; [`pagemap`] finds the span of any heap address
 //!   without a lock; [`meta`] lays out the metadata and hands out space for the layers above;
-//! - [`release`] gives whole free huge pages back after a decay; [`recollapse`] keeps the
+//! - [`release`] gives whole free huge pages back after a decay, and a small heap's large
+//!   spans at free (rationed); [`recollapse`] keeps the
 //!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out;
 //!   [`resize`] grows large spans in place;
 //! - this module ties them: spans in, spans out.
@@ -53,7 +54,6 @@ use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES
 use arena::Arena;
 use backing::{Backing, OsBacking};
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use desc::{FILLER, FREE, HpDesc, LARGE};
 use family::Family;
 use filler::{Filler, run_mask};
@@ -63,19 +63,8 @@ use pagemap::PageMap;
 use recollapse::{Outcome, Recollapse};
 
 pub use pagemap::LOOKUP;
-
-/// In the small phase, a span of at least this many bytes (glibc's default `mmap` threshold)
-/// freed goes back to the OS at once, as glibc gives back a large chunk: a small process (a
-/// forked backend going idle) then holds what it would hold with glibc. Smaller spans wait,
-/// like whole free huge pages, for the decay.
-pub const SMALL_RELEASE_FROM: usize = 128 << 10;
-
-/// Those releases are rationed, so that a loop that frees and allocates the same large block
-/// does not pay a system call and page faults every time: at most this many in a burst...
-const SMALL_RELEASE_BURST: u32 = 32;
-
-/// ...and one more per this many milliseconds.
-const SMALL_RELEASE_EVERY_MS: u32 = 10;
+use release::SMALL_RELEASE_BURST;
+pub use release::{SMALL_RELEASE_FROM, release_from};
 
 /// Page heap counters, read by `stats()`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -141,16 +130,6 @@ pub fn lock() -> SpinGuard<'static, Option<PageHeap>> {
     PAGE_HEAP.lock()
 }
 
-/// The size from which a span freed in the process's heap goes back to the OS at once
-/// (`usize::MAX` past the small phase or while such releases are rationed; see
-/// [`SMALL_RELEASE_FROM`]): the thread heaps keep no empty slab that large, so that its pages
-/// go back too. Read without the lock; a stale answer only keeps or returns one empty slab.
-pub fn release_from() -> usize {
-    RELEASE_FROM.load(Ordering::Relaxed)
-}
-
-static RELEASE_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
-
 /// The lock itself, for the fork handlers (which hold it across `fork()`).
 pub fn the_lock() -> &'static SpinLock<Option<PageHeap>> {
     &PAGE_HEAP
@@ -204,15 +183,6 @@ impl<B: Backing> PageHeap<B> {
         self.page_map.publish();
         self.published = true;
         self.mirror_release_from();
-    }
-
-    /// Keeps [`release_from`] in step with this heap, if it is the process's.
-    fn mirror_release_from(&self) {
-        if self.published {
-            let now = self.arena.in_small_phase() && self.release_tokens > 0;
-            let from = if now { SMALL_RELEASE_FROM } else { usize::MAX };
-            RELEASE_FROM.store(from, Ordering::Relaxed);
-        }
     }
 
     /// `bytes` of zeroed metadata space aligned to `align` (a power of two), for the layers
@@ -362,50 +332,6 @@ impl<B: Backing> PageHeap<B> {
             self.release_small(start, pages);
         }
         self.release_excess();
-    }
-
-    /// One of the small phase's rationed releases at free, if one is left; says when none is
-    /// (the thread heaps then keep their empty slabs again).
-    fn take_release_token(&mut self) -> bool {
-        let now = self.backing.now_ms();
-        let earned = now.wrapping_sub(self.tokens_at) / SMALL_RELEASE_EVERY_MS;
-        if earned > 0 {
-            self.release_tokens = (self.release_tokens.saturating_add(earned)).min(SMALL_RELEASE_BURST);
-            self.tokens_at = self.tokens_at.wrapping_add(earned * SMALL_RELEASE_EVERY_MS);
-        }
-        let had = self.release_tokens > 0;
-        self.release_tokens = self.release_tokens.saturating_sub(1);
-        if self.release_tokens == 0 || earned > 0 {
-            self.mirror_release_from();
-        }
-        had
-    }
-
-    /// Gives back the memory of a span just freed in the small heap's 4 KiB pages, as glibc
-    /// gives back a large chunk at free (see [`SMALL_RELEASE_FROM`]): no THP to split there.
-    /// Whole huge pages it frees are marked released; the rest reads as zero again.
-    fn release_small(&mut self, start: usize, pages: usize) {
-        // SAFETY: the span's pages were just freed: nothing lives there; they are committed
-        // anonymous 4 KiB memory of the arena (the caller checked the small phase).
-        if !unsafe { self.backing.release(start, pages * PAGE_SIZE) } {
-            return;
-        }
-        self.counters.released_total += pages * PAGE_SIZE;
-        let (mut at, end) = (start >> PAGE_SHIFT, (start >> PAGE_SHIFT) + pages);
-        while at < end {
-            let hp = self.hp_index(at << PAGE_SHIFT);
-            let first = (at % PAGES_PER_HUGE) as u32;
-            let n = ((end - at).min(PAGES_PER_HUGE - first as usize)) as u32;
-            let whole_free = self.map().is_free(hp);
-            let d = &mut self.descs()[hp];
-            d.dirty &= !run_mask(first, n);
-            if whole_free && !d.released && d.dirty == 0 {
-                d.released = true;
-                self.free_anon_backed -= 1;
-                self.counters.released_now += HUGE_SIZE;
-            }
-            at += n as usize;
-        }
     }
 
     /// Takes `n` wholly free huge pages aligned to `align` bytes, growing the arena if needed.
