@@ -1,4 +1,5 @@
-//! Builds libhugeheap.so (the `hugeheap-preload` crate, release profile) and embeds it in the
+//! Builds libhugeheap.so (the `hugeheap-preload` crate, `preload` profile: release with fat LTO,
+//! one codegen unit and no unwinding, see Cargo.toml) and embeds it in the
 //! `hugeheap` command, so that an installed command carries the library it preloads
 //! (`src/embedded.rs` writes it out when needed).
 //!
@@ -43,7 +44,7 @@ fn build_preload(manifest: &Path, out: &Path) -> PathBuf {
     }
     .join("hugeheap-preload-embed");
     let status = Command::new(var("CARGO"))
-        .args(["build", "--release", "--manifest-path"])
+        .args(["build", "--profile", "preload", "--manifest-path"])
         .arg(&preload)
         .arg("--target-dir")
         .arg(&dir)
@@ -58,7 +59,7 @@ fn build_preload(manifest: &Path, out: &Path) -> PathBuf {
     if !status.success() {
         fail("building libhugeheap.so (hugeheap-preload) failed; see the output above");
     }
-    dir.join("release/libhugeheap.so")
+    dir.join("preload/libhugeheap.so")
 }
 
 /// FNV-1a, 64 bits: names the written-out copy by its contents.

@@ -97,16 +97,16 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
 /// glibc's does: a pointer hugeheap did not hand out (or a large allocation freed twice), an
 /// interior pointer, a double free of a small block (see `heap::free_local`).
 ///
+/// The fast path (a block of a slab) is inlined into every front door; null, foreign pointers
+/// and large spans go out of line.
+///
 /// # Safety
 /// `p` must be null or a live allocation of this allocator, not used afterwards.
-#[inline]
+#[inline(always)]
 pub unsafe fn free(p: *mut u8) {
     let span = LOOKUP.span_of(p as usize);
     if span.is_null() {
-        if !p.is_null() {
-            fatal_misuse("free(): invalid pointer (not allocated by hugeheap, or already freed)", p as usize);
-        }
-        return;
+        return free_unmapped(p);
     }
     // SAFETY: span is the live span holding p (caller's contract).
     unsafe {
@@ -115,6 +115,15 @@ pub unsafe fn free(p: *mut u8) {
         } else {
             free_large(p, span);
         }
+    }
+}
+
+/// `free` of a pointer in no span: null is ignored, anything else is misuse.
+#[cold]
+#[inline(never)]
+fn free_unmapped(p: *mut u8) {
+    if !p.is_null() {
+        fatal_misuse("free(): invalid pointer (not allocated by hugeheap, or already freed)", p as usize);
     }
 }
 

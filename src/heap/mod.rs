@@ -4,7 +4,7 @@
 //! paths; the rest is one concern per file:
 //!
 //! - [`size_class`]: sizes to classes, without a table;
-//! - [`thread_heap`]: the heap's fields, the sentinel, the thread-local pointer;
+//! - [`thread_heap`]: the heap's fields, the sentinel, the thread-local slot (initial-exec TLS);
 //! - [`slab`]: a slab's free list (the owner's allocation and free), refills, new slabs from
 //!   the page heap, retiring empty ones;
 //! - [`remote`], [`stack`]: frees from other threads, carried home in batches on lock-free
@@ -46,7 +46,7 @@ use thread_heap::{Heap, empty_heap, id, thread_heap};
 ///
 /// # Safety
 /// None beyond those of `GlobalAlloc::alloc`; marked unsafe because it hands out raw memory.
-#[inline]
+#[inline(always)]
 pub unsafe fn alloc_small(size: usize) -> *mut u8 {
     debug_assert!(size <= size_class::SMALL_MAX);
     let heap = thread_heap();
@@ -91,7 +91,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
 /// # Safety
 /// `span` must be the live slab whose pages hold `p`, and `p` a live block of it unless the
 /// program misuses the heap (which is detected where cheap, see `slab::free_local`).
-#[inline]
+#[inline(always)]
 pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
     debug_assert!(!span.is_null());
     let heap = thread_heap();

@@ -43,7 +43,7 @@ pub static LOOSE_ONLY: AtomicBool = AtomicBool::new(false);
 /// # Safety
 /// `heap` must be this thread's heap (or the sentinel), `owner` a live heap other than it, and
 /// `b` a live block of `owner`'s.
-#[inline]
+#[inline(never)]
 pub unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
     debug_assert!(heap != owner && !owner.is_null());
     // SAFETY: b is a live block of owner's (caller).

@@ -49,20 +49,52 @@ pub unsafe fn free_local<const CHECK_MARK: bool>(heap: *mut Heap, span: *mut Spa
     let used = unsafe { (*span).used() };
     // SAFETY: b is a block of the slab, at least 16 bytes (caller).
     if used == 0 || CHECK_MARK && unsafe { (*b).mark } == mark {
-        // SAFETY: span is a slab of this thread's heap and b one of its blocks (caller).
-        unsafe { misuse::check_double_free(span, b) };
+        // Every call leaving this function is its last act (a tail call), so the fast path
+        // saves no registers.
+        // SAFETY: caller's contract.
+        return unsafe { free_local_checked(heap, span, b) };
     }
     // SAFETY: this thread owns the slab's free list, and the block being freed (caller).
+    unsafe { push(span, b, mark, used) };
+    // SAFETY: span is a slab of this thread's heap; `full` is the owner's field.
+    if used == 1 || unsafe { (*span).full } {
+        // SAFETY: as above.
+        unsafe { free_local_slow(heap, span) };
+    }
+}
+
+/// Puts `b` on its slab's free list with its free mark; `used` was the slab's count before.
+///
+/// # Safety
+/// `span` must be a slab of this thread's heap with `used >= 1` blocks out, `b` one of them.
+#[inline(always)]
+unsafe fn push(span: *mut Span, b: *mut Block, mark: usize, used: u32) {
+    debug_assert!(used >= 1);
+    // SAFETY: caller's contract: the free list and the block are this thread's.
     unsafe {
         (*b).next = (*span).free;
         (*b).mark = mark;
         (*span).free = b;
         (*span).set_used(used - 1);
     }
-    // SAFETY: span is a slab of this thread's heap; `full` is the owner's field.
-    if used == 1 || unsafe { (*span).full } {
-        // SAFETY: as above.
-        unsafe { free_local_slow(heap, span) };
+}
+
+/// `free_local` of a block whose slab has none out or that carries its free mark: aborts on a
+/// double free, else (the mark was the program's data) frees it.
+///
+/// # Safety
+/// As for `free_local`.
+#[cold]
+#[inline(never)]
+unsafe fn free_local_checked(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+    // SAFETY: caller's contract.
+    unsafe {
+        misuse::check_double_free(span, b);
+        let used = (*span).used();
+        push(span, b, free_mark(b), used);
+        if used == 1 || (*span).full {
+            free_local_slow(heap, span);
+        }
     }
 }
 

@@ -1,10 +1,9 @@
 //! The thread heap itself: its fields, the messages that carry frees between heaps, the
-//! sentinel every thread starts with, and the thread-local pointer to it.
+//! sentinel every thread starts with, and the thread-local slot naming a thread's heap.
 
 use super::size_class::NCLASS;
 use super::stack::Linked;
 use crate::span::{Block, Span};
-use core::cell::Cell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8};
 
@@ -90,10 +89,6 @@ static mut EMPTY_HEAP: Heap = Heap {
     state: AtomicU8::new(OWNED),
 };
 
-std::thread_local! {
-    static HEAP: Cell<*mut Heap> = const { Cell::new(&raw mut EMPTY_HEAP) };
-}
-
 #[inline]
 pub fn empty_span() -> *mut Span {
     &raw mut EMPTY_SPAN
@@ -104,15 +99,125 @@ pub fn empty_heap() -> *mut Heap {
     &raw mut EMPTY_HEAP
 }
 
-/// This thread's heap (the sentinel if it has none, or if thread-local storage is gone).
-#[inline]
+/// This thread's heap (the sentinel if it has none).
+///
+/// The thread-local slot holds the heap's distance from the sentinel, so that its initial
+/// value, zero, names the sentinel and the fast path has no test for "no heap yet".
+#[inline(always)]
 pub fn thread_heap() -> *mut Heap {
-    HEAP.try_with(|h| h.get()).unwrap_or(empty_heap())
+    (empty_heap() as usize).wrapping_add(slot::get()) as *mut Heap
 }
 
-/// Makes `heap` this thread's heap; false if thread-local storage is being torn down.
+/// Makes `heap` this thread's heap; false if thread-local storage is being torn down (never,
+/// on x86-64).
 pub fn set_thread_heap(heap: *mut Heap) -> bool {
-    HEAP.try_with(|c| c.set(heap)).is_ok()
+    slot::set((heap as usize).wrapping_sub(empty_heap() as usize))
+}
+
+/// The thread-local slot, on x86-64: eight bytes of static TLS read with the initial-exec
+/// model (the thread pointer plus an offset from the GOT), defined and reached in assembly.
+/// Rust's `thread_local!` in a shared library gets the general-dynamic model, a call to
+/// `__tls_get_addr` on every access, and `-Z tls-model` is nightly-only. Initial-exec is what
+/// jemalloc and mimalloc build their preloadable libraries with: a library loaded at start-up
+/// (`LD_PRELOAD`, linked, or a Rust executable's own code) has its TLS in the static block, and
+/// glibc keeps spare static TLS (hundreds of bytes) for one loaded later with `dlopen`.
+///
+/// The symbol carries the crate's version, so two versions of hugeheap linked into one
+/// program keep slots of their own; it is hidden, so no other object binds to it.
+#[cfg(target_arch = "x86_64")]
+mod slot {
+    macro_rules! sym {
+        () => {
+            concat!(
+                "__hugeheap_thread_heap_",
+                env!("CARGO_PKG_VERSION_MAJOR"),
+                "_",
+                env!("CARGO_PKG_VERSION_MINOR"),
+                "_",
+                env!("CARGO_PKG_VERSION_PATCH")
+            )
+        };
+    }
+
+    core::arch::global_asm!(
+        concat!(
+            ".pushsection .tbss,\"awT\",@nobits\n",
+            ".p2align 3\n",
+            ".globl ",
+            sym!(),
+            "\n",
+            ".hidden ",
+            sym!(),
+            "\n",
+            ".type ",
+            sym!(),
+            ",@object\n",
+            ".size ",
+            sym!(),
+            ",8\n",
+            sym!(),
+            ":\n",
+            ".zero 8\n",
+            ".popsection"
+        ),
+        options(att_syntax)
+    );
+
+    /// The slot's value.
+    #[inline(always)]
+    pub fn get() -> usize {
+        let v: usize;
+        // SAFETY: the two loads read this thread's slot, eight bytes of static TLS defined
+        // above (the GOT entry holds its offset from the thread pointer, %fs). Nothing else is
+        // touched; flags and stack are left as they were.
+        unsafe {
+            core::arch::asm!(
+                concat!("movq ", sym!(), "@GOTTPOFF(%rip), {v}"),
+                "movq %fs:({v}), {v}",
+                v = out(reg) v,
+                options(att_syntax, nostack, preserves_flags, readonly, pure)
+            );
+        }
+        v
+    }
+
+    /// Sets the slot (static TLS lives as long as its thread: always true).
+    #[inline(always)]
+    pub fn set(v: usize) -> bool {
+        // SAFETY: as in `get`: the store writes this thread's slot and nothing else.
+        unsafe {
+            core::arch::asm!(
+                concat!("movq ", sym!(), "@GOTTPOFF(%rip), {t}"),
+                "movq {v}, %fs:({t})",
+                t = out(reg) _,
+                v = in(reg) v,
+                options(att_syntax, nostack, preserves_flags)
+            );
+        }
+        true
+    }
+}
+
+/// The thread-local slot elsewhere: Rust's own thread-local (no destructor, so it lives as
+/// long as the thread).
+#[cfg(not(target_arch = "x86_64"))]
+mod slot {
+
+    std::thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// The slot's value (0, the sentinel, once thread-local storage is gone).
+    #[inline(always)]
+    pub fn get() -> usize {
+        SLOT.try_with(Cell::get).unwrap_or(0)
+    }
+
+    /// Sets the slot; false once thread-local storage is gone.
+    #[inline(always)]
+    pub fn set(v: usize) -> bool {
+        SLOT.try_with(|c| c.set(v)).is_ok()
+    }
 }
 
 /// The opaque id a slab keeps of its heap.
