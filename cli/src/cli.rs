@@ -24,7 +24,7 @@ pub enum Command {
     /// Print the path of the libhugeheap.so `run` preloads (writing out the copy this command
     /// carries, if that is the one), for LD_PRELOAD set by hand: a systemd unit, a Dockerfile.
     LibPath,
-    /// Benchmarks: fork latency, allocation speed.
+    /// Benchmarks: fork latency, allocation speed (Rust and C paths), real programs.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -37,6 +37,9 @@ pub enum BenchCommand {
     Fork(ForkArgs),
     /// Allocation speed and memory on ordinary work: hugeheap beside glibc, jemalloc, mimalloc.
     Alloc(AllocArgs),
+    /// Allocation speed and memory through the C API (LD_PRELOAD): C workloads, python3, ruby
+    /// and sort, hugeheap beside glibc and the Debian packages of jemalloc, mimalloc, tcmalloc.
+    Cpath(CpathArgs),
     /// Real programs that fork from a big heap, plain and under hugeheap: Redis, Python, Perl,
     /// PostgreSQL (each skipped, with the install command, when missing).
     Programs(ProgramsArgs),
@@ -202,6 +205,32 @@ pub struct AllocArgs {
     pub workloads: Vec<String>,
 }
 
+/// Options of `hugeheap bench cpath`.
+#[derive(Args, Debug, Clone)]
+pub struct CpathArgs {
+    /// Fewer repetitions and a quarter of the work (a few minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Repetitions per workload and contestant (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+    /// Work scale (1.0 is about a second per workload under glibc).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Workloads to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Contestants to run, comma-separated: glibc, jemalloc, mimalloc, tcmalloc, hugeheap.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// The libhugeheap.so to preload (default: as `hugeheap run` finds it).
+    #[arg(long)]
+    pub lib: Option<PathBuf>,
+    /// Directory for the results (as for the other benchmarks).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 /// Options of `hugeheap bench programs`.
 #[derive(Args, Debug, Clone)]
 pub struct ProgramsArgs {
@@ -294,6 +323,29 @@ pub fn bench_alloc(a: &AllocArgs) -> std::io::Result<()> {
     alloc::run(&o).map(|_| ())
 }
 
+/// Runs `hugeheap bench cpath`.
+pub fn bench_cpath(a: &CpathArgs) -> std::io::Result<()> {
+    use crate::bench::cpath;
+    let names = cpath::workload_names();
+    if let Some(w) = a.workloads.iter().find(|w| !names.contains(&w.as_str())) {
+        return Err(std::io::Error::other(format!("unknown workload {w:?} (one of {})", names.join(", "))));
+    }
+    const CONTESTANTS: [&str; 5] = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "hugeheap"];
+    if let Some(c) = a.only.iter().find(|c| !CONTESTANTS.contains(&c.as_str())) {
+        return Err(std::io::Error::other(format!("unknown contestant {c:?} (one of {})", CONTESTANTS.join(", "))));
+    }
+    let lib = crate::run::find_lib(a.lib.as_deref()).map_err(std::io::Error::other)?;
+    let o = cpath::Options {
+        reps: if a.quick { 3 } else { a.reps.max(1) },
+        scale: if a.quick { a.scale * 0.25 } else { a.scale },
+        workloads: a.workloads.clone(),
+        only: a.only.clone(),
+        lib,
+        out_dir: a.out.clone().unwrap_or_else(crate::bench::default_out_dir),
+    };
+    cpath::run(&o).map(|_| ())
+}
+
 /// Runs `hugeheap bench programs`.
 pub fn bench_programs(a: &ProgramsArgs) -> std::io::Result<()> {
     const PROGRAMS: [&str; 4] = ["redis", "python", "perl", "postgres"];
@@ -315,6 +367,7 @@ pub fn bench(c: &BenchCommand) -> std::io::Result<()> {
     match c {
         BenchCommand::Fork(a) => bench_fork(a),
         BenchCommand::Alloc(a) => bench_alloc(a),
+        BenchCommand::Cpath(a) => bench_cpath(a),
         BenchCommand::Programs(a) => bench_programs(a),
     }
 }

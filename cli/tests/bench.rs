@@ -1,6 +1,9 @@
 //! The fork benchmark engine, run for real on a small heap: every contestant asked for is in
 //! the table (with figures or with its reason), and the CSV, JSON, text and SVG are written.
 
+mod common;
+
+use common::skip;
 use std::process::Command;
 
 fn hugeheap() -> Command {
@@ -77,4 +80,39 @@ fn list_names_every_contestant() {
     assert_eq!(text.lines().count(), 17, "{text}");
     assert!(text.contains("HUGEHEAP_COLLAPSE=0"), "{text}");
     assert!(text.contains("GLIBC_TUNABLES=glibc.malloc.hugetlb=2") && text.contains("_RJEM_MALLOC_CONF=hpa:true"));
+}
+
+/// The C-path benchmark, run small: every workload runs under glibc and hugeheap with the same
+/// output (a differing output or a failure would show in its cell), the peers are there or
+/// skipped with their install command, and the files are written.
+#[test]
+fn cpath_small_run_checks_outputs_and_writes_files() {
+    let dir = std::env::temp_dir().join(format!("hugeheap-cpath-test-{}", std::process::id()));
+    let out =
+        hugeheap().args(["bench", "cpath", "--reps", "1", "--scale", "0.01", "--out"]).arg(&dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for w in ["churn", "pairs", "tight", "server", "threads", "large", "python3", "ruby", "sort"] {
+        let line = stdout.lines().find(|l| l.starts_with(&format!("{w} "))).unwrap_or_else(|| panic!("{w}:\n{stdout}"));
+        if let Some(why) = stdout.lines().find(|l| l.starts_with(&format!("{w} glibc: SKIPPED"))) {
+            skip(w, why);
+            continue;
+        }
+        assert!(!line.contains(" - "), "{w} has a cell that did not run: {line}\n{stdout}");
+    }
+    for c in ["glibc", "hugeheap"] {
+        if let Some(l) = stdout.lines().find(|l| l.contains(&format!(" {c}: ")) && !l.contains("SKIPPED")) {
+            panic!("{c} failed a workload: {l}");
+        }
+    }
+    assert!(!stdout.contains("output differs"), "{stdout}");
+    // A peer that is missing says how to install it.
+    for l in stdout.lines().filter(|l| l.contains("SKIPPED")) {
+        assert!(l.contains("apt-get install"), "{l}");
+    }
+    for f in ["cpath.txt", "cpath.csv", "cpath.json"] {
+        assert!(dir.join(f).is_file(), "{f} not written");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,7 +28,7 @@ pub enum Job {
 
 /// Whether an environment variable configures some allocator (and must not leak from the
 /// parent into a child).
-fn allocator_var(k: &str) -> bool {
+pub fn allocator_var(k: &str) -> bool {
     k.starts_with("HUGEHEAP_")
         || k.starts_with("MIMALLOC_")
         || k.starts_with("_RJEM_")

@@ -1,10 +1,14 @@
 //! The benchmarks: `bench fork` (fork latency and its costs, hugeheap beside every
-//! alternative) and `bench alloc` (allocation speed and memory on ordinary work). Both run each
-//! contestant in a fresh process of this binary (the [`harness`]), so two runs differ only in
-//! the allocator and its settings; both take their contestants from [`contestant`].
+//! alternative) and `bench alloc` (allocation speed and memory on ordinary work, through Rust's
+//! `GlobalAlloc`). Both run each contestant in a fresh process of this binary (the
+//! [`harness`]), so two runs differ only in the allocator and its settings; both take their
+//! contestants from [`contestant`]. `bench cpath` ([`cpath`]) measures the C API through
+//! `LD_PRELOAD` against the peers' Debian libraries, with programs of its own and real ones;
+//! `bench programs` ([`programs`]) real fork-heavy programs.
 
 pub mod alloc;
 pub mod contestant;
+pub mod cpath;
 pub mod fork;
 pub mod harness;
 pub mod pools;

@@ -1,0 +1,318 @@
+/* The C path's workloads: allocation work driven through the C API (malloc, free, calloc,
+ * realloc, posix_memalign), built by `hugeheap bench cpath` and run under each allocator by
+ * LD_PRELOAD. Usage: workloads NAME SCALE. Each prints one checksum line that depends only on
+ * the work done (never on addresses or thread timing), so every allocator's output must be
+ * identical to glibc's. Built with -fno-builtin-malloc and friends, so the compiler cannot
+ * elide an allocation. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double scale = 1.0;
+
+static uint64_t xorshift(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static long scaled(double n) {
+    long v = (long)(n * scale);
+    return v < 1 ? 1 : v;
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+/* Writes a block's first and last byte and returns a value that depends on its size only. */
+static uint64_t touch(unsigned char *p, size_t n, uint64_t tag) {
+    p[0] = (unsigned char)tag;
+    p[n - 1] = (unsigned char)(tag >> 8);
+    return (uint64_t)p[0] + p[n - 1] + n;
+}
+
+/* Single thread, small objects of mixed lifetimes, as a bignum calculator or a compiler
+ * allocates: most die young, some live long; blocks grow by realloc. */
+static uint64_t churn(void) {
+    enum { SLOTS = 1 << 14 };
+    unsigned char **slot = calloc(SLOTS, sizeof *slot);
+    size_t *len = calloc(SLOTS, sizeof *len);
+    uint64_t s = 42, sum = 0;
+    long n = scaled(24e6);
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift(&s);
+        /* Young objects in the low 256 slots are replaced often; the rest rarely. */
+        size_t k = (r & 7) ? (r >> 8) % 256 : (r >> 8) % SLOTS;
+        if (slot[k] && (r >> 40) % 8 == 0) {
+            size_t nl = len[k] * 2 > 4096 ? len[k] : len[k] * 2;
+            unsigned char *q = realloc(slot[k], nl);
+            if (!q) exit(2);
+            slot[k] = q;
+            len[k] = nl;
+            sum += touch(q, nl, r);
+            continue;
+        }
+        free(slot[k]);
+        size_t sz = 8 + (r >> 24) % ((r >> 50) % 4 == 0 ? 512 : 96);
+        slot[k] = xmalloc(sz);
+        len[k] = sz;
+        sum += touch(slot[k], sz, r);
+    }
+    for (size_t k = 0; k < SLOTS; k++) free(slot[k]);
+    free(slot);
+    free(len);
+    return sum;
+}
+
+/* Same-size malloc/free pairs with a few blocks live around them (glibc's bench-malloc
+ * kind), at four sizes. */
+static uint64_t pairs(void) {
+    static const size_t sizes[] = {16, 64, 256, 1024};
+    uint64_t sum = 0;
+    long n = scaled(32e6);
+    for (int z = 0; z < 4; z++) {
+        void *live[32];
+        for (int i = 0; i < 32; i++) live[i] = xmalloc(sizes[z]);
+        for (long i = 0; i < n; i++) {
+            unsigned char *p = xmalloc(sizes[z]);
+            sum += touch(p, sizes[z], (uint64_t)i);
+            free(p);
+        }
+        for (int i = 0; i < 32; i++) free(live[i]);
+    }
+    return sum;
+}
+
+/* Threads each doing malloc/free of random small sizes in a tight loop over slots of their
+ * own. */
+struct tight_arg {
+    uint64_t seed, sum;
+};
+
+static void *tight_thread(void *a) {
+    struct tight_arg *t = a;
+    enum { SLOTS = 1024 };
+    unsigned char *slot[SLOTS] = {0};
+    size_t len[SLOTS] = {0};
+    long n = scaled(12e6);
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift(&t->seed);
+        size_t k = r % SLOTS, sz = 16 + (r >> 20) % 240;
+        free(slot[k]);
+        slot[k] = xmalloc(sz);
+        len[k] = sz;
+        t->sum += touch(slot[k], sz, r);
+    }
+    for (int k = 0; k < SLOTS; k++) free(slot[k]);
+    (void)len;
+    return 0;
+}
+
+static uint64_t run_threads(int nt, void *(*f)(void *), struct tight_arg *args) {
+    pthread_t th[16];
+    uint64_t sum = 0;
+    for (int i = 0; i < nt; i++) {
+        args[i].seed = 0x9e3779b97f4a7c15ull * (i + 1);
+        args[i].sum = 0;
+        pthread_create(&th[i], 0, f, &args[i]);
+    }
+    for (int i = 0; i < nt; i++) {
+        pthread_join(th[i], 0);
+        sum += args[i].sum;
+    }
+    return sum;
+}
+
+static uint64_t tight(void) {
+    struct tight_arg a[4];
+    return run_threads(4, tight_thread, a);
+}
+
+/* A server simulation: worker threads allocate requests and responses and hand them to
+ * other workers through mailboxes; a receiver keeps a few and frees them in random order. */
+#define WORKERS 4
+#define BOX 4096
+struct mailbox {
+    pthread_mutex_t lock;
+    unsigned char *item[BOX];
+    size_t len[BOX];
+    int head, count;
+};
+static struct mailbox boxes[WORKERS];
+
+struct server_arg {
+    int id;
+    /* seed: what is sent (deterministic); pick: where received blocks are kept (how many
+     * arrive when depends on timing, so it has a generator of its own). */
+    uint64_t seed, pick, sum;
+};
+
+static void *server_thread(void *a) {
+    struct server_arg *t = a;
+    enum { KEEP = 512 };
+    unsigned char *kept[KEEP] = {0};
+    long n = scaled(3e6);
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift(&t->seed);
+        size_t sz = (r & 3) == 0 ? 64 + (r >> 8) % 4000 : 16 + (r >> 8) % 200;
+        unsigned char *p = xmalloc(sz);
+        t->sum += touch(p, sz, r);
+        struct mailbox *b = &boxes[(t->id + 1 + (r >> 32) % (WORKERS - 1)) % WORKERS];
+        pthread_mutex_lock(&b->lock);
+        if (b->count < BOX) {
+            b->item[(b->head + b->count) % BOX] = p;
+            b->count++;
+            p = 0;
+        }
+        pthread_mutex_unlock(&b->lock);
+        free(p); /* the box was full: the sender drops the request */
+        /* Receive a batch: keep each in a random slot, freeing what was there. */
+        struct mailbox *mine = &boxes[t->id];
+        pthread_mutex_lock(&mine->lock);
+        int take = mine->count < 8 ? mine->count : 8;
+        unsigned char *got[8];
+        for (int j = 0; j < take; j++) {
+            got[j] = mine->item[mine->head];
+            mine->head = (mine->head + 1) % BOX;
+        }
+        mine->count -= take;
+        pthread_mutex_unlock(&mine->lock);
+        for (int j = 0; j < take; j++) {
+            size_t k = xorshift(&t->pick) % KEEP;
+            free(kept[k]);
+            kept[k] = got[j];
+        }
+    }
+    for (int k = 0; k < KEEP; k++) free(kept[k]);
+    return 0;
+}
+
+static uint64_t server(void) {
+    pthread_t th[WORKERS];
+    struct server_arg a[WORKERS];
+    for (int i = 0; i < WORKERS; i++) pthread_mutex_init(&boxes[i].lock, 0);
+    for (int i = 0; i < WORKERS; i++) {
+        a[i] = (struct server_arg){.id = i, .seed = 0x2545f4914f6cdd1dull * (i + 3), .pick = i + 1, .sum = 0};
+        pthread_create(&th[i], 0, server_thread, &a[i]);
+    }
+    uint64_t sum = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(th[i], 0);
+        sum += a[i].sum;
+    }
+    for (int i = 0; i < WORKERS; i++)
+        while (boxes[i].count) {
+            free(boxes[i].item[boxes[i].head]);
+            boxes[i].head = (boxes[i].head + 1) % BOX;
+            boxes[i].count--;
+        }
+    return sum;
+}
+
+/* Short-lived threads: each allocates a few thousand objects, frees most, leaves some to its
+ * successor, and exits. */
+static unsigned char *handed[256];
+
+static void *short_thread(void *a) {
+    struct tight_arg *t = a;
+    unsigned char *mine[2000];
+    for (int i = 0; i < 2000; i++) {
+        uint64_t r = xorshift(&t->seed);
+        size_t sz = 16 + (r >> 16) % 1000;
+        mine[i] = xmalloc(sz);
+        t->sum += touch(mine[i], sz, r);
+    }
+    for (int i = 0; i < 2000; i++) {
+        if (i < 256) {
+            free(handed[i]);
+            handed[i] = mine[i];
+        } else {
+            free(mine[i]);
+        }
+    }
+    return 0;
+}
+
+static uint64_t short_threads(void) {
+    uint64_t sum = 0;
+    long n = scaled(2000);
+    for (long i = 0; i < n; i++) {
+        pthread_t th;
+        struct tight_arg a = {.seed = 0x9e3779b97f4a7c15ull * (i + 1), .sum = 0};
+        pthread_create(&th, 0, short_thread, &a);
+        pthread_join(th, 0);
+        sum += a.sum;
+    }
+    for (int i = 0; i < 256; i++) free(handed[i]);
+    return sum;
+}
+
+/* Large buffers, 64 KiB to 8 MiB: allocated, written through, grown by realloc, freed in
+ * random order; some with posix_memalign. */
+static uint64_t large(void) {
+    enum { SLOTS = 32 };
+    unsigned char *slot[SLOTS] = {0};
+    size_t len[SLOTS] = {0};
+    uint64_t s = 7, sum = 0;
+    long n = scaled(12000);
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift(&s);
+        size_t k = r % SLOTS;
+        size_t sz = (size_t)64 << 10 << ((r >> 8) % 8);
+        sz += (r >> 16) % sz;
+        if (slot[k] && (r >> 40) % 4 == 0 && len[k] < (8u << 20)) {
+            size_t nl = len[k] + len[k] / 2;
+            unsigned char *q = realloc(slot[k], nl);
+            if (!q) exit(2);
+            slot[k] = q;
+            len[k] = nl;
+        } else {
+            free(slot[k]);
+            if ((r >> 44) % 8 == 0) {
+                void *p;
+                if (posix_memalign(&p, 4096, sz)) exit(2);
+                slot[k] = p;
+            } else {
+                slot[k] = xmalloc(sz);
+            }
+            len[k] = sz;
+        }
+        /* Write one byte per 4 KiB page, as a program filling a buffer would touch it. */
+        for (size_t o = 0; o < len[k]; o += 4096) slot[k][o] = (unsigned char)o;
+        sum += touch(slot[k], len[k], r);
+    }
+    for (int k = 0; k < SLOTS; k++) free(slot[k]);
+    return sum;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s churn|pairs|tight|server|threads|large [scale]\n", argv[0]);
+        return 2;
+    }
+    if (argc > 2) scale = atof(argv[2]);
+    const char *w = argv[1];
+    uint64_t sum;
+    if (!strcmp(w, "churn")) sum = churn();
+    else if (!strcmp(w, "pairs")) sum = pairs();
+    else if (!strcmp(w, "tight")) sum = tight();
+    else if (!strcmp(w, "server")) sum = server();
+    else if (!strcmp(w, "threads")) sum = short_threads();
+    else if (!strcmp(w, "large")) sum = large();
+    else {
+        fprintf(stderr, "unknown workload %s\n", w);
+        return 2;
+    }
+    printf("%s %llu\n", w, (unsigned long long)sum);
+    return 0;
+}
