@@ -21,7 +21,8 @@
 //! page heap knows nothing of them (a slab names its heap by an opaque id).
 //!
 //! Invariants:
-//! - `current[c]` is the head of class `c`'s list of non-full slabs, or `EMPTY_SPAN`;
+//! - `current[c]` is the head of class `c`'s list of non-full slabs, or `EMPTY_SPAN`, and
+//!   `last[c]` its last slab while it has one; a slab that stops being full joins at the end;
 //! - a slab is in its heap's list iff `!full`; `used` counts its blocks not yet back on its
 //!   free list (blocks in a message or an inbox count as used);
 //! - `span.owner` never changes while the slab has live blocks, so a freeing thread always

@@ -56,6 +56,8 @@ impl Linked for Block {
 pub struct Heap {
     /// Per class, the head of its list of non-full slabs, or `EMPTY_SPAN`.
     pub current: [*mut Span; NCLASS],
+    /// Per class, the last slab of that list (meaningless while the list is empty).
+    pub last: [*mut Span; NCLASS],
     /// Messages of blocks freed by other threads, waiting for this heap's thread.
     pub msg_inbox: AtomicPtr<RemoteMsg>,
     /// Loose blocks freed by other threads that had no message to put them in.
@@ -80,6 +82,7 @@ static mut EMPTY_SPAN: Span = Span::EMPTY;
 /// the fast path falls into the slow path, which sets the thread up. Never written.
 static mut EMPTY_HEAP: Heap = Heap {
     current: [&raw mut EMPTY_SPAN; NCLASS],
+    last: [ptr::null_mut(); NCLASS],
     msg_inbox: AtomicPtr::new(ptr::null_mut()),
     inbox: AtomicPtr::new(ptr::null_mut()),
     batch: ptr::null_mut(),
