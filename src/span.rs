@@ -38,8 +38,8 @@ pub struct Block {
 pub struct Span {
     /// First byte of the span.
     pub start: usize,
-    /// Slab: the id of the thread heap that owns it (the heap's address, opaque to this
-    /// layer); 0 for large spans and the empty sentinel.
+    /// Slab: the id of the thread heap that owns it (opaque to this layer, never 0); 0 for
+    /// large spans and the empty sentinel.
     pub owner: usize,
     /// Slab: `ceil(2^44 / block_size)`, so a block's index is `(offset * magic) >> 44` without
     /// a division (exact for offsets below 2^20, which every slab is).

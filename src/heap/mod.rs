@@ -39,7 +39,7 @@ pub mod thread_heap;
 
 use crate::span::{Block, Span};
 use size_class::class_of;
-use thread_heap::{Heap, empty_heap, id, thread_heap};
+use thread_heap::{Heap, empty_heap, heap_of, id, thread_heap};
 
 /// Allocates a block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its
 /// alignment). Null when memory is exhausted, or when the allocator has not started (the
@@ -106,7 +106,7 @@ pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
         if owner == id(heap) {
             slab::free_local::<true>(heap, span, b);
         } else {
-            remote::free_remote(heap, owner as *mut Heap, b);
+            remote::free_remote(heap, heap_of(owner), b);
         }
     }
 }

@@ -108,13 +108,13 @@ pub fn empty_heap() -> *mut Heap {
 /// value, zero, names the sentinel and the fast path has no test for "no heap yet".
 #[inline(always)]
 pub fn thread_heap() -> *mut Heap {
-    (empty_heap() as usize).wrapping_add(slot::get()) as *mut Heap
+    heap_of(slot::get())
 }
 
 /// Makes `heap` this thread's heap; false if thread-local storage is being torn down (never,
 /// on x86-64).
 pub fn set_thread_heap(heap: *mut Heap) -> bool {
-    slot::set((heap as usize).wrapping_sub(empty_heap() as usize))
+    slot::set(id(heap))
 }
 
 /// The thread-local slot, on x86-64: eight bytes of static TLS read with the initial-exec
@@ -223,8 +223,16 @@ mod slot {
     }
 }
 
-/// The opaque id a slab keeps of its heap.
-#[inline]
+/// The opaque id a slab keeps of its heap: the heap's distance from the sentinel, the value the
+/// thread-local slot holds, so that a free compares a slab's owner with the slot without
+/// turning either into an address. Never 0 for a heap of a thread (0 is the sentinel's).
+#[inline(always)]
 pub fn id(heap: *mut Heap) -> usize {
-    heap as usize
+    (heap as usize).wrapping_sub(empty_heap() as usize)
+}
+
+/// The heap an id names (the inverse of [`id`]).
+#[inline(always)]
+pub fn heap_of(id: usize) -> *mut Heap {
+    (empty_heap() as usize).wrapping_add(id) as *mut Heap
 }
