@@ -1,8 +1,9 @@
 //! Frees from other threads. A free from another thread writes nothing into the block: the
 //! freeing thread records the pointer in a *message* for that owner (an array of up to
 //! `MSG_SLOTS` pointers) and posts the message to the owner's inbox, a lock-free stack, with
-//! one compare-and-swap when it is full, when the owner changes, or when the freeing thread
-//! next takes its slow path or exits. The owner drains its inbox in its slow path: it walks
+//! one compare-and-swap when it is full, when another owner needs its batch slot (a thread
+//! fills up to `BATCHES` messages at once, one per owner), or when the freeing thread next
+//! takes its slow path or exits. The owner drains its inbox in its slow path: it walks
 //! the arrays (sequential reads) and puts every block back on its slab's free list, so every
 //! block comes home and slab counts stay exact; the emptied message goes back to the heap that
 //! filled it. Walking arrays instead of a chain threaded through the freed blocks matters: the
@@ -15,18 +16,18 @@
 //! the block onto the owner's second inbox, a chain of loose blocks.
 //!
 //! Invariants:
-//! - a message is in exactly one place: a heap's `batch` (being filled, by that heap's thread
-//!   only), an owner's `msg_inbox`, a heap's `spare` list or `returned` stack (empty), or
+//! - a message is in exactly one place: one of a heap's `batch` slots (being filled, by that
+//!   heap's thread only), an owner's `msg_inbox`, a heap's `spare` list or `returned` stack (empty), or
 //!   being drained by its owner; `origin` is the heap whose spare it becomes again;
 //! - blocks in a thread's batch count as used by their slab until handed over (a thread that
 //!   frees other threads' blocks and then neither allocates nor exits keeps at most
-//!   `MSG_SLOTS` of them from their owner).
+//!   `BATCHES * MSG_SLOTS` of them from their owners).
 
 use super::misuse::check_remote_free;
 use super::slab::free_local;
 use super::stack::push_list;
 use super::storage;
-use super::thread_heap::{ABANDONED, CLAIMED, Heap, empty_heap};
+use super::thread_heap::{ABANDONED, BATCHES, CLAIMED, Heap, batch_slot, empty_heap};
 use super::thread_heap::{MSG_SLOTS, RemoteMsg};
 use crate::pageheap::LOOKUP;
 use crate::span::Block;
@@ -48,13 +49,14 @@ pub unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
     debug_assert!(heap != owner && !owner.is_null());
     // SAFETY: b is a live block of owner's (caller).
     unsafe { check_remote_free(b) };
-    // SAFETY: the batch is this thread's alone (heap is this thread's heap or the sentinel,
-    // whose batch stays null).
-    let mut m = unsafe { (*heap).batch };
-    // SAFETY: a message is live, and ours, while it is our batch.
+    let slot = batch_slot(owner);
+    // SAFETY: the batches are this thread's alone (heap is this thread's heap or the sentinel,
+    // whose batches stay null); slot < BATCHES.
+    let mut m = unsafe { *(*heap).batch.get_unchecked(slot) };
+    // SAFETY: a message is live, and ours, while it is one of our batches.
     if m.is_null() || unsafe { (*m).owner != owner || (*m).count == MSG_SLOTS } {
-        // SAFETY: heap is this thread's heap or the sentinel.
-        m = unsafe { next_batch(heap, owner) };
+        // SAFETY: heap is this thread's heap or the sentinel; slot is owner's.
+        m = unsafe { next_batch(heap, owner, slot) };
         if m.is_null() {
             // No message to be had: thread the block onto the owner's loose inbox.
             // SAFETY: b is ours to hand over; owner is a live heap (heaps are never unmapped).
@@ -73,20 +75,20 @@ pub unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
     }
 }
 
-/// Posts this thread's batch and starts an empty message for `owner`; null if there is none
-/// to be had (the sentinel heap, or the pool used up).
+/// Posts this thread's batch in `slot`, if any, and starts an empty message for `owner` there;
+/// null if there is none to be had (the sentinel heap, or the pool used up).
 ///
 /// # Safety
-/// `heap` must be this thread's heap or the sentinel.
+/// `heap` must be this thread's heap or the sentinel; `slot` must be `batch_slot(owner)`.
 #[cold]
 #[inline(never)]
-unsafe fn next_batch(heap: *mut Heap, owner: *mut Heap) -> *mut RemoteMsg {
-    debug_assert!(!owner.is_null() && heap != owner);
+unsafe fn next_batch(heap: *mut Heap, owner: *mut Heap, slot: usize) -> *mut RemoteMsg {
+    debug_assert!(!owner.is_null() && heap != owner && slot == batch_slot(owner));
     if heap == empty_heap() || cfg!(feature = "check") && LOOSE_ONLY.load(Ordering::Relaxed) {
         return ptr::null_mut();
     }
-    // SAFETY: heap is this thread's own heap (not the sentinel, checked above).
-    unsafe { flush_remote(heap) };
+    // SAFETY: heap is this thread's own heap (not the sentinel, checked above); slot < BATCHES.
+    unsafe { post(heap, slot) };
     // SAFETY: the spare list is this thread's; the returned stack is an atomic whose messages,
     // taken with this Acquire swap, are empty and ours.
     let mut m = unsafe {
@@ -106,24 +108,36 @@ unsafe fn next_batch(heap: *mut Heap, owner: *mut Heap) -> *mut RemoteMsg {
         // SAFETY: m heads this thread's spare list.
         unsafe { (*heap).spare = (*m).next };
     }
-    // SAFETY: m is ours (fresh, or off our spare list); the batch is this thread's.
+    // SAFETY: m is ours (fresh, or off our spare list); the batches are this thread's.
     unsafe {
         (*m).next = ptr::null_mut();
         (*m).owner = owner;
         (*m).count = 0;
-        (*heap).batch = m;
+        (*heap).batch[slot] = m;
     }
     m
 }
 
-/// Posts this thread's batch, if any, to its owner's inbox.
+/// Posts every batch of this thread to its owner's inbox.
 ///
 /// # Safety
 /// `heap` must be this thread's heap (not the sentinel).
 pub unsafe fn flush_remote(heap: *mut Heap) {
     debug_assert!(heap != empty_heap());
-    // SAFETY: the batch is this thread's (caller).
-    let m = unsafe { core::mem::replace(&mut (*heap).batch, ptr::null_mut()) };
+    for slot in 0..BATCHES {
+        // SAFETY: caller's contract; slot < BATCHES.
+        unsafe { post(heap, slot) };
+    }
+}
+
+/// Posts this thread's batch in `slot`, if any, to its owner's inbox.
+///
+/// # Safety
+/// `heap` must be this thread's heap (not the sentinel); `slot < BATCHES`.
+unsafe fn post(heap: *mut Heap, slot: usize) {
+    debug_assert!(heap != empty_heap() && slot < BATCHES);
+    // SAFETY: the batches are this thread's (caller).
+    let m = unsafe { core::mem::replace(&mut (*heap).batch[slot], ptr::null_mut()) };
     if m.is_null() {
         return;
     }

@@ -18,6 +18,20 @@ pub const CLAIMED: u8 = 2;
 /// header left over).
 pub const MSG_SLOTS: usize = 60;
 
+/// How many owners a thread gathers frees for at once. A thread that frees the blocks of
+/// several others in turn (a server's workers, freeing what the others sent) would otherwise
+/// post a message each time the owner changes, a compare-and-swap for one or two blocks
+/// (measured on `hugeheap bench cpath`'s server, four threads freeing each other's requests:
+/// `next_batch` 7.7% and `drain_inbox` 12% of the samples with one batch).
+pub const BATCHES: usize = 4;
+
+/// The batch slot of the owner `owner` (heaps lie side by side in one pool, so neighbours
+/// take different slots).
+#[inline(always)]
+pub fn batch_slot(owner: *mut Heap) -> usize {
+    (owner as usize / size_of::<Heap>()) % BATCHES
+}
+
 /// A batch of blocks of one heap (`owner`), freed by another thread.
 #[repr(C, align(64))]
 pub struct RemoteMsg {
@@ -62,8 +76,9 @@ pub struct Heap {
     pub msg_inbox: AtomicPtr<RemoteMsg>,
     /// Loose blocks freed by other threads that had no message to put them in.
     pub inbox: AtomicPtr<Block>,
-    /// The message this thread is filling (this thread's only), or null.
-    pub batch: *mut RemoteMsg,
+    /// The messages this thread is filling, one per owner at most, in the slot
+    /// [`batch_slot`] gives the owner (this thread's only); null where none.
+    pub batch: [*mut RemoteMsg; BATCHES],
     /// Empty messages ready for use (this thread's only).
     pub spare: *mut RemoteMsg,
     /// Messages this heap filled, emptied and given back by their owners.
@@ -85,7 +100,7 @@ static mut EMPTY_HEAP: Heap = Heap {
     last: [ptr::null_mut(); NCLASS],
     msg_inbox: AtomicPtr::new(ptr::null_mut()),
     inbox: AtomicPtr::new(ptr::null_mut()),
-    batch: ptr::null_mut(),
+    batch: [ptr::null_mut(); BATCHES],
     spare: ptr::null_mut(),
     returned: AtomicPtr::new(ptr::null_mut()),
     next_abandoned: ptr::null_mut(),
