@@ -10,6 +10,7 @@
 //! that never forks, or has no THP, never gets it. A forked child has none (threads do not
 //! survive fork) until it forks in turn.
 
+use super::doorbell::{self, KICK, STARTED};
 use super::recollapse::Outcome;
 use crate::os::{mem, thread};
 use crate::units::HUGE_SIZE;
@@ -25,10 +26,6 @@ const BATCH: usize = 8;
 /// the last child is gone.
 const SHARED_WAIT_MS: (u32, u32) = (50, 1000);
 
-/// 0: not started; 1: running.
-static STARTED: AtomicU32 = AtomicU32::new(0);
-/// Bumped by every fork (the futex the helper sleeps on).
-static KICK: AtomicU32 = AtomicU32::new(0);
 /// Percent of one CPU the helper may use (0: no helper).
 static BUDGET: AtomicU32 = AtomicU32::new(0);
 /// CPU time the helper has used, microseconds (for `stats()`).
@@ -50,23 +47,14 @@ pub fn kick() {
     if BUDGET.load(Ordering::Relaxed) == 0 {
         return;
     }
-    KICK.fetch_add(1, Ordering::Release);
     if STARTED.load(Ordering::Relaxed) == 0 && STARTED.swap(1, Ordering::AcqRel) == 0 {
+        KICK.fetch_add(1, Ordering::Release);
         if !thread::spawn_detached(helper, c"hugeheap-thp", 256 << 10) {
             STARTED.store(0, Ordering::Relaxed);
         }
         return;
     }
-    thread::wake(&KICK);
-}
-
-/// Wakes the helper if it runs, without starting it: a process that has not forked gets no
-/// thread (khugepaged collapses what the helper would have).
-pub fn nudge() {
-    if STARTED.load(Ordering::Relaxed) != 0 {
-        KICK.fetch_add(1, Ordering::Release);
-        thread::wake(&KICK);
-    }
+    doorbell::ring();
 }
 
 /// In a forked child: the parent's helper is not there.

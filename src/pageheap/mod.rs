@@ -12,8 +12,9 @@
 //!   without a lock; [`meta`] lays out the metadata and hands out space for the layers above;
 //! - [`release`] gives whole free huge pages back after a decay, and a small heap's large
 //!   spans at free (rationed); [`recollapse`] keeps the
-//!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out;
-//!   [`resize`] grows large spans in place;
+//!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out
+//!   (woken through [`doorbell`], so this module does not depend on the thread that depends on
+//!   it); [`resize`] grows large spans in place;
 //! - this module ties them: spans in, spans out.
 //!
 //! A large span of `n` pages takes `n / 32` whole huge pages plus, for the remainder, the
@@ -35,6 +36,7 @@ pub mod backing;
 pub mod children;
 pub mod collapser;
 pub mod desc;
+pub mod doorbell;
 pub mod family;
 pub mod filler;
 pub mod hugemap;
@@ -402,7 +404,7 @@ impl<B: Backing> PageHeap<B> {
                 d.kind = PageKind::Thp as u8;
             }
             self.recollapse.request();
-            collapser::nudge();
+            doorbell::nudge();
         }
         self.mirror_release_from();
         self.map().set_range(HugePage(frontier), HugePage(added), true);
