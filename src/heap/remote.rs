@@ -1,9 +1,9 @@
 //! Frees from other threads. A free from another thread writes nothing into the block: the
 //! freeing thread records the pointer in a *message* for that owner (an array of up to
 //! `MSG_SLOTS` pointers) and posts the message to the owner's inbox, a lock-free stack, with
-//! one compare-and-swap when it is full, when another owner needs its batch slot (a thread
-//! fills up to `BATCHES` messages at once, one per owner), or when the freeing thread next
-//! takes its slow path or exits. The owner drains its inbox in its slow path: it walks
+//! one compare-and-swap when it is full, when room is needed for another owner's (a thread
+//! fills up to `BATCHES` messages at once, one per owner, the last used first), or when the
+//! freeing thread next takes its slow path or exits. The owner drains its inbox in its slow path: it walks
 //! the arrays (sequential reads) and puts every block back on its slab's free list, so every
 //! block comes home and slab counts stay exact; the emptied message goes back to the heap that
 //! filled it. Walking arrays instead of a chain threaded through the freed blocks matters: the
@@ -27,7 +27,7 @@ use super::misuse::check_remote_free;
 use super::slab::free_local;
 use super::stack::push_list;
 use super::storage;
-use super::thread_heap::{ABANDONED, BATCHES, CLAIMED, Heap, batch_slot, empty_heap};
+use super::thread_heap::{ABANDONED, BATCHES, CLAIMED, Heap, empty_heap};
 use super::thread_heap::{MSG_SLOTS, RemoteMsg};
 use crate::pageheap::LOOKUP;
 use crate::span::Block;
@@ -39,7 +39,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 pub static LOOSE_ONLY: AtomicBool = AtomicBool::new(false);
 
 /// Frees `b`, a block of `owner`'s, from this thread (whose heap is `heap`): recorded in the
-/// thread's message for that owner, posted when the message is full or the owner changes.
+/// thread's message for that owner, posted when the message is full or when room is needed
+/// for another owner's.
 ///
 /// # Safety
 /// `heap` must be this thread's heap (or the sentinel), `owner` a live heap other than it, and
@@ -49,14 +50,15 @@ pub unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
     debug_assert!(heap != owner && !owner.is_null());
     // SAFETY: b is a live block of owner's (caller).
     unsafe { check_remote_free(b) };
-    let slot = batch_slot(owner);
+    // The first batch is the one used last: its load does not wait for `owner`, so a thread
+    // freeing one owner's blocks (a consumer) pays nothing for the others.
     // SAFETY: the batches are this thread's alone (heap is this thread's heap or the sentinel,
-    // whose batches stay null); slot < BATCHES.
-    let mut m = unsafe { *(*heap).batch.get_unchecked(slot) };
+    // whose batches stay null).
+    let mut m = unsafe { (*heap).batch[0] };
     // SAFETY: a message is live, and ours, while it is one of our batches.
     if m.is_null() || unsafe { (*m).owner != owner || (*m).count == MSG_SLOTS } {
-        // SAFETY: heap is this thread's heap or the sentinel; slot is owner's.
-        m = unsafe { next_batch(heap, owner, slot) };
+        // SAFETY: heap is this thread's heap or the sentinel.
+        m = unsafe { batch_for(heap, owner) };
         if m.is_null() {
             // No message to be had: thread the block onto the owner's loose inbox.
             // SAFETY: b is ours to hand over; owner is a live heap (heaps are never unmapped).
@@ -75,20 +77,55 @@ pub unsafe fn free_remote(heap: *mut Heap, owner: *mut Heap, b: *mut Block) {
     }
 }
 
-/// Posts this thread's batch in `slot`, if any, and starts an empty message for `owner` there;
-/// null if there is none to be had (the sentinel heap, or the pool used up).
+/// Makes this thread's first batch one for `owner` with room, and returns it: the owner's
+/// batch if the thread has one (moved to the front; posted and replaced if full), else a new
+/// message (the last batch is posted to make room). Null if there is no message to be had (the
+/// sentinel heap, or the pool used up).
 ///
 /// # Safety
-/// `heap` must be this thread's heap or the sentinel; `slot` must be `batch_slot(owner)`.
-#[cold]
+/// `heap` must be this thread's heap or the sentinel.
 #[inline(never)]
-unsafe fn next_batch(heap: *mut Heap, owner: *mut Heap, slot: usize) -> *mut RemoteMsg {
-    debug_assert!(!owner.is_null() && heap != owner && slot == batch_slot(owner));
+unsafe fn batch_for(heap: *mut Heap, owner: *mut Heap) -> *mut RemoteMsg {
+    debug_assert!(!owner.is_null() && heap != owner);
     if heap == empty_heap() || cfg!(feature = "check") && LOOSE_ONLY.load(Ordering::Relaxed) {
         return ptr::null_mut();
     }
-    // SAFETY: heap is this thread's own heap (not the sentinel, checked above); slot < BATCHES.
-    unsafe { post(heap, slot) };
+    // SAFETY: heap is this thread's own heap (not the sentinel, checked above): its batches
+    // are ours, each null or a live message of ours.
+    unsafe {
+        let batch = &mut (*heap).batch;
+        let found = batch.iter().position(|&m| !m.is_null() && (*m).owner == owner);
+        let at = match found {
+            Some(i) => i,
+            None => {
+                post(heap, BATCHES - 1);
+                BATCHES - 1
+            }
+        };
+        // Move it (or the empty slot) to the front, the others down one.
+        let batch = &mut (*heap).batch;
+        batch[..=at].rotate_right(1);
+        let m = batch[0];
+        if !m.is_null() && (*m).count < MSG_SLOTS {
+            return m;
+        }
+        post(heap, 0);
+        let m = new_batch(heap);
+        if !m.is_null() {
+            (*m).owner = owner;
+            (*heap).batch[0] = m;
+        }
+        m
+    }
+}
+
+/// An empty message for this thread to fill: a spare one, one its owners gave back, or one
+/// from the pool; null when the pool is used up.
+///
+/// # Safety
+/// `heap` must be this thread's heap (not the sentinel).
+unsafe fn new_batch(heap: *mut Heap) -> *mut RemoteMsg {
+    debug_assert!(heap != empty_heap());
     // SAFETY: the spare list is this thread's; the returned stack is an atomic whose messages,
     // taken with this Acquire swap, are empty and ours.
     let mut m = unsafe {
@@ -108,12 +145,10 @@ unsafe fn next_batch(heap: *mut Heap, owner: *mut Heap, slot: usize) -> *mut Rem
         // SAFETY: m heads this thread's spare list.
         unsafe { (*heap).spare = (*m).next };
     }
-    // SAFETY: m is ours (fresh, or off our spare list); the batches are this thread's.
+    // SAFETY: m is ours (fresh, or off our spare list).
     unsafe {
         (*m).next = ptr::null_mut();
-        (*m).owner = owner;
         (*m).count = 0;
-        (*heap).batch[slot] = m;
     }
     m
 }

@@ -25,12 +25,7 @@ pub const MSG_SLOTS: usize = 60;
 /// `next_batch` 7.7% and `drain_inbox` 12% of the samples with one batch).
 pub const BATCHES: usize = 4;
 
-/// The batch slot of the owner `owner` (heaps lie side by side in one pool, so neighbours
-/// take different slots).
-#[inline(always)]
-pub fn batch_slot(owner: *mut Heap) -> usize {
-    (owner as usize / size_of::<Heap>()) % BATCHES
-}
+const _: () = assert!(BATCHES >= 1);
 
 /// A batch of blocks of one heap (`owner`), freed by another thread.
 #[repr(C, align(64))]
@@ -65,30 +60,39 @@ impl Linked for Block {
     }
 }
 
-/// A thread heap.
-#[repr(C)]
+/// A thread heap. The fields its own thread uses come first; those other threads write (the
+/// inboxes, the returned stack, the state) start a cache line of their own, so a thread posting
+/// frees does not pull the line its owner reads on every allocation (the Rust benchmark's
+/// producer/consumer, median of 5: 110 -> 108 ms).
+#[repr(C, align(64))]
 pub struct Heap {
     /// Per class, the head of its list of non-full slabs, or `EMPTY_SPAN`.
     pub current: [*mut Span; NCLASS],
     /// Per class, the last slab of that list (meaningless while the list is empty).
     pub last: [*mut Span; NCLASS],
+    /// The messages this thread is filling, one per owner at most, the one used last first
+    /// (this thread's only); null where none.
+    pub batch: [*mut RemoteMsg; BATCHES],
+    /// Empty messages ready for use (this thread's only).
+    pub spare: *mut RemoteMsg,
+    /// Link in the abandoned list.
+    pub next_abandoned: *mut Heap,
+    _pad: [u8; OWNER_PAD],
     /// Messages of blocks freed by other threads, waiting for this heap's thread.
     pub msg_inbox: AtomicPtr<RemoteMsg>,
     /// Loose blocks freed by other threads that had no message to put them in.
     pub inbox: AtomicPtr<Block>,
-    /// The messages this thread is filling, one per owner at most, in the slot
-    /// [`batch_slot`] gives the owner (this thread's only); null where none.
-    pub batch: [*mut RemoteMsg; BATCHES],
-    /// Empty messages ready for use (this thread's only).
-    pub spare: *mut RemoteMsg,
     /// Messages this heap filled, emptied and given back by their owners.
     pub returned: AtomicPtr<RemoteMsg>,
-    /// Link in the abandoned list.
-    pub next_abandoned: *mut Heap,
     /// Who has the heap: its thread (`OWNED`), nobody (`ABANDONED`: exited), or a thread
     /// bringing frees home for it (`CLAIMED`); see `lifecycle` and `remote`.
     pub state: AtomicU8,
 }
+
+/// Bytes of the owner's fields, and the padding that ends their last cache line.
+const OWNER_BYTES: usize = (2 * NCLASS + BATCHES + 2) * size_of::<usize>();
+const OWNER_PAD: usize = (64 - OWNER_BYTES % 64) % 64;
+const _: () = assert!(core::mem::offset_of!(Heap, msg_inbox) % 64 == 0);
 
 /// The sentinel slab: no free blocks, never written.
 static mut EMPTY_SPAN: Span = Span::EMPTY;
@@ -98,12 +102,13 @@ static mut EMPTY_SPAN: Span = Span::EMPTY;
 static mut EMPTY_HEAP: Heap = Heap {
     current: [&raw mut EMPTY_SPAN; NCLASS],
     last: [ptr::null_mut(); NCLASS],
-    msg_inbox: AtomicPtr::new(ptr::null_mut()),
-    inbox: AtomicPtr::new(ptr::null_mut()),
     batch: [ptr::null_mut(); BATCHES],
     spare: ptr::null_mut(),
-    returned: AtomicPtr::new(ptr::null_mut()),
     next_abandoned: ptr::null_mut(),
+    _pad: [0; OWNER_PAD],
+    msg_inbox: AtomicPtr::new(ptr::null_mut()),
+    inbox: AtomicPtr::new(ptr::null_mut()),
+    returned: AtomicPtr::new(ptr::null_mut()),
     state: AtomicU8::new(OWNED),
 };
 
