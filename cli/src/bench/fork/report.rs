@@ -121,11 +121,12 @@ pub fn run_header(m: &Machine, chosen: &[&Contestant], opts: &Options) -> String
         };
         let _ = writeln!(
             out,
-            "note: {empty}: {} fall back to other pages; a contestant that does not get the pages its name \
+            "note: {empty}: {} {} back to other pages; a contestant that does not get the pages its name \
              promises is marked `!`. To measure them as named, reserve pools for the run (root; put back \
              afterwards): `cargo bench --bench fork -- --pool-2m 4800 --pool-1g 4` (or `hugeheap bench \
              fork --pool-2m 4800 --pool-1g 4`).",
-            wanting.join(", ")
+            wanting.join(", "),
+            if wanting.len() == 1 { "falls" } else { "fall" }
         );
     }
     out
