@@ -15,12 +15,22 @@ pub const LIB: &str = "libhugeheap.so";
 /// build tree), then the copy this command carries, written out to the user's cache
 /// ([`crate::embedded`]).
 pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    // Made absolute: the program may change directory before it execs another (a pyenv shim
+    // does), and a relative LD_PRELOAD entry would then not be found.
     if let Some(p) = explicit {
-        return p.is_file().then(|| p.to_path_buf()).ok_or_else(|| format!("--lib {}: no such file", p.display()));
+        return p
+            .canonicalize()
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| format!("--lib {}: no such file", p.display()));
     }
     if let Some(p) = std::env::var_os("HUGEHEAP_LIB") {
         let p = PathBuf::from(p);
-        return p.is_file().then_some(p.clone()).ok_or_else(|| format!("HUGEHEAP_LIB={}: no such file", p.display()));
+        return p
+            .canonicalize()
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| format!("HUGEHEAP_LIB={}: no such file", p.display()));
     }
     if let Ok(exe) = std::env::current_exe() {
         let dir = exe.parent().unwrap_or(Path::new("."));

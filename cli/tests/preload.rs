@@ -386,3 +386,23 @@ fn redis_info_memory_comes_from_hugeheap() {
     let stats = hh.cli(&["MEMORY", "MALLOC-STATS"]);
     assert!(stats.contains("hugeheap statistics") && stats.contains("in use"), "{stats}");
 }
+
+/// `--lib` with a relative path preloads it by its absolute path: the program may change
+/// directory before it execs the next one (a pyenv shim does), and a relative LD_PRELOAD entry
+/// would then not be found.
+#[test]
+fn relative_lib_is_preloaded_by_absolute_path() {
+    let dir = lib().parent().unwrap();
+    let name = lib().file_name().unwrap();
+    let out = hugeheap()
+        .current_dir(dir)
+        .args(["run", "--lib"])
+        .arg(name)
+        .args(["--", "sh", "-c", "cd / && exec printenv LD_PRELOAD"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with('/') && stdout.trim_end().ends_with(&*name.to_string_lossy()), "LD_PRELOAD={stdout}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("cannot be preloaded"));
+}

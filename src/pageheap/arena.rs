@@ -7,8 +7,10 @@
 //! number of mappings therefore grows with the logarithm of the heap size, and hugetlb pool
 //! pages committed ahead of need are bounded by that eighth.
 //!
-//! It says two things on stderr: under verbose, the start line (settings, machine, process)
-//! once the heap passes `QUIET_HEAP`; and always, once, that the heap reached its cap.
+//! It says three things on stderr: under verbose, the start line (settings, machine, process)
+//! once the heap uses memory past `QUIET_HEAP`; always, once, at that point, that the heap is
+//! in 4 KiB pages when its chain asked for huge ones (said by the ladder); and always, once,
+//! that the heap reached its cap.
 
 use super::backing::Backing;
 use super::ladder::Ladder;
@@ -175,9 +177,7 @@ impl Arena {
             self.say_cap_reached();
             return false;
         }
-        if self.frontier >= QUIET_HEAP {
-            self.say_start();
-        }
+
         let end = self.chunk_end(backing, min_end);
         // Kinds whose commit failed during this growth: not tried again until the next one.
         let mut failed_now = [false; 4];
@@ -254,7 +254,7 @@ impl Arena {
     }
 
     /// Under verbose, says once the settings, the machine and the process, and then what the
-    /// ladder passed over so far. Said when the heap first grows past `QUIET_HEAP`, or at
+    /// ladder passed over so far. Said when the heap first uses memory past `QUIET_HEAP`, or at
     /// exit: the short-lived helper processes of shell wrappers, which stay small and exec the
     /// next program, stay quiet.
     pub fn say_start(&mut self) {
@@ -268,6 +268,22 @@ impl Arena {
         w.flush_stderr();
         if let Some(kind) = self.last_kind {
             self.ladder.report_fallbacks(kind, self.frontier);
+        }
+    }
+
+    /// The heap hands out memory up to huge page `end`: once that passes `QUIET_HEAP`, the
+    /// start line is said (verbose), and, verbose or not, a heap in 4 KiB pages against the
+    /// chain's wish. (A process that stays smaller, such as the helper shells of a wrapper,
+    /// says nothing; one whose chain commits a whole GiB at first, `1g`, is judged by what it
+    /// uses, not by what was committed.)
+    #[inline]
+    pub fn note_use(&mut self, end: usize) {
+        if end > QUIET_HEAP && !self.ladder.past_quiet {
+            self.ladder.past_quiet = true;
+            self.say_start();
+            if let Some(kind) = self.last_kind {
+                self.ladder.report_fallbacks(kind, self.frontier);
+            }
         }
     }
 

@@ -132,6 +132,10 @@ pub struct Ladder {
     small_below: usize,
     /// A piece past `small_below` has been picked: 4 KiB pages from here on are a fallback.
     past_small: bool,
+    /// The heap has grown past the size from which what it is in matters (see
+    /// `Arena::note_size`): a small process in 4 KiB pages forks fast anyway, and the helper
+    /// shells of a wrapper (a pyenv shim) would each say so.
+    pub past_quiet: bool,
 }
 
 impl Ladder {
@@ -152,6 +156,7 @@ impl Ladder {
             promised: [0, 0],
             small_below: if cfg.pages.is_auto() { cfg.huge_from.div_ceil(HUGE_SIZE) } else { 0 },
             past_small: false,
+            past_quiet: false,
         }
     }
 
@@ -325,7 +330,8 @@ impl Ladder {
 
     /// After a piece of `n` huge pages was committed with `used`: once speaking (verbose),
     /// says once for each kind passed over on the way what it was and why; and, once and
-    /// always, that the heap went to 4 KiB pages when the chain asked for huge ones.
+    /// always (once the heap is past the quiet size), that the heap went to 4 KiB pages when
+    /// the chain asked for huge ones.
     pub fn report_fallbacks(&mut self, used: PageKind, n: usize) {
         for kind in PageKind::ALL {
             let k = kind as usize;
@@ -345,7 +351,7 @@ impl Ladder {
         }
         // (The plain pages of a small heap are not a fallback.)
         let wanted_huge = self.chain.kinds().first() != Some(&PageKind::Small) && self.past_small;
-        if used == PageKind::Small && wanted_huge && !self.said_small {
+        if used == PageKind::Small && wanted_huge && self.past_quiet && !self.said_small {
             self.said_small = true;
             let mut w = StackWriter::<700>::new();
             let _ = write!(w, "hugeheap: no huge pages for the heap (HUGEHEAP_PAGES={}:", self.chain);

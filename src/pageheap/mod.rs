@@ -348,6 +348,7 @@ impl<B: Backing> PageHeap<B> {
             match self.map().find(n, self.arena.frontier, aligned) {
                 Ok(HugePage(s)) => {
                     self.claim(s, n.0);
+                    self.arena.note_use(s + n.0);
                     return Some(s);
                 }
                 Err(tail) => {
