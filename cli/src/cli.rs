@@ -194,23 +194,14 @@ pub struct AllocArgs {
     /// Options both benchmarks take.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Repetitions per workload and contestant (the median is reported).
-    #[arg(long, default_value_t = 5)]
-    pub reps: usize,
-    /// Work scale (1.0 is about a second per workload).
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-    /// Workloads to run, comma-separated (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub workloads: Vec<String>,
+    /// Repetitions, scale, workloads.
+    #[command(flatten)]
+    pub work: WorkArgs,
 }
 
-/// Options of `hugeheap bench cpath`.
+/// The options both allocation benchmarks (`alloc`, `cpath`) take.
 #[derive(Args, Debug, Clone)]
-pub struct CpathArgs {
-    /// Fewer repetitions and a quarter of the work (a few minutes).
-    #[arg(long)]
-    pub quick: bool,
+pub struct WorkArgs {
     /// Repetitions per workload and contestant (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
@@ -220,15 +211,56 @@ pub struct CpathArgs {
     /// Workloads to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
+}
+
+impl WorkArgs {
+    /// The workloads asked for, checked against `names`; with `quick`, three repetitions and
+    /// a quarter of the work. Returns (reps, scale, workloads).
+    fn resolve(&self, names: &[&str], quick: bool) -> std::io::Result<(usize, f64, Vec<String>)> {
+        if let Some(w) = self.workloads.iter().find(|w| !names.contains(&w.as_str())) {
+            return Err(std::io::Error::other(format!("unknown workload {w:?} (one of {})", names.join(", "))));
+        }
+        let reps = if quick { 3 } else { self.reps.max(1) };
+        let scale = if quick { self.scale * 0.25 } else { self.scale };
+        Ok((reps, scale, self.workloads.clone()))
+    }
+}
+
+/// Options of `hugeheap bench cpath`.
+#[derive(Args, Debug, Clone)]
+pub struct CpathArgs {
+    /// Fewer repetitions and a quarter of the work (a few minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Repetitions, scale, workloads.
+    #[command(flatten)]
+    pub work: WorkArgs,
     /// Contestants to run, comma-separated: glibc, jemalloc, mimalloc, tcmalloc, hugeheap.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// The library and the results directory.
+    #[command(flatten)]
+    pub preload: PreloadArgs,
+}
+
+/// The options of the benchmarks that preload libhugeheap.so into other programs (`cpath`,
+/// `programs`).
+#[derive(Args, Debug, Clone)]
+pub struct PreloadArgs {
     /// The libhugeheap.so to preload (default: as `hugeheap run` finds it).
     #[arg(long)]
     pub lib: Option<PathBuf>,
     /// Directory for the results (as for the other benchmarks).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+impl PreloadArgs {
+    /// The library to preload and the directory for the results.
+    fn resolve(&self) -> std::io::Result<(PathBuf, PathBuf)> {
+        let lib = crate::run::find_lib(self.lib.as_deref()).map_err(std::io::Error::other)?;
+        Ok((lib, self.out.clone().unwrap_or_else(crate::bench::default_out_dir)))
+    }
 }
 
 /// Options of `hugeheap bench programs`.
@@ -240,12 +272,9 @@ pub struct ProgramsArgs {
     /// Programs to run, comma-separated: redis, python, perl, postgres (default: all).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// The libhugeheap.so to preload (default: as `hugeheap run` finds it).
-    #[arg(long)]
-    pub lib: Option<PathBuf>,
-    /// Directory for the results (as for the other benchmarks).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    /// The library and the results directory.
+    #[command(flatten)]
+    pub preload: PreloadArgs,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -310,16 +339,8 @@ pub fn bench_alloc(a: &AllocArgs) -> std::io::Result<()> {
     }
     a.common.check_only(&ALLOC_CONTESTANTS.iter().map(|c| c.name).collect::<Vec<_>>())?;
     let names: Vec<&str> = alloc::workloads::WORKLOADS.iter().map(|w| w.0).collect();
-    if let Some(w) = a.workloads.iter().find(|w| !names.contains(&w.as_str())) {
-        return Err(std::io::Error::other(format!("unknown workload {w:?} (one of {})", names.join(", "))));
-    }
-    let o = alloc::Options {
-        reps: if a.common.quick { 3 } else { a.reps.max(1) },
-        scale: if a.common.quick { a.scale * 0.25 } else { a.scale },
-        workloads: a.workloads.clone(),
-        only: a.common.only.clone(),
-        out_dir: a.common.out_dir(),
-    };
+    let (reps, scale, workloads) = a.work.resolve(&names, a.common.quick)?;
+    let o = alloc::Options { reps, scale, workloads, only: a.common.only.clone(), out_dir: a.common.out_dir() };
     alloc::run(&o).map(|_| ())
 }
 
@@ -327,22 +348,13 @@ pub fn bench_alloc(a: &AllocArgs) -> std::io::Result<()> {
 pub fn bench_cpath(a: &CpathArgs) -> std::io::Result<()> {
     use crate::bench::cpath;
     let names = cpath::workload_names();
-    if let Some(w) = a.workloads.iter().find(|w| !names.contains(&w.as_str())) {
-        return Err(std::io::Error::other(format!("unknown workload {w:?} (one of {})", names.join(", "))));
-    }
+    let (reps, scale, workloads) = a.work.resolve(&names, a.quick)?;
     const CONTESTANTS: [&str; 5] = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "hugeheap"];
     if let Some(c) = a.only.iter().find(|c| !CONTESTANTS.contains(&c.as_str())) {
         return Err(std::io::Error::other(format!("unknown contestant {c:?} (one of {})", CONTESTANTS.join(", "))));
     }
-    let lib = crate::run::find_lib(a.lib.as_deref()).map_err(std::io::Error::other)?;
-    let o = cpath::Options {
-        reps: if a.quick { 3 } else { a.reps.max(1) },
-        scale: if a.quick { a.scale * 0.25 } else { a.scale },
-        workloads: a.workloads.clone(),
-        only: a.only.clone(),
-        lib,
-        out_dir: a.out.clone().unwrap_or_else(crate::bench::default_out_dir),
-    };
+    let (lib, out_dir) = a.preload.resolve()?;
+    let o = cpath::Options { reps, scale, workloads, only: a.only.clone(), lib, out_dir };
     cpath::run(&o).map(|_| ())
 }
 
@@ -352,13 +364,8 @@ pub fn bench_programs(a: &ProgramsArgs) -> std::io::Result<()> {
     if let Some(p) = a.only.iter().find(|p| !PROGRAMS.contains(&p.as_str())) {
         return Err(std::io::Error::other(format!("unknown program {p:?} (one of {})", PROGRAMS.join(", "))));
     }
-    let lib = crate::run::find_lib(a.lib.as_deref()).map_err(std::io::Error::other)?;
-    let o = crate::bench::programs::Options {
-        quick: a.quick,
-        only: a.only.clone(),
-        lib,
-        out_dir: a.out.clone().unwrap_or_else(crate::bench::default_out_dir),
-    };
+    let (lib, out_dir) = a.preload.resolve()?;
+    let o = crate::bench::programs::Options { quick: a.quick, only: a.only.clone(), lib, out_dir };
     crate::bench::programs::run(&o).map(|_| ())
 }
 

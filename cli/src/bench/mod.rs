@@ -18,6 +18,38 @@ pub mod rng;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
+/// The results of one workload for one contestant, in the allocation benchmarks (`alloc`,
+/// `cpath`): every sample, and why a repetition failed or the cell did not run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Cell<S> {
+    /// Workload.
+    pub workload: &'static str,
+    /// Contestant.
+    pub contestant: &'static str,
+    /// All samples.
+    pub samples: Vec<S>,
+    /// Why a repetition failed or the cell did not run, if so.
+    pub error: Option<String>,
+}
+
+impl<S> Cell<S> {
+    /// A cell with no samples yet.
+    pub fn new(workload: &'static str, contestant: &'static str, error: Option<String>) -> Cell<S> {
+        Cell { workload, contestant, samples: Vec::new(), error }
+    }
+
+    /// The median of `f` over the samples; none if there are none, or if a repetition failed
+    /// (a cell with a failure shows the failure, not the figures of the runs that went well).
+    pub fn median(&self, f: impl Fn(&S) -> f64) -> Option<f64> {
+        if self.error.is_some() || self.samples.is_empty() {
+            return None;
+        }
+        let mut v: Vec<f64> = self.samples.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        Some(v[v.len() / 2])
+    }
+}
+
 /// A progress bar on stderr for `len` steps.
 pub fn progress(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);

@@ -48,28 +48,7 @@ pub struct Sample {
 }
 
 /// Results of one workload for one contestant.
-#[derive(Clone, Debug, Serialize)]
-pub struct Cell {
-    /// Workload.
-    pub workload: &'static str,
-    /// Contestant.
-    pub contestant: &'static str,
-    /// All samples.
-    pub samples: Vec<Sample>,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-}
-
-impl Cell {
-    fn median(&self, f: impl Fn(&Sample) -> f64) -> Option<f64> {
-        let mut v: Vec<f64> = self.samples.iter().map(f).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        Some(v[v.len() / 2])
-    }
-}
+pub type Cell = super::Cell<Sample>;
 
 /// Runs one workload in this (child) process and measures it.
 pub fn child_run(spec: &AllocSpec) -> Sample {
@@ -97,12 +76,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         .collect();
     let cs: Vec<&Contestant> =
         ALLOC_CONTESTANTS.iter().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c.name)).collect();
-    let mut cells: Vec<Cell> = ws
-        .iter()
-        .flat_map(|&w| {
-            cs.iter().map(move |c| Cell { workload: w, contestant: c.name, samples: Vec::new(), error: None })
-        })
-        .collect();
+    let mut cells: Vec<Cell> = ws.iter().flat_map(|&w| cs.iter().map(move |c| Cell::new(w, c.name, None))).collect();
     let bar = super::progress(ws.len() * cs.len() * o.reps);
     for w in &ws {
         for rep in 0..o.reps {

@@ -146,28 +146,7 @@ pub struct Sample {
 }
 
 /// Results of one workload for one contestant.
-#[derive(Clone, Debug, Serialize)]
-pub struct Cell {
-    /// Workload.
-    pub workload: &'static str,
-    /// Contestant.
-    pub contestant: &'static str,
-    /// All samples.
-    pub samples: Vec<Sample>,
-    /// Why it failed or did not run, if so.
-    pub error: Option<String>,
-}
-
-impl Cell {
-    fn median(&self, f: impl Fn(&Sample) -> f64) -> Option<f64> {
-        if self.error.is_some() || self.samples.is_empty() {
-            return None;
-        }
-        let mut v: Vec<f64> = self.samples.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        Some(v[v.len() / 2])
-    }
-}
+pub type Cell = super::Cell<Sample>;
 
 /// The built programs: the workloads and the launcher.
 pub struct Built {
@@ -294,7 +273,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     for w in &ws {
         for c in &cs {
             let error = w.missing.clone().or_else(|| c.missing.clone()).map(|m| format!("SKIPPED: {m}"));
-            cells.push(Cell { workload: w.name, contestant: c.name, samples: Vec::new(), error });
+            cells.push(Cell::new(w.name, c.name, error));
         }
     }
     for line in cells.iter().filter_map(|c| c.error.as_deref()).collect::<std::collections::BTreeSet<_>>() {
