@@ -3,7 +3,7 @@
 //! takes a lock or does an atomic read-modify-write. This file holds the heap and the fast
 //! paths; the rest is one concern per file:
 //!
-//! - [`size_class`]: sizes to classes, without a table;
+//! - [`size_class`]: sizes to classes (a small table up to 1 KiB, computed past it);
 //! - [`thread_heap`]: the heap's fields, the sentinel, the thread-local slot (initial-exec TLS);
 //! - [`slab`]: a slab's free list (the owner's allocation and free), refills, new slabs from
 //!   the page heap, retiring empty ones;

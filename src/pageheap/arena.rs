@@ -177,7 +177,6 @@ impl Arena {
             self.say_cap_reached();
             return false;
         }
-
         let end = self.chunk_end(backing, min_end);
         // Kinds whose commit failed during this growth: not tried again until the next one.
         let mut failed_now = [false; 4];

@@ -133,7 +133,7 @@ pub struct Ladder {
     /// A piece past `small_below` has been picked: 4 KiB pages from here on are a fallback.
     past_small: bool,
     /// The heap has grown past the size from which what it is in matters (see
-    /// `Arena::note_size`): a small process in 4 KiB pages forks fast anyway, and the helper
+    /// `Arena::note_use`): a small process in 4 KiB pages forks fast anyway, and the helper
     /// shells of a wrapper (a pyenv shim) would each say so.
     pub past_quiet: bool,
 }
