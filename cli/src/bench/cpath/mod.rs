@@ -281,8 +281,9 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     }
     let bar = super::progress(ws.len() * cs.len() * o.reps);
     for w in &ws {
-        // glibc's output is the reference each contestant's must match.
-        let mut reference: Option<Vec<u8>> = None;
+        // The first output is the reference each contestant's must match: glibc's, which runs
+        // first, or, when `--only` leaves it out, the first contestant's.
+        let mut reference: Option<(&str, Vec<u8>)> = None;
         for rep in 0..o.reps {
             for c in &cs {
                 bar.set_message(format!("{} {} #{}", w.name, c.name, rep + 1));
@@ -293,11 +294,13 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
                 }
                 match run_one(w, c, &built.launch, &rss_file) {
                     Ok((s, out)) => {
-                        if c.name == "glibc" && reference.is_none() {
-                            reference = Some(out);
-                        } else if reference.as_ref().is_some_and(|r| *r != out) {
-                            cell.error = Some("output differs from glibc's".into());
-                            continue;
+                        match &reference {
+                            None => reference = Some((c.name, out)),
+                            Some((who, r)) if *r != out => {
+                                cell.error = Some(format!("output differs from {who}'s"));
+                                continue;
+                            }
+                            Some(_) => {}
                         }
                         cell.samples.push(s);
                     }
