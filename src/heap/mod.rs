@@ -63,8 +63,9 @@ pub unsafe fn alloc_small(size: usize) -> *mut u8 {
     }
 }
 
-/// The slow path of `alloc_small`: sets the thread up if it has no heap, brings frees from
-/// other threads home, and refills class `c`.
+/// The slow path of `alloc_small`: sets the thread up if it has no heap, gives a large block
+/// of the small phase a span of its own, else brings frees from other threads home and refills
+/// class `c`.
 ///
 /// # Safety
 /// `heap` must be this thread's heap or the sentinel; `c < NCLASS`.
@@ -78,11 +79,30 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
             return core::ptr::null_mut();
         }
     }
+    // A class past the small phase's slabs has none while the phase lasts, so its every
+    // allocation comes here.
+    if size_class::class_size(c) > size_class::SMALL_PHASE_SLAB_MAX && crate::pageheap::small_phase() {
+        return own_span(size_class::class_size(c));
+    }
     // SAFETY: heap is this thread's own heap (not the sentinel).
     unsafe {
         remote::flush_remote(heap);
         remote::drain_inbox(heap);
         slab::refill(heap, c)
+    }
+}
+
+/// A span of its own for a block of `bytes` (a large span, freed as one): in the small phase,
+/// for the classes past `SMALL_PHASE_SLAB_MAX`. Null when there is no memory.
+#[cold]
+fn own_span(bytes: usize) -> *mut u8 {
+    match crate::pageheap::lock().as_mut() {
+        Some(ph) => {
+            let span = ph.alloc_span(bytes, crate::units::PAGE_SIZE, false);
+            // SAFETY: a non-null span is a fresh live header.
+            if span.is_null() { core::ptr::null_mut() } else { unsafe { (*span).start as *mut u8 } }
+        }
+        None => core::ptr::null_mut(),
     }
 }
 

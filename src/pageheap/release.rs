@@ -3,7 +3,8 @@
 //! would split a THP and bring back its page table), never a hugetlb page (a private hugetlb
 //! page given back could not always be faulted in again: the pool may have run dry, and that
 //! would be a SIGBUS, not a NULL) — except in the small phase, whose 4 KiB pages have no THP
-//! to split: there large spans go back at free, rationed, as glibc gives back large chunks.
+//! to split: there a free that leaves a free run of [`SMALL_RELEASE_FROM`] or more gives the
+//! run's dirty pages back at once, rationed, as glibc gives back large chunks and trims its top.
 
 use super::PageHeap;
 use super::backing::Backing;
@@ -11,16 +12,20 @@ use super::desc::HpDesc;
 use super::filler::run_mask;
 use crate::pagekind::PageKind;
 use crate::units::{HUGE_SIZE, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// In the small phase, a span of at least this many bytes (glibc's default `mmap` threshold)
-/// freed goes back to the OS at once, as glibc gives back a large chunk: a small process (a
-/// forked backend going idle) then holds what it would hold with glibc. Smaller spans wait,
-/// like whole free huge pages, for the decay.
+/// In the small phase, a free that leaves a run of at least this many free bytes (glibc's
+/// default `mmap` and trim thresholds) in a huge page gives the run's dirty pages back to the
+/// OS at once, as glibc gives back a large chunk and trims its top: a small process (a forked
+/// backend going idle) then holds what it would hold with glibc. Smaller free runs stay, to be
+/// reused, like whole free huge pages until the decay.
 pub const SMALL_RELEASE_FROM: usize = 128 << 10;
 
 /// Those releases are rationed, so that a loop that frees and allocates the same large block
-/// does not pay a system call and page faults every time: at most this many in a burst...
+/// (or a thread heap that retires a slab and takes a new one) does not pay a system call and
+/// page faults every time: a release after a span was handed out since the last one spends a
+/// token, and none is made when none is left; releases in a row, as a program freeing much at
+/// once makes, spend none. At most this many tokens in a burst...
 pub(super) const SMALL_RELEASE_BURST: u32 = 32;
 
 /// ...and one more per this many milliseconds.
@@ -35,6 +40,15 @@ pub fn release_from() -> usize {
 }
 
 static RELEASE_FROM: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Whether the process's heap is in its small phase (see `HUGEHEAP_HUGE_FROM`): the thread
+/// heaps then give requests past `heap::size_class::SMALL_PHASE_SLAB_MAX` spans of their own.
+/// Read without the lock; a stale answer only serves one request the other way.
+pub fn small_phase() -> bool {
+    SMALL_PHASE.load(Ordering::Relaxed)
+}
+
+static SMALL_PHASE: AtomicBool = AtomicBool::new(false);
 
 impl<B: Backing> PageHeap<B> {
     /// Gives whole free anonymous huge pages back to the OS, highest first, until at most
@@ -104,35 +118,82 @@ impl<B: Backing> PageHeap<B> {
     /// Keeps [`release_from`] in step with this heap, if it is the process's.
     pub(super) fn mirror_release_from(&self) {
         if self.published {
+            SMALL_PHASE.store(self.arena.in_small_phase(), Ordering::Relaxed);
             let now = self.arena.in_small_phase() && self.release_tokens > 0;
             let from = if now { SMALL_RELEASE_FROM } else { usize::MAX };
             RELEASE_FROM.store(from, Ordering::Relaxed);
         }
     }
 
-    /// One of the small phase's rationed releases at free, if one is left; says when none is
-    /// (the thread heaps then keep their empty slabs again).
-    pub(super) fn take_release_token(&mut self) -> bool {
+    /// Earns the releases due since they were last counted (one per
+    /// [`SMALL_RELEASE_EVERY_MS`], up to [`SMALL_RELEASE_BURST`]), and says when there were
+    /// none left before (the thread heaps give their large empty slabs back again).
+    fn earn_release_tokens(&mut self) {
         let now = self.backing.now_ms();
         let earned = now.wrapping_sub(self.tokens_at) / SMALL_RELEASE_EVERY_MS;
         if earned > 0 {
+            let had = self.release_tokens > 0;
             self.release_tokens = (self.release_tokens.saturating_add(earned)).min(SMALL_RELEASE_BURST);
             self.tokens_at = self.tokens_at.wrapping_add(earned * SMALL_RELEASE_EVERY_MS);
+            if !had {
+                self.mirror_release_from();
+            }
         }
-        let had = self.release_tokens > 0;
-        self.release_tokens = self.release_tokens.saturating_sub(1);
-        if self.release_tokens == 0 || earned > 0 {
-            self.mirror_release_from();
-        }
-        had
     }
 
-    /// Gives back the memory of a span just freed in the small heap's 4 KiB pages, as glibc
-    /// gives back a large chunk at free (see [`SMALL_RELEASE_FROM`]): no THP to split there.
-    /// Whole huge pages it frees are marked released; the rest reads as zero again.
-    pub(super) fn release_small(&mut self, start: usize, pages: usize) {
-        // SAFETY: the span's pages were just freed: nothing lives there; they are committed
-        // anonymous 4 KiB memory of the arena (the caller checked the small phase).
+    /// After pages `[first, first + n)` of huge page `hp`, in the small heap's 4 KiB pages,
+    /// were freed: when the free run holding them is at least [`SMALL_RELEASE_FROM`], gives
+    /// its dirty pages back, if the ration allows (see [`SMALL_RELEASE_BURST`]; no THP to split
+    /// there). The run takes in the neighbouring free pages too, freed earlier and too few then
+    /// to go back on their own.
+    pub(super) fn release_small_run(&mut self, hp: usize, first: u32, n: u32) {
+        let d = &self.descs()[hp];
+        let used = if d.state == super::desc::FREE { 0 } else { d.used };
+        debug_assert!(used & run_mask(first, n) == 0);
+        let (mut lo, mut hi) = (first, first + n);
+        while lo > 0 && used & (1 << (lo - 1)) == 0 {
+            lo -= 1;
+        }
+        while (hi as usize) < PAGES_PER_HUGE && used & (1 << hi) == 0 {
+            hi += 1;
+        }
+        let mut dirty = d.dirty & run_mask(lo, hi - lo);
+        if ((hi - lo) as usize) * PAGE_SIZE < SMALL_RELEASE_FROM || dirty == 0 {
+            return;
+        }
+        if core::mem::replace(&mut self.handed_out_since_release, false) {
+            self.earn_release_tokens();
+            if self.release_tokens == 0 {
+                self.handed_out_since_release = true;
+                return;
+            }
+            self.release_tokens -= 1;
+            if self.release_tokens == 0 {
+                self.mirror_release_from();
+            }
+        }
+        let base = self.arena.addr(hp);
+        while dirty != 0 {
+            let at = dirty.trailing_zeros();
+            let len = (!(dirty >> at)).trailing_zeros().min(PAGES_PER_HUGE as u32 - at);
+            self.release_small(base + at as usize * PAGE_SIZE, len as usize);
+            dirty &= !run_mask(at, len);
+        }
+    }
+
+    /// Gives back the memory of free pages in the small heap's 4 KiB pages (the caller found
+    /// them free and checked the small phase). Whole huge pages it frees are marked released;
+    /// the rest reads as zero again.
+    fn release_small(&mut self, start: usize, pages: usize) {
+        debug_assert!(start >= self.arena.base && pages > 0);
+        debug_assert!({
+            let (first, hp) = (((start >> PAGE_SHIFT) % PAGES_PER_HUGE) as u32, self.hp_index(start));
+            let d = &self.descs()[hp];
+            first as usize + pages <= PAGES_PER_HUGE
+                && (d.state == super::desc::FREE || d.used & run_mask(first, pages as u32) == 0)
+        });
+        // SAFETY: the pages are free (no span holds them: checked above in debug builds) and
+        // committed anonymous 4 KiB memory of the arena (the small phase).
         if !unsafe { self.backing.release(start, pages * PAGE_SIZE) } {
             return;
         }
