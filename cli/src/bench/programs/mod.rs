@@ -53,6 +53,16 @@ impl Setup {
         Setup { name: "plain".into(), hugeheap: false, env: Vec::new(), pool_2m: Some(0) }
     }
 
+    /// Another allocator, `lib`, preloaded (pools empty).
+    pub fn preloaded(name: &str, lib: &Path) -> Setup {
+        Setup {
+            name: name.into(),
+            hugeheap: false,
+            env: vec![("LD_PRELOAD".into(), lib.display().to_string())],
+            pool_2m: Some(0),
+        }
+    }
+
     /// Under hugeheap on THP (pools empty), default settings.
     pub fn hugeheap_thp() -> Setup {
         Setup { name: "hugeheap THP".into(), hugeheap: true, env: Vec::new(), pool_2m: Some(0) }

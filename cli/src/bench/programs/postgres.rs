@@ -3,7 +3,8 @@
 //! makes a cluster of its own (`initdb` in a scratch directory, a Unix socket there, no TCP),
 //! starts the server under each setup, opens 20 connections that each run a sort and then
 //! wait, and measures the memory of the server's processes (the sum of their PSS, plus the
-//! 2 MiB pool pages they hold, which PSS leaves out); then the rate of new connections
+//! 2 MiB pool pages they hold, which PSS leaves out; PostgreSQL's own shared memory is kept
+//! out of the pools, `huge_pages=off`, in every setup); then the rate of new connections
 //! (`pgbench -C`, select-only) and a query's result, compared across setups.
 
 use super::{PoolHold, Section, Setup, median, mib, proc_field, scratch};
@@ -66,10 +67,32 @@ impl Cluster {
     }
 
     fn start(&mut self, setup: &Setup, lib: &Path) -> Result<u32, String> {
+        // The server runs as `postgres`, who may not read the library where it is (under
+        // root's home, by default): ld.so would then skip it with a warning, and the run
+        // would measure plain PostgreSQL. A copy in the cluster's directory is readable.
+        let lib = if setup.hugeheap {
+            let copy = self.dir.join("libhugeheap.so");
+            std::fs::copy(lib, &copy).map_err(|e| format!("copying {}: {e}", lib.display()))?;
+            copy
+        } else {
+            lib.to_path_buf()
+        };
+        // The library the server must have mapped (hugeheap's, or a peer's).
+        let preloaded = setup
+            .env
+            .iter()
+            .find(|(k, _)| k == "LD_PRELOAD")
+            .map(|(_, v)| Path::new(v))
+            .or(setup.hugeheap.then_some(lib.as_path()))
+            .and_then(|p| Some(p.file_name()?.to_string_lossy().into_owned()));
         let mut cmd = as_db_user(&self.bin, "postgres");
-        setup.apply(&mut cmd, lib);
+        setup.apply(&mut cmd, &lib);
         cmd.arg("-D").arg(self.dir.join("data")).arg("-k").arg(&self.dir);
+        // PostgreSQL's own shared memory stays in 4 KiB pages in every setup (its default,
+        // `huge_pages=try`, would take pool pages where a pool exists): what differs between
+        // the setups is the allocator alone.
         cmd.args(["-c", "listen_addresses=", "-c", "max_connections=60", "-c", "shared_buffers=128MB"]);
+        cmd.args(["-c", "huge_pages=off"]);
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| format!("postgres: {e}"))?;
         let pid = child.id();
         self.server = Some(child);
@@ -77,7 +100,12 @@ impl Cluster {
         while start.elapsed() < Duration::from_secs(120) {
             if self.psql("SELECT 1").is_ok() {
                 // runuser forks the server: its pid is runuser's child.
-                return Ok(postmaster(pid).unwrap_or(pid));
+                let pm = postmaster(pid).unwrap_or(pid);
+                let maps = std::fs::read_to_string(format!("/proc/{pm}/maps")).unwrap_or_default();
+                if let Some(name) = preloaded.filter(|n| !maps.contains(n.as_str())) {
+                    return Err(format!("the server did not load {name}"));
+                }
+                return Ok(pm);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -199,7 +227,7 @@ pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
     let mut section = Section {
         program: "PostgreSQL".into(),
         workload: format!(
-            "a cluster of its own (shared_buffers 128 MB, pgbench scale 2); {BACKENDS} connections that each sort \
+            "a cluster of its own (shared_buffers 128 MB, huge_pages off, pgbench scale 2); {BACKENDS} connections that each sort \
              200,000 rows and wait; then new connections with pgbench -C -S (10 s, 3 runs)"
         ),
         columns: [
@@ -220,7 +248,15 @@ pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
         return section;
     };
     let mut results = Vec::new();
-    for setup in [Setup::plain(), Setup::hugeheap_thp(), Setup::hugeheap_pool(512)] {
+    let mut setups = vec![Setup::plain()];
+    // The peers, as the C-path benchmark finds them (Debian's packages), where installed.
+    for c in crate::bench::cpath::contestants(&opts.lib) {
+        if let (Some(lib), None, false) = (&c.lib, &c.missing, c.name == "hugeheap") {
+            setups.push(Setup::preloaded(c.name, lib));
+        }
+    }
+    setups.extend([Setup::hugeheap_thp(), Setup::hugeheap_pool(512)]);
+    for setup in setups {
         let row = pools.set_for(&setup).and_then(|()| one(&bin, &setup, &opts.lib));
         section.rows.push((
             setup.name.clone(),
