@@ -168,12 +168,37 @@ fn server_pss(postmaster: u32) -> (usize, usize) {
     (all.iter().map(|&p| proc_field(p, "smaps_rollup", "Pss:")).sum(), all.len())
 }
 
+/// [`server_pss`] once the server has exactly `clients` client backends (the connections
+/// held) and no other: the backend of a query just made, or an autovacuum worker, would be
+/// counted in one setup and not in another.
+fn settled(postmaster: u32, clients: usize) -> Result<(usize, usize), String> {
+    let start = Instant::now();
+    loop {
+        let others = children(postmaster)
+            .iter()
+            .filter(|&&p| {
+                let cmd = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                cmd.starts_with("postgres: bench") || cmd.starts_with("postgres: autovacuum worker")
+            })
+            .count();
+        if others == clients {
+            return Ok(server_pss(postmaster));
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(format!("the server kept {others} backends, {clients} expected"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn one(bin: &Path, setup: &Setup, lib: &Path) -> Result<(Vec<String>, String), String> {
     let mut cluster = Cluster::create(bin)?;
     let pool_before = super::pool_free_2m();
     let pm = cluster.start(setup, lib)?;
     checked(cluster.client("pgbench").args(["-i", "-q", "-s", "2", "postgres"]), "pgbench -i")?;
-    let (idle_pss, _) = server_pss(pm);
+    // Idle: the server's own processes only (the backends of pgbench and of the readiness
+    // queries gone; an autovacuum worker may come and go).
+    let (idle_pss, _) = settled(pm, 0)?;
     // 20 connections that sort 200,000 rows each, then wait.
     let sql = "SELECT count(*) FROM (SELECT md5(g::text) AS m FROM generate_series(1, 200000) g ORDER BY m) s; \
                SELECT pg_sleep(600)";
@@ -189,7 +214,7 @@ fn one(bin: &Path, setup: &Setup, lib: &Path) -> Result<(Vec<String>, String), S
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (pss, procs) = server_pss(pm);
+    let (pss, procs) = settled(pm, BACKENDS)?;
     let pool = pool_before.saturating_sub(super::pool_free_2m()) * (2 << 20);
     for h in &mut held {
         let _ = h.kill();
