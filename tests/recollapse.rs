@@ -217,7 +217,7 @@ fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
 #[test]
 fn a_small_heap_gives_back_mid_sized_blocks_it_frees() {
     // The pattern of a forked backend's sort: a few hundred blocks of 12-256 KiB, all written,
-    // freed at once but for one in twenty, which stay (as a backend's caches do).
+    // freed at once but for one in twenty (of 40 and 256 KiB), which stay, as a backend's caches do.
     const SIZES: [usize; 8] = [12 << 10, 16 << 10, 24 << 10, 40 << 10, 64 << 10, 100 << 10, 160 << 10, 256 << 10];
     if as_child(|| {
         let blocks: Vec<Vec<u8>> = (0..240).map(|i| vec![i as u8 | 1; SIZES[i % SIZES.len()]]).collect();
