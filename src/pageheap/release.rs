@@ -115,7 +115,7 @@ impl<B: Backing> PageHeap<B> {
         }
     }
 
-    /// Keeps [`release_from`] in step with this heap, if it is the process's.
+    /// Keeps [`release_from`] and [`small_phase`] in step with this heap, if it is the process's.
     pub(super) fn mirror_release_from(&self) {
         if self.published {
             SMALL_PHASE.store(self.arena.in_small_phase(), Ordering::Relaxed);
