@@ -81,16 +81,7 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
     if !runtime::ensure_init(config) {
         return (ptr::null_mut(), false);
     }
-    let mut guard = pageheap::lock();
-    let Some(ph) = guard.as_mut() else {
-        return (ptr::null_mut(), false);
-    };
-    let span = ph.alloc_span(size, align, false);
-    if span.is_null() {
-        return (ptr::null_mut(), false);
-    }
-    // SAFETY: span is a fresh live header.
-    unsafe { ((*span).start as *mut u8, (*span).zeroed) }
+    pageheap::alloc_block(size, align)
 }
 
 /// Frees `p` (null is ignored). Misuse that can be seen cheaply aborts with a message, as

@@ -82,27 +82,13 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
     // A class past the small phase's slabs has none while the phase lasts, so its every
     // allocation comes here.
     if size_class::class_size(c) > size_class::SMALL_PHASE_SLAB_MAX && crate::pageheap::small_phase() {
-        return own_span(size_class::class_size(c));
+        return crate::pageheap::alloc_block(size_class::class_size(c), crate::units::PAGE_SIZE).0;
     }
     // SAFETY: heap is this thread's own heap (not the sentinel).
     unsafe {
         remote::flush_remote(heap);
         remote::drain_inbox(heap);
         slab::refill(heap, c)
-    }
-}
-
-/// A span of its own for a block of `bytes` (a large span, freed as one): in the small phase,
-/// for the classes past `SMALL_PHASE_SLAB_MAX`. Null when there is no memory.
-#[cold]
-fn own_span(bytes: usize) -> *mut u8 {
-    match crate::pageheap::lock().as_mut() {
-        Some(ph) => {
-            let span = ph.alloc_span(bytes, crate::units::PAGE_SIZE, false);
-            // SAFETY: a non-null span is a fresh live header.
-            if span.is_null() { core::ptr::null_mut() } else { unsafe { (*span).start as *mut u8 } }
-        }
-        None => core::ptr::null_mut(),
     }
 }
 

@@ -68,6 +68,24 @@ pub use pagemap::LOOKUP;
 use release::{SMALL_RELEASE_BURST, SMALL_RELEASE_FROM};
 pub use release::{release_from, small_phase};
 
+/// A span of its own for one block of `bytes` aligned to `align` (a power of two), from the
+/// process's page heap, under its lock: the block's address, and whether its memory is known
+/// to be zero. Null when there is no memory or the page heap has not started. Freed as a large
+/// span (`free_span`).
+pub fn alloc_block(bytes: usize, align: usize) -> (*mut u8, bool) {
+    debug_assert!(align.is_power_of_two());
+    let mut guard = lock();
+    let Some(ph) = guard.as_mut() else {
+        return (ptr::null_mut(), false);
+    };
+    let span = ph.alloc_span(bytes, align, false);
+    if span.is_null() {
+        return (ptr::null_mut(), false);
+    }
+    // SAFETY: span is a fresh live header.
+    unsafe { ((*span).start as *mut u8, (*span).zeroed) }
+}
+
 /// Page heap counters, read by `stats()`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageCounters {

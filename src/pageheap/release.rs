@@ -148,8 +148,9 @@ impl<B: Backing> PageHeap<B> {
     /// to go back on their own.
     pub(super) fn release_small_run(&mut self, hp: usize, first: u32, n: u32) {
         let d = &self.descs()[hp];
-        let used = if d.state == super::desc::FREE { 0 } else { d.used };
-        debug_assert!(used & run_mask(first, n) == 0);
+        // A wholly free huge page has no page in use (`make_free`).
+        let used = d.used;
+        debug_assert!(used & run_mask(first, n) == 0 && (d.state != super::desc::FREE || used == 0));
         let (mut lo, mut hi) = (first, first + n);
         while lo > 0 && used & (1 << (lo - 1)) == 0 {
             lo -= 1;
@@ -161,10 +162,9 @@ impl<B: Backing> PageHeap<B> {
         if ((hi - lo) as usize) * PAGE_SIZE < SMALL_RELEASE_FROM || dirty == 0 {
             return;
         }
-        if core::mem::replace(&mut self.handed_out_since_release, false) {
+        if self.handed_out_since_release {
             self.earn_release_tokens();
             if self.release_tokens == 0 {
-                self.handed_out_since_release = true;
                 return;
             }
             self.release_tokens -= 1;
@@ -172,6 +172,7 @@ impl<B: Backing> PageHeap<B> {
                 self.mirror_release_from();
             }
         }
+        self.handed_out_since_release = false;
         let base = self.arena.addr(hp);
         while dirty != 0 {
             let at = dirty.trailing_zeros();

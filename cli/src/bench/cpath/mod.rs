@@ -279,6 +279,8 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     for line in cells.iter().filter_map(|c| c.error.as_deref()).collect::<std::collections::BTreeSet<_>>() {
         eprintln!("hugeheap bench cpath: {line}");
     }
+    // Pages hugeheap takes from a hugetlb pool are not in ru_maxrss: the report says so.
+    let pooled = crate::bench::pool_free_pages(2048) + crate::bench::pool_free_pages(1 << 20);
     let bar = super::progress(ws.len() * cs.len() * o.reps);
     for w in &ws {
         // The first output is the reference each contestant's must match: glibc's, which runs
@@ -311,7 +313,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     }
     bar.finish_and_clear();
     let names: Vec<&str> = cs.iter().map(|c| c.name).collect();
-    let text = table(&cells, &ws, &names);
+    let text = table(&cells, &ws, &names, pooled);
     print!("{text}");
     std::fs::create_dir_all(&o.out_dir)?;
     std::fs::write(o.out_dir.join("cpath.txt"), &text)?;
@@ -332,8 +334,10 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
 const PEER_NAMES: [&str; 4] = ["glibc", "jemalloc", "mimalloc", "tcmalloc"];
 
 /// The text report: time and peak RSS per workload and contestant, hugeheap's ratio to the
-/// fastest peer and to jemalloc's RSS, geometric means, and the targets checked.
-pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str]) -> String {
+/// fastest peer and to jemalloc's RSS, geometric means, and the targets checked; `pooled`: the
+/// free hugetlb pool pages there were when the run began (its RSS figures are then not
+/// comparable).
+pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize) -> String {
     let get = |w: &str, c: &str| cells.iter().find(|x| x.workload == w && x.contestant == c);
     let secs = |w: &str, c: &str| get(w, c).and_then(|x| x.median(|s| s.secs));
     let peak = |w: &str, c: &str| get(w, c).and_then(|x| x.median(|s| s.peak as f64));
@@ -386,8 +390,6 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str]) -> String {
     let _ = writeln!(out, "  (over the workloads each ran)");
 
     let _ = writeln!(out, "\npeak RSS, MiB (ru_maxrss); hh/je: hugeheap over jemalloc");
-    // Pages hugeheap takes from a hugetlb pool are not in ru_maxrss: its figures would be low.
-    let pooled = crate::bench::pool_free_pages(2048) + crate::bench::pool_free_pages(1 << 20);
     if pooled > 0 {
         let _ = writeln!(
             out,
