@@ -23,8 +23,8 @@ pub struct Block {
 }
 
 /// A span header, two cache lines: the first holds what is fixed while the span is handed out
-/// and read by any thread (a free from another thread reads `start`, `block_size`, `magic`,
-/// `capacity` and `owner`); the second what the owning heap's thread writes on every allocation
+/// and read by any thread (a free reads `owner`, `start`, `div` and `starts_below`; one from another
+/// thread `block_size` too); the second what the owning heap's thread writes on every allocation
 /// and free. Kept apart, a consumer thread freeing a producer's blocks does not pull the line
 /// the producer is writing (measured: 22% of the consumer's `dealloc` samples on its first load from the header before
 /// the split).
@@ -38,12 +38,20 @@ pub struct Block {
 pub struct Span {
     /// First byte of the span.
     pub start: usize,
-    /// Slab: the id of the thread heap that owns it (opaque to this layer, never 0); 0 for
-    /// large spans and the empty sentinel.
+    /// Slab: the id of the thread heap that owns it (opaque to this layer, never 0 and never
+    /// [`NO_OWNER`]); `NO_OWNER` for large spans, 0 for the empty sentinel. A free compares it
+    /// with the freeing thread's id first: equal means a slab of that thread's own heap.
     pub owner: usize,
-    /// Slab: `ceil(2^44 / block_size)`, so a block's index is `(offset * magic) >> 44` without
-    /// a division (exact for offsets below 2^20, which every slab is).
-    pub magic: u64,
+    /// Slab: `ceil(2^64 / block_size)`. For an offset `n` below 2^32, `n * div` (wrapping) is
+    /// below `div` exactly when `n` is a multiple of the block size (Lemire, Kaser and Kurz,
+    /// "Faster remainder by direct computation", 2019), and for the multiple `k * block_size`
+    /// it is `k * e`, where `e = div * block_size - 2^64` (below `block_size`).
+    pub div: u64,
+    /// Slab: the bound below which `offset * div` names a block start: `capacity * e` (see
+    /// `div`) when `e > 0`; when `e == 0` (a power-of-two block size, which divides the slab,
+    /// so every multiple in it is a block) `div` itself. One compare checks "a multiple of the
+    /// block size, and not past the last block".
+    pub starts_below: u64,
     /// Large: the bytes requested (what `stats()` counts as in use).
     pub size: usize,
     /// Slab: the block size; 0 for a large span.
@@ -58,15 +66,15 @@ pub struct Span {
     pub zeroed: bool,
     /// Every page is in the page map (slabs), not only the first (large spans).
     pub whole: bool,
-    _line: [u8; 17],
+    _line: [u8; 9],
     /// Second line, the owner's. Slab: the local free list.
     pub free: *mut Block,
-    /// Slab: blocks handed out and not yet freed back to the owner.
+    /// Slab: blocks handed out and not yet freed back to the owner, with [`FULL`] set while
+    /// the slab is full and therefore in none of its heap's lists (one word, so that a free
+    /// tests "now empty, full, or none out" with one compare).
     pub used: AtomicU32,
     /// Slab: blocks from index `bump` on have never been handed out.
     pub bump: u32,
-    /// Slab: full and therefore in none of its heap's lists.
-    pub full: bool,
     /// List links (a heap's slab list, or the pool's free list).
     pub next: *mut Span,
     /// List links.
@@ -74,6 +82,14 @@ pub struct Span {
 }
 
 const _: () = assert!(core::mem::offset_of!(Span, free) == 64 && core::mem::size_of::<Span>() == 128);
+
+/// The `owner` of a span no thread heap owns (a large span): no heap's id, so a free's first
+/// test, "is this a slab of my heap", fails for it as for another thread's slab.
+pub const NO_OWNER: usize = usize::MAX;
+
+/// The bit of a slab's `used` word set while the slab is full. Below it, the count; no slab
+/// holds 2^31 blocks.
+pub const FULL: u32 = 1 << 31;
 
 impl Span {
     /// A span with nothing in it: the sentinel every empty slot of a heap points to, so the
@@ -85,11 +101,11 @@ impl Span {
         bump: 0,
         capacity: 0,
         block_size: 0,
-        magic: 0,
+        div: 0,
+        starts_below: 0,
         whole: false,
-        _line: [0; 17],
+        _line: [0; 9],
         class: 0,
-        full: false,
         zeroed: false,
         owner: 0,
         next: ptr::null_mut(),
@@ -102,13 +118,25 @@ impl Span {
     /// Blocks handed out (relaxed read: exact for the owner, a snapshot for others).
     #[inline]
     pub fn used(&self) -> u32 {
+        self.used_word() & !FULL
+    }
+
+    /// The `used` word: the count, and [`FULL`] while the slab is full.
+    #[inline]
+    pub fn used_word(&self) -> u32 {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Sets `used` (owner only; a plain store, no read-modify-write).
+    /// Sets the `used` word (owner only; a plain store, no read-modify-write).
     #[inline]
-    pub fn set_used(&self, v: u32) {
+    pub fn set_used_word(&self, v: u32) {
         self.used.store(v, Ordering::Relaxed);
+    }
+
+    /// Whether the slab is full (in none of its heap's lists).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.used_word() & FULL != 0
     }
 
     /// Whether this is a slab (as opposed to a large allocation).

@@ -1,7 +1,10 @@
 //! The dispatch every front door (the `GlobalAlloc` impl, the C ABI) calls: small requests to
 //! the thread heap, the rest to the page heap; start-up on the first allocation.
 
-use crate::heap::{self, size_class::small_size_for};
+use crate::heap::{
+    self,
+    size_class::{TABLE_MAX, small_size_for},
+};
 use crate::options::Config;
 use crate::os::fatal_misuse;
 use crate::pageheap::{self, LOOKUP};
@@ -13,8 +16,42 @@ use core::ptr;
 ///
 /// # Safety
 /// `align` must be a power of two.
-#[inline]
+#[inline(always)]
 pub unsafe fn alloc(config: &Config, size: usize, align: usize) -> *mut u8 {
+    // SAFETY: caller's contract.
+    let p = unsafe { alloc_fast(size, align) };
+    if !p.is_null() {
+        return p;
+    }
+    alloc_slow(config, size, align)
+}
+
+/// The fast path of [`alloc`]: a block from the current slab of its class, or null (then
+/// [`alloc_slow`] is the way on). Front doors that must do more on the slow path (set `errno`)
+/// call the two themselves, so that the fast path is a leaf that saves no register.
+///
+/// # Safety
+/// `align` must be a power of two.
+#[inline(always)]
+pub unsafe fn alloc_fast(size: usize, align: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    // The commonest requests first, with one compare: the class comes from a table.
+    if size <= TABLE_MAX && align <= 16 {
+        // SAFETY: size <= TABLE_MAX < SMALL_MAX, and every block is 16-aligned.
+        return unsafe { heap::pop_small(size) };
+    }
+    match small_size_for(size, align) {
+        // SAFETY: s <= SMALL_MAX, rounded for align.
+        Some(s) => unsafe { heap::pop_small(s) },
+        None => ptr::null_mut(),
+    }
+}
+
+/// Everything [`alloc_fast`] does not do: refills, a thread's first allocation, start-up,
+/// large requests. Null when out of memory.
+#[cold]
+#[inline(never)]
+pub fn alloc_slow(config: &Config, size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     match small_size_for(size, align) {
         Some(s) => {
@@ -88,8 +125,8 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
 /// glibc's does: a pointer hugeheap did not hand out (or a large allocation freed twice), an
 /// interior pointer, a double free of a small block (see `heap::free_local`).
 ///
-/// The fast path (a block of a slab) is inlined into every front door; null, foreign pointers
-/// and large spans go out of line.
+/// The fast path (a block of a slab of this thread's heap) is inlined into every front door;
+/// other threads' blocks, large spans, null and foreign pointers go out of line.
 ///
 /// # Safety
 /// `p` must be null or a live allocation of this allocator, not used afterwards.
@@ -101,8 +138,24 @@ pub unsafe fn free(p: *mut u8) {
     }
     // SAFETY: span is the live span holding p (caller's contract).
     unsafe {
+        if heap::is_own_slab(span) {
+            heap::free_own(p, span);
+        } else {
+            free_other(p, span);
+        }
+    }
+}
+
+/// `free` of a block of another thread's slab, or of a large span.
+///
+/// # Safety
+/// `span` must be the live span holding `p`, not a slab of this thread's heap.
+#[inline(never)]
+unsafe fn free_other(p: *mut u8, span: *mut Span) {
+    // SAFETY: span is the live span holding p (caller).
+    unsafe {
         if (*span).is_slab() {
-            heap::free_small(p, span);
+            heap::free_foreign(p, span);
         } else {
             free_large(p, span);
         }

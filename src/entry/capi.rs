@@ -38,7 +38,18 @@ fn checked(p: *mut u8) -> *mut c_void {
 #[inline]
 pub unsafe fn malloc(size: usize) -> *mut c_void {
     // SAFETY: MIN_ALIGN is a power of two.
-    checked(unsafe { alloc::alloc(CFG, size, MIN_ALIGN) })
+    let p = unsafe { alloc::alloc_fast(size, MIN_ALIGN) };
+    if !p.is_null() {
+        return p.cast();
+    }
+    malloc_slow(size)
+}
+
+/// `malloc` past the fast path, out of line so that the fast path saves no register.
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut c_void {
+    checked(alloc::alloc_slow(CFG, size, MIN_ALIGN))
 }
 
 /// C `free`.

@@ -24,23 +24,33 @@ pub fn free_mark(b: *mut Block) -> usize {
     FREE_KEY.load(Ordering::Relaxed) ^ b as usize
 }
 
-/// Aborts unless `p` is the start of a block of `span`: one multiply and one compare
-/// (`magic` is `ceil(2^44 / block_size)`, exact for the offsets of a slab, below 2^20).
+/// Aborts unless `p` is the start of a block of `span`: one multiply and one compare (see
+/// `Span::div`).
 ///
 /// # Safety
 /// `span` must be a live slab whose pages hold `p`.
 #[inline(always)]
 pub unsafe fn check_block_start(p: *mut u8, span: *mut Span) {
-    // SAFETY: span is a live slab (caller), whose start, block size, magic and capacity do not
-    // change while it has live blocks; p lies in its pages, so the offset is below 2^20.
+    // SAFETY: span is a live slab (caller), whose start, divisor and bound do not change
+    // while it has live blocks; p lies in its pages.
     unsafe {
         debug_assert!((*span).is_slab() && p as usize >= (*span).start);
-        let off = p as usize - (*span).start;
-        let idx = ((off as u64 * (*span).magic) >> 44) as usize;
-        if idx * (*span).block_size as usize != off || idx >= (*span).capacity as usize {
+        let off = (p as usize - (*span).start) as u64;
+        if off.wrapping_mul((*span).div) >= (*span).starts_below {
             fatal_misuse("free(): invalid pointer (not the start of a block)", p as usize);
         }
     }
+}
+
+/// The `div` and `starts_below` of a slab of `capacity` blocks of `block_size` bytes (see
+/// `Span::div`): a multiple of the block size below `capacity` blocks gives `offset * div`
+/// below `starts_below`, every other offset below 2^32 at least `div` (itself at least
+/// `starts_below`).
+pub const fn block_check(block_size: u32, capacity: u32) -> (u64, u64) {
+    debug_assert!(block_size >= 2 && capacity >= 1);
+    let div = u64::MAX / block_size as u64 + 1;
+    let e = div.wrapping_mul(block_size as u64);
+    if e == 0 { (div, div) } else { (div, capacity as u64 * e) }
 }
 
 /// Aborts if `b` is already free: no block of the slab is out, or `b` is on its free list.
@@ -82,5 +92,31 @@ pub unsafe fn check_remote_free(b: *mut Block) {
     // SAFETY: caller's contract.
     if unsafe { core::ptr::read_volatile(&raw const (*b).mark) } == free_mark(b) {
         fatal_misuse("free(): double free detected (the block is already free)", b as usize);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::block_check;
+    use crate::heap::size_class::{NCLASS, class_size, slab_bytes};
+
+    /// Every offset of every class's slab: accepted exactly at the start of a block.
+    #[test]
+    fn block_check_accepts_exactly_block_starts() {
+        for c in 0..NCLASS {
+            let (bs, bytes) = (class_size(c) as u64, slab_bytes(c) as u64);
+            let capacity = bytes / bs;
+            let (div, below) = block_check(bs as u32, capacity as u32);
+            assert!(below <= div, "class {c}");
+            for off in 0..bytes {
+                let start = off % bs == 0 && off / bs < capacity;
+                assert_eq!(off.wrapping_mul(div) < below, start, "class {c} ({bs} B), offset {off}");
+            }
+            // A power-of-two block size must divide its slab (the bound does not stop a block
+            // past the last one).
+            if bs.is_power_of_two() {
+                assert_eq!(bytes % bs, 0, "class {c}");
+            }
+        }
     }
 }

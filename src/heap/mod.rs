@@ -41,26 +41,39 @@ use crate::span::{Block, Span};
 use size_class::class_of;
 use thread_heap::{Heap, empty_heap, heap_of, id, thread_heap};
 
-/// Allocates a block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its
-/// alignment). Null when memory is exhausted, or when the allocator has not started (the
-/// entry points start it and ask again).
+/// A block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its alignment)
+/// from the current slab of its class: the whole fast path of allocation. Null when that slab
+/// has no free block (or the thread has no heap yet: the sentinel's slabs never do); then
+/// [`alloc_small`] is the way on.
 ///
 /// # Safety
 /// None beyond those of `GlobalAlloc::alloc`; marked unsafe because it hands out raw memory.
 #[inline(always)]
-pub unsafe fn alloc_small(size: usize) -> *mut u8 {
+pub unsafe fn pop_small(size: usize) -> *mut u8 {
     debug_assert!(size <= size_class::SMALL_MAX);
     let heap = thread_heap();
     let c = class_of(size);
     // SAFETY: c < NCLASS (size <= SMALL_MAX); heap points to this thread's heap or the
     // sentinel, whose slots point to live spans; only this thread touches its own heap.
-    unsafe {
-        let b = slab::pop(*(*heap).current.get_unchecked(c));
-        if !b.is_null() {
-            return b;
-        }
-        alloc_slow(heap, c)
+    unsafe { slab::pop(*(*heap).current.get_unchecked(c)) }
+}
+
+/// Allocates a block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its
+/// alignment). Null when memory is exhausted, or when the allocator has not started (the
+/// entry points start it and ask again).
+///
+/// # Safety
+/// As for [`pop_small`].
+#[inline]
+pub unsafe fn alloc_small(size: usize) -> *mut u8 {
+    // SAFETY: caller's contract.
+    let b = unsafe { pop_small(size) };
+    if !b.is_null() {
+        return b;
     }
+    // SAFETY: class_of(size) < NCLASS (size <= SMALL_MAX); thread_heap() is this thread's heap
+    // or the sentinel.
+    unsafe { alloc_slow(thread_heap(), class_of(size)) }
 }
 
 /// The slow path of `alloc_small`: sets the thread up if it has no heap, gives a large block
@@ -92,27 +105,50 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
     }
 }
 
-/// Frees a block of a slab. `span` is the slab holding `p`. A pointer that is not the start
-/// of a block (an interior pointer) aborts with a message.
+/// Whether `span` is a slab of this thread's heap: the first test of every free (a large
+/// span's owner is `NO_OWNER`, no heap's id; the sentinel's id, 0, is no slab's owner).
 ///
 /// # Safety
-/// `span` must be the live slab whose pages hold `p`, and `p` a live block of it unless the
-/// program misuses the heap (which is detected where cheap, see `slab::free_local`).
+/// `span` must be a live span header.
 #[inline(always)]
-pub unsafe fn free_small(p: *mut u8, span: *mut Span) {
+pub unsafe fn is_own_slab(span: *mut Span) -> bool {
     debug_assert!(!span.is_null());
-    let heap = thread_heap();
-    let b = p as *mut Block;
+    // SAFETY: span is a live header (caller); `owner` does not change while the span holds a
+    // live block, and this thread's own slabs change owner only on this thread.
+    unsafe { (*span).owner == id(thread_heap()) }
+}
+
+/// Frees a block of a slab of this thread's heap. `span` is the slab holding `p`. A pointer
+/// that is not the start of a block (an interior pointer) aborts with a message.
+///
+/// # Safety
+/// `span` must be a live slab of this thread's heap ([`is_own_slab`]) whose pages hold `p`,
+/// and `p` a live block of it unless the program misuses the heap (which is detected where
+/// cheap, see `slab::free_local`).
+#[inline(always)]
+pub unsafe fn free_own(p: *mut u8, span: *mut Span) {
+    // SAFETY: span is a live slab (caller).
+    debug_assert!(unsafe { is_own_slab(span) && (*span).is_slab() });
     // SAFETY: span is a live slab (caller).
     unsafe { misuse::check_block_start(p, span) };
-    // SAFETY: p is a block of span, live by the caller's contract, so span.owner is stable; if
-    // it is this thread's heap, this thread alone touches the slab's local fields.
-    unsafe {
-        let owner = (*span).owner;
-        if owner == id(heap) {
-            slab::free_local::<true>(heap, span, b);
-        } else {
-            remote::free_remote(heap, heap_of(owner), b);
-        }
-    }
+    // SAFETY: p is a block of span, a slab of this thread's heap (caller), so this thread
+    // alone touches the slab's local fields.
+    unsafe { slab::free_local::<true>(thread_heap(), span, p as *mut Block) }
+}
+
+/// Frees a block of another thread's slab: it is carried home by `remote`. A pointer that is
+/// not the start of a block aborts with a message.
+///
+/// # Safety
+/// `span` must be a live slab of another heap whose pages hold `p`, and `p` a live block of it
+/// unless the program misuses the heap.
+#[inline]
+pub unsafe fn free_foreign(p: *mut u8, span: *mut Span) {
+    // SAFETY: span is a live slab (caller).
+    debug_assert!(unsafe { (*span).is_slab() });
+    // SAFETY: span is a live slab (caller).
+    unsafe { misuse::check_block_start(p, span) };
+    // SAFETY: p is a live block of span (caller), so span.owner is stable and names a live
+    // heap other than this thread's.
+    unsafe { remote::free_remote(thread_heap(), heap_of((*span).owner), p as *mut Block) }
 }

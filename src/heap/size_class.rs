@@ -28,7 +28,7 @@ pub const SMALL_PHASE_SLAB_MAX: usize = 32 << 10;
 pub const SMALL_ALIGN_MAX: usize = PAGE_SIZE;
 
 /// Sizes up to this many bytes find their class in [`SMALL_CLASS`], one load.
-const TABLE_MAX: usize = 1024;
+pub const TABLE_MAX: usize = 1024;
 
 /// The class of every size up to [`TABLE_MAX`], by `(size + 15) / 16`: the fast path's class
 /// in one load from one cache line and a half, where the computation takes a dozen instructions

@@ -7,7 +7,7 @@ use super::misuse::{self, free_mark};
 use super::size_class::{class_size, slab_bytes};
 use super::thread_heap::{Heap, empty_span, id};
 use crate::pageheap;
-use crate::span::{Block, Span};
+use crate::span::{Block, FULL, Span};
 use crate::units::PAGE_SIZE;
 use core::ptr;
 
@@ -25,7 +25,7 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
         if !b.is_null() {
             (*span).free = (*b).next;
             (*b).mark = 0;
-            (*span).set_used((*span).used() + 1);
+            (*span).set_used_word((*span).used_word() + 1);
         }
         b.cast()
     }
@@ -37,6 +37,11 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
 /// every block last touched on another core, one cache miss each (the freeing thread checked
 /// it instead, with the block in its own cache).
 ///
+/// The fast path is one test of the `used` word: the count less one is positive exactly when
+/// the slab neither becomes empty, nor is full (`FULL` makes the word negative as an `i32`),
+/// nor had no block out (the count wraps). A full slab has at least one block out: the free
+/// that finds it full clears the bit.
+///
 /// # Safety
 /// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
 /// `used` unless the program frees it twice.
@@ -45,42 +50,61 @@ pub unsafe fn free_local<const CHECK_MARK: bool>(heap: *mut Heap, span: *mut Spa
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { (*span).owner } == id(heap));
     let mark = misuse::free_mark(b);
-    // SAFETY: span is a live slab; `used` is an atomic.
-    let used = unsafe { (*span).used() };
     // SAFETY: b is a block of the slab, at least 16 bytes (caller).
-    if used == 0 || CHECK_MARK && unsafe { (*b).mark } == mark {
+    if CHECK_MARK && unsafe { (*b).mark } == mark {
         // Every call leaving this function is its last act (a tail call), so the fast path
         // saves no registers.
         // SAFETY: caller's contract.
         return unsafe { free_local_checked(heap, span, b) };
     }
+    // SAFETY: span is a live slab; `used` is an atomic.
+    let used = unsafe { (*span).used_word() };
+    debug_assert!(used != FULL, "a full slab with no block out");
+    if used.wrapping_sub(1) as i32 <= 0 {
+        // SAFETY: caller's contract.
+        return unsafe { free_local_rare(heap, span, b, used) };
+    }
     // SAFETY: this thread owns the slab's free list, and the block being freed (caller).
     unsafe { push(span, b, mark, used) };
-    // SAFETY: span is a slab of this thread's heap; `full` is the owner's field.
-    if used == 1 || unsafe { (*span).full } {
-        // SAFETY: as above.
-        unsafe { free_local_slow(heap, span) };
-    }
 }
 
-/// Puts `b` on its slab's free list with its free mark; `used` was the slab's count before.
+/// Puts `b` on its slab's free list with its free mark; `used` was the slab's `used` word
+/// before (the count at least 1).
 ///
 /// # Safety
-/// `span` must be a slab of this thread's heap with `used >= 1` blocks out, `b` one of them.
+/// `span` must be a slab of this thread's heap with at least one block out, `b` one of them.
 #[inline(always)]
 unsafe fn push(span: *mut Span, b: *mut Block, mark: usize, used: u32) {
-    debug_assert!(used >= 1);
+    debug_assert!(used & !FULL >= 1);
     // SAFETY: caller's contract: the free list and the block are this thread's.
     unsafe {
         (*b).next = (*span).free;
         (*b).mark = mark;
         (*span).free = b;
-        (*span).set_used(used - 1);
+        (*span).set_used_word(used - 1);
     }
 }
 
-/// `free_local` of a block whose slab has none out or that carries its free mark: aborts on a
-/// double free, else (the mark was the program's data) frees it.
+/// `free_local` of a block whose slab has no block out (misuse: aborts), becomes empty, or
+/// was full.
+///
+/// # Safety
+/// As for `free_local`; `used` is the slab's `used` word.
+#[cold]
+#[inline(never)]
+unsafe fn free_local_rare(heap: *mut Heap, span: *mut Span, b: *mut Block, used: u32) {
+    // SAFETY: caller's contract.
+    unsafe {
+        if used & !FULL == 0 {
+            misuse::check_double_free(span, b); // aborts: no block of the slab is out
+        }
+        push(span, b, free_mark(b), used);
+        free_local_slow(heap, span);
+    }
+}
+
+/// `free_local` of a block that carries its free mark: aborts on a double free, else (the
+/// mark was the program's data) frees it.
 ///
 /// # Safety
 /// As for `free_local`.
@@ -90,11 +114,7 @@ unsafe fn free_local_checked(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: caller's contract.
     unsafe {
         misuse::check_double_free(span, b);
-        let used = (*span).used();
-        push(span, b, free_mark(b), used);
-        if used == 1 || (*span).full {
-            free_local_slow(heap, span);
-        }
+        free_local::<false>(heap, span, b);
     }
 }
 
@@ -133,7 +153,7 @@ pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
         // Exhausted: it leaves the list until a block comes back.
         // SAFETY: span is in heap's list of its class, and the owner's fields are ours.
         unsafe {
-            (*span).full = true;
+            (*span).set_used_word((*span).used_word() | FULL);
             unlink(heap, span);
         }
     }
@@ -188,13 +208,13 @@ unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
     unsafe {
         let bs = class_size(c);
         (*span).block_size = bs as u32;
-        (*span).magic = (1u64 << 44).div_ceil(bs as u64);
+        let capacity = (bytes / bs) as u32;
+        ((*span).div, (*span).starts_below) = misuse::block_check(bs as u32, capacity);
         (*span).class = c as u8;
-        (*span).capacity = (bytes / bs) as u32;
+        (*span).capacity = capacity;
         (*span).bump = 0;
         (*span).free = ptr::null_mut();
-        (*span).set_used(0);
-        (*span).full = false;
+        (*span).set_used_word(0);
         (*span).owner = id(heap);
     }
     span
@@ -207,7 +227,7 @@ unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
 pub unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract; heap and span are this thread's.
     unsafe {
-        debug_assert!(!(*span).full && (*span).owner == id(heap));
+        debug_assert!(!(*span).is_full() && (*span).owner == id(heap));
         let c = (*span).class as usize;
         let head = (*heap).current[c];
         (*span).prev = ptr::null_mut();
@@ -233,7 +253,7 @@ pub unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
 pub unsafe fn push_back(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract; heap and span are this thread's.
     unsafe {
-        debug_assert!(!(*span).full && (*span).owner == id(heap));
+        debug_assert!(!(*span).is_full() && (*span).owner == id(heap));
         let c = (*span).class as usize;
         if (*heap).current[c] == empty_span() {
             return push_front(heap, span);
@@ -285,8 +305,8 @@ pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     debug_assert!(unsafe { (*span).owner } == id(heap));
     // SAFETY: caller's contract.
     unsafe {
-        if (*span).full {
-            (*span).full = false;
+        if (*span).is_full() {
+            (*span).set_used_word((*span).used_word() & !FULL);
             push_back(heap, span);
         }
         if (*span).used() == 0 {
@@ -305,7 +325,7 @@ pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 unsafe fn retire_if_spare(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract.
     unsafe {
-        debug_assert!((*span).used() == 0 && !(*span).full);
+        debug_assert!((*span).used_word() == 0);
         let c = (*span).class as usize;
         let only = (*heap).current[c] == span && (*span).next.is_null();
         if only && slab_bytes(c) < pageheap::release_from() {

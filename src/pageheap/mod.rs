@@ -263,6 +263,7 @@ impl<B: Backing> PageHeap<B> {
             (*span).zeroed = zeroed;
             (*span).whole = whole;
             (*span).size = bytes;
+            (*span).owner = crate::span::NO_OWNER;
             self.page_map.set(start, if whole { pages } else { 1 }, span);
         }
         span
