@@ -26,7 +26,8 @@ fn misuse_aborts_with_a_message() {
         |mode: &str| hugeheap().args(["run", "--lib"]).arg(lib()).arg("--").arg(&prog).arg(mode).output().unwrap();
     for (mode, message) in [
         ("double", "free(): double free detected"),
-        ("double-later", "free(): double free detected"),
+        ("double-later", "malloc(): a free block was freed twice or written after free"),
+        ("write-after-free", "malloc(): a free block was freed twice or written after free"),
         ("double-remote", "free(): double free detected"),
         ("interior", "free(): invalid pointer (not the start of a block)"),
         ("foreign", "free(): invalid pointer (not allocated by hugeheap, or already freed)"),

@@ -1,9 +1,14 @@
 //! Catching heap misuse where it is cheap: every block on a slab's free list carries a mark in
-//! its second word, a per-process secret mixed with its address, cleared when the block is
-//! handed out. A free that finds the mark (or a slab with no block out) walks the slab's free
-//! list and aborts if the block is there; a mark that is only a coincidence of the program's
-//! data costs one walk and nothing else. A pointer that is not the start of a block aborts
-//! too. See docs/design.md (Failure modes) for what is and is not caught.
+//! its second word, a per-process secret mixed with its address, written when the block is
+//! freed and cleared when it is handed out. Allocation checks the mark of the block it takes
+//! (it reads the block's first word anyway): a block on the list without it was freed twice
+//! (handed out once already, and the list led to it again) or written after it was freed, and
+//! that aborts before the list's next link, perhaps the program's data, is followed. A free
+//! reads nothing of the block, so that a block long out of the cache costs no wait; it aborts
+//! on the cheap cases it sees: a block freed twice in a row (it heads its slab's list), a slab
+//! with no block out, a pointer that is not the start of a block. A free from another thread
+//! reads nothing either: its block is checked when its owner takes it back, as the owner's
+//! own frees are. See docs/design.md (Failure modes) for what is and is not caught.
 
 use crate::os::fatal_misuse;
 use crate::span::{Block, Span};
@@ -24,22 +29,27 @@ pub fn free_mark(b: *mut Block) -> usize {
     FREE_KEY.load(Ordering::Relaxed) ^ b as usize
 }
 
-/// Aborts unless `p` is the start of a block of `span`: one multiply and one compare (see
-/// `Span::div`).
+/// Whether `p` is the start of a block of `span`: one multiply and one compare (see
+/// `Span::div`). Where it is not, the caller's last act is [`not_block_start`].
 ///
 /// # Safety
 /// `span` must be a live slab whose pages hold `p`.
 #[inline(always)]
-pub unsafe fn check_block_start(p: *mut u8, span: *mut Span) {
+pub unsafe fn is_block_start(p: *mut u8, span: *mut Span) -> bool {
     // SAFETY: span is a live slab (caller), whose start, divisor and bound do not change
     // while it has live blocks; p lies in its pages.
     unsafe {
         debug_assert!((*span).is_slab() && p as usize >= (*span).start);
         let off = (p as usize - (*span).start) as u64;
-        if off.wrapping_mul((*span).div) >= (*span).starts_below {
-            fatal_misuse("free(): invalid pointer (not the start of a block)", p as usize);
-        }
+        off.wrapping_mul((*span).div) < (*span).starts_below
     }
+}
+
+/// Aborts: `p` lies in a slab but is not the start of a block.
+#[cold]
+#[inline(never)]
+pub fn not_block_start(p: *mut u8) -> ! {
+    fatal_misuse("free(): invalid pointer (not the start of a block)", p as usize)
 }
 
 /// The `div` and `starts_below` of a slab of `capacity` blocks of `block_size` bytes (see
@@ -53,46 +63,26 @@ pub const fn block_check(block_size: u32, capacity: u32) -> (u64, u64) {
     if e == 0 { (div, div) } else { (div, capacity as u64 * e) }
 }
 
-/// Aborts if `b` is already free: no block of the slab is out, or `b` is on its free list.
-/// Returns when the mark was a coincidence of the program's data.
-///
-/// # Safety
-/// `span` must be a slab of this thread's heap and `b` one of its blocks; the free list is
-/// this thread's and ends in null.
+/// Aborts: `b` was freed twice in a row (it heads its slab's free list).
 #[cold]
 #[inline(never)]
-pub unsafe fn check_double_free(span: *mut Span, b: *mut Block) {
-    // SAFETY: span is a live slab (caller).
-    debug_assert!(unsafe { (*span).is_slab() });
-    // SAFETY: caller's contract.
-    unsafe {
-        if (*span).used() == 0 {
-            fatal_misuse("free(): double free detected (no block of its slab is in use)", b as usize);
-        }
-        let mut f = (*span).free;
-        while !f.is_null() {
-            if f == b {
-                fatal_misuse("free(): double free detected", b as usize);
-            }
-            f = (*f).next;
-        }
-    }
+pub fn double_free(b: *mut Block) -> ! {
+    fatal_misuse("free(): double free detected", b as usize)
 }
 
-/// Aborts if `b`, a live block of another thread's slab about to be freed from this thread,
-/// carries its free mark: it is already free. The mark is read volatile: in a double free the
-/// owner may be writing it meanwhile (a live block's mark is 0, written before it was handed
-/// out).
-///
-/// # Safety
-/// `b` must point to a block of a live slab (at least 16 bytes).
-#[inline(always)]
-pub unsafe fn check_remote_free(b: *mut Block) {
-    debug_assert!(!b.is_null());
-    // SAFETY: caller's contract.
-    if unsafe { core::ptr::read_volatile(&raw const (*b).mark) } == free_mark(b) {
-        fatal_misuse("free(): double free detected (the block is already free)", b as usize);
-    }
+/// Aborts: `b` was freed to a slab with no block out, so it is already free.
+#[cold]
+#[inline(never)]
+pub fn double_free_none_out(b: *mut Block) -> ! {
+    fatal_misuse("free(): double free detected (no block of its slab is in use)", b as usize)
+}
+
+/// Aborts: `b`, on its slab's free list, has lost its free mark, so it was handed out already
+/// (freed twice) or written after it was freed.
+#[cold]
+#[inline(never)]
+pub fn free_block_damaged(b: *mut Block) -> ! {
+    fatal_misuse("malloc(): a free block was freed twice or written after free", b as usize)
 }
 
 #[cfg(test)]

@@ -130,10 +130,12 @@ pub unsafe fn free_own(p: *mut u8, span: *mut Span) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { is_own_slab(span) && (*span).is_slab() });
     // SAFETY: span is a live slab (caller).
-    unsafe { misuse::check_block_start(p, span) };
+    if !unsafe { misuse::is_block_start(p, span) } {
+        misuse::not_block_start(p);
+    }
     // SAFETY: p is a block of span, a slab of this thread's heap (caller), so this thread
     // alone touches the slab's local fields.
-    unsafe { slab::free_local::<true>(thread_heap(), span, p as *mut Block) }
+    unsafe { slab::free_local(thread_heap(), span, p as *mut Block) }
 }
 
 /// Frees a block of another thread's slab: it is carried home by `remote`. A pointer that is
@@ -147,7 +149,9 @@ pub unsafe fn free_foreign(p: *mut u8, span: *mut Span) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { (*span).is_slab() });
     // SAFETY: span is a live slab (caller).
-    unsafe { misuse::check_block_start(p, span) };
+    if !unsafe { misuse::is_block_start(p, span) } {
+        misuse::not_block_start(p);
+    }
     // SAFETY: p is a live block of span (caller), so span.owner is stable and names a live
     // heap other than this thread's.
     unsafe { remote::free_remote(thread_heap(), heap_of((*span).owner), p as *mut Block) }

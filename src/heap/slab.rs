@@ -11,31 +11,35 @@ use crate::span::{Block, FULL, Span};
 use crate::units::PAGE_SIZE;
 use core::ptr;
 
-/// Takes the first block of `span`'s free list (null when it is empty; the sentinel's always
-/// is, and is then never written).
+/// Takes the first block of `span`'s free list: null when it is empty (the sentinel's always
+/// is, and is then never written), and when the block lacks its free mark (it was freed twice
+/// or written after it was freed; `refill`, on the slow path, aborts with a message, before
+/// the list's next link, which may be the program's data, is followed; see `misuse`).
 ///
 /// # Safety
 /// `span` must be a slab of this thread's heap, or the sentinel.
 #[inline(always)]
 pub unsafe fn pop(span: *mut Span) -> *mut u8 {
     debug_assert!(!span.is_null());
-    // SAFETY: caller's contract: this thread alone touches the slab's local fields.
+    // SAFETY: caller's contract: this thread alone touches the slab's local fields, and a
+    // block on its free list is the allocator's (at least 16 bytes).
     unsafe {
         let b = (*span).free;
-        if !b.is_null() {
-            (*span).free = (*b).next;
-            (*b).mark = 0;
-            (*span).set_used_word((*span).used_word() + 1);
+        if b.is_null() || (*b).mark != free_mark(b) {
+            return ptr::null_mut();
         }
+        (*span).free = (*b).next;
+        (*b).mark = 0;
+        (*span).set_used_word((*span).used_word() + 1);
         b.cast()
     }
 }
 
 /// Puts `b` back on its slab's free list (the owner's side of a free). A slab with no block
-/// out aborts with a message, and so does a block already on the list (a double free) when
-/// `CHECK_MARK`. Blocks coming home from other threads skip the mark: reading it would load
-/// every block last touched on another core, one cache miss each (the freeing thread checked
-/// it instead, with the block in its own cache).
+/// out aborts with a message, and so does a block freed twice in a row (it heads the list).
+/// The block's memory is written, never read: a free of a block long out of the cache does
+/// not wait for it (the stores do not hold up what follows; a load would). A block freed twice
+/// with other frees in between is caught when the list reaches it again (`pop`).
 ///
 /// The fast path is one test of the `used` word: the count less one is positive exactly when
 /// the slab neither becomes empty, nor is full (`FULL` makes the word negative as an `i32`),
@@ -46,75 +50,61 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
 /// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
 /// `used` unless the program frees it twice.
 #[inline(always)]
-pub unsafe fn free_local<const CHECK_MARK: bool>(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+pub unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { (*span).owner } == id(heap));
-    let mark = misuse::free_mark(b);
-    // SAFETY: b is a block of the slab, at least 16 bytes (caller).
-    if CHECK_MARK && unsafe { (*b).mark } == mark {
+    // SAFETY: span is a live slab of this thread's heap; `used` is an atomic.
+    let (head, used) = unsafe { ((*span).free, (*span).used_word()) };
+    debug_assert!(used != FULL || b == head, "a full slab with no block out");
+    if b == head || used.wrapping_sub(1) as i32 <= 0 {
         // Every call leaving this function is its last act (a tail call), so the fast path
         // saves no registers.
-        // SAFETY: caller's contract.
-        return unsafe { free_local_checked(heap, span, b) };
-    }
-    // SAFETY: span is a live slab; `used` is an atomic.
-    let used = unsafe { (*span).used_word() };
-    debug_assert!(used != FULL, "a full slab with no block out");
-    if used.wrapping_sub(1) as i32 <= 0 {
         // SAFETY: caller's contract.
         return unsafe { free_local_rare(heap, span, b, used) };
     }
     // SAFETY: this thread owns the slab's free list, and the block being freed (caller).
-    unsafe { push(span, b, mark, used) };
+    unsafe { push(span, b, head, used) };
 }
 
-/// Puts `b` on its slab's free list with its free mark; `used` was the slab's `used` word
-/// before (the count at least 1).
+/// Puts `b` on its slab's free list, in front of `head` (the list's first block), with its
+/// free mark; `used` was the slab's `used` word before (the count at least 1).
 ///
 /// # Safety
-/// `span` must be a slab of this thread's heap with at least one block out, `b` one of them.
+/// `span` must be a slab of this thread's heap with at least one block out, `b` one of them,
+/// and `head` its free list's first block.
 #[inline(always)]
-unsafe fn push(span: *mut Span, b: *mut Block, mark: usize, used: u32) {
+unsafe fn push(span: *mut Span, b: *mut Block, head: *mut Block, used: u32) {
     debug_assert!(used & !FULL >= 1);
     // SAFETY: caller's contract: the free list and the block are this thread's.
     unsafe {
-        (*b).next = (*span).free;
-        (*b).mark = mark;
+        debug_assert!((*span).free == head);
+        (*b).next = head;
+        (*b).mark = free_mark(b);
         (*span).free = b;
         (*span).set_used_word(used - 1);
     }
 }
 
-/// `free_local` of a block whose slab has no block out (misuse: aborts), becomes empty, or
-/// was full.
+/// `free_local` of a block freed twice in a row or to a slab with no block out (misuse:
+/// aborts), or whose slab becomes empty or was full.
 ///
 /// # Safety
 /// As for `free_local`; `used` is the slab's `used` word.
 #[cold]
 #[inline(never)]
 unsafe fn free_local_rare(heap: *mut Heap, span: *mut Span, b: *mut Block, used: u32) {
-    // SAFETY: caller's contract.
-    unsafe {
-        if used & !FULL == 0 {
-            misuse::check_double_free(span, b); // aborts: no block of the slab is out
-        }
-        push(span, b, free_mark(b), used);
-        free_local_slow(heap, span);
+    // SAFETY: span is a live slab of this thread's heap (caller).
+    let head = unsafe { (*span).free };
+    if b == head {
+        misuse::double_free(b);
     }
-}
-
-/// `free_local` of a block that carries its free mark: aborts on a double free, else (the
-/// mark was the program's data) frees it.
-///
-/// # Safety
-/// As for `free_local`.
-#[cold]
-#[inline(never)]
-unsafe fn free_local_checked(heap: *mut Heap, span: *mut Span, b: *mut Block) {
+    if used & !FULL == 0 {
+        misuse::double_free_none_out(b);
+    }
     // SAFETY: caller's contract.
     unsafe {
-        misuse::check_double_free(span, b);
-        free_local::<false>(heap, span, b);
+        push(span, b, head, used);
+        free_local_slow(heap, span);
     }
 }
 
@@ -143,6 +133,11 @@ pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
         let b = unsafe { pop(span) };
         if !b.is_null() {
             return b;
+        }
+        // SAFETY: as above.
+        let first = unsafe { (*span).free };
+        if !first.is_null() {
+            misuse::free_block_damaged(first); // pop refused it: it lacks its free mark
         }
         // SAFETY: as above; `bump` and `capacity` are read by the owner only here.
         if unsafe { (*span).bump < (*span).capacity } {

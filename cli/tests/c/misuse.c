@@ -24,10 +24,25 @@ int main(int argc, char **argv) {
         free(p);
         free(p);
     } else if (!strcmp(m, "double-later")) {
-        /* Another free in between: the block is no longer at the head of its list. */
+        /* Another free in between: the block is no longer at the head of its list, and the
+         * free does not see it (other blocks of the slab are out); the allocation that would
+         * hand it out a second time does. */
+        char *volatile keep1 = malloc(48), *volatile keep2 = malloc(48);
+        keep1[0] = keep2[0] = 6;
         free(p);
         free(q);
         free(p);
+        for (int i = 0; i < 3; i++) {
+            char *volatile r = malloc(48);
+            r[0] = 4;
+        }
+    } else if (!strcmp(m, "write-after-free")) {
+        /* The freed block's first bytes (the allocator's, while it is free) overwritten: caught
+         * before the overwritten link is followed. */
+        free(p);
+        memset(p, 5, 16);
+        char *volatile r = malloc(48);
+        r[0] = 4;
     } else if (!strcmp(m, "double-remote")) {
         /* Freed here, then again by another thread: caught when this thread takes the block
          * back (its next slow path; a first request of a new size is one). */
