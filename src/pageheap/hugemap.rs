@@ -1,7 +1,6 @@
 //! The huge range allocator: one bit per 2 MiB huge page of the committed arena, set when the
-//! huge page is wholly free. A request takes the smallest free run that holds it, the lowest
-//! of those: large runs stay whole for large requests, and the heap stays compact at the
-//! bottom with the top free to be given back.
+//! huge page is wholly free. Runs are found first-fit from the lowest address, which keeps the
+//! heap compact at the bottom and leaves the top free to be given back.
 //!
 //! Pure bit work over a word slice: no OS, tested on its own.
 
@@ -71,29 +70,24 @@ impl<'a> HugeMap<'a> {
         None
     }
 
-    /// Finds a run of `n` free huge pages below `end` whose first index satisfies
-    /// `aligned(index)`: at the start of the smallest free run that holds it (the lowest of
-    /// those), so that large free runs stay whole for large requests. Returns `Ok(start)`, or
-    /// `Err(tail)` where `tail` is the start of the free run that reaches `end` (or `end` when
-    /// the last page is used): growing the arena from there may complete a run.
+    /// Finds the lowest run of `n` free huge pages below `end` whose first index satisfies
+    /// `aligned(index)`. Returns `Ok(start)`, or `Err(tail)` where `tail` is the start of the
+    /// free run that reaches `end` (or `end` when the last page is used): growing the arena
+    /// from there may complete a run.
     pub fn find(&self, n: HugePage, end: usize, aligned: impl Fn(usize) -> usize) -> Result<HugePage, usize> {
-        let mut best: Option<(usize, usize)> = None; // (run length, start)
         let mut i = self.next(0, end, true);
         while i < end {
             let run_end = self.next(i, end, false);
             let start = aligned(i);
-            if start + n.0 <= run_end && best.is_none_or(|(len, _)| run_end - i < len) {
-                best = Some((run_end - i, start));
-                if run_end - i == n.0 {
-                    break; // an exact fit: none is better
-                }
+            if start + n.0 <= run_end {
+                return Ok(HugePage(start));
             }
             if run_end == end {
-                return best.map(|(_, s)| HugePage(s)).ok_or(i);
+                return Err(i);
             }
             i = self.next(run_end, end, true);
         }
-        best.map(|(_, s)| HugePage(s)).ok_or(end)
+        Err(end)
     }
 }
 
@@ -106,19 +100,14 @@ mod tests {
     }
 
     #[test]
-    fn find_best_fit_with_alignment() {
+    fn find_first_fit_with_alignment() {
         let mut w = [0u64; 4];
         let mut m = map(&mut w);
         m.set_range(HugePage(3), HugePage(10), true); // free [3, 13)
         m.set_range(HugePage(70), HugePage(5), true); // free [70, 75)
         let id = |i| i;
-        assert_eq!(m.find(HugePage(4), 200, id), Ok(HugePage(70)), "the smallest run that holds it");
-        assert_eq!(m.find(HugePage(5), 200, id), Ok(HugePage(70)));
-        assert_eq!(m.find(HugePage(6), 200, id), Ok(HugePage(3)));
+        assert_eq!(m.find(HugePage(4), 200, id), Ok(HugePage(3)));
         assert_eq!(m.find(HugePage(10), 200, id), Ok(HugePage(3)));
-        m.set_range(HugePage(20), HugePage(5), true); // free [20, 25): as small, lower
-        assert_eq!(m.find(HugePage(4), 200, id), Ok(HugePage(20)), "the lowest of the smallest");
-        m.set_range(HugePage(20), HugePage(5), false);
         assert_eq!(m.find(HugePage(11), 200, id), Err(200));
         let align8 = |i: usize| (i + 7) & !7;
         assert_eq!(m.find(HugePage(5), 200, align8), Ok(HugePage(8)));
