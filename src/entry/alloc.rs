@@ -55,8 +55,8 @@ pub fn alloc_slow(config: &Config, size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     match small_size_for(size, align) {
         Some(s) => {
-            // SAFETY: s <= SMALL_MAX, rounded for align.
-            let p = unsafe { heap::alloc_small(s) };
+            // SAFETY: s <= SMALL_MAX, rounded for align; the fast path found nothing.
+            let p = unsafe { heap::alloc_small_slow(s) };
             if !p.is_null() {
                 return p;
             }

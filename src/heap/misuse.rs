@@ -29,26 +29,31 @@ pub fn free_mark(b: *mut Block) -> usize {
     FREE_KEY.load(Ordering::Relaxed) ^ b as usize
 }
 
-/// Whether `p` is the start of a block of `span`: one multiply and one compare (see
-/// `Span::div`). Where it is not, the caller's last act is [`not_block_start`].
+/// `p` as a block of `span`, which every free of a slab's block goes through: aborts with a
+/// message unless `p` is the start of a block, checked with one multiply and one compare (see
+/// `Span::div`).
 ///
 /// # Safety
 /// `span` must be a live slab whose pages hold `p`.
 #[inline(always)]
-pub unsafe fn is_block_start(p: *mut u8, span: *mut Span) -> bool {
+pub unsafe fn block_at(p: *mut u8, span: *mut Span) -> *mut Block {
     // SAFETY: span is a live slab (caller), whose start, divisor and bound do not change
     // while it has live blocks; p lies in its pages.
-    unsafe {
+    let is_start = unsafe {
         debug_assert!((*span).is_slab() && p as usize >= (*span).start);
         let off = (p as usize - (*span).start) as u64;
         off.wrapping_mul((*span).div) < (*span).starts_below
+    };
+    if !is_start {
+        not_block_start(p);
     }
+    p.cast()
 }
 
 /// Aborts: `p` lies in a slab but is not the start of a block.
 #[cold]
 #[inline(never)]
-pub fn not_block_start(p: *mut u8) -> ! {
+fn not_block_start(p: *mut u8) -> ! {
     fatal_misuse("free(): invalid pointer (not the start of a block)", p as usize)
 }
 

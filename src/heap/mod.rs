@@ -37,7 +37,7 @@ pub mod stack;
 pub mod storage;
 pub mod thread_heap;
 
-use crate::span::{Block, Span};
+use crate::span::Span;
 use size_class::class_of;
 use thread_heap::{Heap, empty_heap, heap_of, id, thread_heap};
 
@@ -71,6 +71,18 @@ pub unsafe fn alloc_small(size: usize) -> *mut u8 {
     if !b.is_null() {
         return b;
     }
+    // SAFETY: as above.
+    unsafe { alloc_small_slow(size) }
+}
+
+/// [`alloc_small`] once [`pop_small`] has found nothing: the thread's first allocation, frees
+/// from other threads brought home, a refill.
+///
+/// # Safety
+/// As for [`pop_small`].
+#[inline]
+pub unsafe fn alloc_small_slow(size: usize) -> *mut u8 {
+    debug_assert!(size <= size_class::SMALL_MAX);
     // SAFETY: class_of(size) < NCLASS (size <= SMALL_MAX); thread_heap() is this thread's heap
     // or the sentinel.
     unsafe { alloc_slow(thread_heap(), class_of(size)) }
@@ -129,13 +141,11 @@ pub unsafe fn is_own_slab(span: *mut Span) -> bool {
 pub unsafe fn free_own(p: *mut u8, span: *mut Span) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { is_own_slab(span) && (*span).is_slab() });
-    // SAFETY: span is a live slab (caller).
-    if !unsafe { misuse::is_block_start(p, span) } {
-        misuse::not_block_start(p);
-    }
-    // SAFETY: p is a block of span, a slab of this thread's heap (caller), so this thread
+    // SAFETY: span is a live slab whose pages hold p (caller).
+    let b = unsafe { misuse::block_at(p, span) };
+    // SAFETY: b is a block of span, a slab of this thread's heap (caller), so this thread
     // alone touches the slab's local fields.
-    unsafe { slab::free_local(thread_heap(), span, p as *mut Block) }
+    unsafe { slab::free_local(thread_heap(), span, b) }
 }
 
 /// Frees a block of another thread's slab: it is carried home by `remote`. A pointer that is
@@ -148,11 +158,9 @@ pub unsafe fn free_own(p: *mut u8, span: *mut Span) {
 pub unsafe fn free_foreign(p: *mut u8, span: *mut Span) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { (*span).is_slab() });
-    // SAFETY: span is a live slab (caller).
-    if !unsafe { misuse::is_block_start(p, span) } {
-        misuse::not_block_start(p);
-    }
-    // SAFETY: p is a live block of span (caller), so span.owner is stable and names a live
+    // SAFETY: span is a live slab whose pages hold p (caller).
+    let b = unsafe { misuse::block_at(p, span) };
+    // SAFETY: b is a live block of span (caller), so span.owner is stable and names a live
     // heap other than this thread's.
-    unsafe { remote::free_remote(thread_heap(), heap_of((*span).owner), p as *mut Block) }
+    unsafe { remote::free_remote(thread_heap(), heap_of((*span).owner), b) }
 }
