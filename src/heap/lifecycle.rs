@@ -10,7 +10,7 @@
 //! (it calls `calloc`).
 
 use super::remote::{drain_inbox, flush_remote};
-use super::size_class::NCLASS;
+use super::size_class::{GRANULES, NCLASS};
 use super::slab::{retire, unlink};
 use super::storage::{self, Storage};
 use super::thread_heap::{ABANDONED, Heap, OWNED, empty_heap, empty_span, set_thread_heap};
@@ -40,7 +40,10 @@ pub fn thread_start() -> *mut Heap {
     }
     if fresh {
         // SAFETY: heap is a fresh heap, ours alone; its other fields are valid all zero.
-        unsafe { (*heap).current = [empty_span(); NCLASS] };
+        unsafe {
+            (*heap).direct = [empty_span(); GRANULES];
+            (*heap).current = [empty_span(); NCLASS];
+        }
     } else {
         // SAFETY: heap is live. An abandoned heap may be claimed by a thread bringing frees
         // home: wait until it is done (it never waits for us, so this ends).

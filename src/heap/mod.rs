@@ -23,6 +23,7 @@
 //! Invariants:
 //! - `current[c]` is the head of class `c`'s list of non-full slabs, or `EMPTY_SPAN`, and
 //!   `last[c]` its last slab while it has one; a slab that stops being full joins at the end;
+//! - `direct[g] == current[class_of(16 * g)]` for every granule `g` (sizes up to 1 KiB);
 //! - a slab is in its heap's list iff `!full`; `used` counts its blocks not yet back on its
 //!   free list (blocks in a message or an inbox count as used);
 //! - `span.owner` never changes while the slab has live blocks, so a freeing thread always
@@ -52,10 +53,17 @@ use thread_heap::{Heap, empty_heap, heap_of, id, thread_heap};
 pub unsafe fn pop_small(size: usize) -> *mut u8 {
     debug_assert!(size <= size_class::SMALL_MAX);
     let heap = thread_heap();
-    let c = class_of(size);
-    // SAFETY: c < NCLASS (size <= SMALL_MAX); heap points to this thread's heap or the
-    // sentinel, whose slots point to live spans; only this thread touches its own heap.
-    unsafe { slab::pop(*(*heap).current.get_unchecked(c)) }
+    // Heap points to this thread's heap or the sentinel, whose slots point to live spans;
+    // only this thread touches its own heap.
+    if size <= size_class::TABLE_MAX {
+        let g = (size + 15) >> 4;
+        // SAFETY: g < GRANULES (size <= TABLE_MAX), c < NCLASS; the heap as above.
+        debug_assert!(unsafe { (*heap).direct[g] == (*heap).current[class_of(size)] });
+        // SAFETY: as above.
+        return unsafe { slab::pop(*(*heap).direct.get_unchecked(g)) };
+    }
+    // SAFETY: class_of(size) < NCLASS (size <= SMALL_MAX); the heap as above.
+    unsafe { slab::pop(*(*heap).current.get_unchecked(class_of(size))) }
 }
 
 /// Allocates a block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its

@@ -44,6 +44,24 @@ static SMALL_CLASS: [u8; TABLE_MAX / 16 + 1] = {
     t
 };
 
+/// Granules of request sizes (16 bytes each, size `n` in granule `(n + 15) / 16`) up to
+/// [`TABLE_MAX`]: a thread heap's direct table has one entry per granule.
+pub const GRANULES: usize = TABLE_MAX / 16 + 1;
+
+/// The granules whose sizes fall in class `c` (empty for classes past [`TABLE_MAX`]): the
+/// entries of a thread heap's direct table that name `c`'s current slab.
+pub const fn granules_of(c: usize) -> core::ops::Range<usize> {
+    let lo = if c == 0 { 0 } else { class_size(c - 1) / 16 + 1 };
+    let hi = class_size(c) / 16 + 1;
+    if lo >= GRANULES {
+        GRANULES..GRANULES
+    } else if hi > GRANULES {
+        lo..GRANULES
+    } else {
+        lo..hi
+    }
+}
+
 /// The class of a request of `size` bytes (`size <= SMALL_MAX`; 0 is class 0).
 #[inline(always)]
 pub fn class_of(size: usize) -> usize {
@@ -130,6 +148,21 @@ mod tests {
             prev = s;
         }
         assert_eq!(class_of(0), 0);
+    }
+
+    #[test]
+    fn granules_partition_the_direct_table() {
+        let mut next = 0;
+        for c in 0..NCLASS {
+            let g = granules_of(c);
+            assert_eq!(g.start, next.min(GRANULES), "class {c}");
+            for i in g.clone() {
+                assert_eq!(class_of(i * 16), c, "granule {i}");
+                assert_eq!(class_of((i * 16).saturating_sub(15).max(1)), c, "granule {i}");
+            }
+            next = g.end.max(next);
+        }
+        assert_eq!(next, GRANULES);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! non-full slabs, and giving empty slabs back.
 
 use super::misuse::{self, free_mark};
-use super::size_class::{class_size, slab_bytes};
+use super::size_class::{class_size, granules_of, slab_bytes};
 use super::thread_heap::{Heap, empty_span, id};
 use crate::pageheap;
 use crate::span::{Block, FULL, Span};
@@ -233,7 +233,22 @@ pub unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
             (*span).next = head;
             (*head).prev = span;
         }
+        set_current(heap, c, span);
+    }
+}
+
+/// Makes `span` the head of class `c`'s list, in `current` and in the direct table.
+///
+/// # Safety
+/// `heap` must be this thread's heap, and `span` a slab of class `c` of it or the sentinel.
+unsafe fn set_current(heap: *mut Heap, c: usize, span: *mut Span) {
+    // SAFETY: caller's contract: the heap is this thread's.
+    unsafe {
+        debug_assert!(span == empty_span() || (*span).class as usize == c);
         (*heap).current[c] = span;
+        for g in granules_of(c) {
+            (*heap).direct[g] = span;
+        }
     }
 }
 
@@ -273,7 +288,7 @@ pub unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
         let (prev, next) = ((*span).prev, (*span).next);
         if prev.is_null() {
             debug_assert!((*heap).current[c] == span);
-            (*heap).current[c] = if next.is_null() { empty_span() } else { next };
+            set_current(heap, c, if next.is_null() { empty_span() } else { next });
         } else {
             (*prev).next = next;
         }

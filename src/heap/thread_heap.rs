@@ -1,7 +1,7 @@
 //! The thread heap itself: its fields, the messages that carry frees between heaps, the
 //! sentinel every thread starts with, and the thread-local slot naming a thread's heap.
 
-use super::size_class::NCLASS;
+use super::size_class::{GRANULES, NCLASS};
 use super::stack::Linked;
 use crate::span::{Block, Span};
 use core::ptr;
@@ -66,6 +66,12 @@ impl Linked for Block {
 /// producer/consumer, median of 5: 110 -> 108 ms).
 #[repr(C, align(64))]
 pub struct Heap {
+    /// Per granule of request sizes up to `TABLE_MAX` (16 bytes, `(size + 15) / 16`), the
+    /// head of its class's list: `current[class_of(16 * g)]`, kept so by `slab::set_current`.
+    /// The fast path of allocation finds a size's slab with one load, not two (the class, then
+    /// the slab): the load on which everything after it waits when the size was just computed
+    /// (mimalloc's `pages_free_direct`).
+    pub direct: [*mut Span; GRANULES],
     /// Per class, the head of its list of non-full slabs, or `EMPTY_SPAN`.
     pub current: [*mut Span; NCLASS],
     /// Per class, the last slab of that list (meaningless while the list is empty).
@@ -90,7 +96,7 @@ pub struct Heap {
 }
 
 /// Bytes of the owner's fields, and the padding that ends their last cache line.
-const OWNER_BYTES: usize = (2 * NCLASS + BATCHES + 2) * size_of::<usize>();
+const OWNER_BYTES: usize = (GRANULES + 2 * NCLASS + BATCHES + 2) * size_of::<usize>();
 const OWNER_PAD: usize = (64 - OWNER_BYTES % 64) % 64;
 const _: () = assert!(core::mem::offset_of!(Heap, msg_inbox) % 64 == 0);
 
@@ -100,6 +106,7 @@ static mut EMPTY_SPAN: Span = Span::EMPTY;
 /// The sentinel heap of threads that have none yet: every class points to `EMPTY_SPAN`, so
 /// the fast path falls into the slow path, which sets the thread up. Never written.
 static mut EMPTY_HEAP: Heap = Heap {
+    direct: [&raw mut EMPTY_SPAN; GRANULES],
     current: [&raw mut EMPTY_SPAN; NCLASS],
     last: [ptr::null_mut(); NCLASS],
     batch: [ptr::null_mut(); BATCHES],
