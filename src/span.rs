@@ -70,7 +70,7 @@ pub struct Span {
     /// Second line, the owner's. Slab: the local free list.
     pub free: *mut Block,
     /// Slab: blocks handed out and not yet freed back to the owner, with [`FULL`] set while
-    /// the slab is full and therefore in none of its heap's lists (one word, so that a free
+    /// the slab is out of its heap's lists for want of free blocks (one word, so that a free
     /// tests "now empty, full, or none out" with one compare).
     pub used: AtomicU32,
     /// Slab: blocks from index `bump` on have never been handed out.
@@ -87,8 +87,9 @@ const _: () = assert!(core::mem::offset_of!(Span, free) == 64 && core::mem::size
 /// test, "is this a slab of my heap", fails for it as for another thread's slab.
 pub const NO_OWNER: usize = usize::MAX;
 
-/// The bit of a slab's `used` word set while the slab is full. Below it, the count; no slab
-/// holds 2^31 blocks.
+/// The bit of a slab's `used` word set while the slab is out of its heap's lists: from when an
+/// allocation finds it with no free block until enough blocks are back (the thread heaps' rule).
+/// Below it, the count; no slab holds 2^31 blocks.
 pub const FULL: u32 = 1 << 31;
 
 impl Span {
@@ -121,7 +122,7 @@ impl Span {
         self.used_word() & !FULL
     }
 
-    /// The `used` word: the count, and [`FULL`] while the slab is full.
+    /// The `used` word: the count, and [`FULL`] while the slab is out of its lists.
     #[inline]
     pub fn used_word(&self) -> u32 {
         self.used.load(Ordering::Relaxed)
@@ -133,7 +134,7 @@ impl Span {
         self.used.store(v, Ordering::Relaxed);
     }
 
-    /// Whether the slab is full (in none of its heap's lists).
+    /// Whether the slab is marked full (in none of its heap's lists).
     #[inline]
     pub fn is_full(&self) -> bool {
         self.used_word() & FULL != 0

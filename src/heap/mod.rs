@@ -24,8 +24,10 @@
 //! - `current[c]` is the head of class `c`'s list of non-full slabs, or `EMPTY_SPAN`, and
 //!   `last[c]` its last slab while it has one; a slab that stops being full joins at the end;
 //! - `direct[g] == current[class_of(16 * g)]` for every granule `g` (sizes up to 1 KiB);
-//! - a slab is in its heap's list iff `!full`; `used` counts its blocks not yet back on its
-//!   free list (blocks in a message or an inbox count as used);
+//! - a slab is in its heap's list iff not marked `FULL` (marked when an allocation finds it
+//!   with no free block, until `slab::rejoin_at` blocks are back or none is out); `used`
+//!   counts its blocks not yet back on its free list (blocks in a message or an inbox count
+//!   as used);
 //! - `span.owner` never changes while the slab has live blocks, so a freeing thread always
 //!   finds the right inbox.
 

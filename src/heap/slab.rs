@@ -43,8 +43,9 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
 ///
 /// The fast path is one test of the `used` word: the count less one is positive exactly when
 /// the slab neither becomes empty, nor is full (`FULL` makes the word negative as an `i32`),
-/// nor had no block out (the count wraps). A full slab has at least one block out: the free
-/// that finds it full clears the bit.
+/// nor had no block out (the count wraps). A full slab has at least one block out: it rejoins
+/// its list (the bit cleared) once [`rejoin_at`] blocks are back, and at the latest when none
+/// is out.
 ///
 /// # Safety
 /// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
@@ -145,7 +146,7 @@ pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
             unsafe { extend(span) };
             continue;
         }
-        // Exhausted: it leaves the list until a block comes back.
+        // Exhausted: it leaves the list until `rejoin_at` blocks come back.
         // SAFETY: span is in heap's list of its class, and the owner's fields are ours.
         unsafe {
             (*span).set_used_word((*span).used_word() | FULL);
@@ -303,8 +304,21 @@ pub unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
     }
 }
 
-/// After a free into `span` that made it empty or no longer full: back into its list, and
-/// back to the page heap if empty and not the class's only slab.
+/// Free blocks a full slab must have back before it rejoins its class's list: an eighth of
+/// its blocks, between 1 and 32. A slab that rejoined with one free block was emptied by the
+/// next allocation, and when a program's live blocks fill its slabs exactly (a steady set
+/// of objects replaced at random), every free and every allocation took the slow path, one
+/// slab in and out of the list each time: 64-byte blocks, 16,384 live, replaced 24 M times,
+/// 426 ms against mimalloc's 178 and tcmalloc's 139. Held back, those blocks are at most an
+/// eighth of a slab each, and the class gets one new slab while they gather.
+#[inline]
+pub fn rejoin_at(capacity: u32) -> u32 {
+    (capacity / 8).clamp(1, 32)
+}
+
+/// After a free into `span` that made it empty or was full: back into its list once it has
+/// [`rejoin_at`] free blocks (or none out), and back to the page heap if empty and not the
+/// class's only slab.
 ///
 /// # Safety
 /// `span` must be a slab of `heap`, this thread's heap.
@@ -316,7 +330,12 @@ pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: caller's contract.
     unsafe {
         if (*span).is_full() {
-            (*span).set_used_word((*span).used_word() & !FULL);
+            let (used, capacity) = ((*span).used(), (*span).capacity);
+            debug_assert!(used < capacity);
+            if used != 0 && capacity - used < rejoin_at(capacity) {
+                return;
+            }
+            (*span).set_used_word(used);
             push_back(heap, span);
         }
         if (*span).used() == 0 {
