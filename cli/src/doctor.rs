@@ -73,6 +73,9 @@ pub struct Report {
     pub advice: Vec<String>,
     /// The pool-sizing rule for forked children, with this machine's 2 MiB pool.
     pub children: String,
+    /// This machine is a VM whose balloon device reports free memory to its host (see
+    /// [`free_page_reporting`]).
+    pub free_page_reporting: bool,
 }
 
 fn read(root: &Path, rel: &str) -> Option<String> {
@@ -99,9 +102,26 @@ pub fn examine(root: &Path) -> Report {
         r.cgroup_hugetlb_2m_max = read(root, &format!("{dir}/hugetlb.2MB.max"));
         r.cgroup_hugetlb_1g_max = read(root, &format!("{dir}/hugetlb.1GB.max"));
     }
+    r.free_page_reporting = free_page_reporting(root);
     advise(&mut r, &info);
     r.children = children_rule(r.pool_2m.available);
     r
+}
+
+/// Whether the machine under `root` is a VM whose balloon device reports free memory to its
+/// host (a virtio device of type 5, the balloon, offering feature 5, free page reporting). The
+/// guest then hands free 2 MiB blocks back to the host, and a huge page later taken from one
+/// faults on the host again: a new THP heap's first touch is slow there, where 4 KiB pages the
+/// guest still holds are not (docs/benchmarks.md, the C path).
+pub fn free_page_reporting(root: &Path) -> bool {
+    let Ok(devices) = std::fs::read_dir(root.join("sys/bus/virtio/devices")) else {
+        return false;
+    };
+    devices.flatten().any(|d| {
+        let field = |name: &str| std::fs::read_to_string(d.path().join(name)).ok();
+        field("device").is_some_and(|t| t.trim() == "0x0005")
+            && field("features").is_some_and(|f| f.trim().as_bytes().get(5) == Some(&b'1'))
+    })
 }
 
 /// The rule for a 2 MiB pool and forked children (docs/tuning.md), with what a pool of
@@ -182,6 +202,15 @@ fn advise(r: &mut Report, info: &OsInfo) {
         _ => r.advice.push("THP: this kernel has no transparent huge pages (no sysfs entry).".into()),
     }
     r.available_now.push("4k (always)".into());
+    if r.free_page_reporting && matches!(info.thp, ThpMode::Always | ThpMode::Madvise) {
+        r.advice.push(
+            "this VM's balloon device reports free memory to its host (virtio free page reporting): free 2 MiB \
+             blocks go back to the host, and a huge page taken from one faults on the host again, so a new THP \
+             heap is slow to touch the first time (on one such VM, 256 MiB in 469 ms against 42 ms once backed, \
+             4 KiB pages 190-200 ms); a long-running process pays it once. The host's settings turn it off."
+                .into(),
+        );
+    }
     if let Some(room) = r.cgroup_room {
         r.advice.push(format!(
             "the memory cgroup limits leave this process {}: hugeheap caps its heap there, so that a full \

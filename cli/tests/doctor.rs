@@ -156,3 +156,22 @@ fn this_machine() {
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     assert_eq!(text.contains("thp ("), thp.contains("[madvise]") || thp.contains("[always]"), "{text}");
 }
+
+#[test]
+fn a_balloon_that_reports_free_pages_is_named() {
+    let t = Tree::new("balloon");
+    t.thp("madvise").pool(2048, 0, 0).pool(1048576, 0, 0);
+    // A network device, then a balloon without free page reporting: nothing to say.
+    t.put("sys/bus/virtio/devices/virtio0/device", "0x0001\n");
+    t.put("sys/bus/virtio/devices/virtio0/features", "1111110000000000\n");
+    t.put("sys/bus/virtio/devices/virtio1/device", "0x0005\n");
+    t.put("sys/bus/virtio/devices/virtio1/features", "0110000100000000\n");
+    let v = t.json();
+    assert_eq!(v["free_page_reporting"], false);
+    assert!(!advice(&v).contains("free page reporting"));
+    // The balloon offering feature 5 (bits from 0, left to right).
+    t.put("sys/bus/virtio/devices/virtio1/features", "0110010100000000\n");
+    let v = t.json();
+    assert_eq!(v["free_page_reporting"], true);
+    assert!(advice(&v).contains("virtio free page reporting"), "{}", advice(&v));
+}

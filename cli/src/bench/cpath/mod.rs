@@ -313,7 +313,8 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     }
     bar.finish_and_clear();
     let names: Vec<&str> = cs.iter().map(|c| c.name).collect();
-    let text = table(&cells, &ws, &names, pooled);
+    let reporting = crate::doctor::free_page_reporting(std::path::Path::new("/"));
+    let text = table(&cells, &ws, &names, pooled, reporting);
     print!("{text}");
     std::fs::create_dir_all(&o.out_dir)?;
     std::fs::write(o.out_dir.join("cpath.txt"), &text)?;
@@ -336,13 +337,21 @@ const PEER_NAMES: [&str; 4] = ["glibc", "jemalloc", "mimalloc", "tcmalloc"];
 /// The text report: time and peak RSS per workload and contestant, hugeheap's ratio to the
 /// fastest peer and to jemalloc's RSS, geometric means, and the targets checked; `pooled`: the
 /// free hugetlb pool pages there were when the run began (its RSS figures are then not
-/// comparable).
-pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize) -> String {
+/// comparable); `reporting`: the machine is a VM that hands free memory back to its host
+/// (`doctor::free_page_reporting`), which makes hugeheap's fresh huge pages slow to touch.
+pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, reporting: bool) -> String {
     let get = |w: &str, c: &str| cells.iter().find(|x| x.workload == w && x.contestant == c);
     let secs = |w: &str, c: &str| get(w, c).and_then(|x| x.median(|s| s.secs));
     let peak = |w: &str, c: &str| get(w, c).and_then(|x| x.median(|s| s.peak as f64));
     let mut out = String::new();
     let _ = writeln!(out, "C path (LD_PRELOAD): median wall time, ms; hh/best: hugeheap over the fastest peer");
+    if reporting {
+        let _ = writeln!(
+            out,
+            "(this VM's balloon reports free memory to its host: each fresh huge page hugeheap touches faults on \
+             the host, where the peers' 4 KiB pages mostly come from memory the guest still holds; `hugeheap doctor`)"
+        );
+    }
     let _ = write!(out, "{:<9}", "workload");
     for c in cs {
         let _ = write!(out, " {c:>9}");
