@@ -118,9 +118,9 @@ pub fn free_page_reporting(root: &Path) -> bool {
         return false;
     };
     devices.flatten().any(|d| {
-        let field = |name: &str| std::fs::read_to_string(d.path().join(name)).ok();
-        field("device").is_some_and(|t| t.trim() == "0x0005")
-            && field("features").is_some_and(|f| f.trim().as_bytes().get(5) == Some(&b'1'))
+        let dir = d.path();
+        read(&dir, "device").is_some_and(|t| t == "0x0005")
+            && read(&dir, "features").is_some_and(|f| f.as_bytes().get(5) == Some(&b'1'))
     })
 }
 

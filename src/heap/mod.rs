@@ -58,8 +58,8 @@ pub unsafe fn pop_small(size: usize) -> *mut u8 {
     // Heap points to this thread's heap or the sentinel, whose slots point to live spans;
     // only this thread touches its own heap.
     if size <= size_class::TABLE_MAX {
-        let g = (size + 15) >> 4;
-        // SAFETY: g < GRANULES (size <= TABLE_MAX), c < NCLASS; the heap as above.
+        let g = size_class::granule(size);
+        // SAFETY: g < GRANULES (size <= TABLE_MAX), class_of(size) < NCLASS; the heap as above.
         debug_assert!(unsafe { (*heap).direct[g] == (*heap).current[class_of(size)] });
         // SAFETY: as above.
         return unsafe { slab::pop(*(*heap).direct.get_unchecked(g)) };

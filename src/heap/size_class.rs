@@ -30,12 +30,12 @@ pub const SMALL_ALIGN_MAX: usize = PAGE_SIZE;
 /// Sizes up to this many bytes find their class in [`SMALL_CLASS`], one load.
 pub const TABLE_MAX: usize = 1024;
 
-/// The class of every size up to [`TABLE_MAX`], by `(size + 15) / 16`: the fast path's class
+/// The class of every size up to [`TABLE_MAX`], by [`granule`]: the fast path's class
 /// in one load from one cache line and a half, where the computation takes a dozen instructions
 /// past 128 bytes (measured with callgrind on the C path's tight loop of 16-256 byte requests:
 /// 7.7 instructions per malloc in the class computation).
-static SMALL_CLASS: [u8; TABLE_MAX / 16 + 1] = {
-    let mut t = [0u8; TABLE_MAX / 16 + 1];
+static SMALL_CLASS: [u8; GRANULES] = {
+    let mut t = [0u8; GRANULES];
     let mut i = 0;
     while i < t.len() {
         t[i] = class_by_formula(i * 16) as u8;
@@ -44,9 +44,16 @@ static SMALL_CLASS: [u8; TABLE_MAX / 16 + 1] = {
     t
 };
 
-/// Granules of request sizes (16 bytes each, size `n` in granule `(n + 15) / 16`) up to
-/// [`TABLE_MAX`]: a thread heap's direct table has one entry per granule.
+/// Granules of request sizes (16 bytes each, see [`granule`]) up to [`TABLE_MAX`]: the class
+/// table and a thread heap's direct table have one entry per granule.
 pub const GRANULES: usize = TABLE_MAX / 16 + 1;
+
+/// The granule of a request of `size` bytes: `(size + 15) / 16`, below [`GRANULES`] for sizes
+/// up to [`TABLE_MAX`].
+#[inline(always)]
+pub const fn granule(size: usize) -> usize {
+    (size + 15) >> 4
+}
 
 /// The granules whose sizes fall in class `c` (empty for classes past [`TABLE_MAX`]): the
 /// entries of a thread heap's direct table that name `c`'s current slab.
@@ -67,7 +74,7 @@ pub const fn granules_of(c: usize) -> core::ops::Range<usize> {
 pub fn class_of(size: usize) -> usize {
     if size <= TABLE_MAX {
         // In bounds: the index is at most TABLE_MAX / 16, the table's last slot.
-        SMALL_CLASS[(size + 15) >> 4] as usize
+        SMALL_CLASS[granule(size)] as usize
     } else {
         class_by_formula(size)
     }

@@ -66,7 +66,7 @@ impl Linked for Block {
 /// producer/consumer, median of 5: 110 -> 108 ms).
 #[repr(C, align(64))]
 pub struct Heap {
-    /// Per granule of request sizes up to `TABLE_MAX` (16 bytes, `(size + 15) / 16`), the
+    /// Per granule of request sizes up to `TABLE_MAX` (16 bytes, `size_class::granule`), the
     /// head of its class's list: `current[class_of(16 * g)]`, kept so by `slab::set_current`.
     /// The fast path of allocation finds a size's slab with one load, not two (the class, then
     /// the slab): the load on which everything after it waits when the size was just computed
