@@ -93,7 +93,11 @@ impl<B: Backing> PageHeap<B> {
             let descs = self.descs();
             for d in &mut descs[hp..end] {
                 d.kind = PageKind::Thp as u8;
-                if d.state == FREE {
+                if d.state != FREE {
+                    // Anonymous memory now, holding the contents.
+                    self.resident += 1;
+                    self.in_use_peak = self.in_use_peak.max(self.resident - self.free_resident);
+                } else {
                     // Not copied: the new memory is untouched, as released memory is.
                     d.released = true;
                     d.dirty = 0;

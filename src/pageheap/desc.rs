@@ -1,6 +1,7 @@
 //! Huge page descriptors: what the page heap keeps per 2 MiB huge page of the arena.
 
 use super::filler::FillerSlot;
+use crate::pagekind::PageKind;
 
 /// A huge page below the frontier that is not yet committed (only before growth records it;
 /// never seen by the invariant checks).
@@ -38,6 +39,13 @@ pub struct HpDesc {
     /// Being looked at by the re-collapse helper (outside the lock): not to be released
     /// meanwhile.
     pub collapsing: bool,
+}
+
+impl HpDesc {
+    /// Backed by anonymous memory (THP or 4 KiB pages), which can be given back; not hugetlb.
+    pub fn is_anon(&self) -> bool {
+        !PageKind::ALL[self.kind as usize].is_hugetlb()
+    }
 }
 
 impl FillerSlot for HpDesc {

@@ -89,6 +89,38 @@ impl<'a> HugeMap<'a> {
         }
         Err(end)
     }
+
+    /// Finds the lowest run of `n` free huge pages below `end`, its first index satisfying
+    /// `aligned(index)`, whose every page satisfies `ok`; looks at no more than `look` free
+    /// pages (`None` past that, as when there is no such run).
+    pub fn find_where(
+        &self,
+        n: HugePage,
+        end: usize,
+        aligned: impl Fn(usize) -> usize,
+        ok: impl Fn(usize) -> bool,
+        look: usize,
+    ) -> Option<HugePage> {
+        let mut looked = 0;
+        let mut i = self.next(0, end, true);
+        while i < end {
+            let run_end = self.next(i, end, false);
+            let mut start = aligned(i);
+            while start + n.0 <= run_end {
+                looked += n.0;
+                if looked > look {
+                    return None;
+                }
+                match (start..start + n.0).rfind(|&k| !ok(k)) {
+                    // The window's last refused page: no window through it fits.
+                    Some(k) => start = aligned(k + 1),
+                    None => return Some(HugePage(start)),
+                }
+            }
+            i = self.next(run_end, end, true);
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +146,26 @@ mod tests {
         assert_eq!(m.find(HugePage(6), 200, align8), Err(200));
         // A free run touching `end` is reported as the tail to grow from.
         assert_eq!(m.find(HugePage(11), 75, id), Err(70));
+    }
+
+    #[test]
+    fn find_where_skips_runs_with_a_refused_page() {
+        let mut w = [0u64; 4];
+        let mut m = map(&mut w);
+        m.set_range(HugePage(3), HugePage(10), true); // free [3, 13)
+        m.set_range(HugePage(70), HugePage(5), true); // free [70, 75)
+        let id = |i| i;
+        let not5 = |i| i != 5;
+        assert_eq!(m.find_where(HugePage(4), 200, id, not5, 1000), Some(HugePage(6)));
+        assert_eq!(m.find_where(HugePage(7), 200, id, not5, 1000), Some(HugePage(6)));
+        assert_eq!(m.find_where(HugePage(8), 200, id, not5, 1000), None);
+        assert_eq!(m.find_where(HugePage(5), 200, id, |i| i >= 8, 1000), Some(HugePage(8)));
+        assert_eq!(m.find_where(HugePage(5), 200, id, |i| i >= 70, 1000), Some(HugePage(70)));
+        let align8 = |i: usize| (i + 7) & !7;
+        assert_eq!(m.find_where(HugePage(2), 200, align8, |i| i != 9, 1000), Some(HugePage(72)));
+        // It gives up after `look` pages.
+        assert_eq!(m.find_where(HugePage(5), 200, id, |i| i >= 70, 10), None);
+        assert_eq!(m.find_where(HugePage(5), 75, id, |i| i >= 70, 1000), Some(HugePage(70)));
     }
 
     #[test]

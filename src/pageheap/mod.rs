@@ -27,6 +27,10 @@
 //! - `free_anon_backed` counts the `FREE` huge pages of anonymous (THP or 4 KiB) kind that are
 //!   not released; once they have stayed free for `decay_ms`, the highest are released until
 //!   it is down to `retain`;
+//! - `resident` counts the anonymous huge pages holding memory (a page handed out since it
+//!   was committed or last released: `dirty != 0`), `free_resident` those of them that are
+//!   `FREE`; past the most ever in use, a sixteenth and `retain`, a fresh page is faulted in
+//!   only when no free page holding memory is left to give back in exchange (see [`release`]);
 //! - hugetlb huge pages are never released;
 //! - the page map points to the span covering a page for every page of a span allocated
 //!   `whole`, and for the first page of the others; every other entry is null.
@@ -86,6 +90,10 @@ pub fn alloc_block(bytes: usize, align: usize) -> (*mut u8, bool) {
     unsafe { ((*span).start as *mut u8, (*span).zeroed) }
 }
 
+/// How many free huge pages a search for a run of resident ones looks at, at most, before it
+/// settles for the lowest free run: its cost stays below that of the fault it saves.
+const RESIDENT_LOOK: usize = 4096;
+
 /// Page heap counters, read by `stats()`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageCounters {
@@ -122,6 +130,13 @@ pub struct PageHeap<B: Backing = OsBacking> {
     /// When the free huge pages were last scanned for release (the backing's clock).
     last_scan: u32,
     free_anon_backed: usize,
+    /// Anonymous huge pages holding memory (`dirty != 0`), in use or free...
+    resident: usize,
+    /// ...of which `FREE`: what can be given back when a fresh page is about to be faulted in.
+    free_resident: usize,
+    /// The most anonymous huge pages in use at once (`resident - free_resident`): taking fresh
+    /// pages past [`resident_limit`](PageHeap::resident_limit) gives back free resident ones.
+    in_use_peak: usize,
     recollapse: Recollapse,
     /// The table of copy-on-write promises shared with forked children (hugetlb only).
     family: Family,
@@ -192,6 +207,9 @@ impl<B: Backing> PageHeap<B> {
             decay_ms: cfg.decay_ms,
             last_scan: now,
             free_anon_backed: 0,
+            resident: 0,
+            free_resident: 0,
+            in_use_peak: 0,
             recollapse: Recollapse::default(),
             family: Family::none(),
             published: false,
@@ -369,14 +387,27 @@ impl<B: Backing> PageHeap<B> {
         self.release_excess();
     }
 
-    /// Takes `n` wholly free huge pages aligned to `align` bytes, growing the arena if needed.
-    /// Returns the first index; the pages are marked LARGE for the caller to adjust.
+    /// Takes `n` wholly free huge pages aligned to `align` bytes: the lowest run of pages that
+    /// hold memory if there is one, else the lowest run, growing the arena if needed. Returns
+    /// the first index; the pages are marked LARGE for the caller to adjust.
     fn take_huge(&mut self, n: HugePage, align: usize) -> Option<usize> {
         let base = self.arena.base;
         if align > self.arena.len.bytes() {
             return None;
         }
         let aligned = move |i: usize| (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE;
+        if self.free_resident > 0 {
+            // Memory the heap holds first, lowest first: a fresh page faults in 2 MiB (and may
+            // cost a free resident page given back, see `claim`).
+            let descs = self.descs();
+            let holds = |i: usize| !(descs[i].dirty == 0 && descs[i].is_anon());
+            let frontier = self.arena.frontier;
+            if let Some(HugePage(s)) = self.map().find_where(n, frontier, aligned, holds, RESIDENT_LOOK) {
+                self.claim(s, n.0);
+                self.arena.note_use(s + n.0);
+                return Some(s);
+            }
+        }
         loop {
             match self.map().find(n, self.arena.frontier, aligned) {
                 Ok(HugePage(s)) => {
@@ -393,8 +424,22 @@ impl<B: Backing> PageHeap<B> {
         }
     }
 
-    /// Takes the wholly free huge pages `[s, s + n)` out of the huge map, as LARGE.
+    /// Takes the wholly free huge pages `[s, s + n)` out of the huge map, as LARGE; the caller
+    /// marks every one of them dirty. Fresh anonymous pages among them (to be faulted in)
+    /// that would take the resident set past [`resident_limit`](PageHeap::resident_limit) are
+    /// paid for by giving back as many free pages holding memory elsewhere ([`release_for_fresh`](PageHeap::release_for_fresh)).
     fn claim(&mut self, s: usize, n: usize) {
+        let descs = self.descs();
+        let anon = descs[s..s + n].iter().filter(|d| d.is_anon()).count();
+        let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
+        self.in_use_peak = self.in_use_peak.max(self.resident - self.free_resident + anon);
+        if fresh > 0 {
+            let over = (self.resident + fresh).saturating_sub(self.resident_limit());
+            if over > 0 && self.free_resident > 0 {
+                self.release_for_fresh(s, n, over);
+            }
+            self.resident += fresh;
+        }
         self.map().set_range(HugePage(s), HugePage(n), false);
         for i in s..s + n {
             let d = &mut self.descs()[i];
@@ -402,13 +447,25 @@ impl<B: Backing> PageHeap<B> {
             if d.released {
                 d.released = false;
                 self.counters.released_now -= HUGE_SIZE;
-            } else if !PageKind::ALL[d.kind as usize].is_hugetlb() {
+            } else if d.is_anon() {
                 self.free_anon_backed -= 1;
+                if d.dirty != 0 {
+                    self.free_resident -= 1;
+                }
             }
             self.counters.free_bytes -= HUGE_SIZE;
             d.state = LARGE;
             d.used = u32::MAX;
         }
+    }
+
+    /// The resident set, in huge pages, past which a fresh page is paid for by giving back a
+    /// free resident one: the most ever in use, plus a sixteenth of it, plus `retain`. Free
+    /// pages are kept for reuse up to that slack (a realloc that moves, a block freed before
+    /// the next one is taken: each exchange costs a fault later if the page is wanted again)
+    /// and only the surplus is exchanged.
+    fn resident_limit(&self) -> usize {
+        self.in_use_peak + (self.in_use_peak / 16).max(2) + self.retain
     }
 
     /// Commits the arena up to at least huge page `min_end`; the new huge pages are FREE.
@@ -458,8 +515,11 @@ impl<B: Backing> PageHeap<B> {
             d.state = FREE;
             d.used = 0;
             d.freed_at = now;
-            if !PageKind::ALL[d.kind as usize].is_hugetlb() {
+            if d.is_anon() {
                 self.free_anon_backed += 1;
+                // A page in use was handed out: it holds memory.
+                debug_assert!(d.dirty != 0);
+                self.free_resident += (d.dirty != 0) as usize;
             }
         }
         self.counters.free_bytes += n * HUGE_SIZE;
@@ -544,12 +604,19 @@ impl<B: Backing> PageHeap<B> {
         let map = self.map();
         let mut free_anon = 0;
         let mut free_bytes = 0;
+        let (mut resident, mut free_resident) = (0, 0);
         for (i, d) in descs.iter().enumerate().take(frontier) {
             assert!(d.state != desc::UNCOMMITTED, "huge page {i} below the frontier is uncommitted");
             assert_eq!(map.is_free(i), d.state == FREE, "free bit of huge page {i}");
+            assert!(d.state == FREE || d.dirty != 0, "huge page {i} is in use and not dirty");
+            assert!(!d.released || d.dirty == 0, "huge page {i} is released and dirty");
+            if d.is_anon() && d.dirty != 0 {
+                resident += 1;
+                free_resident += (d.state == FREE) as usize;
+            }
             if d.state == FREE {
                 free_bytes += HUGE_SIZE;
-                if !d.released && !PageKind::ALL[d.kind as usize].is_hugetlb() {
+                if !d.released && d.is_anon() {
                     free_anon += 1;
                 }
             }
@@ -558,6 +625,8 @@ impl<B: Backing> PageHeap<B> {
             }
         }
         assert_eq!(free_anon, self.free_anon_backed);
+        assert_eq!((resident, free_resident), (self.resident, self.free_resident));
+        assert!(self.resident - self.free_resident <= self.in_use_peak);
         assert_eq!(free_bytes, self.counters.free_bytes);
         let descs = self.descs();
         self.filler.check(descs, |i, d: &HpDesc| i < frontier && d.state == FILLER);

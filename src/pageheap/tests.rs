@@ -354,3 +354,82 @@ fn recollapse_counts_what_the_kernel_refuses() {
     // SAFETY: a is live and freed once.
     unsafe { r.ph.free_span(a) };
 }
+
+#[test]
+fn fresh_pages_past_the_peak_in_use_are_paid_for_by_free_resident_ones() {
+    // No retention, and a decay that never passes: what goes back here is the exchange.
+    let mut r = Rig::new(0, u32::MAX);
+    let singles: Vec<*mut Span> = (0..32).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+    // SAFETY: every span here is live until freed once.
+    let start = |s: *mut Span| unsafe { (*s).start };
+    let freed: Vec<usize> = singles.iter().step_by(2).map(|&s| start(s)).collect();
+    for &s in singles.iter().step_by(2) {
+        // SAFETY: as above.
+        unsafe { r.ph.free_span(s) };
+    }
+    assert!(r.calls().is_empty());
+    assert_eq!((r.ph.resident, r.ph.free_resident), (32, 16));
+    // Sixteen free pages holding memory, none next to another: no 4 MiB span fits there, so
+    // each takes fresh pages, and once the resident set would pass the most ever in use (and
+    // a sixteenth), free resident pages go back, highest first, one for each fresh page.
+    let pairs: Vec<*mut Span> = (0..16).map(|_| r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false)).collect();
+    r.ph.check_invariants();
+    let in_use = 16 + 32;
+    assert_eq!(r.ph.in_use_peak, in_use);
+    assert!(r.ph.resident <= in_use + in_use / 16, "at most a sixteenth above the peak in use: {}", r.ph.resident);
+    assert!(r.ph.resident < 32 + 32, "without the exchange, 64");
+    let calls = r.calls();
+    let released: usize = calls.iter().map(|Call::Release(_, l)| *l).sum();
+    assert_eq!(released, (32 + 32 - r.ph.resident) * HUGE_SIZE, "{calls:?}");
+    for Call::Release(at, len) in &calls {
+        assert!((0..len / HUGE_SIZE).all(|i| freed.contains(&(at + i * HUGE_SIZE))), "{at:#x} is not a freed single");
+    }
+    let lowest_kept = freed.len() - released / HUGE_SIZE;
+    assert!(calls.iter().all(|Call::Release(at, _)| *at >= freed[lowest_kept]), "highest first: {calls:?}");
+    // SAFETY: live spans, freed once.
+    unsafe {
+        for &s in singles.iter().skip(1).step_by(2).chain(&pairs) {
+            r.ph.free_span(s);
+        }
+    }
+    r.ph.check_invariants();
+}
+
+#[test]
+fn a_run_that_holds_memory_is_taken_before_a_lower_one_given_back() {
+    let mut r = Rig::new(1 << 30, u32::MAX);
+    let s: Vec<*mut Span> = (0..6).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+    // SAFETY: every span here is live until freed once.
+    let start = |x: *mut Span| unsafe { (*x).start };
+    let (at0, at1, at3) = (start(s[0]), start(s[1]), start(s[3]));
+    // SAFETY: as above.
+    unsafe {
+        r.ph.free_span(s[0]);
+        r.ph.free_span(s[1]);
+    }
+    r.ph.trim(0);
+    let released = |r: &mut Rig, at: usize| {
+        let i = r.ph.hp_index(at);
+        r.ph.descs()[i].released
+    };
+    assert!(released(&mut r, at0) && released(&mut r, at1), "the lowest two went back");
+    // SAFETY: as above.
+    unsafe {
+        r.ph.free_span(s[3]);
+        r.ph.free_span(s[4]);
+    }
+    let _ = r.calls();
+    let t = r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false);
+    assert_eq!(start(t), at3, "the free pages that hold memory, not the lowest run at {at0:#x}");
+    assert!(r.calls().is_empty(), "nothing fresh faulted in, nothing given back");
+    let u = r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false);
+    assert_eq!(start(u), at0, "with none left, the lowest run");
+    r.ph.check_invariants();
+    // SAFETY: live spans, freed once.
+    unsafe {
+        for x in [s[2], s[5], t, u] {
+            r.ph.free_span(x);
+        }
+    }
+    r.ph.check_invariants();
+}
