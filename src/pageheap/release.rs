@@ -20,6 +20,7 @@ use super::backing::Backing;
 use super::desc::HpDesc;
 use super::filler::run_mask;
 use crate::units::{HUGE_SIZE, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE};
+use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// In the small phase, a free that leaves a run of at least this many free bytes (glibc's
@@ -90,27 +91,10 @@ impl<B: Backing> PageHeap<B> {
     /// Releases free anonymous huge pages that have been free for `decay` ms, highest first,
     /// until at most `keep` of them stay backed (or none is left to release).
     fn release_down_to(&mut self, keep: usize, decay: u32, now: u32) {
-        let mut below = self.arena.frontier;
-        while self.free_anon_backed > keep {
-            let Some(top) = self.map().prev_free(below) else { return };
-            let descs = self.descs();
-            let releasable =
-                |d: &HpDesc| !d.released && !d.collapsing && d.is_anon() && now.wrapping_sub(d.freed_at) >= decay;
-            if !releasable(&descs[top]) {
-                below = top;
-                continue;
-            }
-            let mut lo = top;
-            let excess = self.free_anon_backed - keep;
-            while lo > 0 && top + 1 - lo < excess && self.map().is_free(lo - 1) && releasable(&descs[lo - 1]) {
-                lo -= 1;
-            }
-            let count = top + 1 - lo;
-            if !self.release_free(lo, count) {
-                return;
-            }
-            below = lo;
-        }
+        let want = self.free_anon_backed.saturating_sub(keep);
+        let releasable =
+            |d: &HpDesc| !d.released && !d.collapsing && d.is_anon() && now.wrapping_sub(d.freed_at) >= decay;
+        self.release_highest(want, 0..0, usize::MAX, releasable);
     }
 
     /// Before the free huge pages `[s, s + n)` are handed out, with the resident set about to
@@ -119,28 +103,35 @@ impl<B: Backing> PageHeap<B> {
     /// Looks at no more than [`EXCHANGE_LOOK`] free huge pages, so that the cost stays bounded
     /// (below one huge page's fault) in a heap with many free pages.
     pub(super) fn release_for_fresh(&mut self, s: usize, n: usize, over: usize) {
-        let mut left = over;
+        let holds = |d: &HpDesc| !d.released && !d.collapsing && d.dirty != 0 && d.is_anon();
+        self.release_highest(over.min(self.free_resident), s..s + n, EXCHANGE_LOOK, holds);
+    }
+
+    /// Gives back up to `want` free huge pages that `pick` takes (it takes none released, none
+    /// being collapsed, none of hugetlb), highest first, in runs; never one of `skip`. Looks
+    /// at no more than `look` free huge pages.
+    fn release_highest(&mut self, want: usize, skip: Range<usize>, look: usize, pick: impl Fn(&HpDesc) -> bool) {
+        let mut left = want;
         let mut below = self.arena.frontier;
         let mut looked = 0;
-        while left > 0 && self.free_resident > 0 && looked < EXCHANGE_LOOK {
+        while left > 0 && looked < look {
             let Some(top) = self.map().prev_free(below) else { return };
             looked += 1;
-            if (s..s + n).contains(&top) {
-                below = s;
+            if skip.contains(&top) {
+                below = skip.start;
                 continue;
             }
             let descs = self.descs();
-            let holds = |d: &HpDesc| !d.released && !d.collapsing && d.dirty != 0 && d.is_anon();
-            if !holds(&descs[top]) {
+            if !pick(&descs[top]) {
                 below = top;
                 continue;
             }
             let mut lo = top;
             while lo > 0
                 && top + 1 - lo < left
-                && !(s..s + n).contains(&(lo - 1))
+                && !skip.contains(&(lo - 1))
                 && self.map().is_free(lo - 1)
-                && holds(&descs[lo - 1])
+                && pick(&descs[lo - 1])
             {
                 lo -= 1;
             }
