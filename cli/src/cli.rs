@@ -115,7 +115,7 @@ pub struct RunArgs {
     /// The HUGEHEAP_* settings.
     #[command(flatten)]
     pub options: OptionFlags,
-    /// Path of libhugeheap.so (default: HUGEHEAP_LIB, then one next to this program or in ../lib,
+    /// Path of libhugeheap.so (default: HUGEHEAP_LIB, then one in ../lib from this program,
     /// then the copy this program carries; `hugeheap lib-path` prints which).
     #[arg(long)]
     pub lib: Option<PathBuf>,

@@ -10,10 +10,15 @@ use std::process::Command;
 /// The library's file name.
 pub const LIB: &str = "libhugeheap.so";
 
-/// Finds libhugeheap.so: `explicit`, then `HUGEHEAP_LIB`, then next to the running binary (or
-/// in `../lib` from it, as a package installs it, or one level up, for test binaries in a
-/// build tree), then the copy this command carries, written out to the user's cache
-/// ([`crate::embedded`]).
+/// Finds libhugeheap.so: `explicit`, then `HUGEHEAP_LIB`, then in `../lib` from the running
+/// binary (as a package installs it: `/usr/bin/hugeheap`, `/usr/lib/libhugeheap.so`), then the
+/// copy this command carries, written out to the user's cache ([`crate::embedded`]).
+///
+/// A library beside the binary is not taken: in a build tree that is `target/<profile>/`, where
+/// the preload crate's own build lies — built with that profile, not the preload one (no LTO:
+/// its fast path calls through the GOT and `__tls_get_addr`), and stale after any build that
+/// did not rebuild it. The carried copy is always this command's own, built with the preload
+/// profile.
 pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
     // Made absolute: the program may change directory before it execs another (a pyenv shim
     // does), and a relative LD_PRELOAD entry would then not be found.
@@ -34,12 +39,13 @@ pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
     }
     if let Ok(exe) = std::env::current_exe() {
         let dir = exe.parent().unwrap_or(Path::new("."));
-        let candidates = [dir.join(LIB), dir.join("../lib").join(LIB), dir.join("..").join(LIB)];
-        if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-            return Ok(p.canonicalize().unwrap_or(p.clone()));
+        let installed = dir.join("../lib").join(LIB);
+        if installed.is_file() {
+            return Ok(installed.canonicalize().unwrap_or(installed));
         }
     }
-    crate::embedded::path().map_err(|e| format!("{LIB}: none next to this program, and its own copy: {e} (pass --lib)"))
+    crate::embedded::path()
+        .map_err(|e| format!("{LIB}: none in ../lib from this program, and its own copy: {e} (pass --lib)"))
 }
 
 /// The environment `hugeheap run` adds: LD_PRELOAD (prepended), the HUGEHEAP_* settings its

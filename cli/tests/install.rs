@@ -48,6 +48,22 @@ fn a_lone_command_writes_its_library_once_and_replaces_a_bad_copy() {
     assert_eq!(names.len(), 1, "no temporary file left behind: {names:?}");
 }
 
+/// A build tree leaves `target/<profile>/libhugeheap.so` beside the command: the preload crate
+/// built with that profile (no LTO) and perhaps stale. The command preloads its own copy
+/// instead; one in `../lib`, as a package installs it, comes before that.
+#[test]
+fn a_library_beside_the_command_is_not_taken_and_one_in_lib_is() {
+    let (exe, cache) = lone_command("beside-lib");
+    let bin = exe.parent().unwrap();
+    std::fs::write(bin.join("libhugeheap.so"), b"a build tree's own build").unwrap();
+    let path = lib_path(&exe, &cache);
+    assert!(path.starts_with(cache.join("hugeheap")), "{} is not the carried copy", path.display());
+    let lib = bin.join("../lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("libhugeheap.so"), b"an installed library").unwrap();
+    assert_eq!(lib_path(&exe, &cache), lib.join("libhugeheap.so").canonicalize().unwrap());
+}
+
 #[test]
 fn a_lone_command_runs_python_in_huge_pages() {
     if Command::new("python3").arg("--version").output().is_err() {
