@@ -88,15 +88,18 @@ pub const OPTIONS: [OptionRow; 8] = [
         env: "HUGEHEAP_RETAIN",
         flag: "retain",
         value_name: Some("SIZE"),
-        accepts: "a size such as 0, 64M, 1G",
-        default: "64M",
+        accepts: "a size such as 0, 8M, 1G",
+        default: "8M",
         summary: "free bytes kept backed before whole free huge pages go back to the OS",
         doc: "Free huge pages kept backed for reuse, however long they are free; whole free 2 MiB pages \
               beyond this go back to the OS once `HUGEHEAP_DECAY` has passed (hugetlb pages stay with \
               the process). Whatever the decay, the resident heap stays within this much (and a \
               sixteenth) above the most it ever had in use: past that, each fresh huge page faulted in \
-              gives back a free one elsewhere. `0` with a decay: a lean heap (measured: 12% less peak \
-              RSS, 20% more time on a large-buffer workload), not the page faults of `HUGEHEAP_DECAY=0`.",
+              gives back a free one elsewhere. More keeps faults away from a program whose big blocks \
+              change size, at the price of memory (measured: `hugeheap bench cpath`'s `large`, at \
+              most 170 MiB live, peaks at 218 MiB with `0`, 226 MiB with `8M`, 249 MiB with `64M`, \
+              in about the same time; the Rust benchmark's `large` takes 61 ms with `64M`, 77 ms \
+              with `8M`). `0` with a decay: a lean heap, not the page faults of `HUGEHEAP_DECAY=0`.",
         apply: |c, v| parse_size(v).map(|s| c.retain = s).is_some(),
     },
     OptionRow {
@@ -329,7 +332,7 @@ impl Config {
     pub const DEFAULT: Config = Config {
         pages: PageChain::AUTO,
         max_heap: 0,
-        retain: 64 << 20,
+        retain: 8 << 20,
         decay_ms: 1000,
         cow_reserve: 100,
         collapse: 10,
@@ -370,7 +373,7 @@ impl Config {
 }
 
 /// The settings, in the syntax of their variables: `pages=auto huge_from=32M max_heap=none
-/// retain=64M decay=1000ms cow_reserve=100% collapse=10%`.
+/// retain=8M decay=1000ms cow_reserve=100% collapse=10%`.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pages={} huge_from={} max_heap=", self.pages, SizeArg(self.huge_from))?;

@@ -31,7 +31,7 @@ pub struct HugeAlloc {
 }
 
 impl HugeAlloc {
-    /// The allocator with the defaults of the option table: page kinds `auto`, no cap, 64 MiB
+    /// The allocator with the defaults of the option table: page kinds `auto`, no cap, 8 MiB
     /// retained, 1 s decay, copy-on-write reserve 100%, quiet.
     ///
     /// ```rust,standalone_crate
