@@ -90,36 +90,53 @@ impl<'a> HugeMap<'a> {
         Err(end)
     }
 
-    /// Finds the lowest run of `n` free huge pages below `end`, its first index satisfying
-    /// `aligned(index)`, whose every page satisfies `ok`; looks at no more than `look` free
-    /// pages (`None` past that, as when there is no such run).
-    pub fn find_where(
+    /// Finds the run of `n` free huge pages below `end`, its first index satisfying
+    /// `aligned(index)`, with the fewest pages that `costly` takes, the lowest of those, and
+    /// says how many it has. Looks at no more than about `look` pages (it settles for the
+    /// best run seen by then); `None` if it saw no run.
+    pub fn find_cheapest(
         &self,
         n: HugePage,
         end: usize,
         aligned: impl Fn(usize) -> usize,
-        ok: impl Fn(usize) -> bool,
+        costly: impl Fn(usize) -> bool,
         look: usize,
-    ) -> Option<HugePage> {
+    ) -> Option<(HugePage, usize)> {
         let mut looked = 0;
+        let mut best: Option<(HugePage, usize)> = None;
         let mut i = self.next(0, end, true);
         while i < end {
             let run_end = self.next(i, end, false);
+            // The window [start, start + n) and its count of costly pages, slid along the run.
             let mut start = aligned(i);
+            let mut window: Option<(usize, usize)> = None;
             while start + n.0 <= run_end {
-                looked += n.0;
+                let count = match window {
+                    Some((prev, c)) if start < prev + n.0 => {
+                        looked += 2 * (start - prev);
+                        c - (prev..start).filter(|&k| costly(k)).count()
+                            + (prev + n.0..start + n.0).filter(|&k| costly(k)).count()
+                    }
+                    _ => {
+                        looked += n.0;
+                        (start..start + n.0).filter(|&k| costly(k)).count()
+                    }
+                };
+                if best.is_none_or(|(_, b)| count < b) {
+                    best = Some((HugePage(start), count));
+                    if count == 0 {
+                        return best;
+                    }
+                }
                 if looked > look {
-                    return None;
+                    return best;
                 }
-                match (start..start + n.0).rfind(|&k| !ok(k)) {
-                    // The window's last refused page: no window through it fits.
-                    Some(k) => start = aligned(k + 1),
-                    None => return Some(HugePage(start)),
-                }
+                window = Some((start, count));
+                start = aligned(start + 1);
             }
             i = self.next(run_end, end, true);
         }
-        None
+        best
     }
 }
 
@@ -149,23 +166,57 @@ mod tests {
     }
 
     #[test]
-    fn find_where_skips_runs_with_a_refused_page() {
+    fn find_cheapest_takes_the_run_with_fewest_costly_pages_lowest_first() {
         let mut w = [0u64; 4];
         let mut m = map(&mut w);
         m.set_range(HugePage(3), HugePage(10), true); // free [3, 13)
         m.set_range(HugePage(70), HugePage(5), true); // free [70, 75)
         let id = |i| i;
-        let not5 = |i| i != 5;
-        assert_eq!(m.find_where(HugePage(4), 200, id, not5, 1000), Some(HugePage(6)));
-        assert_eq!(m.find_where(HugePage(7), 200, id, not5, 1000), Some(HugePage(6)));
-        assert_eq!(m.find_where(HugePage(8), 200, id, not5, 1000), None);
-        assert_eq!(m.find_where(HugePage(5), 200, id, |i| i >= 8, 1000), Some(HugePage(8)));
-        assert_eq!(m.find_where(HugePage(5), 200, id, |i| i >= 70, 1000), Some(HugePage(70)));
+        let is5 = |i| i == 5;
+        assert_eq!(m.find_cheapest(HugePage(4), 200, id, is5, 1000), Some((HugePage(6), 0)));
+        // No run avoids page 5: the lowest of those with one costly page.
+        assert_eq!(m.find_cheapest(HugePage(8), 200, id, is5, 1000), Some((HugePage(3), 1)));
+        assert_eq!(m.find_cheapest(HugePage(11), 200, id, is5, 1000), None);
+        assert_eq!(m.find_cheapest(HugePage(5), 200, id, |i| i < 8, 1000), Some((HugePage(8), 0)));
+        let outside = |i: usize| !(10..70).contains(&i);
+        assert_eq!(m.find_cheapest(HugePage(5), 200, id, outside, 1000), Some((HugePage(8), 2)));
+        assert_eq!(m.find_cheapest(HugePage(5), 200, id, |i| i < 70, 1000), Some((HugePage(70), 0)));
         let align8 = |i: usize| (i + 7) & !7;
-        assert_eq!(m.find_where(HugePage(2), 200, align8, |i| i != 9, 1000), Some(HugePage(72)));
-        // It gives up after `look` pages.
-        assert_eq!(m.find_where(HugePage(5), 200, id, |i| i >= 70, 10), None);
-        assert_eq!(m.find_where(HugePage(5), 75, id, |i| i >= 70, 1000), Some(HugePage(70)));
+        assert_eq!(m.find_cheapest(HugePage(2), 200, align8, |i| i == 9, 1000), Some((HugePage(72), 0)));
+        // It settles for the best run seen after `look` pages.
+        assert_eq!(m.find_cheapest(HugePage(5), 200, id, |i| i < 70, 10), Some((HugePage(3), 5)));
+        assert_eq!(m.find_cheapest(HugePage(5), 75, id, |i| i < 70, 1000), Some((HugePage(70), 0)));
+    }
+
+    #[test]
+    fn find_cheapest_slides_its_count_as_a_recount_would() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200 {
+            let mut w = [rand(), rand(), rand(), rand()];
+            let costly_bits = [rand(), rand(), rand(), rand()];
+            let costly = |i: usize| costly_bits[i / 64] >> (i % 64) & 1 == 1;
+            let n = 1 + (rand() % 12) as usize;
+            let step = [1usize, 2, 4][(rand() % 3) as usize];
+            let aligned = move |i: usize| i.div_ceil(step) * step;
+            let m = map(&mut w);
+            // The brute force: every aligned window of free pages, fewest costly, lowest.
+            let mut want: Option<(HugePage, usize)> = None;
+            for s in (0..=256 - n).filter(|&s| aligned(s) == s) {
+                if (s..s + n).all(|k| m.is_free(k)) {
+                    let c = (s..s + n).filter(|&k| costly(k)).count();
+                    if want.is_none_or(|(_, b)| c < b) {
+                        want = Some((HugePage(s), c));
+                    }
+                }
+            }
+            assert_eq!(m.find_cheapest(HugePage(n), 256, aligned, costly, usize::MAX), want);
+        }
     }
 
     #[test]

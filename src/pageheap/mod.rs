@@ -90,8 +90,8 @@ pub fn alloc_block(bytes: usize, align: usize) -> (*mut u8, bool) {
     unsafe { ((*span).start as *mut u8, (*span).zeroed) }
 }
 
-/// How many free huge pages a search for a run of resident ones looks at, at most, before it
-/// settles for the lowest free run: its cost stays below that of the fault it saves.
+/// How many free huge pages a search for the run with the fewest fresh pages looks at, about,
+/// before it settles for the best seen: its cost stays below that of the faults it saves.
 const RESIDENT_LOOK: usize = 4096;
 
 /// Page heap counters, read by `stats()`.
@@ -387,8 +387,9 @@ impl<B: Backing> PageHeap<B> {
         self.release_excess();
     }
 
-    /// Takes `n` wholly free huge pages aligned to `align` bytes: the lowest run of pages that
-    /// hold memory if there is one, else the lowest run, growing the arena if needed. Returns
+    /// Takes `n` wholly free huge pages aligned to `align` bytes: the run with the fewest
+    /// fresh pages while some free page holds memory, else the lowest run, growing the arena
+    /// if needed. Returns
     /// the first index; the pages are marked LARGE for the caller to adjust.
     fn take_huge(&mut self, n: HugePage, align: usize) -> Option<usize> {
         let base = self.arena.base;
@@ -397,15 +398,19 @@ impl<B: Backing> PageHeap<B> {
         }
         let aligned = move |i: usize| (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE;
         if self.free_resident > 0 {
-            // Memory the heap holds first, lowest first: a fresh page faults in 2 MiB (and may
-            // cost a free resident page given back, see `claim`).
+            // Memory the heap holds first: the run with the fewest fresh pages, lowest first. A
+            // fresh page faults in 2 MiB and grows the resident set (or costs a free resident
+            // page given back, see `claim`); a run that is fresh throughout is no better than
+            // the lowest, below.
             let descs = self.descs();
-            let holds = |i: usize| !(descs[i].dirty == 0 && descs[i].is_anon());
+            let fresh = |i: usize| descs[i].dirty == 0 && descs[i].is_anon();
             let frontier = self.arena.frontier;
-            if let Some(HugePage(s)) = self.map().find_where(n, frontier, aligned, holds, RESIDENT_LOOK) {
-                self.claim(s, n.0);
-                self.arena.note_use(s + n.0);
-                return Some(s);
+            if let Some((HugePage(s), f)) = self.map().find_cheapest(n, frontier, aligned, fresh, RESIDENT_LOOK) {
+                if f < n.0 {
+                    self.claim(s, n.0);
+                    self.arena.note_use(s + n.0);
+                    return Some(s);
+                }
             }
         }
         loop {

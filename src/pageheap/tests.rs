@@ -433,3 +433,36 @@ fn a_run_that_holds_memory_is_taken_before_a_lower_one_given_back() {
     }
     r.ph.check_invariants();
 }
+
+#[test]
+fn a_run_partly_holding_memory_is_taken_before_a_lower_fresh_one() {
+    let mut r = Rig::new(1 << 30, u32::MAX);
+    let s: Vec<*mut Span> = (0..8).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+    // SAFETY: every span here is live until freed once.
+    let start = |x: *mut Span| unsafe { (*x).start };
+    let (at0, at4) = (start(s[0]), start(s[4]));
+    // SAFETY: as above.
+    unsafe {
+        for i in [0, 1, 5] {
+            r.ph.free_span(s[i]);
+        }
+    }
+    r.ph.trim(0);
+    // SAFETY: as above.
+    unsafe { r.ph.free_span(s[4]) };
+    let _ = r.calls();
+    let resident = r.ph.resident;
+    // Free: 0 and 1 given back, 4 holding memory, 5 given back. No run of two holds memory
+    // throughout; [4, 6) faults in one page where the lowest run faults in two.
+    let t = r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false);
+    assert_eq!(start(t), at4, "the run with the fewest fresh pages, not the lowest at {at0:#x}");
+    assert_eq!(r.ph.resident, resident + 1, "one fresh page faulted in");
+    r.ph.check_invariants();
+    // SAFETY: live spans, freed once.
+    unsafe {
+        for x in [s[2], s[3], s[6], s[7], t] {
+            r.ph.free_span(x);
+        }
+    }
+    r.ph.check_invariants();
+}
