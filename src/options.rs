@@ -98,7 +98,7 @@ pub const OPTIONS: [OptionRow; 8] = [
               gives back a free one elsewhere. More keeps faults away from a program whose big blocks \
               change size, at the price of memory (measured: `hugeheap bench cpath`'s `large`, at \
               most 170 MiB live, peaks at 218 MiB with `0`, 226 MiB with `8M`, 249 MiB with `64M`, \
-              in about the same time; the Rust benchmark's `large` takes 61 ms with `64M`, 77 ms \
+              in about the same time; the Rust benchmark's `large` takes 65 ms with `64M`, 81 ms \
               with `8M`). `0` with a decay: a lean heap, not the page faults of `HUGEHEAP_DECAY=0`.",
         apply: |c, v| parse_size(v).map(|s| c.retain = s).is_some(),
     },

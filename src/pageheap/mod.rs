@@ -389,8 +389,7 @@ impl<B: Backing> PageHeap<B> {
 
     /// Takes `n` wholly free huge pages aligned to `align` bytes: the run with the fewest
     /// fresh pages while some free page holds memory, else the lowest run, growing the arena
-    /// if needed. Returns
-    /// the first index; the pages are marked LARGE for the caller to adjust.
+    /// if needed. Returns the first index; the pages are marked LARGE for the caller to adjust.
     fn take_huge(&mut self, n: HugePage, align: usize) -> Option<usize> {
         let base = self.arena.base;
         if align > self.arena.len.bytes() {
