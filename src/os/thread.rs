@@ -41,32 +41,51 @@ pub fn atexit(f: extern "C" fn()) {
 }
 
 /// Starts a detached thread running `entry`, named `name` (at most 15 bytes, as the kernel
-/// keeps them), with a small stack (`stack` bytes). Returns false if it could not start. The
-/// C library maps the stack itself and may allocate the thread's TLS with `malloc`: callers
-/// hold no allocator lock.
+/// keeps them), with a small stack (`stack` bytes) and every signal blocked. Returns false if
+/// it could not start. The C library maps the stack itself and may allocate the thread's TLS
+/// with `malloc`: callers hold no allocator lock.
+///
+/// Signals: a process-directed signal goes to any thread that does not block it, so a thread
+/// of ours that took signals would take the ones the program blocks in its own threads to
+/// collect with `sigwait` or `signalfd` (and run their default action: for most, the end of
+/// the process). The new thread starts with the creating thread's mask, so the creating
+/// thread blocks everything for the moment of `pthread_create` and then puts its own mask
+/// back.
 pub fn spawn_detached(
     entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void,
     name: &core::ffi::CStr,
     stack: usize,
 ) -> bool {
     debug_assert!(name.to_bytes().len() <= 15);
+    // SAFETY: both sets are plain values written by sigfillset and pthread_sigmask.
+    let (mut all, mut old): (libc::sigset_t, libc::sigset_t) = unsafe { (core::mem::zeroed(), core::mem::zeroed()) };
+    // SAFETY: `all` and `old` are valid sets; changing this thread's mask has no other effect.
+    let blocked = unsafe { libc::sigfillset(&mut all) == 0 && libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) == 0 };
+    if !blocked {
+        // A thread that would take the program's signals is worse than no helper.
+        return false;
+    }
     // SAFETY: attr is initialised before use and destroyed once; entry is valid for the
     // process's life and takes no argument (null); the thread id stays in this frame.
-    unsafe {
+    let ok = unsafe {
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         if libc::pthread_attr_init(&mut attr) != 0 {
-            return false;
+            false
+        } else {
+            libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+            libc::pthread_attr_setstacksize(&mut attr, stack.max(libc::PTHREAD_STACK_MIN));
+            let mut tid: libc::pthread_t = 0;
+            let ok = libc::pthread_create(&mut tid, &attr, entry, core::ptr::null_mut()) == 0;
+            libc::pthread_attr_destroy(&mut attr);
+            if ok {
+                libc::pthread_setname_np(tid, name.as_ptr());
+            }
+            ok
         }
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, stack.max(libc::PTHREAD_STACK_MIN));
-        let mut tid: libc::pthread_t = 0;
-        let ok = libc::pthread_create(&mut tid, &attr, entry, core::ptr::null_mut()) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if ok {
-            libc::pthread_setname_np(tid, name.as_ptr());
-        }
-        ok
-    }
+    };
+    // SAFETY: `old` is the mask this thread had, read above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
+    ok
 }
 
 /// Waits while `word` holds `expected`, at most `timeout_ms` (a futex: no allocation, no

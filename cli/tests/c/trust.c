@@ -1,0 +1,127 @@
+// What a program under hugeheap must be able to trust (cli/tests/trust.rs): run as
+// `trust MODE`, it builds a heap past HUGEHEAP_HUGE_FROM (so THP, and the re-collapse helper
+// at the first fork), then:
+//   sigwait   blocks SIGUSR1 after that fork, sends it to itself and collects it with sigwait
+//             (200 times);
+//   signalfd  the same, collected from a signalfd;
+//   pagemap   forks children, one after the other, while the helper sweeps; each looks for a
+//             descriptor to a pagemap among those it inherited.
+// Prints "helper N" (threads named hugeheap-thp after the first fork) and the mode's result.
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char **objs;
+static size_t nobjs;
+
+// About `mib` MiB in 4 KiB objects, each filled.
+static void build_heap(size_t mib) {
+    nobjs = mib * 256;
+    objs = malloc(nobjs * sizeof *objs);
+    if (!objs) exit(2);
+    for (size_t i = 0; i < nobjs; i++) {
+        objs[i] = malloc(4000);
+        if (!objs[i]) exit(2);
+        memset(objs[i], (int)(i & 0xff), 4000);
+    }
+}
+
+// Threads of this process named hugeheap-thp.
+static int helpers(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], comm[32] = {0};
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(comm, sizeof comm, f) && strncmp(comm, "hugeheap-thp", 12) == 0) n++;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+// A child that writes nothing and exits; the parent waits for it. Starts the helper.
+static void fork_and_reap(void) {
+    pid_t pid = fork();
+    if (pid < 0) exit(2);
+    if (pid == 0) _exit(0);
+    waitpid(pid, NULL, 0);
+}
+
+// Whether this process holds a descriptor to a pagemap file.
+static int holds_pagemap(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return 0;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], target[300];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = 0;
+            if (strstr(target, "pagemap")) found = 1;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    setvbuf(stdout, NULL, _IONBF, 0);
+    build_heap(160);
+    fork_and_reap();
+    printf("helper %d\n", helpers());
+
+    if (!strcmp(mode, "sigwait") || !strcmp(mode, "signalfd")) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        if (sigprocmask(SIG_BLOCK, &set, NULL)) return 2;
+        int fd = -1;
+        if (!strcmp(mode, "signalfd")) fd = signalfd(-1, &set, SFD_CLOEXEC);
+        // Many times: the kernel may pick either thread that does not block the signal.
+        for (int k = 0; k < 200; k++) {
+            kill(getpid(), SIGUSR1);
+            if (fd >= 0) {
+                struct signalfd_siginfo si;
+                if (read(fd, &si, sizeof si) != sizeof si || si.ssi_signo != SIGUSR1) return 3;
+            } else {
+                int sig = 0;
+                if (sigwait(&set, &sig) || sig != SIGUSR1) return 3;
+            }
+        }
+        printf("%s ok\n", mode);
+        return 0;
+    }
+    if (!strcmp(mode, "pagemap")) {
+        // Each fork starts a sweep; the parent writes a page of every object meanwhile, so that
+        // the sweeps find split pages to look at and collapse.
+        int leaks = 0, forks = 400;
+        for (int k = 0; k < forks; k++) {
+            pid_t pid = fork();
+            if (pid < 0) return 2;
+            if (pid == 0) _exit(holds_pagemap() ? 42 : 0);
+            for (size_t i = k % 64; i < nobjs; i += 64) objs[i][0]++;
+            int st = 0;
+            waitpid(pid, &st, 0);
+            if (WIFEXITED(st) && WEXITSTATUS(st) == 42) leaks++;
+        }
+        printf("pagemap forks %d leaks %d\n", forks, leaks);
+        return 0;
+    }
+    fprintf(stderr, "unknown mode %s\n", mode);
+    return 2;
+}
