@@ -4,11 +4,14 @@
 //! - the re-collapse helper thread takes none of the program's signals (`sigwait`, `signalfd`
 //!   after the first fork: before the fix, the helper took SIGUSR1 and the process died of it);
 //! - no child forked while the helper reads `/proc/self/pagemap` inherits the descriptor
-//!   (before: a child that dropped privileges could read its root parent's pagemap).
+//!   (before: a child that dropped privileges could read its root parent's pagemap);
+//! - a child that rewrites the family's shared table (src/pageheap/family.rs) cannot stop its
+//!   parent or its siblings (before: its own thread id in the table's glibc mutex kept the
+//!   parent inside `fork()` for ever).
 
 mod common;
 
-use common::{build, hugeheap, lib, skip};
+use common::{PoolGuard, build, hugeheap, lib, skip};
 use std::path::Path;
 use std::process::Output;
 
@@ -51,4 +54,33 @@ fn no_forked_child_inherits_the_pagemap_descriptor() {
     let out = run(&prog, "pagemap");
     let Some(stdout) = ran(&out, "pagemap") else { return };
     assert!(stdout.contains("pagemap forks 400 leaks 0"), "{stdout}");
+}
+
+#[test]
+fn a_child_that_rewrites_the_family_table_stops_no_one() {
+    let Some(prog) = build("trust.c", "cc", &[]) else { return };
+    let Some(pool) = PoolGuard::take(2048) else { return };
+    // A 64 MiB heap in 2 MiB pages and as many again kept free for copy-on-write, with room.
+    let got = pool.set_available(200);
+    if got < 200 {
+        skip("pool-2m", &format!("the 2 MiB pool could get only {got} of 200 free pages"));
+        return;
+    }
+    let out = hugeheap()
+        .args(["run", "--pages", "2m", "--lib"])
+        .arg(lib())
+        .arg("--")
+        .arg(&prog)
+        .arg("family")
+        .output()
+        .expect("run trust");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("family ok"),
+        "{:?} (SIGALRM: hung)\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kib: usize = stdout.lines().find_map(|l| l.strip_prefix("hugetlb_kib ")?.parse().ok()).unwrap_or(0);
+    assert!(kib >= 32 << 10, "the heap held {kib} KiB of hugetlb pages: nothing to test");
 }

@@ -237,12 +237,6 @@ impl Drop for Pagemap {
     }
 }
 
-/// Maps `len` bytes of zeroed memory shared with every process this one forks from now on
-/// (`MAP_SHARED | MAP_ANONYMOUS`). Returns its address.
-pub fn map_shared(len: usize) -> Option<usize> {
-    map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED)
-}
-
 /// Replaces the hugetlb memory `[addr, addr + len)` with anonymous memory advised for THP,
 /// holding the same contents in the 2 MiB pieces `keep(i)` says are worth copying and that are
 /// present (a piece never touched is not read: reading a private hugetlb hole would take a

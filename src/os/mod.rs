@@ -8,7 +8,8 @@
 //! - [`kernel_view`]: what the kernel says this process holds;
 //! - [`process`]: errno, the environment, secure execution, pid, clock, random seed;
 //! - [`thread`]: yielding, thread-exit keys, fork and exit handlers, the helper thread;
-//! - [`robust`]: robust process-shared mutexes, which a process's exit or exec releases;
+//! - [`lockfile`]: a family's shared file and page, and record locks on it, which a process's
+//!   exit or exec releases;
 //! - [`stderr`]: messages without allocating, and the abort on heap misuse.
 //!
 //! Preconditions common to every function here:
@@ -21,10 +22,10 @@
 
 pub mod files;
 pub mod kernel_view;
+pub mod lockfile;
 pub mod mem;
 pub mod probe;
 pub mod process;
-pub mod robust;
 pub mod stderr;
 pub mod thread;
 

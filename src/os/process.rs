@@ -82,26 +82,6 @@ pub fn thp_disabled() -> bool {
     unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1 }
 }
 
-/// Whether process `pid` exists and has not exited (a zombie has: its memory is gone).
-pub fn alive(pid: i32) -> bool {
-    let mut path = [0u8; 32];
-    let mut w = super::StackWriter::<32>::new();
-    let _ = core::fmt::Write::write_fmt(&mut w, format_args!("/proc/{pid}/stat"));
-    let b = w.as_bytes();
-    path[..b.len()].copy_from_slice(b);
-    let mut stat = [0u8; 256];
-    let Some(n) = core::ffi::CStr::from_bytes_until_nul(&path).ok().and_then(|p| super::files::read_file(p, &mut stat))
-    else {
-        return false;
-    };
-    // "pid (comm) S ...": the state follows the last ')'.
-    let s = &stat[..n];
-    match s.iter().rposition(|&c| c == b')') {
-        Some(i) => !matches!(s.get(i + 2), Some(b'Z') | Some(b'X')),
-        None => false,
-    }
-}
-
 /// Physical memory of the machine in bytes (0 if unknown).
 pub fn physical_memory() -> usize {
     // SAFETY: sysconf has no preconditions.

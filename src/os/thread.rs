@@ -60,7 +60,8 @@ pub fn spawn_detached(
     // SAFETY: both sets are plain values written by sigfillset and pthread_sigmask.
     let (mut all, mut old): (libc::sigset_t, libc::sigset_t) = unsafe { (core::mem::zeroed(), core::mem::zeroed()) };
     // SAFETY: `all` and `old` are valid sets; changing this thread's mask has no other effect.
-    let blocked = unsafe { libc::sigfillset(&mut all) == 0 && libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) == 0 };
+    let blocked =
+        unsafe { libc::sigfillset(&mut all) == 0 && libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) == 0 };
     if !blocked {
         // A thread that would take the program's signals is worse than no helper.
         return false;

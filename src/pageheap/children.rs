@@ -37,7 +37,10 @@ impl<B: Backing> PageHeap<B> {
     /// After fork, in the parent (the page heap's lock held): waits for a child that must move
     /// out of the pools to have done so (see `family`).
     pub fn after_fork_in_parent(&mut self) {
-        self.family.wait_for_move();
+        let held = self.hugetlb_held();
+        let bytes = held[0] * PageKind::Mib2.page_size() + held[1] * PageKind::Gib1.page_size();
+        let backing = &self.backing;
+        self.family.wait_for_move(bytes, || backing.now_ms());
     }
 
     /// In a child right after fork (the page heap's lock held, the only thread): takes the

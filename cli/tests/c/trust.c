@@ -5,7 +5,11 @@
 //             (200 times);
 //   signalfd  the same, collected from a signalfd;
 //   pagemap   forks children, one after the other, while the helper sweeps; each looks for a
-//             descriptor to a pagemap among those it inherited.
+//             descriptor to a pagemap among those it inherited;
+//   family    (a heap in hugetlb pages: run with a pool) a child rewrites the family's shared
+//             page as an attacker would (its own thread id in every word while it lives on;
+//             all ones; random bytes), then the parent forks again and again: it must not
+//             hang (alarm) and its children must live and write.
 // Prints "helper N" (threads named hugeheap-thp after the first fork) and the mode's result.
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -13,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -78,10 +84,96 @@ static int holds_pagemap(void) {
     return found;
 }
 
+
+// The one shared page of 4 KiB in the process (the family's table), or NULL.
+static uint32_t *shared_page(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return NULL;
+    char line[512];
+    uint32_t *found = NULL;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long a, b;
+        char perms[8];
+        if (sscanf(line, "%lx-%lx %7s", &a, &b, perms) == 3 && b - a == 4096 && !strcmp(perms, "rw-s"))
+            found = (uint32_t *)a;
+    }
+    fclose(f);
+    return found;
+}
+
+static unsigned long hugetlb_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "HugetlbPages: %lu", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib;
+}
+
+// Forks `n` children that write a page of every 64th object and exit; 0 if all exited 0.
+static int fork_writers(int n) {
+    for (int k = 0; k < n; k++) {
+        pid_t pid = fork();
+        if (pid < 0) return 1;
+        if (pid == 0) {
+            for (size_t i = k % 64; i < nobjs; i += 64) objs[i][1]++;
+            _exit(0);
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            printf("child %d: status %d\n", k, st);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int family(void) {
+    // A guard against hanging for ever, not a timing check: the forks take milliseconds.
+    alarm(120);
+    printf("hugetlb_kib %lu\n", hugetlb_kib());
+    if (fork_writers(2)) return 1;
+    uint32_t *page = shared_page();
+    printf("table %s\n", page ? "found" : "missing");
+    if (!page) return 1;
+    const char *attacks[] = {"own-tid", "ones", "random"};
+    for (int a = 0; a < 3; a++) {
+        int ready[2];
+        if (pipe(ready)) return 2;
+        pid_t attacker = fork();
+        if (attacker < 0) return 2;
+        if (attacker == 0) {
+            uint32_t tid = (uint32_t)syscall(SYS_gettid), x = 0x9e3779b9u ^ tid;
+            for (int i = 0; i < 1024; i++) {
+                x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+                page[i] = a == 0 ? tid : a == 1 ? 0xffffffffu : x;
+            }
+            if (write(ready[1], "x", 1) != 1) _exit(2);
+            // The first attacker lives on while its parent forks.
+            if (a == 0) sleep(3);
+            _exit(0);
+        }
+        char c;
+        if (read(ready[0], &c, 1) != 1) return 2;
+        close(ready[0]);
+        close(ready[1]);
+        if (fork_writers(20)) {
+            printf("after attack %s: a child failed\n", attacks[a]);
+            return 1;
+        }
+        waitpid(attacker, NULL, 0);
+        printf("after attack %s: 20 forks ok\n", attacks[a]);
+    }
+    printf("family ok\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     setvbuf(stdout, NULL, _IONBF, 0);
-    build_heap(160);
+    build_heap(strcmp(mode, "family") ? 160 : 64);
     fork_and_reap();
     printf("helper %d\n", helpers());
 
@@ -122,6 +214,7 @@ int main(int argc, char **argv) {
         printf("pagemap forks %d leaks %d\n", forks, leaks);
         return 0;
     }
+    if (!strcmp(mode, "family")) return family();
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
 }

@@ -1,0 +1,200 @@
+//! A family file: an anonymous file (`memfd`) that a process makes and every process it forks
+//! inherits, its first page mapped shared by all of them, with POSIX record locks taken on its
+//! bytes. A record lock belongs to the process that took it, and the kernel keeps the truth of
+//! it: the lock goes when its process exits, or execs (the descriptor is close-on-exec), or
+//! closes a descriptor of the file; forked children do not inherit it; and a test (`F_GETLK`)
+//! by another process answers from the kernel's table, whatever the page holds. So the lock is
+//! how one process of a family learns whether another still runs this program, with nothing
+//! it has to trust the other for. No lock is ever waited for.
+//!
+//! The descriptor is moved to a number of at least [`HIGH_FD`]: a program that closes 0-2 and
+//! opens `/dev/null` expects to get them back, and must not get this file instead. Before each
+//! use, the descriptor is checked to still be the family's (the program may have closed it and
+//! opened something else under its number: a lock must never land on a file of the program's).
+
+use core::ffi::CStr;
+
+/// The lowest descriptor number the file takes (when the process may have that many).
+const HIGH_FD: libc::c_int = 100;
+
+/// The bytes of the shared page.
+pub const PAGE: usize = 4096;
+
+/// What taking a lock found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Taken (or this process held it already).
+    Taken,
+    /// Another process holds it.
+    Busy,
+    /// The descriptor is no longer the family's (closed by the program, or reused).
+    Lost,
+}
+
+/// This process's descriptor of its family's file, and the file's identity.
+pub struct LockFile {
+    fd: libc::c_int,
+    dev: u64,
+    ino: u64,
+    page: usize,
+}
+
+impl LockFile {
+    /// Makes the file and maps its page (zero, shared with every process forked from now on).
+    /// `None` when any step fails (no memfd, no descriptor to spare, no memory).
+    pub fn create(name: &CStr) -> Option<LockFile> {
+        // SAFETY: name is NUL-terminated; the flags ask for a close-on-exec descriptor.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: duplicating the descriptor just made; both are ours.
+        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+        let fd = if high >= 0 {
+            close(fd);
+            high
+        } else if fd > 2 {
+            fd
+        } else {
+            close(fd);
+            return None;
+        };
+        // SAFETY: sizing the file just made; mapping its one page shared, at an address of the
+        // kernel's choosing (nothing existing is touched).
+        let page = unsafe {
+            if libc::ftruncate(fd, PAGE as libc::off_t) != 0 {
+                close(fd);
+                return None;
+            }
+            libc::mmap(core::ptr::null_mut(), PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if page == libc::MAP_FAILED {
+            close(fd);
+            return None;
+        }
+        let Some((dev, ino)) = identity(fd) else {
+            // SAFETY: unmapping the page mapped just above, which nothing refers to yet.
+            unsafe { libc::munmap(page, PAGE) };
+            close(fd);
+            return None;
+        };
+        Some(LockFile { fd, dev, ino, page: page as usize })
+    }
+
+    /// The shared page's address ([`PAGE`] bytes, mapped for the process's life).
+    pub fn page(&self) -> usize {
+        self.page
+    }
+
+    /// Whether the descriptor is still the family's file.
+    pub fn ours(&self) -> bool {
+        identity(self.fd) == Some((self.dev, self.ino))
+    }
+
+    /// Takes the write lock on byte `at` for this process, without waiting.
+    pub fn try_hold(&self, at: u32) -> Hold {
+        if !self.ours() {
+            return Hold::Lost;
+        }
+        let mut fl = record(libc::F_WRLCK as i16, at);
+        // SAFETY: F_SETLK with a valid flock on our descriptor; it never waits.
+        match unsafe { libc::fcntl(self.fd, libc::F_SETLK, &mut fl) } {
+            0 => Hold::Taken,
+            _ => Hold::Busy,
+        }
+    }
+
+    /// Lets go of this process's lock on byte `at` (nothing if it holds none).
+    pub fn release(&self, at: u32) {
+        if !self.ours() {
+            return;
+        }
+        let mut fl = record(libc::F_UNLCK as i16, at);
+        // SAFETY: F_SETLK with a valid flock on our descriptor; unlocking never waits.
+        unsafe { libc::fcntl(self.fd, libc::F_SETLK, &mut fl) };
+    }
+
+    /// Whether another process holds a lock on byte `at` (this process's own locks do not
+    /// count); `None` when the descriptor is no longer the family's or the kernel will not say.
+    pub fn held_by_another(&self, at: u32) -> Option<bool> {
+        if !self.ours() {
+            return None;
+        }
+        let mut fl = record(libc::F_WRLCK as i16, at);
+        // SAFETY: F_GETLK with a valid flock on our descriptor; it only reports.
+        if unsafe { libc::fcntl(self.fd, libc::F_GETLK, &mut fl) } != 0 {
+            return None;
+        }
+        Some(fl.l_type != libc::F_UNLCK as i16)
+    }
+}
+
+/// A record of one byte at `at`, of lock type `kind`.
+fn record(kind: i16, at: u32) -> libc::flock {
+    // SAFETY: flock is plain data; every field that matters is set below.
+    let mut fl: libc::flock = unsafe { core::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = at as libc::off_t;
+    fl.l_len = 1;
+    fl
+}
+
+/// The device and inode of the file open as `fd`.
+fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
+    // SAFETY: stat is plain data, filled by fstat.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat writes into our stat buffer.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+fn close(fd: libc::c_int) {
+    // SAFETY: closing a descriptor this module opened, once.
+    unsafe { libc::close(fd) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_is_the_holders_and_goes_with_it() {
+        let f = LockFile::create(c"hugeheap-test").expect("memfd");
+        assert!(f.ours());
+        assert_eq!(f.held_by_another(3), Some(false));
+        assert_eq!(f.try_hold(3), Hold::Taken);
+        // Our own lock is not another's.
+        assert_eq!(f.held_by_another(3), Some(false));
+        // SAFETY: the child only takes a lock and waits to be killed; no allocator use.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // The parent's lock on byte 3 is not inherited, and holds the child off.
+            let ok = f.try_hold(3) == Hold::Busy && f.try_hold(5) == Hold::Taken;
+            // SAFETY: async-signal-safe calls in the child.
+            unsafe {
+                if ok {
+                    libc::sleep(30);
+                }
+                libc::_exit(1);
+            }
+        }
+        assert!(pid > 0);
+        // The child's lock on byte 5 shows once it has taken it.
+        let mut seen = false;
+        for _ in 0..3000 {
+            if f.held_by_another(5) == Some(true) {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // SAFETY: ending and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, core::ptr::null_mut(), 0);
+        }
+        assert!(seen, "the child's lock was never seen");
+        assert_eq!(f.held_by_another(5), Some(false), "the kernel dropped the lock of the child that died");
+        f.release(3);
+    }
+}
