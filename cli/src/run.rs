@@ -12,7 +12,9 @@ pub const LIB: &str = "libhugeheap.so";
 
 /// Finds libhugeheap.so: `explicit`, then `HUGEHEAP_LIB`, then in `../lib` from the running
 /// binary (as a package installs it: `/usr/bin/hugeheap`, `/usr/lib/libhugeheap.so`), then the
-/// copy this command carries, written out to the user's cache ([`crate::embedded`]).
+/// copy this command carries, written out to the user's cache ([`crate::embedded`]). A path
+/// with a space or a colon, which `LD_PRELOAD` would split into two, is refused (given) or
+/// passed over (found).
 ///
 /// A library beside the binary is not taken: in a build tree that is `target/<profile>/`, where
 /// the preload crate's own build lies — built with that profile, not the preload one (no LTO:
@@ -22,26 +24,32 @@ pub const LIB: &str = "libhugeheap.so";
 pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
     // Made absolute: the program may change directory before it execs another (a pyenv shim
     // does), and a relative LD_PRELOAD entry would then not be found.
-    if let Some(p) = explicit {
-        return p
+    let given = |p: &Path, what: &str| {
+        let real = p
             .canonicalize()
             .ok()
             .filter(|p| p.is_file())
-            .ok_or_else(|| format!("--lib {}: no such file", p.display()));
+            .ok_or_else(|| format!("{what}{}: no such file", p.display()))?;
+        if !crate::embedded::preloadable(&real) {
+            return Err(format!(
+                "{what}{}: LD_PRELOAD splits paths at spaces and colons, so this one would load another file; \
+                 copy the library to a path without them",
+                real.display()
+            ));
+        }
+        Ok(real)
+    };
+    if let Some(p) = explicit {
+        return given(p, "--lib ");
     }
     if let Some(p) = std::env::var_os("HUGEHEAP_LIB") {
-        let p = PathBuf::from(p);
-        return p
-            .canonicalize()
-            .ok()
-            .filter(|p| p.is_file())
-            .ok_or_else(|| format!("HUGEHEAP_LIB={}: no such file", p.display()));
+        return given(Path::new(&p), "HUGEHEAP_LIB=");
     }
     if let Ok(exe) = std::env::current_exe() {
         let dir = exe.parent().unwrap_or(Path::new("."));
         let installed = dir.join("../lib").join(LIB);
-        if installed.is_file() {
-            return Ok(installed.canonicalize().unwrap_or(installed));
+        if let Ok(real) = given(&installed, "") {
+            return Ok(real);
         }
     }
     crate::embedded::path()
