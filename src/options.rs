@@ -75,7 +75,8 @@ pub const OPTIONS: [OptionRow; 8] = [
         summary: "cap on the heap; past it allocations return null (ENOMEM)",
         doc: "Cap on the bytes of heap hugeheap commits; past it allocations return null (`ENOMEM`), and \
               hugeheap says so once on stderr. Without it, the room the process's memory cgroup leaves \
-              at start-up caps the heap (so a limit gives NULL, not the OOM killer).",
+              caps the heap (read at start-up and again when reached; page cache does not count), so a \
+              limit gives NULL, not the OOM killer.",
         apply: |c, v| match parse_size(v) {
             Some(s) if s == 0 || s >= HUGE_SIZE => {
                 c.max_heap = s;

@@ -146,3 +146,31 @@ fn cgroup_limit_runs_out_cleanly() {
         skip("no-swap", "the plain-glibc contrast: swap is on, so its outcome is not certain");
     }
 }
+
+/// Page cache charged to the cgroup is not memory the heap lacks: the kernel reclaims it under
+/// the limit. A 200 MiB group holding ~170 MiB of a file's clean cache must still give a
+/// program 64 MiB (glibc's malloc gets it; hugeheap once capped the heap at the 30 MiB left
+/// beside the cache and returned NULL).
+#[test]
+fn a_cgroup_full_of_page_cache_still_gives_memory() {
+    let Some(prog) = build("exhaust.c", "cc", &[]) else { return };
+    let Some(cg) = MemCgroup::new(200 << 20) else { return };
+    let file = common::tmp("cache-fill").join("fill");
+    let mut dd = Command::new("dd");
+    dd.args(["if=/dev/zero", "bs=1M", "count=170", "conv=fsync", "status=none"]).arg(format!("of={}", file.display()));
+    cg.enter(&mut dd);
+    let st = dd.status().expect("dd");
+    assert!(st.success(), "filling the cgroup's page cache: {st:?}");
+    let mut cmd = run(&prog, 64, &[]);
+    cg.enter(&mut cmd);
+    let out = cmd.output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let v = values(&out);
+    assert_eq!(
+        v["blocks"],
+        64,
+        "the heap was capped beside the cache: {v:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

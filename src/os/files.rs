@@ -124,6 +124,15 @@ pub fn field_kib(text: &[u8], key: &[u8]) -> Option<usize> {
     None
 }
 
+/// The number after `key` and a space in a `key 123` line of `text` (a cgroup's
+/// `memory.stat`; the key whole, at a line start).
+pub fn stat_value(text: &[u8], key: &[u8]) -> Option<usize> {
+    text.split(|&c| c == b'\n').find_map(|line| {
+        let rest = line.strip_prefix(key)?;
+        rest.first().is_some_and(|&c| c == b' ').then(|| parse_decimal(rest)).flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +151,15 @@ mod tests {
         assert_eq!(field_kib(s, b"VmPTE:"), Some(120));
         assert_eq!(field_kib(s, b"VmRSS:"), Some(7));
         assert_eq!(field_kib(s, b"Nope:"), None);
+    }
+
+    #[test]
+    fn stat_value_takes_whole_keys() {
+        let s = b"anon 100\nfile 900\nactive_file 300\ninactive_file 500\ntotal_active_file 7\n";
+        assert_eq!(stat_value(s, b"active_file"), Some(300));
+        assert_eq!(stat_value(s, b"inactive_file"), Some(500));
+        assert_eq!(stat_value(s, b"file"), Some(900));
+        assert_eq!(stat_value(s, b"shmem"), None);
     }
 
     #[test]

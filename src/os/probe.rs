@@ -3,7 +3,7 @@
 //! --root` and its tests use copied trees), so that the doctor reports exactly what the
 //! allocator reads.
 
-use super::files::{Path, read_file, read_number};
+use super::files::{Path, read_file, read_number, stat_value};
 use crate::pagekind::PageKind;
 use crate::units::Bytes;
 use core::fmt;
@@ -126,8 +126,10 @@ pub struct OsInfo {
     /// Physical memory in bytes.
     pub phys_mem: usize,
     /// Memory the process's cgroup limits leave at start (bytes; 0 when there is no limit):
-    /// the smallest `limit - usage` over its memory cgroup and their ancestors (v2
-    /// `memory.max`/`memory.current`, v1 `memory.limit_in_bytes`/`memory.usage_in_bytes`).
+    /// the smallest `limit - (usage - page cache)` over its memory cgroup and their ancestors
+    /// (v2 `memory.max`/`memory.current`, v1 `memory.limit_in_bytes`/`memory.usage_in_bytes`;
+    /// the page cache is the active and inactive file pages of `memory.stat`, which the
+    /// kernel reclaims before the limit fails anything). Re-read when the heap reaches it.
     pub cgroup_room: usize,
 }
 
@@ -193,24 +195,38 @@ pub fn cgroup_room(root: &[u8]) -> usize {
         let (Some(id), Some(ctl), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
         let v2 = id == b"0" && ctl.is_empty();
         let v1 = ctl.split(|&c| c == b',').any(|c| c == b"memory");
-        let levels: &[(&[u8], &[u8], &[u8])] = if v2 {
+        // (directory, limit file, usage file, the page cache's keys in memory.stat)
+        type Level = (&'static [u8], &'static [u8], &'static [u8], [&'static [u8]; 2]);
+        const V2_CACHE: [&[u8]; 2] = [b"active_file", b"inactive_file"];
+        let levels: &[Level] = if v2 {
             &[
-                (b"sys/fs/cgroup", b"/memory.max", b"/memory.current"),
-                (b"sys/fs/cgroup/unified", b"/memory.max", b"/memory.current"),
+                (b"sys/fs/cgroup", b"/memory.max", b"/memory.current", V2_CACHE),
+                (b"sys/fs/cgroup/unified", b"/memory.max", b"/memory.current", V2_CACHE),
             ]
         } else if v1 {
-            &[(b"sys/fs/cgroup/memory", b"/memory.limit_in_bytes", b"/memory.usage_in_bytes")]
+            &[(
+                b"sys/fs/cgroup/memory",
+                b"/memory.limit_in_bytes",
+                b"/memory.usage_in_bytes",
+                [b"total_active_file", b"total_inactive_file"],
+            )]
         } else {
             continue;
         };
-        for &(dir, limit_file, usage_file) in levels {
+        for &(dir, limit_file, usage_file, cache_keys) in levels {
             // The cgroup itself, then each ancestor ("/a/b" → "/a" → "").
             let mut p = path;
             loop {
                 let number = |file: &[u8]| read_number(Path::join(root, &[dir, p, file])?.as_cstr());
                 if let Some(limit) = number(limit_file).filter(|&l| l < NO_LIMIT) {
                     let usage = number(usage_file).unwrap_or(0);
-                    room = room.min(limit.saturating_sub(usage));
+                    // The page cache is charged to the group but given back under its limit
+                    // before anything fails: not usage that leaves no room.
+                    let mut stat = [0u8; 4096];
+                    let cache = Path::join(root, &[dir, p, b"/memory.stat"])
+                        .and_then(|f| read_file(f.as_cstr(), &mut stat))
+                        .map_or(0, |n| cache_keys.iter().filter_map(|k| stat_value(&stat[..n], k)).sum());
+                    room = room.min(limit.saturating_sub(usage.saturating_sub(cache)));
                 }
                 match p.iter().rposition(|&c| c == b'/') {
                     Some(i) if !p.is_empty() => p = &p[..i],
@@ -255,12 +271,13 @@ mod tests {
         put("proc/self/cgroup", "0::/a/b\n");
         put("sys/fs/cgroup/a/memory.max", "1000000\n");
         put("sys/fs/cgroup/a/memory.current", "400000\n");
+        put("sys/fs/cgroup/a/memory.stat", "anon 100000\nactive_file 50000\ninactive_file 100000\n");
         put("sys/fs/cgroup/a/b/memory.max", "max\n");
         let info = OsInfo::probe_at(root.to_str().unwrap().as_bytes());
         assert_eq!(info.thp, ThpMode::Never);
         assert_eq!(info.pool_2m.map(|p| p.available()), Some(7));
         assert!(info.pool_1g.is_none());
-        assert_eq!(info.cgroup_room, 600_000, "the ancestor's limit counts");
+        assert_eq!(info.cgroup_room, 750_000, "the ancestor's limit counts, its page cache does not");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

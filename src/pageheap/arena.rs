@@ -286,6 +286,28 @@ impl Arena {
         }
     }
 
+    /// When the cap is the room the memory cgroup left, reads the room again (the group's
+    /// other processes may have freed memory, the kernel may have reclaimed cache): the cap
+    /// becomes the `charged` huge pages (those of the heap that hold memory charged to the
+    /// group, or that the group does not count: hugetlb) plus the room now, within
+    /// `HUGEHEAP_MAX_HEAP` and the reservation. Committed pages that hold nothing are not
+    /// counted as room: the group charges them when they are touched.
+    pub fn reread_cgroup_cap(&mut self, backing: &impl Backing, charged: usize) {
+        if self.cap_source != CapSource::Cgroup {
+            return;
+        }
+        let room = backing.cgroup_room();
+        let mut cap = if room == 0 { self.len.0 } else { charged.saturating_add(room / HUGE_SIZE) };
+        if self.config.max_heap > 0 {
+            cap = cap.min(self.config.max_heap / HUGE_SIZE);
+        }
+        let cap = cap.min(self.len.0);
+        if cap > self.cap {
+            self.said_cap = false;
+        }
+        self.cap = cap;
+    }
+
     /// Says, once, that the heap cannot grow past its cap, and why the cap is there.
     fn say_cap_reached(&mut self) {
         if core::mem::replace(&mut self.said_cap, true) {
@@ -295,11 +317,9 @@ impl Arena {
         let mut w = StackWriter::<300>::new();
         let _ = match self.cap_source {
             CapSource::MaxHeap => write!(w, "hugeheap: the heap reached its cap, HUGEHEAP_MAX_HEAP={}", SizeArg(cap)),
-            CapSource::Cgroup => write!(
-                w,
-                "hugeheap: the heap reached {}, the room the memory cgroup's limit left at start-up",
-                Bytes(cap)
-            ),
+            CapSource::Cgroup => {
+                write!(w, "hugeheap: the heap reached {}, the room the memory cgroup's limit leaves", Bytes(cap))
+            }
             CapSource::Reservation => {
                 write!(w, "hugeheap: the heap filled the {} of address space reserved for it", Bytes(cap))
             }

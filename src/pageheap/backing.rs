@@ -57,6 +57,10 @@ pub trait Backing {
 
     /// Whether THP is switched off for this process (see [`process::thp_disabled`]).
     fn thp_disabled(&self) -> bool;
+
+    /// The room the memory cgroup's limits leave now, bytes (0: no limit; see
+    /// [`probe::OsInfo::cgroup_room`]).
+    fn cgroup_room(&self) -> usize;
 }
 
 /// The OS itself.
@@ -106,6 +110,10 @@ impl Backing for OsBacking {
 
     fn now_ms(&self) -> u32 {
         process::now_ms()
+    }
+
+    fn cgroup_room(&self) -> usize {
+        probe::cgroup_room(b"/")
     }
 
     fn thp_disabled(&self) -> bool {

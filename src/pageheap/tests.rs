@@ -145,6 +145,8 @@ enum Call {
 struct Fake {
     now: &'static Cell<u32>,
     calls: &'static Cell<Vec<Call>>,
+    /// What `cgroup_room` answers (0: no limit).
+    room: &'static Cell<usize>,
 }
 
 impl Backing for Fake {
@@ -179,6 +181,9 @@ impl Backing for Fake {
     fn thp_disabled(&self) -> bool {
         false
     }
+    fn cgroup_room(&self) -> usize {
+        self.room.get()
+    }
     unsafe fn move_to_anon(&mut self, _: usize, _: usize, _: &dyn Fn(usize) -> bool) -> bool {
         true
     }
@@ -188,18 +193,26 @@ struct Rig {
     ph: PageHeap<Fake>,
     now: &'static Cell<u32>,
     calls: &'static Cell<Vec<Call>>,
+    room: &'static Cell<usize>,
 }
 
 impl Rig {
     fn new(retain: usize, decay_ms: u32) -> Rig {
+        Rig::with_cgroup_room(retain, decay_ms, 0)
+    }
+    /// As `new`, in a memory cgroup that leaves `room` bytes at start-up (0: none).
+    fn with_cgroup_room(retain: usize, decay_ms: u32, room: usize) -> Rig {
         let now: &'static Cell<u32> = Box::leak(Box::new(Cell::new(1_000)));
         let calls: &'static Cell<Vec<Call>> = Box::leak(Box::new(Cell::new(Vec::new())));
-        let fake = Fake { now, calls };
-        let cfg = config(retain, decay_ms, PageKind::Thp);
+        let room: &'static Cell<usize> = Box::leak(Box::new(Cell::new(room)));
+        let fake = Fake { now, calls, room };
+        let mut cfg = config(retain, decay_ms, PageKind::Thp);
+        cfg.max_heap = 0;
         let mut info = OsInfo::probe();
         info.thp = crate::os::probe::ThpMode::Madvise;
+        info.cgroup_room = room.get();
         let ph = PageHeap::create(fake, &cfg, &info, 0).expect("page heap");
-        Rig { ph, now, calls }
+        Rig { ph, now, calls, room }
     }
     fn advance(&self, ms: u32) {
         self.now.set(self.now.get() + ms);
@@ -464,5 +477,21 @@ fn a_run_partly_holding_memory_is_taken_before_a_lower_fresh_one() {
             r.ph.free_span(x);
         }
     }
+    r.ph.check_invariants();
+}
+
+#[test]
+fn a_cgroup_cap_is_read_again_when_the_heap_reaches_it() {
+    // 16 MiB of room at start-up: the heap stops there while the room stays...
+    let mut r = Rig::with_cgroup_room(0, 1000, 16 << 20);
+    let a = r.ph.alloc_span(8 * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(!a.is_null());
+    r.room.set(1); // the 16 MiB are used now: a limit with no room left
+    assert!(r.ph.alloc_span(8 * HUGE_SIZE, HUGE_SIZE, false).is_null(), "past the room");
+    // ...and goes on once the group has more room (cache reclaimed, another process gone).
+    r.room.set(64 << 20);
+    let b = r.ph.alloc_span(8 * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(!b.is_null(), "the cap was not read again");
+    assert_eq!(r.ph.arena.cap, 8 + 32, "the cap is the pages holding memory plus the room now");
     r.ph.check_invariants();
 }
