@@ -297,3 +297,61 @@ fn a_small_heap_gives_back_what_it_frees_without_thrashing() {
     let bound = (32 + get("loop_ms") / 10 + 1) * (512 << 10);
     assert!(get("loop_released") <= bound, "the loop gave back {} bytes (at most {bound})", get("loop_released"));
 }
+
+/// A process that gave up root (`setuid`) is not dumpable, and its /proc files become root's:
+/// it cannot open its own pagemap. The helper must then end its sweeps (collapsing nothing,
+/// since it cannot tell what a child shares) instead of finding every page "shared" for ever.
+/// Root only; skipped, and said, otherwise.
+#[test]
+fn a_process_that_cannot_read_its_pagemap_still_ends_its_sweeps() {
+    if as_child(|| {
+        // SAFETY: dropping to nobody's ids; setgid first, while still allowed.
+        let dropped = unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 };
+        let readable = std::fs::File::open("/proc/self/pagemap").is_ok();
+        let (v, _, _) = huge_buffer(32 * MIB);
+        // SAFETY: the child only exits; it allocates nothing.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: _exit skips the test harness's atexit work, as a forked child should.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        // The helper's progress: pages looked at. Three sweeps' worth without one ending is a
+        // sweep that never ends.
+        let s = hugeheap::stats();
+        let looked = |s: &hugeheap::Stats| s.recollapse_collapsed + s.recollapse_shared + s.recollapse_failures;
+        let (at_fork, pages) = (looked(&s), s.committed / HUGE);
+        wait_for("the helper to look at the heap's pages", || {
+            let s = hugeheap::stats();
+            !s.recollapse_pending || looked(&s) >= at_fork + 3 * pages
+        });
+        let s = hugeheap::stats();
+        println!(
+            "@dropped={} readable={} pending={} passes={} failures={}",
+            dropped as u8, readable as u8, s.recollapse_pending as u8, s.recollapse_passes, s.recollapse_failures
+        );
+        drop(v);
+    }) {
+        return;
+    }
+    if !thp_available() {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip("root", "only root can drop to another user and so lose its own /proc");
+        return;
+    }
+    let out = child("run", &[("HUGEHEAP_PAGES", "thp")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    assert_eq!(
+        (v["dropped"].as_str(), v["readable"].as_str()),
+        ("1", "0"),
+        "the process could still read its pagemap: {v:?}"
+    );
+    assert_eq!(v["pending"], "0", "the sweeps never end without the pagemap: {v:?}");
+}

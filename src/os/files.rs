@@ -54,6 +54,37 @@ pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
     if fd < 0 {
         return None;
     }
+    let n = read_fd(fd, buf);
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    Some(n)
+}
+
+/// Whether `fd` is a file of procfs (`PROC_SUPER_MAGIC`): /proc mounted over by another file
+/// system, or missing from a chroot, is not the kernel's answer.
+pub fn is_procfs(fd: libc::c_int) -> bool {
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    // SAFETY: statfs is plain data, filled by fstatfs.
+    let mut st: libc::statfs = unsafe { core::mem::zeroed() };
+    // SAFETY: fstatfs writes into our buffer.
+    (unsafe { libc::fstatfs(fd, &mut st) } == 0) && st.f_type as i64 == PROC_SUPER_MAGIC
+}
+
+/// Reads a procfs file as [`read_file`] does; `None` also when it is not procfs's own.
+pub fn read_proc_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: path is NUL-terminated; the flags open read-only.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let n = is_procfs(fd).then(|| read_fd(fd, buf));
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    n
+}
+
+/// Reads from `fd` until `buf` is full or the file ends; the bytes read.
+fn read_fd(fd: libc::c_int, buf: &mut [u8]) -> usize {
     let mut n = 0;
     while n < buf.len() {
         // SAFETY: the destination is the unfilled tail of `buf`.
@@ -63,9 +94,7 @@ pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
         }
         n += r as usize;
     }
-    // SAFETY: fd was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    Some(n)
+    n
 }
 
 /// Reads a file holding one decimal number.
@@ -151,6 +180,18 @@ mod tests {
         assert_eq!(field_kib(s, b"VmPTE:"), Some(120));
         assert_eq!(field_kib(s, b"VmRSS:"), Some(7));
         assert_eq!(field_kib(s, b"Nope:"), None);
+    }
+
+    #[test]
+    fn procfs_is_told_from_other_file_systems() {
+        let mut buf = [0u8; 64];
+        assert!(read_proc_file(c"/proc/self/stat", &mut buf).is_some_and(|n| n > 0));
+        let p = std::env::temp_dir().join(format!("hugeheap-notproc-{}", std::process::id()));
+        std::fs::write(&p, b"0::/\n").unwrap();
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        assert!(read_file(&c, &mut buf).is_some(), "an ordinary file reads");
+        assert_eq!(read_proc_file(&c, &mut buf), None, "but is not procfs's answer");
+        std::fs::remove_file(&p).unwrap();
     }
 
     #[test]

@@ -190,11 +190,17 @@ impl Pagemap {
     const PRESENT: u64 = 1 << 63;
     const EXCLUSIVE: u64 = 1 << 56;
 
-    /// Opens this process's pagemap; `None` if it cannot be read.
+    /// Opens this process's pagemap; `None` if it cannot be read (a process that changed its
+    /// user is not dumpable, and its /proc files are root's) or is not procfs's own (a /proc
+    /// that is some other file system answers what it likes).
     pub fn open() -> Option<Pagemap> {
         // SAFETY: opening a file read-only with a NUL-terminated path.
         let fd = unsafe { libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        (fd >= 0).then_some(Pagemap { fd })
+        if fd < 0 {
+            return None;
+        }
+        let p = Pagemap { fd };
+        super::files::is_procfs(fd).then_some(p)
     }
 
     /// Reads the entries of the pages from `addr` on into `out`; false on a short read.
@@ -237,10 +243,20 @@ impl Drop for Pagemap {
     }
 }
 
+/// Whether the page at `addr` (the first of a mapping's page: a whole hugetlb page) is in
+/// memory (`mincore`: no /proc needed, and asking reads nothing, so a hugetlb hole takes no
+/// page from the pool); `None` when the kernel will not say.
+pub fn resident(addr: usize) -> Option<bool> {
+    debug_assert!(addr % 4096 == 0);
+    let mut v = 0u8;
+    // SAFETY: one page asked, one byte of answer written into `v`.
+    (unsafe { libc::mincore(addr as *mut libc::c_void, 1, &mut v) } == 0).then_some(v & 1 == 1)
+}
+
 /// Replaces the hugetlb memory `[addr, addr + len)` with anonymous memory advised for THP,
 /// holding the same contents in the 2 MiB pieces `keep(i)` says are worth copying and that are
-/// present (a piece never touched is not read: reading a private hugetlb hole would take a
-/// page from the pool); the others read as zero. Returns false, with nothing changed, when the
+/// present ([`resident`]: a piece never touched is not read, since reading a private hugetlb
+/// hole would take a page from the pool); the others read as zero. Returns false, with nothing changed, when the
 /// memory for the copy cannot be had.
 ///
 /// # Safety
@@ -256,27 +272,14 @@ pub unsafe fn move_to_anon(addr: usize, len: usize, keep: impl Fn(usize) -> bool
     let new = new as *mut libc::c_void;
     // SAFETY: advice on the mapping just made.
     unsafe { libc::madvise(new, len, libc::MADV_HUGEPAGE) };
-    // SAFETY: opening read-only; closed below.
-    let pagemap = unsafe { libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    let present = |at: usize| {
-        let mut e = 0u64;
-        // SAFETY: reading one entry into our variable (an unreadable pagemap reads as present:
-        // copying is then the safe side).
-        pagemap < 0
-            || unsafe { libc::pread(pagemap, (&raw mut e).cast(), 8, (at / 4096 * 8) as libc::off_t) } != 8
-            || e >> 63 & 1 == 1
-    };
     for i in 0..len / PIECE {
-        if keep(i) && present(addr + i * PIECE) {
+        // A piece whose presence cannot be asked is copied (the safe side for its contents).
+        if keep(i) && resident(addr + i * PIECE).unwrap_or(true) {
             // SAFETY: both ranges are mapped and `PIECE` long at offset i; they do not overlap.
             unsafe {
                 core::ptr::copy_nonoverlapping((addr + i * PIECE) as *const u8, (new as *mut u8).add(i * PIECE), PIECE)
             };
         }
-    }
-    if pagemap >= 0 {
-        // SAFETY: opened above, closed once.
-        unsafe { libc::close(pagemap) };
     }
     // SAFETY: moves the new mapping over the old one (which the caller hands over whole).
     let moved =
@@ -299,6 +302,17 @@ mod tests {
         assert_eq!(a % (1 << 30), 0);
         // SAFETY: unmapping the reservation just made, which nothing uses.
         unsafe { unmap(a, 8 << 20) };
+    }
+
+    #[test]
+    fn resident_tells_touched_pages_from_holes() {
+        let a = map_metadata(3 * 4096).expect("map");
+        // SAFETY: the mapping just made is ours; its middle page is written.
+        unsafe { *((a + 4096) as *mut u8) = 1 };
+        assert_eq!(resident(a), Some(false));
+        assert_eq!(resident(a + 4096), Some(true));
+        // SAFETY: unmapping the mapping made above, which nothing else uses.
+        unsafe { unmap(a, 3 * 4096) };
     }
 
     #[test]

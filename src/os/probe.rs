@@ -3,7 +3,7 @@
 //! --root` and its tests use copied trees), so that the doctor reports exactly what the
 //! allocator reads.
 
-use super::files::{Path, read_file, read_number, stat_value};
+use super::files::{Path, read_file, read_number, read_proc_file, stat_value};
 use crate::pagekind::PageKind;
 use crate::units::Bytes;
 use core::fmt;
@@ -187,7 +187,10 @@ const NO_LIMIT: usize = 1 << 60;
 pub fn cgroup_room(root: &[u8]) -> usize {
     let mut buf = [0u8; 1024];
     let Some(path) = Path::join(root, &[b"proc/self/cgroup"]) else { return 0 };
-    let Some(n) = read_file(path.as_cstr(), &mut buf) else { return 0 };
+    // The machine's own /proc must be procfs (a copied tree, for tests and `doctor --root`,
+    // is read as it is).
+    let read = if root == b"/" { read_proc_file } else { read_file };
+    let Some(n) = read(path.as_cstr(), &mut buf) else { return 0 };
     let mut room = usize::MAX;
     for line in buf[..n].split(|&c| c == b'\n') {
         // "id:controllers:path"

@@ -1,7 +1,8 @@
 //! The re-collapse helper: one thread, started after the first fork of a process whose heap
 //! has THP, that works through the sweeps [`super::recollapse`] hands out, off `malloc`'s
 //! path: for each huge page, it reads `/proc/self/pagemap` and leaves alone a page a child
-//! still shares, else asks the kernel to collapse it. It spends at most `HUGEHEAP_COLLAPSE`
+//! still shares, else asks the kernel to collapse it (where the pagemap cannot be read, it
+//! collapses nothing: whether a child shares a page is then unknown). It spends at most `HUGEHEAP_COLLAPSE`
 //! percent of one CPU (measured on its own CPU clock; it sleeps the rest) and sleeps on a
 //! futex when no sweep is pending; a fork wakes it. `HUGEHEAP_COLLAPSE=0` keeps it from
 //! starting (and THP split by copy-on-write then waits for khugepaged).
@@ -147,7 +148,11 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
                 },
                 // A fork since the reading: look again in the next sweep.
                 Some((_, 0)) => Outcome::Busy,
-                _ => Outcome::Shared,
+                Some(_) => Outcome::Shared,
+                // The pagemap cannot be read (a process that changed its user is not dumpable,
+                // and its /proc files are root's; a /proc that is not procfs): whether a child
+                // shares the page is unknown, so it is left to khugepaged, and the sweep ends.
+                None => Outcome::Failed,
             };
             shared_now += usize::from(outcomes[i] == Outcome::Shared);
         }
