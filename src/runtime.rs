@@ -7,10 +7,8 @@
 //! arrives meanwhile waits. Whatever might call `malloc` itself (`pthread_atfork`, `atexit`)
 //! is called only after the allocator is ready.
 //!
-//! Fork: the forking thread shuts the re-collapse helper's pagemap gate (no descriptor of the
-//! helper's open across a fork), then takes the thread heaps' lock and then the page heap's,
-//! so that no thread is inside either when the address space is copied; both sides release
-//! them. The
+//! Fork: the forking thread takes the thread heaps' lock and then the page heap's, so that no
+//! thread is inside either when the address space is copied; both sides release them. The
 //! parent tells the page heap (copy-on-write will split its THP from now on). In the child,
 //! heaps of threads that no longer exist are simply never adopted (they are not on the
 //! abandoned list): their memory stays theirs, and frees into them still land in their
@@ -95,7 +93,6 @@ fn init_slow(config: &Config) -> bool {
 }
 
 unsafe extern "C" fn fork_prepare() {
-    collapser::before_fork();
     storage::lock_for_fork();
     pageheap::the_lock().raw_lock();
     // SAFETY: just taken by this thread, without a guard.
@@ -117,7 +114,6 @@ unsafe extern "C" fn fork_parent() {
         storage::unlock_after_fork();
         has_thp
     };
-    collapser::after_fork(false);
     // With the locks released: copy-on-write may split THP from now on.
     if has_thp {
         collapser::kick();
@@ -135,7 +131,7 @@ unsafe extern "C" fn fork_child() {
         pageheap::the_lock().force_unlock();
         storage::unlock_after_fork();
     }
-    collapser::after_fork(true);
+    collapser::forget_in_child();
 }
 
 extern "C" fn report_exit() {

@@ -180,8 +180,8 @@ pub const EAGAIN: i32 = libc::EAGAIN;
 /// `/proc/self/pagemap`, open: tells which 4 KiB pages of this process are present and which
 /// of those are shared with another process (a forked child, or the parent that forked this
 /// one), from the "present" and "exclusively mapped" bits. Closed when dropped. `O_CLOEXEC`
-/// keeps it from programs the process execs, not from children it forks: the caller keeps
-/// forks out while it is open (a child would read its parent's pagemap).
+/// keeps it from programs the process execs, not from children it forks: only a thread whose
+/// descriptor table is its own may open it (a child would read its parent's pagemap).
 pub struct Pagemap {
     fd: libc::c_int,
 }

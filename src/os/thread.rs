@@ -89,6 +89,37 @@ pub fn spawn_detached(
     ok
 }
 
+/// Gives the calling thread a descriptor table of its own (`unshare(CLONE_FILES)`) and closes
+/// every descriptor in it (the copies of the process's: holding them would keep the program's
+/// files, pipes and sockets open after it closes them). What the thread opens from then on is
+/// in no other thread's table, so no fork by another thread copies it into a child. False if
+/// the table could not be made private and emptied (the thread must then open nothing a child
+/// must not see).
+pub fn private_descriptors() -> bool {
+    // SAFETY: unshare(CLONE_FILES) affects only the calling thread's descriptor table.
+    if unsafe { libc::unshare(libc::CLONE_FILES) } != 0 {
+        return false;
+    }
+    // SAFETY: close_range on the calling thread's own (now private) table.
+    if unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) } == 0 {
+        return true;
+    }
+    // No close_range (before Linux 5.9): close them one by one, up to the descriptor limit.
+    // SAFETY: rlimit is plain data, filled by getrlimit.
+    let mut lim: libc::rlimit = unsafe { core::mem::zeroed() };
+    // SAFETY: getrlimit writes into our struct.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(1 << 16)
+    } else {
+        1 << 16
+    };
+    for fd in 0..max as libc::c_int {
+        // SAFETY: closing this thread's private copies; EBADF for numbers not in use.
+        unsafe { libc::close(fd) };
+    }
+    true
+}
+
 /// Waits while `word` holds `expected`, at most `timeout_ms` (a futex: no allocation, no
 /// lock); returns on a [`wake`], a timeout, or a spurious wake-up.
 pub fn wait(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ms: u32) {

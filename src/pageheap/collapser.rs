@@ -14,15 +14,14 @@
 //! process is multi-threaded from its first fork on, which a few system calls refuse
 //! (`unshare(CLONE_NEWUSER)`, for one): such programs set `HUGEHEAP_COLLAPSE=0`.
 //!
-//! It holds a descriptor of its own only while [`PAGEMAP_GATE`] is shut, which the fork
-//! handlers wait for: no child forked by another thread inherits it (a child that drops
-//! privileges would read its parent's pagemap, physical frame numbers included when the
-//! parent opened it as root).
+//! It has a descriptor table of its own, emptied at its start ([`thread::private_descriptors`]):
+//! the pagemap it opens is in no table a fork copies, so no child forked by another thread
+//! inherits it (a child that drops privileges would read its parent's pagemap, physical frame
+//! numbers included when the parent opened it as root), and no fork waits for it.
 
 use super::doorbell::{self, KICK, STARTED};
 use super::recollapse::Outcome;
 use crate::os::{mem, thread};
-use crate::sync::SpinLock;
 use crate::units::HUGE_SIZE;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -35,13 +34,6 @@ const BATCH: usize = 8;
 /// huge page, so the longest wait bounds both that cost and how late the work starts once
 /// the last child is gone.
 const SHARED_WAIT_MS: (u32, u32) = (50, 1000);
-
-/// Shut while the helper holds `/proc/self/pagemap` open, and across every fork (the fork
-/// handlers take it first): so no fork copies the descriptor into a child.
-pub static PAGEMAP_GATE: SpinLock<()> = SpinLock::new(());
-/// Bumped by every fork, with the gate shut: a page read as not shared is collapsed only if no
-/// fork came between the reading and the collapse (else a child may share it now).
-static FORKS: AtomicU32 = AtomicU32::new(0);
 
 /// Percent of one CPU the helper may use (0: no helper).
 static BUDGET: AtomicU32 = AtomicU32::new(0);
@@ -74,39 +66,15 @@ pub fn kick() {
     doorbell::ring();
 }
 
-/// Before fork, first of the fork handlers: waits until the helper has closed the pagemap and
-/// keeps it from opening it again until [`after_fork`].
-pub fn before_fork() {
-    PAGEMAP_GATE.raw_lock();
-    FORKS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// After fork, on both sides: opens the gate [`before_fork`] shut. In the child, also forgets
-/// the parent's helper, which is not there.
-pub fn after_fork(in_child: bool) {
-    // SAFETY: before_fork took the gate in this thread with raw_lock and no guard exists (in
-    // the child, the forking thread is the only thread and held it).
-    unsafe { PAGEMAP_GATE.force_unlock() };
-    if in_child {
-        STARTED.store(0, Ordering::Relaxed);
-        CPU_US.store(0, Ordering::Relaxed);
-    }
-}
-
-/// What the pagemap says of each huge page at `addrs` (present and shared 4 KiB pages; `None`
-/// where it cannot be read), into `out`; returns the fork count when it was read. The
-/// descriptor is open only inside the gate.
-fn read_sharing(addrs: &[usize], out: &mut [Option<(usize, usize)>]) -> u32 {
-    let _gate = PAGEMAP_GATE.lock();
-    let forks = FORKS.load(Ordering::Relaxed);
-    let pagemap = mem::Pagemap::open();
-    for (o, &a) in out.iter_mut().zip(addrs) {
-        *o = pagemap.as_ref().and_then(|p| p.sharing(a, HUGE_SIZE));
-    }
-    forks
+/// In a forked child: the parent's helper is not there.
+pub fn forget_in_child() {
+    STARTED.store(0, Ordering::Relaxed);
+    CPU_US.store(0, Ordering::Relaxed);
 }
 
 extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
+    // What this thread opens (its pagemap) must never reach a child another thread forks.
+    let private = thread::private_descriptors();
     let mut addrs = [0usize; BATCH];
     let mut outcomes = [Outcome::Collapsed; BATCH];
     let spent_base = thread::cpu_time_us();
@@ -135,27 +103,25 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             continue;
         }
         let t0 = thread::cpu_time_us();
-        let mut sharing = [None; BATCH];
-        let forks = read_sharing(&addrs[..n], &mut sharing[..n]);
+        let pagemap = if private { mem::Pagemap::open() } else { None };
         for i in 0..n {
-            outcomes[i] = match sharing[i] {
-                Some((0, _)) => Outcome::Empty,
-                // Not shared when read, and no fork since: no child can share it.
-                Some((_, 0)) if FORKS.load(Ordering::Relaxed) == forks => match mem::collapse(addrs[i], HUGE_SIZE) {
+            outcomes[i] = match pagemap.as_ref().map(|p| p.sharing(addrs[i], HUGE_SIZE)) {
+                Some(Some((0, _))) => Outcome::Empty,
+                Some(Some((_, 0))) => match mem::collapse(addrs[i], HUGE_SIZE) {
                     Ok(()) => Outcome::Collapsed,
                     Err(mem::EAGAIN) => Outcome::Busy,
                     Err(_) => Outcome::Failed,
                 },
-                // A fork since the reading: look again in the next sweep.
-                Some((_, 0)) => Outcome::Busy,
                 Some(_) => Outcome::Shared,
                 // The pagemap cannot be read (a process that changed its user is not dumpable,
-                // and its /proc files are root's; a /proc that is not procfs): whether a child
-                // shares the page is unknown, so it is left to khugepaged, and the sweep ends.
+                // and its /proc files are root's; a /proc that is not procfs; no private
+                // descriptor table): whether a child shares the page is unknown, so it is left
+                // to khugepaged, and the sweep ends.
                 None => Outcome::Failed,
             };
             shared_now += usize::from(outcomes[i] == Outcome::Shared);
         }
+        drop(pagemap);
         if let Some(ph) = super::lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);
         }
