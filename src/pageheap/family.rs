@@ -40,15 +40,18 @@ const SLOTS: usize = 64;
 const RESERVED_MS: u32 = 10_000;
 
 /// How long the parent waits for a child that must move out of the pools to start (lock its
-/// slot), ms; past it the child is taken for dead.
-const START_MS: u32 = 1_000;
+/// slot), ms; past it the child is taken for dead (a busy machine may take a while to run a
+/// new process at all).
+const START_MS: u32 = 5_000;
 
 /// How long the parent waits for the move at most, ms: this, plus [`MOVE_MS_PER_GIB`] for
-/// each GiB of hugetlb memory the child copies (copying runs at GiB/s; this is ten times
-/// that). Past it the parent goes on, as if the child were gone.
-const MOVE_MS: u32 = 2_000;
+/// each GiB of hugetlb memory the child copies (copying runs at GiB/s; this allows a
+/// hundredth of that, for a machine whose cores are all busy). Past it the parent goes on, as
+/// if the child were gone: a child that holds its lock and never finishes delays its parent's
+/// `fork()` by this much, not for ever.
+const MOVE_MS: u32 = 10_000;
 /// See [`MOVE_MS`].
-const MOVE_MS_PER_GIB: u32 = 2_000;
+const MOVE_MS_PER_GIB: u32 = 10_000;
 
 // A slot's state, in the low two bits of its word; the rest is its generation, bumped by each
 // reservation, so that a decision names one reservation of one slot.
@@ -168,7 +171,7 @@ impl Family {
         // Reserve first, then count: two relatives deciding at once each count the other's
         // reservation (both may move their child out: the safe side).
         let pages = held.map(clamp);
-        let Some((i, g)) = claim(t, RESERVED, pages, now) else { return alone };
+        let Some((i, g)) = claim(t, f, RESERVED, pages, now) else { return alone };
         let total = self.live_promises_with(t, f, now, Some((i, g, pages)));
         let others = [0, 1].map(|k| total[k].saturating_sub(pages[k] as usize));
         if covered(held, available, others) {
@@ -210,7 +213,7 @@ impl Family {
                 }
                 // The reservation expired meanwhile, or another process holds the slot's lock:
                 // decide again, for this process.
-                let Some((j, g)) = claim(t, RESERVED, pages, now) else { return false };
+                let Some((j, g)) = claim(t, f, RESERVED, pages, now) else { return false };
                 let total = self.live_promises_with(t, f, now, Some((j, g, pages)));
                 let others = [0, 1].map(|k| total[k].saturating_sub(pages[k] as usize));
                 if covered(held, available(), others) && hold(t, f, j, word(RESERVED, g)) {
@@ -229,9 +232,11 @@ impl Family {
         let Decision::MoveOut(i, g) = self.decision else { return };
         let Some((t, f)) = self.usable().filter(|_| i < SLOTS) else { return };
         let s = &t.slots[i];
+        // The lock first: once the slot is free it may be reserved for another child, whose
+        // parent must not take this lock for that child's.
+        f.release(i as u32);
         free(s, word(MOVING, g));
         thread::wake_shared(&s.word);
-        f.release(i as u32);
     }
 
     /// After fork, in the parent: if the child must move out of the pools, waits until it has,
@@ -338,13 +343,14 @@ fn covered(held: [usize; 2], available: [Option<usize>; 2], promised: [usize; 2]
 }
 
 /// Reserves a free slot in `state` for `pages` at `now`: its index and generation (`None` when
-/// every slot is taken). The time and pages are written before the slot is published as well
-/// as after (a concurrent claim of the same slot may have overwritten them), so that no
-/// relative sees the reservation with another's time.
-fn claim(t: &Table, state_to: u32, pages: [u32; 2], now: u32) -> Option<(usize, u32)> {
+/// every slot is taken). A free slot whose byte some process still holds locked is passed over
+/// (its lock would pass for the new child's). The time and pages are written before the slot is
+/// published as well as after (a concurrent claim of the same slot may have overwritten them),
+/// so that no relative sees the reservation with another's time.
+fn claim(t: &Table, f: &LockFile, state_to: u32, pages: [u32; 2], now: u32) -> Option<(usize, u32)> {
     for (i, s) in t.slots.iter().enumerate() {
         let w = s.word.load(Ordering::Acquire);
-        if state(w) != FREE {
+        if state(w) != FREE || f.held_by_another(i as u32) != Some(false) {
             continue;
         }
         // Generation 0 is never used: `Family::mine` takes it for "none".
@@ -385,4 +391,52 @@ fn hold(t: &Table, f: &LockFile, i: usize, expect: u32) -> bool {
 /// is theirs to free).
 fn free(s: &Slot, expect: u32) {
     let _ = s.word.compare_exchange(expect, word(FREE, generation(expect)), Ordering::AcqRel, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot is free in the table but its byte still locked (the child that moved out frees
+    /// the slot as it lets go; a child that outlived its parent's wait): a new reservation must
+    /// not take it, or that process's lock would pass for the new child's.
+    #[test]
+    fn a_free_slot_still_locked_is_not_reserved() {
+        let mut fam = Family::none();
+        assert!(fam.ensure());
+        let (t, f) = fam.usable().expect("table");
+        // SAFETY: the child only takes a lock and sleeps; it allocates nothing.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let ok = f.try_hold(0) == Hold::Taken;
+            // SAFETY: async-signal-safe calls in the child.
+            unsafe {
+                if ok {
+                    libc::sleep(30);
+                }
+                libc::_exit(1);
+            }
+        }
+        assert!(pid > 0);
+        let mut seen = false;
+        for _ in 0..3000 {
+            if f.held_by_another(0) == Some(true) {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(state(t.slots[0].word.load(Ordering::Relaxed)), FREE);
+        fam.decide([1, 0], [Some(100), None], 1_000);
+        // SAFETY: ending and reaping our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, core::ptr::null_mut(), 0);
+        }
+        assert!(seen, "the child's lock was never seen");
+        match fam.decision {
+            Decision::Promised(i, _) => assert_ne!(i, 0, "the locked slot was reserved"),
+            d => panic!("{d:?}"),
+        }
+    }
 }
