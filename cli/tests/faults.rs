@@ -79,8 +79,9 @@ struct MemCgroup {
 }
 
 impl MemCgroup {
-    fn new(limit: u64) -> Option<MemCgroup> {
-        let name = format!("hugeheap-test-{}", std::process::id());
+    /// A group named after `tag` and this process (the tests of this file run at once).
+    fn new(tag: &str, limit: u64) -> Option<MemCgroup> {
+        let name = format!("hugeheap-test-{tag}-{}", std::process::id());
         let v2 = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
             .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"));
         let (dir, file) = if v2 {
@@ -127,7 +128,7 @@ impl Drop for MemCgroup {
 fn cgroup_limit_runs_out_cleanly() {
     let Some(prog) = build("exhaust.c", "cc", &[]) else { return };
     const LIMIT: u64 = 384 << 20;
-    let Some(cg) = MemCgroup::new(LIMIT) else { return };
+    let Some(cg) = MemCgroup::new("limit", LIMIT) else { return };
     let mut cmd = run(&prog, 4096, &[]);
     cg.enter(&mut cmd);
     let out = cmd.output().unwrap();
@@ -154,7 +155,7 @@ fn cgroup_limit_runs_out_cleanly() {
 #[test]
 fn a_cgroup_full_of_page_cache_still_gives_memory() {
     let Some(prog) = build("exhaust.c", "cc", &[]) else { return };
-    let Some(cg) = MemCgroup::new(200 << 20) else { return };
+    let Some(cg) = MemCgroup::new("cache", 200 << 20) else { return };
     let file = common::tmp("cache-fill").join("fill");
     let mut dd = Command::new("dd");
     dd.args(["if=/dev/zero", "bs=1M", "count=170", "conv=fsync", "status=none"]).arg(format!("of={}", file.display()));
