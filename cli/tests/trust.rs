@@ -15,8 +15,17 @@ use common::{PoolGuard, build, hugeheap, lib, skip};
 use std::path::Path;
 use std::process::Output;
 
+/// Runs `prog mode` under hugeheap with its heap in THP (a pool, where the machine has one,
+/// would take it instead, and the helper starts only for THP).
 fn run(prog: &Path, mode: &str) -> Output {
-    hugeheap().args(["run", "--lib"]).arg(lib()).arg("--").arg(prog).arg(mode).output().expect("run trust")
+    hugeheap()
+        .args(["run", "--pages", "thp", "--lib"])
+        .arg(lib())
+        .arg("--")
+        .arg(prog)
+        .arg(mode)
+        .output()
+        .expect("run trust")
 }
 
 /// The program's output, after checking that it ran to the end; `None` (said) when the helper
