@@ -49,15 +49,7 @@ impl Path {
 /// Reads a file of at most `buf.len()` bytes into `buf`, without allocating. Returns the
 /// number of bytes read, or `None` if it cannot be opened.
 pub fn read_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: path is NUL-terminated; the flags open read-only.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    let n = read_fd(fd, buf);
-    // SAFETY: fd was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    Some(n)
+    read_opened(path, buf, |_| true)
 }
 
 /// Whether `fd` is a file of procfs (`PROC_SUPER_MAGIC`): /proc mounted over by another file
@@ -72,12 +64,18 @@ pub fn is_procfs(fd: libc::c_int) -> bool {
 
 /// Reads a procfs file as [`read_file`] does; `None` also when it is not procfs's own.
 pub fn read_proc_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
+    read_opened(path, buf, is_procfs)
+}
+
+/// Opens `path` read-only and, if `accept` takes the descriptor, reads it into `buf`; closes
+/// it either way. The bytes read, or `None` (cannot be opened, or not accepted).
+fn read_opened(path: &CStr, buf: &mut [u8], accept: impl FnOnce(libc::c_int) -> bool) -> Option<usize> {
     // SAFETY: path is NUL-terminated; the flags open read-only.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return None;
     }
-    let n = is_procfs(fd).then(|| read_fd(fd, buf));
+    let n = accept(fd).then(|| read_fd(fd, buf));
     // SAFETY: fd was opened above and is closed once.
     unsafe { libc::close(fd) };
     n
