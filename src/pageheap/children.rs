@@ -19,6 +19,11 @@ impl<B: Backing> PageHeap<B> {
         [PageKind::Mib2, PageKind::Gib1].map(|k| self.arena.ladder.kinds[k as usize].bytes / k.page_size())
     }
 
+    /// Bytes of the heap in hugetlb pages, of either kind.
+    pub(super) fn hugetlb_bytes(&self) -> usize {
+        [PageKind::Mib2, PageKind::Gib1].iter().map(|&k| self.arena.ladder.kinds[k as usize].bytes).sum()
+    }
+
     /// What the hugetlb pools could give now, per kind (2 MiB, 1 GiB).
     fn pools_available(&self) -> [Option<usize>; 2] {
         [PageKind::Mib2, PageKind::Gib1].map(|k| self.backing.pool_available(k))
@@ -37,8 +42,7 @@ impl<B: Backing> PageHeap<B> {
     /// After fork, in the parent (the page heap's lock held): waits for a child that must move
     /// out of the pools to have done so (see `family`).
     pub fn after_fork_in_parent(&mut self) {
-        let held = self.hugetlb_held();
-        let bytes = held[0] * PageKind::Mib2.page_size() + held[1] * PageKind::Gib1.page_size();
+        let bytes = self.hugetlb_bytes();
         let backing = &self.backing;
         self.family.wait_for_move(bytes, || backing.now_ms());
     }

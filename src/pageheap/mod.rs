@@ -476,11 +476,8 @@ impl<B: Backing> PageHeap<B> {
     fn grow_to(&mut self, min_end: usize) -> bool {
         if min_end > self.arena.cap {
             // A cap from the memory cgroup's room is read again when reached.
-            let hugetlb = [PageKind::Mib2, PageKind::Gib1]
-                .iter()
-                .map(|&k| self.arena.ladder.kinds[k as usize].bytes)
-                .sum::<usize>();
-            self.arena.reread_cgroup_cap(&self.backing, self.resident + hugetlb / HUGE_SIZE);
+            let hugetlb = self.hugetlb_bytes() / HUGE_SIZE;
+            self.arena.reread_cgroup_cap(&self.backing, self.resident + hugetlb);
         }
         // What forked children were promised of the pools is not for growth.
         self.arena.ladder.promised = self.family.promised(self.backing.now_ms());
