@@ -168,14 +168,9 @@ impl Family {
             Decision::MoveOut(NO_SLOT, 0)
         };
         let Some((t, f)) = self.usable() else { return alone };
-        // Reserve first, then count: two relatives deciding at once each count the other's
-        // reservation (both may move their child out: the safe side).
-        let pages = held.map(clamp);
-        let Some((i, g)) = claim(t, f, RESERVED, pages, now) else { return alone };
-        let total = self.live_promises_with(t, f, now, Some((i, g, pages)));
-        let others = [0, 1].map(|k| total[k].saturating_sub(pages[k] as usize));
-        if covered(held, available, others) {
-            self.mine[i] = (g, pages);
+        let Some((i, g, room)) = self.reserve(t, f, held, available, now) else { return alone };
+        if room {
+            self.mine[i] = (g, held.map(clamp));
             return Decision::Promised(i, g);
         }
         // No room: the slot serves the move instead (counting nothing).
@@ -213,10 +208,8 @@ impl Family {
                 }
                 // The reservation expired meanwhile, or another process holds the slot's lock:
                 // decide again, for this process.
-                let Some((j, g)) = claim(t, f, RESERVED, pages, now) else { return false };
-                let total = self.live_promises_with(t, f, now, Some((j, g, pages)));
-                let others = [0, 1].map(|k| total[k].saturating_sub(pages[k] as usize));
-                if covered(held, available(), others) && hold(t, f, j, word(RESERVED, g)) {
+                let Some((j, g, room)) = self.reserve(t, f, held, available(), now) else { return false };
+                if room && hold(t, f, j, word(RESERVED, g)) {
                     self.own = Some((j, pages));
                     return true;
                 }
@@ -270,6 +263,26 @@ impl Family {
             thread::wait_shared(&s.word, w, 20);
         }
         free(s, word(MOVING, g));
+    }
+
+    /// Reserves a slot for `held` pages and counts the live promises with it: the slot, its
+    /// generation, and whether `available` covers `held` besides the others' promises (if not,
+    /// the caller frees the slot or turns it to another use). `None` when no slot is free.
+    /// Reserving first, then counting, makes two relatives deciding at once each count the
+    /// other's reservation (both may move their child out: the safe side).
+    fn reserve(
+        &self,
+        t: &Table,
+        f: &LockFile,
+        held: [usize; 2],
+        available: [Option<usize>; 2],
+        now: u32,
+    ) -> Option<(usize, u32, bool)> {
+        let pages = held.map(clamp);
+        let (i, g) = claim(t, f, RESERVED, pages, now)?;
+        let total = self.live_promises_with(t, f, now, Some((i, g, pages)));
+        let others = [0, 1].map(|k| total[k].saturating_sub(pages[k] as usize));
+        Some((i, g, covered(held, available, others)))
     }
 
     /// Sums the promises of live children and of children being forked, freeing the slots of
