@@ -153,8 +153,58 @@ fn close(fd: libc::c_int) {
     unsafe { libc::close(fd) };
 }
 
+/// For tests of this module and of its users.
+#[cfg(test)]
+pub mod testing {
+    use super::{Hold, LockFile};
+
+    /// A forked child that holds the lock on one byte of a family file until dropped (then it
+    /// is killed and reaped).
+    pub struct LockingChild(libc::pid_t);
+
+    impl LockingChild {
+        /// Forks a child that takes the lock on byte `hold` of `f`, after finding byte `busy`
+        /// (if given) held off by its parent's lock; returns once this process sees the lock,
+        /// `None` if it never does (within 3 s).
+        pub fn spawn(f: &LockFile, hold: u32, busy: Option<u32>) -> Option<LockingChild> {
+            // SAFETY: the child only takes locks and sleeps; it allocates nothing.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let ok = busy.is_none_or(|b| f.try_hold(b) == Hold::Busy) && f.try_hold(hold) == Hold::Taken;
+                // SAFETY: async-signal-safe calls in the child.
+                unsafe {
+                    if ok {
+                        libc::sleep(30);
+                    }
+                    libc::_exit(1);
+                }
+            }
+            assert!(pid > 0, "fork");
+            let child = LockingChild(pid);
+            for _ in 0..3000 {
+                if f.held_by_another(hold) == Some(true) {
+                    return Some(child);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            None
+        }
+    }
+
+    impl Drop for LockingChild {
+        fn drop(&mut self) {
+            // SAFETY: ending and reaping our own child.
+            unsafe {
+                libc::kill(self.0, libc::SIGKILL);
+                libc::waitpid(self.0, core::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::LockingChild;
     use super::*;
 
     #[test]
@@ -165,35 +215,10 @@ mod tests {
         assert_eq!(f.try_hold(3), Hold::Taken);
         // Our own lock is not another's.
         assert_eq!(f.held_by_another(3), Some(false));
-        // SAFETY: the child only takes a lock and waits to be killed; no allocator use.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // The parent's lock on byte 3 is not inherited, and holds the child off.
-            let ok = f.try_hold(3) == Hold::Busy && f.try_hold(5) == Hold::Taken;
-            // SAFETY: async-signal-safe calls in the child.
-            unsafe {
-                if ok {
-                    libc::sleep(30);
-                }
-                libc::_exit(1);
-            }
-        }
-        assert!(pid > 0);
-        // The child's lock on byte 5 shows once it has taken it.
-        let mut seen = false;
-        for _ in 0..3000 {
-            if f.held_by_another(5) == Some(true) {
-                seen = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        // SAFETY: ending and reaping our own child.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, core::ptr::null_mut(), 0);
-        }
-        assert!(seen, "the child's lock was never seen");
+        // The parent's lock on byte 3 is not inherited, and holds the child off; the child's
+        // lock on byte 5 shows once it has taken it.
+        let child = LockingChild::spawn(&f, 5, Some(3)).expect("the child's lock was never seen");
+        drop(child);
         assert_eq!(f.held_by_another(5), Some(false), "the kernel dropped the lock of the child that died");
         f.release(3);
     }

@@ -418,35 +418,11 @@ mod tests {
         let mut fam = Family::none();
         assert!(fam.ensure());
         let (t, f) = fam.usable().expect("table");
-        // SAFETY: the child only takes a lock and sleeps; it allocates nothing.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let ok = f.try_hold(0) == Hold::Taken;
-            // SAFETY: async-signal-safe calls in the child.
-            unsafe {
-                if ok {
-                    libc::sleep(30);
-                }
-                libc::_exit(1);
-            }
-        }
-        assert!(pid > 0);
-        let mut seen = false;
-        for _ in 0..3000 {
-            if f.held_by_another(0) == Some(true) {
-                seen = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        let child =
+            crate::os::lockfile::testing::LockingChild::spawn(f, 0, None).expect("the child's lock was never seen");
         assert_eq!(state(t.slots[0].word.load(Ordering::Relaxed)), FREE);
         fam.decide([1, 0], [Some(100), None], 1_000);
-        // SAFETY: ending and reaping our own child.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, core::ptr::null_mut(), 0);
-        }
-        assert!(seen, "the child's lock was never seen");
+        drop(child);
         match fam.decision {
             Decision::Promised(i, _) => assert_ne!(i, 0, "the locked slot was reserved"),
             d => panic!("{d:?}"),
