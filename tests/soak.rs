@@ -298,15 +298,16 @@ fn soak_body() {
     // merges and splits mappings as their neighbours come and go, so counts alone are not
     // exact), each piece named: the helper's stack and its guard page, the family's page.
     let helper_sp = helper_stack_pointer();
+    let outside_after = outside_heap(&s, &after);
     let mut unexplained = 0;
-    for (a, b, line) in outside_heap(&s, &after) {
+    for &(a, b, line) in &outside_after {
         for (x, y) in uncovered(a, b, &ranges_before) {
             let what = if line.contains("hugeheap-family") {
                 "family"
             } else if helper_sp.is_some_and(|sp| a <= sp && sp < b) {
                 "helper-stack"
             } else if helper_sp
-                .is_some_and(|sp| outside_heap(&s, &after).iter().any(|&(sa, sb, _)| sa == b && sa <= sp && sp < sb))
+                .is_some_and(|sp| outside_after.iter().any(|&(sa, sb, _)| sa == b && sa <= sp && sp < sb))
             {
                 "helper-guard"
             } else {
@@ -320,21 +321,8 @@ fn soak_body() {
     drop(keep);
 }
 
-/// The mappings of `maps` (the text of /proc/self/maps) outside the heap's two ranges:
-/// start, end and the line.
-fn outside_heap(s: &hugeheap::Stats, maps: &str) -> Vec<(usize, usize, String)> {
-    let heap = [(s.base, s.base + s.reserved), (s.metadata_base, s.metadata_base + s.metadata_reserved)];
-    maps.lines()
-        .filter_map(|l| {
-            let (a, b) = l.split_whitespace().next()?.split_once('-')?;
-            Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?, l.to_string()))
-        })
-        .filter(|&(a, b, _)| heap.iter().all(|&(start, end)| a >= end || b <= start))
-        .collect()
-}
-
 /// The parts of `[a, b)` that no range of `before` covers.
-fn uncovered(a: usize, b: usize, before: &[(usize, usize, String)]) -> Vec<(usize, usize)> {
+fn uncovered(a: usize, b: usize, before: &[(usize, usize, &str)]) -> Vec<(usize, usize)> {
     let mut parts = vec![(a, b)];
     for &(x, y, _) in before {
         parts = parts

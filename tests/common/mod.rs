@@ -95,16 +95,20 @@ pub fn thp_mode() -> String {
     s.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("unknown").to_string()
 }
 
-/// The address ranges `[start, end)` of the process's mappings (lines of /proc/self/maps).
-fn map_ranges() -> Vec<(usize, usize)> {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+/// The mappings of `maps` (the text of /proc/self/maps): start, end and the line.
+pub fn parse_maps(maps: &str) -> Vec<(usize, usize, &str)> {
     maps.lines()
         .map(|l| {
             let range = l.split_whitespace().next().unwrap();
             let (a, b) = range.split_once('-').unwrap();
-            (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap())
+            (usize::from_str_radix(a, 16).unwrap(), usize::from_str_radix(b, 16).unwrap(), l)
         })
         .collect()
+}
+
+/// The address ranges `[start, end)` of the process's mappings (lines of /proc/self/maps).
+fn map_ranges() -> Vec<(usize, usize)> {
+    parse_maps(&std::fs::read_to_string("/proc/self/maps").unwrap()).into_iter().map(|(a, b, _)| (a, b)).collect()
 }
 
 /// Mappings (lines of /proc/self/maps) that overlap `[start, end)`.
@@ -116,6 +120,12 @@ pub fn mappings_in(start: usize, end: usize) -> usize {
 /// them: what the rest of the program has mapped. (Counting the heap's own lines instead
 /// would depend on the kernel merging the metadata with a neighbouring arena piece.)
 pub fn mappings_outside_heap(s: &hugeheap::Stats) -> usize {
+    outside_heap(s, &std::fs::read_to_string("/proc/self/maps").unwrap()).len()
+}
+
+/// The mappings of `maps` (the text of /proc/self/maps) that overlap neither the heap's arena
+/// nor its metadata mapping, as `s` places them: start, end and the line.
+pub fn outside_heap<'a>(s: &hugeheap::Stats, maps: &'a str) -> Vec<(usize, usize, &'a str)> {
     let heap = [(s.base, s.base + s.reserved), (s.metadata_base, s.metadata_base + s.metadata_reserved)];
-    map_ranges().into_iter().filter(|&(a, b)| heap.iter().all(|&(start, end)| a >= end || b <= start)).count()
+    parse_maps(maps).into_iter().filter(|&(a, b, _)| heap.iter().all(|&(start, end)| a >= end || b <= start)).collect()
 }
