@@ -37,7 +37,7 @@ pub struct OptionRow {
 }
 
 /// Every run-time option, in the order they are documented.
-pub const OPTIONS: [OptionRow; 8] = [
+pub const OPTIONS: [OptionRow; 9] = [
     OptionRow {
         env: "HUGEHEAP_PAGES",
         flag: "pages",
@@ -153,6 +153,38 @@ pub const OPTIONS: [OptionRow; 8] = [
         apply: |c, v| match leading_number(v) {
             Some((pct, b"" | b"%")) if pct <= 100 => {
                 c.collapse = pct as u32;
+                true
+            }
+            _ => false,
+        },
+    },
+    OptionRow {
+        env: "HUGEHEAP_THP_OFF",
+        flag: "thp-off",
+        value_name: Some("ANSWER"),
+        accepts: "keep-heap, obey or ignore",
+        default: "keep-heap",
+        summary: "what a program's own prctl(PR_SET_THP_DISABLE) does to the heap (libhugeheap.so)",
+        doc: "Some programs switch THP off for themselves at start-up with `prctl(PR_SET_THP_DISABLE)` \
+              (Ruby 3.1 always; Redis when THP is `always`), which would keep hugeheap's heap in 4 KiB \
+              pages. Under `libhugeheap.so`: `keep-heap` keeps THP for the heap only, the program's \
+              other memory as it asked (the kernel's `PR_THP_DISABLE_EXCEPT_ADVISED`, Linux 6.18+; on \
+              older kernels with THP `madvise` the call is dropped, which is the same thing there, and \
+              with THP `always` it is passed on and the heap falls back to 4 KiB pages, or a pool); \
+              `obey` passes the call on as made (no THP for the heap either); `ignore` drops it (THP \
+              as the machine's mode for all of the program's memory). With `HUGEHEAP_VERBOSE`, one \
+              line says what was done. Rust programs calling `prctl` themselves are not affected.",
+        apply: |c, v| match trim(v) {
+            b"keep-heap" => {
+                c.thp_off = ThpOff::KeepHeap;
+                true
+            }
+            b"obey" => {
+                c.thp_off = ThpOff::Obey;
+                true
+            }
+            b"ignore" => {
+                c.thp_off = ThpOff::Ignore;
                 true
             }
             _ => false,
@@ -325,8 +357,41 @@ pub struct Config {
     pub collapse: u32,
     /// Heap size from which `auto` uses huge pages (plain 4 KiB pages below).
     pub huge_from: usize,
+    /// What a program's own `prctl(PR_SET_THP_DISABLE)` does to the heap.
+    pub thp_off: ThpOff,
     /// Print the start-up line and the exit stats.
     pub verbose: bool,
+}
+
+/// What `libhugeheap.so` does with a program's `prctl(PR_SET_THP_DISABLE)` (`HUGEHEAP_THP_OFF`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThpOff {
+    /// THP off for the program's memory, kept for the heap (which hugeheap advises).
+    KeepHeap = 0,
+    /// The call passed on as made: the heap loses THP too.
+    Obey = 1,
+    /// The call dropped: THP as the machine's mode for all memory.
+    Ignore = 2,
+}
+
+impl ThpOff {
+    /// The value's name, as `HUGEHEAP_THP_OFF` takes it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ThpOff::KeepHeap => "keep-heap",
+            ThpOff::Obey => "obey",
+            ThpOff::Ignore => "ignore",
+        }
+    }
+
+    /// The value stored as `self as u8`.
+    pub const fn from_u8(v: u8) -> ThpOff {
+        match v {
+            1 => ThpOff::Obey,
+            2 => ThpOff::Ignore,
+            _ => ThpOff::KeepHeap,
+        }
+    }
 }
 
 impl Config {
@@ -339,6 +404,7 @@ impl Config {
         cow_reserve: 100,
         collapse: 10,
         huge_from: 32 << 20,
+        thp_off: ThpOff::KeepHeap,
         verbose: false,
     };
 
@@ -375,7 +441,7 @@ impl Config {
 }
 
 /// The settings, in the syntax of their variables: `pages=auto huge_from=32M max_heap=none
-/// retain=8M decay=1000ms cow_reserve=100% collapse=10%`.
+/// retain=8M decay=1000ms cow_reserve=100% collapse=10% thp_off=keep-heap`.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pages={} huge_from={} max_heap=", self.pages, SizeArg(self.huge_from))?;
@@ -385,11 +451,12 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " retain={} decay={}ms cow_reserve={}% collapse={}%",
+            " retain={} decay={}ms cow_reserve={}% collapse={}% thp_off={}",
             SizeArg(self.retain),
             self.decay_ms,
             self.cow_reserve,
-            self.collapse
+            self.collapse,
+            self.thp_off.name()
         )
     }
 }

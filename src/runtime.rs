@@ -15,7 +15,8 @@
 //! lock-free inboxes.
 
 use crate::heap::{lifecycle, misuse, storage};
-use crate::options::Config;
+use crate::options::{Config, ThpOff};
+use crate::os::probe::ThpMode;
 use crate::os::{OsInfo, StackWriter, process, stderr, thread};
 use crate::pageheap::{self, PageHeap, collapser};
 use core::fmt::Write;
@@ -32,6 +33,12 @@ static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 static START_PID: AtomicU32 = AtomicU32::new(0);
 /// Where the exit report goes (see `stderr::stderr_dup`).
 static REPORT_FD: AtomicI32 = AtomicI32::new(2);
+/// `HUGEHEAP_THP_OFF` (as `ThpOff as u8`), the machine's THP mode (its index in
+/// [`THP_MODES`]) and whether the process is verbose, one byte each, for the `prctl` wrapper.
+static THP_OFF: AtomicU32 = AtomicU32::new(0);
+/// The THP modes, indexed as [`THP_OFF`] stores them.
+const THP_MODES: [ThpMode; 6] =
+    [ThpMode::Unknown, ThpMode::Always, ThpMode::Madvise, ThpMode::Never, ThpMode::Defer, ThpMode::DeferMadvise];
 
 /// Makes sure start-up has run, with `config` as the code defaults. Returns false if the
 /// allocator could not start (no address space at all): allocations then return null.
@@ -61,6 +68,8 @@ fn init_slow(config: &Config) -> bool {
     let cfg = config.with_process_env();
     collapser::set_budget(cfg.collapse);
     let info = OsInfo::probe();
+    let mode = THP_MODES.iter().position(|&m| m == info.thp).unwrap_or(0) as u32;
+    THP_OFF.store(cfg.thp_off as u32 | mode << 8 | u32::from(cfg.verbose) << 16, Ordering::Relaxed);
     let storage = {
         let mut slot = pageheap::lock();
         match PageHeap::create(pageheap::backing::OsBacking, &cfg, &info, storage::META_BYTES) {
@@ -90,6 +99,14 @@ fn init_slow(config: &Config) -> bool {
         thread::atexit(report_exit);
     }
     true
+}
+
+/// What the `prctl` wrapper needs: `HUGEHEAP_THP_OFF`, the machine's THP mode, and whether
+/// the process is verbose (the allocator is started first if it was not).
+pub fn thp_off_settings() -> (ThpOff, ThpMode, bool) {
+    ensure_init(&Config::DEFAULT);
+    let v = THP_OFF.load(Ordering::Relaxed);
+    (ThpOff::from_u8(v as u8), THP_MODES[((v >> 8) as u8 as usize).min(THP_MODES.len() - 1)], v >> 16 & 1 == 1)
 }
 
 unsafe extern "C" fn fork_prepare() {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::redis::Redis;
 use common::{assert_ran_on_hugeheap, build, hugeheap, lib, skip, tmp, under_hugeheap};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -298,67 +299,9 @@ fn programs_asking_their_malloc_get_hugeheaps_figures() {
 }
 
 /// A port nothing listens on now (the kernel's pick, released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A redis-server on a loopback port with its own data directory, stopped on drop.
-struct Redis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start(server: &mut Command, dir: &Path) -> Redis {
-        let port = free_port();
-        let child = server
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--enable-debug-command", "local"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start redis-server");
-        let r = Redis { child, port };
-        // Wait for it to answer (it is up in milliseconds; the bound only catches a server
-        // that never comes up).
-        for _ in 0..3000 {
-            if r.cli(&["PING"]).trim() == "PONG" {
-                return r;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("redis-server on port {port} did not answer");
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `field:value` of INFO's lines, as numbers where they are.
-    fn info(&self, section: &str) -> std::collections::HashMap<String, String> {
-        self.cli(&["INFO", section])
-            .lines()
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-            .collect()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.cli(&["SHUTDOWN", "NOSAVE"]);
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn redis_info_memory_comes_from_hugeheap() {
-    if Command::new("redis-server").arg("--version").output().is_err()
-        || Command::new("redis-cli").arg("--version").output().is_err()
-    {
+    if !common::redis::installed() {
         skip("redis", "redis-server and redis-cli are not installed (apt install redis-server)");
         return;
     }

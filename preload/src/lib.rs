@@ -1,7 +1,9 @@
 //! `libhugeheap.so`: the whole C allocation API with glibc's semantics, on hugeheap, for
 //! `LD_PRELOAD` (or `hugeheap run`). Each export is a thin wrapper around the library's C API
 //! (`hugeheap::internal::c`, where the semantics are written down); the Rust code inside the
-//! library allocates from the same heap (hugeheap is its global allocator).
+//! library allocates from the same heap (hugeheap is its global allocator). One export is not
+//! an allocation function: `prctl`, so that a program switching THP off for itself keeps THP
+//! for its heap (`HUGEHEAP_THP_OFF`).
 //!
 //! Safe from the first call: the dynamic loader and constructors call `malloc` before `main`;
 //! hugeheap's start-up reads the environment through `environ` and allocates nothing.
@@ -182,4 +184,24 @@ pub unsafe extern "C" fn sallocx(p: *const c_void, flags: c_int) -> usize {
 pub unsafe extern "C" fn malloc_stats_print(write_cb: c::WriteCb, cbopaque: *mut c_void, opts: *const c_char) {
     // SAFETY: jemalloc's contract, passed on.
     unsafe { c::malloc_stats_print(write_cb, cbopaque, opts) }
+}
+
+/// Linux `prctl`, declared `int prctl(int option, ...)`: the five integer-register arguments
+/// are read as named ones, as glibc's wrapper does (the x86-64 and AArch64 calling conventions
+/// pass a variadic call's integer arguments in the same registers). `PR_SET_THP_DISABLE` keeps
+/// THP for the heap (`HUGEHEAP_THP_OFF`); everything else goes to the kernel as made.
+///
+/// # Safety
+/// glibc `prctl`: the arguments an option reads as pointers are valid for it.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn prctl(
+    option: c_int,
+    arg2: core::ffi::c_ulong,
+    arg3: core::ffi::c_ulong,
+    arg4: core::ffi::c_ulong,
+    arg5: core::ffi::c_ulong,
+) -> c_int {
+    // SAFETY: glibc's contract, passed on.
+    unsafe { c::prctl(option, arg2, arg3, arg4, arg5) }
 }

@@ -74,8 +74,10 @@ impl Refusal {
             Refusal::Remembered => "failed before, pool unchanged",
             Refusal::CowReserve => "rest of pool kept for copy-on-write",
             Refusal::ThpDisabled => {
-                "THP switched off for this process by prctl(PR_SET_THP_DISABLE), which Redis does when THP is \
-                 `always` unless started with --disable-thp no"
+                "THP switched off for this process by prctl(PR_SET_THP_DISABLE) (Ruby 3.1 does at start-up, Redis \
+                 when THP is `always` unless run with --disable-thp no; inherited across fork and exec); under \
+                 libhugeheap.so HUGEHEAP_THP_OFF=keep-heap keeps THP for the heap, and a program's own call can \
+                 pass PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18+)"
             }
         }
     }

@@ -15,7 +15,7 @@ fn config(retain: usize, decay_ms: u32, pages: PageKind) -> Config {
         cow_reserve: 0,
         collapse: 0,
         huge_from: 0,
-        verbose: false,
+        ..Config::DEFAULT
     }
 }
 

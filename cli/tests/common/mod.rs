@@ -2,6 +2,8 @@
 //! programs built from tests/c, and the checks on their output.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
