@@ -37,7 +37,7 @@ pub struct OptionRow {
 }
 
 /// Every run-time option, in the order they are documented.
-pub const OPTIONS: [OptionRow; 9] = [
+pub const OPTIONS: [OptionRow; 10] = [
     OptionRow {
         env: "HUGEHEAP_PAGES",
         flag: "pages",
@@ -185,6 +185,32 @@ pub const OPTIONS: [OptionRow; 9] = [
             }
             b"ignore" => {
                 c.thp_off = ThpOff::Ignore;
+                true
+            }
+            _ => false,
+        },
+    },
+    OptionRow {
+        env: "HUGEHEAP_MMAP",
+        flag: "mmap",
+        value_name: Some("WHERE"),
+        accepts: "huge or kernel",
+        default: "huge",
+        summary: "where a program's own 64 KiB-1 MiB anonymous mappings go (libhugeheap.so)",
+        doc: "Interpreters map their object memory themselves (CPython's 1 MiB arenas, Ruby's 64 KiB \
+              heap pages), one `mmap` at a time, and the kernel backs such mappings with 4 KiB pages \
+              whatever the THP mode. Under `libhugeheap.so`, `huge` places private anonymous \
+              read-write mappings of 64 KiB to 1 MiB made without an address in 2 MiB chunks mapped \
+              whole and advised for THP; `munmap`, `mremap` and `mprotect` work on them as on any \
+              mapping, and a chunk wholly unmapped goes back to the OS. `kernel`: every `mmap` goes \
+              to the kernel as made. Off where THP is `never`.",
+        apply: |c, v| match trim(v) {
+            b"huge" => {
+                c.map_zone = true;
+                true
+            }
+            b"kernel" => {
+                c.map_zone = false;
                 true
             }
             _ => false,
@@ -359,6 +385,8 @@ pub struct Config {
     pub huge_from: usize,
     /// What a program's own `prctl(PR_SET_THP_DISABLE)` does to the heap.
     pub thp_off: ThpOff,
+    /// A program's own small anonymous mappings go to THP chunks (`libhugeheap.so`).
+    pub map_zone: bool,
     /// Print the start-up line and the exit stats.
     pub verbose: bool,
 }
@@ -405,6 +433,7 @@ impl Config {
         collapse: 10,
         huge_from: 32 << 20,
         thp_off: ThpOff::KeepHeap,
+        map_zone: true,
         verbose: false,
     };
 
@@ -441,7 +470,7 @@ impl Config {
 }
 
 /// The settings, in the syntax of their variables: `pages=auto huge_from=32M max_heap=none
-/// retain=8M decay=1000ms cow_reserve=100% collapse=10% thp_off=keep-heap`.
+/// retain=8M decay=1000ms cow_reserve=100% collapse=10% thp_off=keep-heap mmap=huge`.
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "pages={} huge_from={} max_heap=", self.pages, SizeArg(self.huge_from))?;
@@ -451,12 +480,13 @@ impl fmt::Display for Config {
         }
         write!(
             f,
-            " retain={} decay={}ms cow_reserve={}% collapse={}% thp_off={}",
+            " retain={} decay={}ms cow_reserve={}% collapse={}% thp_off={} mmap={}",
             SizeArg(self.retain),
             self.decay_ms,
             self.cow_reserve,
             self.collapse,
-            self.thp_off.name()
+            self.thp_off.name(),
+            if self.map_zone { "huge" } else { "kernel" }
         )
     }
 }

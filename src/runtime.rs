@@ -20,7 +20,7 @@ use crate::os::probe::ThpMode;
 use crate::os::{OsInfo, StackWriter, process, stderr, thread};
 use crate::pageheap::{self, PageHeap, collapser};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
 
 const UNINIT: u8 = 0;
 const RUNNING: u8 = 1;
@@ -36,6 +36,9 @@ static REPORT_FD: AtomicI32 = AtomicI32::new(2);
 /// `HUGEHEAP_THP_OFF` (as `ThpOff as u8`), the machine's THP mode (its index in
 /// [`THP_MODES`]) and whether the process is verbose, one byte each, for the `prctl` wrapper.
 static THP_OFF: AtomicU32 = AtomicU32::new(0);
+/// `HUGEHEAP_MMAP=huge` and THP is there to be had: the program's small anonymous mappings go
+/// to the map zone.
+static MAP_ZONE: AtomicBool = AtomicBool::new(false);
 /// The THP modes, indexed as [`THP_OFF`] stores them.
 const THP_MODES: [ThpMode; 6] =
     [ThpMode::Unknown, ThpMode::Always, ThpMode::Madvise, ThpMode::Never, ThpMode::Defer, ThpMode::DeferMadvise];
@@ -70,6 +73,7 @@ fn init_slow(config: &Config) -> bool {
     let info = OsInfo::probe();
     let mode = THP_MODES.iter().position(|&m| m == info.thp).unwrap_or(0) as u32;
     THP_OFF.store(cfg.thp_off as u32 | mode << 8 | u32::from(cfg.verbose) << 16, Ordering::Relaxed);
+    MAP_ZONE.store(cfg.map_zone && !matches!(info.thp, ThpMode::Never | ThpMode::Unknown), Ordering::Relaxed);
     let storage = {
         let mut slot = pageheap::lock();
         match PageHeap::create(pageheap::backing::OsBacking, &cfg, &info, storage::META_BYTES) {
@@ -107,6 +111,12 @@ pub fn thp_off_settings() -> (ThpOff, ThpMode, bool) {
     ensure_init(&Config::DEFAULT);
     let v = THP_OFF.load(Ordering::Relaxed);
     (ThpOff::from_u8(v as u8), THP_MODES[((v >> 8) as u8 as usize).min(THP_MODES.len() - 1)], v >> 16 & 1 == 1)
+}
+
+/// Whether the map zone places the program's small anonymous mappings (the allocator is
+/// started first if it was not).
+pub fn map_zone_on() -> bool {
+    ensure_init(&Config::DEFAULT) && MAP_ZONE.load(Ordering::Relaxed)
 }
 
 unsafe extern "C" fn fork_prepare() {

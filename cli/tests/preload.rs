@@ -138,7 +138,8 @@ print("huge_kib", huge, file=sys.stderr)
         let e = String::from_utf8_lossy(&o.stderr);
         e.lines().find_map(|l| l.strip_prefix("huge_kib ")).unwrap().trim().parse().unwrap()
     };
-    // The dict is ~200 MiB: with hugeheap (PYTHONMALLOC=malloc) most of it is in huge pages
+    // The dict is ~200 MiB: with hugeheap (pymalloc's arenas in the map zone, the rest in the
+    // heap) most of it is in huge pages
     // wherever the machine offers any; without, THP in `madvise` mode gives python none.
     let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
     if thp.contains("[never]") {

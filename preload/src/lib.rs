@@ -205,3 +205,67 @@ pub unsafe extern "C" fn prctl(
     // SAFETY: glibc's contract, passed on.
     unsafe { c::prctl(option, arg2, arg3, arg4, arg5) }
 }
+
+/// # Safety
+/// C `mmap`: a program's small anonymous mappings are placed in THP chunks (`HUGEHEAP_MMAP`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
+    // SAFETY: glibc's contract, passed on.
+    unsafe { c::mmap(addr, len, prot, flags, fd, off) }
+}
+
+/// # Safety
+/// glibc `mmap64` (the same call on 64-bit targets).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mmap64(
+    addr: *mut c_void,
+    len: usize,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: i64,
+) -> *mut c_void {
+    // SAFETY: glibc's contract, passed on.
+    unsafe { c::mmap(addr, len, prot, flags, fd, off) }
+}
+
+/// # Safety
+/// C `munmap`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
+    // SAFETY: glibc's contract, passed on.
+    unsafe { c::munmap(addr, len) }
+}
+
+/// # Safety
+/// C `mprotect`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> c_int {
+    // SAFETY: glibc's contract, passed on.
+    unsafe { c::mprotect(addr, len, prot) }
+}
+
+/// Linux `mremap`, declared `void *mremap(void *old, size_t old_len, size_t new_len, int flags,
+/// ...)`: the optional fifth argument is read as a named one, as for [`prctl`].
+///
+/// # Safety
+/// glibc `mremap`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mremap(
+    old: *mut c_void,
+    old_len: usize,
+    new_len: usize,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
+    // SAFETY: glibc's contract, passed on.
+    unsafe { c::mremap(old, old_len, new_len, flags, new_addr) }
+}

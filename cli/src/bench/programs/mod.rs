@@ -40,7 +40,7 @@ pub struct Setup {
     pub name: String,
     /// libhugeheap.so is preloaded.
     pub hugeheap: bool,
-    /// Extra environment (beside LD_PRELOAD and PYTHONMALLOC, which `hugeheap` implies).
+    /// Extra environment (beside LD_PRELOAD, which `hugeheap` implies).
     pub env: Vec<(String, String)>,
     /// 2 MiB pages the pool holds for the run; 0 empties the pools, `None` leaves them as they
     /// are.
@@ -78,9 +78,10 @@ impl Setup {
         }
     }
 
-    /// The environment for `cmd`: LD_PRELOAD of `lib` (and PYTHONMALLOC=malloc, as `hugeheap
-    /// run` sets) when under hugeheap, then the setup's own; allocator variables of this process
-    /// removed first.
+    /// The environment for `cmd`: LD_PRELOAD of `lib` when under hugeheap, with
+    /// PYTHONMALLOC=malloc where `hugeheap run` sets it (a pool: CPython's objects go to the
+    /// heap's hugetlb pages; on THP it keeps pymalloc, whose arenas the map zone puts in huge
+    /// pages), then the setup's own; allocator variables of this process removed first.
     pub fn apply(&self, cmd: &mut Command, lib: &Path) {
         for (k, _) in std::env::vars() {
             if k.starts_with("HUGEHEAP_") || k == "LD_PRELOAD" || k == "MALLOC_CONF" || k == "PYTHONMALLOC" {
@@ -88,7 +89,10 @@ impl Setup {
             }
         }
         if self.hugeheap {
-            cmd.env("LD_PRELOAD", lib).env("PYTHONMALLOC", "malloc");
+            cmd.env("LD_PRELOAD", lib);
+            if self.pool_2m.is_some_and(|n| n > 0) {
+                cmd.env("PYTHONMALLOC", "malloc");
+            }
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
     }

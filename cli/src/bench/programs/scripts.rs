@@ -203,7 +203,7 @@ pub fn python(opts: &super::Options, pools: &PoolHold) -> Section {
         "python3",
         "Python",
         format!(
-            "{n} objects (~{} MiB, PYTHONMALLOC=malloc under hugeheap), multiprocessing fork pool of 2 mapping 200 \
+            "{n} objects (~{} MiB; pymalloc, its arenas in the map zone under hugeheap), multiprocessing fork pool of 2 mapping 200 \
              tasks that read every object; {runs} run(s)",
             (n * 180) >> 20
         ),

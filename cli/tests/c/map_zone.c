@@ -1,0 +1,135 @@
+/* A program's own small anonymous mappings, as interpreters make them: Ruby-style 32 KiB
+ * mappings cut down to an aligned 16 KiB, CPython-style 1 MiB arenas; checked for what the
+ * kernel promises (zeroed, independent, unmapped in part, moved, protected), with threads
+ * mapping while the main thread forks. Prints "huge_kib=N freed_kib=N" and "ok". */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FAIL(...) do { printf("FAIL: " __VA_ARGS__); printf("\n"); exit(1); } while (0)
+enum { PIECES = 600, PIECE = 16 << 10, ARENAS = 64, ARENA = 1 << 20 };
+static char *pieces[PIECES];
+
+static long status_kib(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n)) v = atol(line + n + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+static long rollup_kib(const char *field) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, n)) v = atol(line + n + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+static int zero(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i]) return 0;
+    return 1;
+}
+
+/* Ruby 3.1's heap page: map twice the size, keep the aligned part, unmap the rest. */
+static char *ruby_page(void) {
+    char *p = mmap(NULL, 2 * PIECE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) FAIL("mmap 32 KiB");
+    if (!zero(p, 2 * PIECE)) FAIL("a new mapping is not zeroed");
+    char *aligned = (char *)(((unsigned long)p + PIECE) & ~(unsigned long)(PIECE - 1));
+    size_t head = aligned - p, tail = PIECE - head;
+    if (head && munmap(p, head)) FAIL("munmap head");
+    if (tail && munmap(aligned + PIECE, tail)) FAIL("munmap tail");
+    return aligned;
+}
+
+static volatile int stop;
+static void *mapper(void *arg) {
+    (void)arg;
+    while (!stop) {
+        char *p = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) FAIL("mmap in a thread");
+        if (!zero(p, 64 << 10)) FAIL("a thread's new mapping is not zeroed");
+        memset(p, 7, 64 << 10);
+        munmap(p, 64 << 10);
+    }
+    return NULL;
+}
+
+int main(void) {
+    long huge_before = rollup_kib("AnonHugePages:");
+    for (int i = 0; i < PIECES; i++) {
+        pieces[i] = ruby_page();
+        memset(pieces[i], i % 251 + 1, PIECE);
+    }
+    for (int i = 0; i < PIECES; i++)
+        for (int j = 0; j < PIECE; j += 512)
+            if ((unsigned char)pieces[i][j] != i % 251 + 1) FAIL("piece %d overwritten", i);
+    /* Half of them unmapped; new ones read as zeroes where old ones were written. */
+    for (int i = 0; i < PIECES; i += 2) munmap(pieces[i], PIECE);
+    for (int i = 0; i < PIECES; i += 2) {
+        pieces[i] = ruby_page();
+        memset(pieces[i], i % 251 + 1, PIECE);
+    }
+    for (int i = 1; i < PIECES; i += 2)
+        if ((unsigned char)pieces[i][PIECE - 1] != i % 251 + 1) FAIL("piece %d changed by its neighbours' reuse", i);
+    /* Unmapping twice is allowed and must not hand the pages out twice. */
+    munmap(pieces[0], PIECE);
+    if (munmap(pieces[0], PIECE)) FAIL("a second munmap failed");
+    char *a = ruby_page(), *b = ruby_page();
+    memset(a, 1, PIECE);
+    if (!zero(b, PIECE)) FAIL("a page was handed out twice");
+    /* mremap: grow (moving), shrink. */
+    char *g = mremap(pieces[1], PIECE, 3 * PIECE, MREMAP_MAYMOVE);
+    if (g == MAP_FAILED) FAIL("mremap grow");
+    if (g[0] != 2 || g[PIECE - 1] != 2 || !zero(g + PIECE, 2 * PIECE)) FAIL("mremap lost contents");
+    if (mremap(g, 3 * PIECE, PIECE, 0) != g || g[100] != 2) FAIL("mremap shrink");
+    /* mprotect, then unmap: the pages come back writable. */
+    if (mprotect(pieces[3], PIECE, PROT_READ)) FAIL("mprotect");
+    munmap(pieces[3], PIECE);
+    for (int i = 0; i < 8; i++) memset(ruby_page(), 9, PIECE);
+
+    /* CPython-style arenas: touched whole, then unmapped: their memory goes back. */
+    char *arenas[ARENAS];
+    for (int i = 0; i < ARENAS; i++) {
+        arenas[i] = mmap(NULL, ARENA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (arenas[i] == MAP_FAILED) FAIL("mmap 1 MiB");
+        memset(arenas[i], 3, ARENA);
+    }
+    long huge = rollup_kib("AnonHugePages:") - huge_before;
+    long rss_full = status_kib("VmRSS:");
+    for (int i = 0; i < ARENAS; i++) munmap(arenas[i], ARENA);
+    long freed = rss_full - status_kib("VmRSS:");
+
+    /* Threads map and unmap while the main thread forks: no child hangs. */
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, mapper, NULL);
+    for (int i = 0; i < 40; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            char *p = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED || !zero(p, 64 << 10)) _exit(3);
+            munmap(p, 64 << 10);
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) FAIL("child %d", i);
+    }
+    stop = 1;
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    printf("huge_kib=%ld freed_kib=%ld\nok\n", huge, freed);
+    return 0;
+}
