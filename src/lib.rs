@@ -42,7 +42,7 @@ pub mod internal {
     pub mod c {
         pub use crate::entry::capi::*;
         pub use crate::entry::introspect::*;
-        pub use crate::entry::map_zone::{mmap, mprotect, mremap, munmap};
+        pub use crate::entry::map_zone::{madvise, mmap, mprotect, mremap, munmap};
         pub use crate::entry::thp_off::prctl;
     }
     pub use crate::options::{Config, OPTIONS, OptionRow, parse_size};

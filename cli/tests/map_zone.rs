@@ -13,8 +13,17 @@ fn thp_on() -> bool {
     s.contains("[always]") || s.contains("[madvise]")
 }
 
+/// `args` under `hugeheap run` on THP (a pool, where the machine has one, would take the heap
+/// out of the anonymous memory measured here).
 fn under(args: &[&str], env: &[(&str, &str)]) -> Output {
-    hugeheap().args(["run", "--lib"]).arg(lib()).arg("--").args(args).envs(env.iter().copied()).output().unwrap()
+    hugeheap()
+        .args(["run", "--pages", "thp", "--lib"])
+        .arg(lib())
+        .arg("--")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 fn field(out: &Output, name: &str) -> i64 {
@@ -49,6 +58,9 @@ fn mappings_keep_the_kernels_promises_and_go_to_huge_pages() {
         assert!(field(out, "freed_kib") >= 48 << 10, "{what}: {}", String::from_utf8_lossy(&out.stdout));
     }
     assert_eq!(field(&kernel, "huge_kib"), 0, "the kernel's own mappings stay in 4 KiB pages");
+    // The zone placed a new mapping where one advised MADV_DONTFORK had been, and fork copied
+    // it (the C program checks the copy).
+    assert_eq!(field(&zone, "reused"), 1, "{}", String::from_utf8_lossy(&zone.stdout));
     if !thp_on() {
         skip("thp", "THP is off here: the zone's huge pages are not checked");
         return;

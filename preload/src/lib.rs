@@ -269,3 +269,11 @@ pub unsafe extern "C" fn mremap(
     // SAFETY: glibc's contract, passed on.
     unsafe { c::mremap(old, old_len, new_len, flags, new_addr) }
 }
+
+/// # Safety
+/// C `madvise`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+    // SAFETY: glibc's contract, passed on.
+    unsafe { c::madvise(addr, len, advice) }
+}

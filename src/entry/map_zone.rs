@@ -9,7 +9,8 @@
 //! What a program sees is what the kernel gives: a new mapping reads as zeroes (pages handed
 //! out again are cleared first), `munmap` of any part of one ends it (the zone takes the pages
 //! back; a chunk that is wholly free goes back to the OS), `mprotect` and `madvise` act on it
-//! as on any mapping (after an `mprotect` in the zone, pages taken back are made read-write
+//! as on any mapping (after an `mprotect`, or advice that outlives contents such as
+//! `MADV_DONTFORK`, in the zone, pages taken back are made read-write and plainly advised
 //! again), and `mremap` moves or shrinks it. Not served in the zone: `MREMAP_FIXED` and
 //! `MREMAP_DONTUNMAP` on zone memory (`EINVAL`), which interpreters do not use.
 //!
@@ -43,6 +44,9 @@ static BASE: AtomicUsize = AtomicUsize::new(0);
 static END: AtomicUsize = AtomicUsize::new(0);
 /// The program has called `mprotect` on zone memory.
 static PROTECTED: AtomicBool = AtomicBool::new(false);
+/// The program has given zone memory advice that outlives a mapping's contents (not to be
+/// copied by `fork`, wiped in a child, left out of core dumps).
+static ADVISED: AtomicBool = AtomicBool::new(false);
 
 /// Whether `[addr, addr + len)` meets the committed chunks.
 fn meets(addr: usize, len: usize) -> bool {
@@ -179,6 +183,12 @@ impl Zone {
             // SAFETY: the range is zone memory; read-write is what the zone hands out.
             unsafe { libc::syscall(libc::SYS_mprotect, from, to - from, libc::PROT_READ | libc::PROT_WRITE) };
         }
+        if ADVISED.load(Ordering::Relaxed) {
+            for advice in [libc::MADV_DOFORK, libc::MADV_KEEPONFORK, libc::MADV_DODUMP] {
+                // SAFETY: the range is zone memory; this is the advice it is handed out with.
+                unsafe { libc::syscall(libc::SYS_madvise, from, to - from, advice) };
+            }
+        }
         let mut a = from;
         while a < to {
             let c = (a - lo) / CHUNK;
@@ -282,6 +292,21 @@ pub unsafe fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> c_int {
     }
     // SAFETY: the program's call, passed on unchanged.
     unsafe { libc::syscall(libc::SYS_mprotect, addr, len, prot) as c_int }
+}
+
+/// C `madvise`, as `libhugeheap.so` exports it: passed on; the zone notes advice on its
+/// memory that would outlive the mapping (`MADV_DONTFORK`, `MADV_WIPEONFORK`,
+/// `MADV_DONTDUMP`), to undo it when the pages are taken back.
+///
+/// # Safety
+/// As glibc's `madvise`.
+pub unsafe fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int {
+    if matches!(advice, libc::MADV_DONTFORK | libc::MADV_WIPEONFORK | libc::MADV_DONTDUMP) && meets(addr as usize, len)
+    {
+        ADVISED.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: the program's call, passed on unchanged.
+    unsafe { libc::syscall(libc::SYS_madvise, addr, len, advice) as c_int }
 }
 
 /// C `mremap`, as `libhugeheap.so` exports it: zone mappings shrink in place or move (a new

@@ -1,7 +1,8 @@
 /* A program's own small anonymous mappings, as interpreters make them: Ruby-style 32 KiB
  * mappings cut down to an aligned 16 KiB, CPython-style 1 MiB arenas; checked for what the
  * kernel promises (zeroed, independent, unmapped in part, moved, protected), with threads
- * mapping while the main thread forks. Prints "huge_kib=N freed_kib=N" and "ok". */
+ * mapping while the main thread forks. Prints "huge_kib=N freed_kib=N reused=0|1" (whether a
+ * mapping was placed where one advised MADV_DONTFORK had been) and "ok". */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -100,6 +101,28 @@ int main(void) {
     if (mprotect(pieces[3], PIECE, PROT_READ)) FAIL("mprotect");
     munmap(pieces[3], PIECE);
     for (int i = 0; i < 8; i++) memset(ruby_page(), 9, PIECE);
+    /* Advice that outlives the contents, then unmap: a new mapping in the same place is
+     * copied by fork like any other. */
+    char *dontfork = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (dontfork == MAP_FAILED || madvise(dontfork, 64 << 10, MADV_DONTFORK)) FAIL("madvise");
+    munmap(dontfork, 64 << 10);
+    char *again[64];
+    int reused = 0, n_again = 0;
+    while (n_again < 64 && !reused) {
+        again[n_again] = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (again[n_again] == MAP_FAILED) FAIL("mmap 64 KiB");
+        memset(again[n_again], 5, 64 << 10);
+        reused = again[n_again++] == dontfork;
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        for (int i = 0; i < n_again; i++)
+            if (again[i][100] != 5) _exit(4);
+        _exit(0);
+    }
+    int cst;
+    waitpid(c, &cst, 0);
+    if (!WIFEXITED(cst) || WEXITSTATUS(cst)) FAIL("a new mapping was not copied by fork (status %d)", cst);
 
     /* CPython-style arenas: touched whole, then unmapped: their memory goes back. */
     char *arenas[ARENAS];
@@ -130,6 +153,6 @@ int main(void) {
     }
     stop = 1;
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
-    printf("huge_kib=%ld freed_kib=%ld\nok\n", huge, freed);
+    printf("huge_kib=%ld freed_kib=%ld reused=%d\nok\n", huge, freed, reused);
     return 0;
 }
