@@ -269,7 +269,8 @@ pub struct ProgramsArgs {
     /// Smaller data, fewer runs (minutes instead of half an hour).
     #[arg(long)]
     pub quick: bool,
-    /// Programs to run, comma-separated: redis, python, perl, postgres (default: all).
+    /// Programs to run, comma-separated: redis, python, perl, postgres, gunicorn, unicorn (default:
+    /// all).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// The library and the results directory.
@@ -360,7 +361,7 @@ pub fn bench_cpath(a: &CpathArgs) -> std::io::Result<()> {
 
 /// Runs `hugeheap bench programs`.
 pub fn bench_programs(a: &ProgramsArgs) -> std::io::Result<()> {
-    const PROGRAMS: [&str; 4] = ["redis", "python", "perl", "postgres"];
+    const PROGRAMS: [&str; 6] = ["redis", "python", "perl", "postgres", "gunicorn", "unicorn"];
     if let Some(p) = a.only.iter().find(|p| !PROGRAMS.contains(&p.as_str())) {
         return Err(std::io::Error::other(format!("unknown program {p:?} (one of {})", PROGRAMS.join(", "))));
     }

@@ -2,7 +2,8 @@
 //! ("plain") and under hugeheap (LD_PRELOAD of libhugeheap.so, as `hugeheap run` does), in one
 //! run, their outputs checked identical: Redis saving under write traffic ([`redis`]), a Python
 //! `multiprocessing` fork pool and Perl forked workers ([`scripts`]), PostgreSQL's backend per
-//! connection ([`postgres`]). A program that is not installed is skipped, with the reason and the
+//! connection ([`postgres`]), the prefork servers gunicorn and unicorn with recycled workers
+//! ([`prefork`]). A program that is not installed is skipped, with the reason and the
 //! command that installs it.
 //!
 //! hugeheap runs twice: on THP, as most users get it (the hugetlb pools emptied for the run),
@@ -11,6 +12,7 @@
 //! setups are skipped and the rest run with the pools as they are.
 
 pub mod postgres;
+pub mod prefork;
 pub mod redis;
 pub mod report;
 pub mod scripts;
@@ -25,7 +27,7 @@ use std::process::Command;
 pub struct Options {
     /// Smaller data and fewer repetitions (a few minutes instead of half an hour).
     pub quick: bool,
-    /// Programs to run (empty: all): `redis`, `python`, `perl`, `postgres`.
+    /// Programs to run (empty: all): `redis`, `python`, `perl`, `postgres`, `gunicorn`, `unicorn`.
     pub only: Vec<String>,
     /// The libhugeheap.so to preload.
     pub lib: PathBuf,
@@ -168,6 +170,12 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Section>> {
     }
     if wanted("postgres") {
         say(postgres::run(opts, &pools));
+    }
+    if wanted("gunicorn") {
+        say(prefork::gunicorn(opts, &pools));
+    }
+    if wanted("unicorn") {
+        say(prefork::unicorn(opts, &pools));
     }
     drop(pools);
     report::write(&sections, opts)?;
