@@ -1,8 +1,8 @@
 //! The program's own small anonymous mappings, in huge pages: `libhugeheap.so` exports `mmap`,
-//! `munmap`, `mremap` and `mprotect`, and places the mappings that interpreters make for their
-//! object memory (CPython's 1 MiB arenas, Ruby's 64 KiB heap pages: private, anonymous,
-//! read-write, 64 KiB to 1 MiB, no address asked) in a zone of 2 MiB chunks that are mapped
-//! whole and advised for THP. Made one by one by the kernel, such mappings stay in 4 KiB pages:
+//! `munmap`, `mremap`, `mprotect` and `madvise`, and places the mappings that interpreters make
+//! for their object memory (CPython's 1 MiB arenas, Ruby 3.1's 16 KiB heap pages cut from
+//! 32 KiB mappings: private, anonymous, read-write, 16 KiB to 1 MiB, no address asked) in a
+//! zone of 2 MiB chunks that are mapped whole and advised for THP. Made one by one by the kernel, such mappings stay in 4 KiB pages:
 //! each is touched before the mappings around it fill its 2 MiB, so the kernel faults small
 //! pages there. Everything else goes to the kernel as made (`HUGEHEAP_MMAP=kernel`: all of it).
 //!
@@ -17,9 +17,11 @@
 //! Invariants: `used` has a bit for every 4 KiB page of the committed chunks, set exactly while
 //! the page belongs to a mapping the program holds; `dirty` is set for every page that may hold
 //! non-zero bytes (set when handed out, cleared when zeroed); `free[c]` counts the clear `used`
-//! bits of chunk `c`. The zone's lock is held across `fork()` (see `runtime.rs`).
+//! bits of chunk `c`. The zone's lock is held across `fork()` (handlers registered at the first
+//! placement).
 
 use crate::os::{self, EINVAL, ENOMEM};
+use crate::pagekind::PageKind;
 use crate::sync::SpinLock;
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -77,7 +79,7 @@ static ZONE: SpinLock<Zone> = SpinLock::new(Zone {
 });
 
 /// Whether a `mmap` call is one the zone places: no address asked, read-write, private and
-/// anonymous with no other flag, 64 KiB to 1 MiB.
+/// anonymous with no other flag, [`MIN_LEN`] to [`MAX_LEN`].
 pub const fn placeable(addr: usize, len: usize, prot: c_int, flags: c_int) -> bool {
     addr == 0
         && prot == libc::PROT_READ | libc::PROT_WRITE
@@ -117,8 +119,9 @@ fn set_bits(bits: &mut [u64; WORDS], from: usize, n: usize, on: bool) {
     }
 }
 
-fn any_bits(bits: &[u64; WORDS], from: usize, n: usize) -> bool {
-    (from..from + n).any(|page| bits[page / 64] >> (page % 64) & 1 == 1)
+/// The set bits among pages `[from, from + n)` of `bits`.
+fn count_bits(bits: &[u64; WORDS], from: usize, n: usize) -> usize {
+    (from..from + n).filter(|&page| bits[page / 64] >> (page % 64) & 1 == 1).count()
 }
 
 impl Zone {
@@ -146,7 +149,10 @@ impl Zone {
                     return None;
                 }
                 let c = self.committed;
-                if !commit_chunk(self.addr(c, 0)) {
+                // SAFETY: chunk c is a PROT_NONE part of the zone's own reservation, never
+                // handed out, 2 MiB aligned. (Its mprotect, through the exported one, misses
+                // the committed range, which ends at this chunk.)
+                if unsafe { os::mem::commit(self.addr(c, 0), CHUNK, PageKind::Thp, false) }.is_err() {
                     return None;
                 }
                 self.committed += 1;
@@ -157,7 +163,7 @@ impl Zone {
             }
         };
         let addr = self.addr(c, page);
-        if any_bits(&self.dirty[c], page, pages) {
+        if count_bits(&self.dirty[c], page, pages) > 0 {
             // SAFETY: the pages are the zone's (their used bits are clear) and mapped
             // read-write (taken back pages were made read-write again).
             unsafe { core::ptr::write_bytes(addr as *mut u8, 0, pages * 4096) };
@@ -195,13 +201,9 @@ impl Zone {
             let chunk_end = (lo + (c + 1) * CHUNK).min(to);
             let first = (a - lo) % CHUNK / 4096;
             let n = (chunk_end - a) / 4096;
-            for page in first..first + n {
-                let m = 1u64 << (page % 64);
-                if self.used[c][page / 64] & m != 0 {
-                    self.used[c][page / 64] &= !m;
-                    self.free[c] += 1;
-                }
-            }
+            // Pages not held (a second munmap, a range never handed out) change nothing.
+            self.free[c] += count_bits(&self.used[c], first, n) as u16;
+            set_bits(&mut self.used[c], first, n, false);
             if self.free[c] as usize == PAGES {
                 // SAFETY: the whole chunk is the zone's again; its contents do not matter.
                 if unsafe { os::mem::release(self.addr(c, 0), CHUNK) } {
@@ -211,18 +213,6 @@ impl Zone {
             a = chunk_end;
         }
         outside
-    }
-}
-
-/// Maps chunk `addr` of the reservation read-write and advises it for THP, by system calls
-/// (the exported `mprotect` would look at the zone, whose lock the caller holds).
-fn commit_chunk(addr: usize) -> bool {
-    let rw = libc::PROT_READ | libc::PROT_WRITE;
-    // SAFETY: the chunk is the zone's own reservation, never handed out: making it writable
-    // and advising it change nothing anyone uses.
-    unsafe {
-        libc::syscall(libc::SYS_mprotect, addr, CHUNK, rw) == 0
-            && libc::syscall(libc::SYS_madvise, addr, CHUNK, libc::MADV_HUGEPAGE) == 0
     }
 }
 
@@ -400,7 +390,7 @@ mod tests {
         set_bits(&mut bits, 20, 96, true);
         assert_eq!(find_run(&bits, 4), Some(116));
         assert_eq!(find_run(&bits, 5), None);
-        assert!(any_bits(&bits, 15, 2) && !any_bits(&bits, 16, 4));
+        assert!(count_bits(&bits, 15, 2) == 1 && count_bits(&bits, 16, 4) == 0);
         set_bits(&mut bits, 0, PAGES, true);
         assert_eq!(find_run(&bits, 1), None);
     }
