@@ -105,13 +105,12 @@ static SAID: AtomicBool = AtomicBool::new(false);
 /// # Safety
 /// As glibc's `prctl`: the arguments an option reads as pointers must be valid for it.
 pub unsafe fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_ulong) -> c_int {
-    let plan = if option == PR_SET_THP_DISABLE {
-        let (answer, _, _) = runtime::thp_off_settings();
-        plan(answer, a2, a3)
-    } else {
-        None
-    };
-    let Some(first) = plan else {
+    if option != PR_SET_THP_DISABLE {
+        // SAFETY: the program's call, passed on unchanged (this function's contract).
+        return unsafe { sys_prctl(option, a2, a3, a4, a5) };
+    }
+    let (answer, thp, verbose) = runtime::thp_off_settings();
+    let Some(first) = plan(answer, a2, a3) else {
         // SAFETY: the program's call, passed on unchanged (this function's contract).
         return unsafe { sys_prctl(option, a2, a3, a4, a5) };
     };
@@ -122,7 +121,7 @@ pub unsafe fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_
             if rc == 0 || process::errno() != libc::EINVAL {
                 (Done::ExceptAdvised, rc)
             } else {
-                match without_except_advised(runtime::thp_off_settings().1) {
+                match without_except_advised(thp) {
                     Done::DroppedSame => (Done::DroppedSame, 0),
                     // SAFETY: the program's call, passed on unchanged (this function's contract).
                     other => (other, unsafe { sys_prctl(option, a2, a3, a4, a5) }),
@@ -133,7 +132,7 @@ pub unsafe fn prctl(option: c_int, a2: c_ulong, a3: c_ulong, a4: c_ulong, a5: c_
         // SAFETY: the program's call, passed on unchanged (this function's contract).
         Done::Obeyed | Done::ObeyedOldKernel => (first, unsafe { sys_prctl(option, a2, a3, a4, a5) }),
     };
-    if rc == 0 && runtime::thp_off_settings().2 && !SAID.swap(true, Ordering::Relaxed) {
+    if rc == 0 && verbose && !SAID.swap(true, Ordering::Relaxed) {
         let mut w = StackWriter::<400>::new();
         let _ = writeln!(w, "hugeheap: the program switched THP off (prctl PR_SET_THP_DISABLE): {}", done.describe());
         w.flush_stderr();
