@@ -91,16 +91,25 @@ pub fn environment(lib: &Path, flags: &OptionFlags) -> Vec<(String, OsString)> {
             .map(|(_, v)| v.clone())
             .or_else(|| std::env::var(name).ok())
     };
-    let mmap_kernel = setting("HUGEHEAP_MMAP").is_some_and(|v| v.trim() == "kernel");
+    if std::env::var_os("PYTHONMALLOC").is_none() && python_objects_to_heap(setting) {
+        env.push(("PYTHONMALLOC".into(), "malloc".into()));
+    }
+    env
+}
+
+/// Whether CPython's objects should come from the heap (`PYTHONMALLOC=malloc`) rather than
+/// pymalloc's arenas in the map zone, given the program's `HUGEHEAP_*` settings (`setting`):
+/// when a hugetlb pool the page chain lists has free pages now, or with `HUGEHEAP_MMAP=kernel`
+/// (see [`environment`]).
+pub fn python_objects_to_heap(setting: impl Fn(&str) -> Option<String>) -> bool {
+    if setting("HUGEHEAP_MMAP").is_some_and(|v| v.trim() == "kernel") {
+        return true;
+    }
     let chain = setting("HUGEHEAP_PAGES").and_then(|v| PageChain::parse(v.as_bytes())).unwrap_or(PageChain::AUTO);
     let os = OsInfo::probe();
     let pool_free =
         |kind: PageKind, pool: Option<PoolInfo>| chain.kinds().contains(&kind) && pool.is_some_and(|p| p.free > 0);
-    let pool = pool_free(PageKind::Mib2, os.pool_2m) || pool_free(PageKind::Gib1, os.pool_1g);
-    if (mmap_kernel || pool) && std::env::var_os("PYTHONMALLOC").is_none() {
-        env.push(("PYTHONMALLOC".into(), "malloc".into()));
-    }
-    env
+    pool_free(PageKind::Mib2, os.pool_2m) || pool_free(PageKind::Gib1, os.pool_1g)
 }
 
 /// Replaces this process with `cmd` under hugeheap. Returns only on failure.

@@ -81,9 +81,9 @@ impl Setup {
     }
 
     /// The environment for `cmd`: LD_PRELOAD of `lib` when under hugeheap, with
-    /// PYTHONMALLOC=malloc where `hugeheap run` sets it (a pool: CPython's objects go to the
-    /// heap's hugetlb pages; on THP it keeps pymalloc, whose arenas the map zone puts in huge
-    /// pages), then the setup's own; allocator variables of this process removed first.
+    /// PYTHONMALLOC=malloc where `hugeheap run` sets it (`run::python_objects_to_heap`, asked
+    /// once the setup's pools are set), then the setup's own; allocator variables of this
+    /// process removed first.
     pub fn apply(&self, cmd: &mut Command, lib: &Path) {
         for (k, _) in std::env::vars() {
             if k.starts_with("HUGEHEAP_") || k == "LD_PRELOAD" || k == "MALLOC_CONF" || k == "PYTHONMALLOC" {
@@ -92,7 +92,8 @@ impl Setup {
         }
         if self.hugeheap {
             cmd.env("LD_PRELOAD", lib);
-            if self.pool_2m.is_some_and(|n| n > 0) {
+            let setting = |name: &str| self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            if crate::run::python_objects_to_heap(setting) {
                 cmd.env("PYTHONMALLOC", "malloc");
             }
         }
