@@ -12,6 +12,7 @@
 //! plain run's, by path.
 
 use super::{PoolHold, Section, Setup, median, mib, ms, percentile, scratch};
+use crate::bench::status_bytes;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
@@ -237,10 +238,11 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let master_anon =
-        super::proc_field(master, "smaps_rollup", "Anonymous:") + super::proc_field(master, "status", "HugetlbPages:");
-    let master_huge = super::proc_field(master, "smaps_rollup", "AnonHugePages:")
-        + super::proc_field(master, "status", "HugetlbPages:");
+    // Each file read once: smaps_rollup walks the whole address space.
+    let rollup = std::fs::read_to_string(format!("/proc/{master}/smaps_rollup")).unwrap_or_default();
+    let hugetlb = super::proc_field(master, "status", "HugetlbPages:");
+    let master_anon = status_bytes(&rollup, "Anonymous:") + hugetlb;
+    let master_huge = status_bytes(&rollup, "AnonHugePages:") + hugetlb;
     let forks_before = std::fs::read_to_string(&fork_log).unwrap_or_default().lines().count();
 
     let next = AtomicUsize::new(0);
@@ -252,10 +254,8 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 for w in workers(master) {
-                    let (pd, pss) = (
-                        super::proc_field(w, "smaps_rollup", "Private_Dirty:"),
-                        super::proc_field(w, "smaps_rollup", "Pss:"),
-                    );
+                    let rollup = std::fs::read_to_string(format!("/proc/{w}/smaps_rollup")).unwrap_or_default();
+                    let (pd, pss) = (status_bytes(&rollup, "Private_Dirty:"), status_bytes(&rollup, "Pss:"));
                     if pss > 0 {
                         let mut g = samples.lock().unwrap();
                         g.0.push(pd as f64);
