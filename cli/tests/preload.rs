@@ -299,7 +299,6 @@ fn programs_asking_their_malloc_get_hugeheaps_figures() {
     assert_eq!(stderr.matches("mallopt(").count(), 1, "{stderr}");
 }
 
-/// A port nothing listens on now (the kernel's pick, released for the server to take).
 #[test]
 fn redis_info_memory_comes_from_hugeheap() {
     if !common::redis::installed() {
@@ -307,10 +306,7 @@ fn redis_info_memory_comes_from_hugeheap() {
         return;
     }
     let dir = tmp("redis");
-    let populate = |r: &Redis| {
-        r.cli(&["DEBUG", "POPULATE", "300000", "key", "200"]);
-        r.cli(&["DEBUG", "DIGEST"])
-    };
+    let populate = |r: &Redis| r.populate(300_000);
     let plain = Redis::start(&mut Command::new("redis-server"), &dir);
     let plain_digest = populate(&plain);
     assert_eq!(plain_digest.trim().len(), 40, "DEBUG DIGEST: {plain_digest}");

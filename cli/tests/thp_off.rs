@@ -9,7 +9,7 @@
 mod common;
 
 use common::redis::Redis;
-use common::{build, hugeheap, lib, skip, tmp};
+use common::{build, hugeheap, lib, skip, tmp, word_value};
 use std::process::Command;
 
 const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
@@ -62,12 +62,7 @@ fn run(prog: &std::path::Path, answer: &str) -> Seen {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{answer}: {:?} {stdout} {}", out.status, String::from_utf8_lossy(&out.stderr));
-    let field = |name: &str| -> i64 {
-        stdout
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in {stdout}"))
-    };
+    let field = |name: &str| word_value(&stdout, name).unwrap_or_else(|| panic!("{name} in {stdout}"));
     Seen {
         except_advised: field("except_advised") == 1,
         get: field("get"),
@@ -113,16 +108,10 @@ fn check_redis_under_always() {
         return;
     }
     let dir = tmp("thp-off-redis");
-    let populate = |r: &Redis| {
-        r.cli(&["DEBUG", "POPULATE", "400000", "key", "200"]);
-        r.cli(&["DEBUG", "DIGEST"])
-    };
+    let populate = |r: &Redis| r.populate(400_000);
     let huge_kib = |r: &Redis| -> i64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", r.child.id())).unwrap();
-        s.lines()
-            .find_map(|l| l.strip_prefix("AnonHugePages:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        let s = std::fs::read(format!("/proc/{}/smaps_rollup", r.child.id())).unwrap();
+        hugeheap::internal::field_kib(&s, b"AnonHugePages:").unwrap() as i64
     };
     let plain = Redis::start(&mut Command::new("redis-server"), &dir);
     let plain_digest = populate(&plain);
@@ -173,9 +162,7 @@ fn check_ruby() {
     let (out, err) = (String::from_utf8_lossy(&hh.stdout), String::from_utf8_lossy(&hh.stderr));
     assert!(plain.status.success() && hh.status.success(), "{:?} {:?} {err}", plain.status, hh.status);
     assert_eq!(out, String::from_utf8_lossy(&plain.stdout), "the same output");
-    let kib = |e: &str| -> i64 {
-        e.lines().find_map(|l| l.strip_prefix("anon_huge_kib=")?.parse().ok()).unwrap_or_else(|| panic!("{e}"))
-    };
+    let kib = |e: &str| word_value(e, "anon_huge_kib").unwrap_or_else(|| panic!("{e}"));
     assert_eq!(kib(&String::from_utf8_lossy(&plain.stderr)), 0, "plain Ruby under `madvise` has no THP");
     assert!(kib(&err) >= HEAP_THP_KIB, "Ruby's heap under hugeheap is in THP: {err}");
 }

@@ -38,6 +38,11 @@ pub fn lib() -> &'static Path {
     })
 }
 
+/// The number in a `name=N` word of `text`: what the test programs print.
+pub fn word_value(text: &str, name: &str) -> Option<i64> {
+    text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hugeheap-preload-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();

@@ -9,6 +9,7 @@ pub fn installed() -> bool {
         && Command::new("redis-cli").arg("--version").output().is_ok()
 }
 
+/// A port nothing listens on now (the kernel's pick, released for the server to take).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -41,6 +42,12 @@ impl Redis {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         panic!("redis-server on port {port} did not answer");
+    }
+
+    /// Fills the server with `keys` keys of 200 bytes (DEBUG POPULATE); its DEBUG DIGEST.
+    pub fn populate(&self, keys: usize) -> String {
+        self.cli(&["DEBUG", "POPULATE", &keys.to_string(), "key", "200"]);
+        self.cli(&["DEBUG", "DIGEST"])
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
