@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{build, hugeheap, lib, skip};
+use common::{build, hugeheap, lib, skip, word_value};
 use std::process::{Command, Output};
 
 fn thp_on() -> bool {
@@ -28,9 +28,7 @@ fn under(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn field(out: &Output, name: &str) -> i64 {
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {text}"))
+    word_value(&text, name).unwrap_or_else(|| panic!("{name} in {text}"))
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -103,9 +101,7 @@ fn check_interpreter(cmd: &[&str], env: &[(&str, &str)], pct: i64) {
         cmd[0]
     );
     let err = String::from_utf8_lossy(&hh.stderr);
-    let kib = |name: &str| -> i64 {
-        err.split_whitespace().find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok()).unwrap_or(0)
-    };
+    let kib = |name: &str| word_value(&err, name).unwrap_or(0);
     let (anon, huge) = (kib("anon_kib"), kib("huge_kib"));
     assert!(anon > 0 && huge * 100 >= anon * pct, "{:?}: {huge} of {anon} KiB in huge pages\n{err}", cmd[0]);
 }

@@ -1,8 +1,9 @@
 /* A program's own small anonymous mappings, as interpreters make them: Ruby-style 32 KiB
  * mappings cut down to an aligned 16 KiB, CPython-style 1 MiB arenas; checked for what the
  * kernel promises (zeroed, independent, unmapped in part, moved, protected), with threads
- * mapping while the main thread forks. Prints "huge_kib=N freed_kib=N reused=0|1" (whether a
- * mapping was placed where one advised MADV_DONTFORK had been) and "ok". */
+ * mapping while the main thread forks. Prints "huge_kib=N freed_kib=N reused=0|1" (the
+ * AnonHugePages of the arenas' mappings, the RSS their unmapping gave back, whether a mapping
+ * was placed where one advised MADV_DONTFORK had been) and "ok". */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
@@ -16,9 +17,11 @@
 enum { PIECES = 600, PIECE = 16 << 10, ARENAS = 64, ARENA = 1 << 20 };
 static char *pieces[PIECES];
 
-static long status_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
+/* The number of a `Field: N kB` line of /proc/self/<file>, or -1. */
+static long field_kib(const char *file, const char *field) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/self/%s", file);
+    FILE *f = fopen(path, "r");
     long v = -1;
     size_t n = strlen(field);
     while (f && fgets(line, sizeof line, f))
@@ -27,15 +30,26 @@ static long status_kib(const char *field) {
     return v;
 }
 
-static long rollup_kib(const char *field) {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, field, n)) v = atol(line + n + 1);
+/* AnonHugePages (KiB) of the mappings that hold any of `ptrs`: the program's own, not the
+ * heap's, whose huge pages come and go meanwhile. */
+static long huge_kib_of(char **ptrs, int n) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    long sum = 0;
+    int in = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        long kib;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = 0;
+            for (int i = 0; i < n; i++)
+                if ((unsigned long)ptrs[i] >= lo && (unsigned long)ptrs[i] < hi) in = 1;
+        } else if (in && sscanf(line, "AnonHugePages: %ld kB", &kib) == 1) {
+            sum += kib;
+        }
+    }
     if (f) fclose(f);
-    return v;
+    return sum;
 }
 
 static int zero(const char *p, size_t n) {
@@ -70,7 +84,6 @@ static void *mapper(void *arg) {
 }
 
 int main(void) {
-    long huge_before = rollup_kib("AnonHugePages:");
     for (int i = 0; i < PIECES; i++) {
         pieces[i] = ruby_page();
         memset(pieces[i], i % 251 + 1, PIECE);
@@ -131,10 +144,10 @@ int main(void) {
         if (arenas[i] == MAP_FAILED) FAIL("mmap 1 MiB");
         memset(arenas[i], 3, ARENA);
     }
-    long huge = rollup_kib("AnonHugePages:") - huge_before;
-    long rss_full = status_kib("VmRSS:");
+    long huge = huge_kib_of(arenas, ARENAS);
+    long rss_full = field_kib("status", "VmRSS:");
     for (int i = 0; i < ARENAS; i++) munmap(arenas[i], ARENA);
-    long freed = rss_full - status_kib("VmRSS:");
+    long freed = rss_full - field_kib("status", "VmRSS:");
 
     /* Threads map and unmap while the main thread forks: no child hangs. */
     pthread_t t[2];
