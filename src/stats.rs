@@ -79,8 +79,8 @@ pub struct Stats {
     /// Metadata bytes touched (approximate).
     pub metadata: usize,
     /// Sweeps that asked the kernel to collapse, again, the THP huge pages that copy-on-write
-    /// after a fork had split (each sweep visits every backed THP huge page; a fork during a
-    /// sweep starts it over).
+    /// after a fork had split (each sweep visits every backed THP huge page, and answers for
+    /// the forks made before it began).
     pub recollapse_passes: usize,
     /// THP huge pages the sweeps collapsed again (or found whole).
     pub recollapse_collapsed: usize,

@@ -4,7 +4,9 @@
 //! still shares, else asks the kernel to collapse it (where the pagemap cannot be read, it
 //! collapses nothing: whether a child shares a page is then unknown). It spends at most `HUGEHEAP_COLLAPSE`
 //! percent of one CPU (measured on its own CPU clock; it sleeps the rest) and sleeps on a
-//! futex when no sweep is pending; a fork wakes it. `HUGEHEAP_COLLAPSE=0` keeps it from
+//! futex when no sweep is pending; a fork wakes it. While children share pages, it looks
+//! again after a wait that doubles (50 ms to 1 s) as long as they go on sharing as many, and a
+//! fork does not cut that wait short. `HUGEHEAP_COLLAPSE=0` keeps it from
 //! starting (and THP split by copy-on-write then waits for khugepaged).
 //!
 //! The thread is named `hugeheap-thp`. It is the only thread hugeheap starts, and a process
@@ -82,6 +84,9 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     // Pages found shared by the sweep under way, and by the last one: while the count does
     // not fall (no child has let go of anything), the wait before the next sweep doubles.
     let (mut shared_now, mut shared_last) = (0usize, usize::MAX);
+    // The pagemap, opened at a sweep's first batch and closed at its end (`Some(None)`: it
+    // could not be opened for this sweep).
+    let mut pagemap: Option<Option<mem::Pagemap>> = None;
     loop {
         let kick = KICK.load(Ordering::Acquire);
         let n = {
@@ -90,20 +95,30 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             ph.collapse_batch(&mut addrs)
         };
         if n == 0 {
-            // A sweep has ended. Complete: sleep until the next fork. Pages left shared: look
-            // again later, sooner if fewer were shared than last time (children are exiting).
+            pagemap = None;
             let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
-            shared_wait =
-                if shared_now < shared_last { SHARED_WAIT_MS.0 } else { (shared_wait * 2).min(SHARED_WAIT_MS.1) };
-            (shared_last, shared_now) = (shared_now, 0);
-            thread::wait(&KICK, kick, if pending { shared_wait } else { 1000 });
-            if KICK.load(Ordering::Relaxed) != kick {
-                (shared_wait, shared_last) = (SHARED_WAIT_MS.0, usize::MAX);
+            if !pending {
+                // Complete: sleep until the next fork.
+                (shared_wait, shared_last, shared_now) = (SHARED_WAIT_MS.0, usize::MAX, 0);
+                thread::wait(&KICK, kick, 1000);
+            } else if shared_now == 0 {
+                // Only busy pages, or a fork during the sweep: sweep again soon.
+                thread::sleep_us(u64::from(SHARED_WAIT_MS.0) * 1000);
+            } else {
+                // Children still share pages: look again later, sooner if fewer were shared
+                // than last time (children are exiting). A fork meanwhile does not hurry it:
+                // it only adds a child sharing the same pages, and a server that forks a
+                // worker every few milliseconds would otherwise be swept without end, the
+                // sweeps' pagemap reads holding the memory-map lock each fork needs.
+                shared_wait =
+                    if shared_now < shared_last { SHARED_WAIT_MS.0 } else { (shared_wait * 2).min(SHARED_WAIT_MS.1) };
+                (shared_last, shared_now) = (shared_now, 0);
+                thread::sleep_us(u64::from(shared_wait) * 1000);
             }
             continue;
         }
         let t0 = thread::cpu_time_us();
-        let pagemap = if private { mem::Pagemap::open() } else { None };
+        let pagemap = pagemap.get_or_insert_with(|| if private { mem::Pagemap::open() } else { None });
         for i in 0..n {
             outcomes[i] = match pagemap.as_ref().map(|p| p.sharing(addrs[i], HUGE_SIZE)) {
                 Some(Some((0, _))) => Outcome::Empty,
@@ -121,7 +136,6 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             };
             shared_now += usize::from(outcomes[i] == Outcome::Shared);
         }
-        drop(pagemap);
         if let Some(ph) = super::lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);
         }

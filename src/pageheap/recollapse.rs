@@ -25,7 +25,7 @@ pub struct Recollapse {
     at: usize,
     /// `forks` when the last sweep completed.
     seen: u32,
-    /// `forks` when the current sweep began.
+    /// `forks` when the current sweep began (or the last one, between sweeps).
     pass: u32,
     /// A page was skipped in the current sweep because a child still shared it.
     skipped: bool,
@@ -72,15 +72,16 @@ impl Recollapse {
     /// The next huge pages to look at (their indices, in address order, at most `out.len()`),
     /// among the first `frontier` of `descs`, marked as being looked at so that nothing
     /// releases them meanwhile. Returns how many, and whether a sweep has just completed (0
-    /// pages then). A fork since the current sweep began starts it over.
+    /// pages then). A fork during a sweep does not start it over (a program that forks more
+    /// often than a sweep takes would never finish one): the sweep goes on to the end, and as
+    /// it began before that fork, it cannot complete the work; another follows.
     pub fn batch(&mut self, descs: &mut [HpDesc], frontier: usize, out: &mut [usize]) -> (usize, bool) {
         if self.forks == self.seen {
             return (0, false);
         }
-        if self.forks != self.pass {
-            // A fork since this sweep began may have split pages it already passed.
+        if self.at == 0 {
+            // A sweep begins: it answers for the forks made so far.
             self.pass = self.forks;
-            self.at = 0;
             self.skipped = false;
         }
         let mut n = 0;
@@ -98,9 +99,10 @@ impl Recollapse {
         if n > 0 {
             return (n, false);
         }
-        // Past the last page: the sweep is over; complete if nothing was left shared.
+        // Past the last page: the sweep is over; complete if nothing was left shared (and, if
+        // a fork came during it, the next sweep answers for that one).
         self.at = 0;
-        if core::mem::take(&mut self.skipped) {
+        if self.skipped {
             return (0, false);
         }
         self.seen = self.pass;

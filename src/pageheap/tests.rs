@@ -313,7 +313,7 @@ fn a_sweep_visits_every_backed_thp_page_once_a_fork_happened() {
 }
 
 #[test]
-fn a_fork_during_a_sweep_starts_it_over() {
+fn a_fork_during_a_sweep_lets_it_finish_and_calls_for_another() {
     use recollapse::Outcome;
     let mut r = Rig::new(64 << 20, 1000);
     let a = r.ph.alloc_span(30 * HUGE_SIZE, HUGE_SIZE, false);
@@ -323,10 +323,18 @@ fn a_fork_during_a_sweep_starts_it_over() {
     let n = r.ph.collapse_batch(&mut batch);
     r.ph.collapse_done(&batch[..n], &[Outcome::Collapsed; 8][..n]);
     assert_eq!(batch[..n], core::array::from_fn::<usize, 8, _>(|i| base + i * HUGE_SIZE));
+    // A program forking faster than a sweep goes: the sweep carries on where it was.
     r.ph.on_fork();
     let n = r.ph.collapse_batch(&mut batch);
     r.ph.collapse_done(&batch[..n], &[Outcome::Collapsed; 8][..n]);
-    assert_eq!(batch[0], base, "restarted from the bottom");
+    assert_eq!(batch[0], base + 8 * HUGE_SIZE, "went on, not back to the bottom");
+    let frontier = r.ph.arena.frontier;
+    let rest = sweep(&mut r, |_| Outcome::Collapsed);
+    // The rest of the first sweep, which cannot answer for the second fork, then a whole one.
+    let expected: Vec<usize> = (16..frontier).chain(0..frontier).collect();
+    assert_eq!(rest, expected);
+    assert_eq!(r.ph.counters.recollapse_passes, 2, "each answers for the forks before it began");
+    assert!(!r.ph.recollapse_pending());
     // SAFETY: a is live and freed once.
     unsafe { r.ph.free_span(a) };
 }
