@@ -6,7 +6,10 @@
 //!
 //! Measured: requests/s and latency (p50, p99) over the run; the master's `fork()` (timed in
 //! the master itself: the server's config wraps `os.fork` / `Process._fork`), median over the
-//! forks made while serving; a worker's private dirty memory and PSS, sampled from
+//! forks made while serving; a recycled worker's exit, from its last response to the master
+//! reaping it (its shutdown, which for Python frees the heap it shares, and the kernel's
+//! teardown), timed by hooks in the worker and the master on the system's monotonic clock,
+//! median; a worker's private dirty memory and PSS, sampled from
 //! `/proc/PID/smaps_rollup` every half second under load, median; the master's anonymous
 //! memory in huge pages once the app is loaded. Every response body is checked against the
 //! plain run's, by path.
@@ -55,9 +58,18 @@ def app(environ, start_response):
     return [body]
 "#;
 
-/// gunicorn's config (Python, run in the master): the fork timer.
+/// gunicorn's config (Python, run in the master): the fork timer, and the exit timer's hooks
+/// (the worker's after its last request, the master's when it has reaped the worker).
 const GUNICORN_CONF: &str = r#"
 import os, time
+def _exit_log(what, pid):
+    with open(os.environ["HH_EXIT_LOG"], "a") as f:
+        f.write("%s %d %.6f\n" % (what, pid, time.clock_gettime(time.CLOCK_MONOTONIC)))
+def post_request(worker, req, environ, resp):
+    if not worker.alive:
+        _exit_log("L", os.getpid())
+def child_exit(server, worker):
+    _exit_log("X", worker.pid)
 _fork = os.fork
 def _timed_fork():
     t = time.perf_counter()
@@ -90,16 +102,23 @@ run lambda { |env|
   end
   body = JSON.generate(out)
   served += 1
-  Process.kill(:QUIT, Process.pid) if served == Integer(ENV["HH_MAX_REQUESTS"])
+  if served == Integer(ENV["HH_MAX_REQUESTS"])
+    File.write(ENV["HH_EXIT_LOG"], format("L %d %.6f\n", Process.pid, Process.clock_gettime(Process::CLOCK_MONOTONIC)), mode: "a")
+    Process.kill(:QUIT, Process.pid)
+  end
   [200, { "Content-Type" => "application/json", "Content-Length" => body.bytesize.to_s }, [body]]
 }
 "#;
 
-/// unicorn's config (Ruby, run in the master): workers, preloading, the fork timer.
+/// unicorn's config (Ruby, run in the master): workers, preloading, the fork timer, and the
+/// master's half of the exit timer.
 const UNICORN_CONF: &str = r#"
 worker_processes Integer(ENV["HH_WORKERS"])
 preload_app true
 timeout 600
+after_worker_exit do |server, worker, status|
+  File.write(ENV["HH_EXIT_LOG"], format("X %d %.6f\n", status.pid, Process.clock_gettime(Process::CLOCK_MONOTONIC)), mode: "a")
+end
 module HHForkTimer
   def _fork
     t = Process.clock_gettime(Process::CLOCK_MONOTONIC)
@@ -206,6 +225,8 @@ struct Measured {
     rps: f64,
     latencies_ms: Vec<f64>,
     forks_ms: Vec<f64>,
+    /// Recycled workers' exits, last response to reaped.
+    exits_ms: Vec<f64>,
     private_dirty: Vec<f64>,
     pss: Vec<f64>,
     master_anon: usize,
@@ -220,6 +241,7 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let fork_log = dir.join("forks.log");
+    let exit_log = dir.join("exits.log");
     let mut cmd = server.command(&dir, port).map_err(|e| e.to_string())?;
     setup.apply(&mut cmd, lib);
     cmd.current_dir(&dir)
@@ -227,6 +249,7 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         .env("HH_WORKERS", WORKERS.to_string())
         .env("HH_MAX_REQUESTS", MAX_REQUESTS.to_string())
         .env("HH_FORK_LOG", &fork_log)
+        .env("HH_EXIT_LOG", &exit_log)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let server_proc = Running { child: cmd.spawn().map_err(|e| format!("cannot start {}: {e}", server.name()))? };
@@ -303,6 +326,7 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         .skip(forks_before)
         .filter_map(|l| l.trim().parse().ok())
         .collect();
+    let exits_ms = exit_times(&std::fs::read_to_string(&exit_log).unwrap_or_default());
     let _ = std::fs::remove_dir_all(&dir);
     let (latencies_ms, digests, errors) = results.into_inner().unwrap();
     let (private_dirty, pss) = samples.into_inner().unwrap();
@@ -310,6 +334,7 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         rps: latencies_ms.len() as f64 / secs,
         latencies_ms,
         forks_ms,
+        exits_ms,
         private_dirty,
         pss,
         master_anon,
@@ -317,6 +342,32 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         errors,
         digests,
     })
+}
+
+/// The exits in an exit log (lines `L pid time` from a worker after its last response, `X pid
+/// time` from the master once it has reaped that worker; seconds on the monotonic clock), in
+/// milliseconds, for the workers that have both.
+fn exit_times(log: &str) -> Vec<f64> {
+    let mut last = HashMap::new();
+    let mut exits = Vec::new();
+    for line in log.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(what), Some(pid), Some(Ok(t))) = (f.next(), f.next(), f.next().map(str::parse::<f64>)) else {
+            continue;
+        };
+        match what {
+            "L" => {
+                last.insert(pid.to_string(), t);
+            }
+            "X" => {
+                if let Some(l) = last.remove(pid) {
+                    exits.push((t - l) * 1000.0);
+                }
+            }
+            _ => {}
+        }
+    }
+    exits
 }
 
 fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
@@ -337,6 +388,7 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
             "requests/s",
             "latency p50 / p99",
             "master's fork while serving, median (forks)",
+            "a recycled worker's exit, median (workers)",
             "a worker's private dirty memory, median",
             "a worker's PSS, median",
             "master's memory in huge pages",
@@ -373,6 +425,7 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
                 format!("{:.1}", m.rps),
                 format!("{} / {}", ms(percentile(lat, 50.0)), ms(percentile(lat, 99.0))),
                 format!("{} ({})", ms(median(&mut m.forks_ms)), m.forks_ms.len()),
+                format!("{} ({})", ms(median(&mut m.exits_ms)), m.exits_ms.len()),
                 mib(median(&mut m.private_dirty) as usize),
                 mib(median(&mut m.pss) as usize),
                 format!(
@@ -392,7 +445,8 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
         format!("RESPONSES DIFFER: {}", differ.join("; "))
     });
     section.notes.push(
-        "The master's fork is timed inside the master (its config wraps the fork call); huge pages are \
+        "The master's fork is timed inside the master (its config wraps the fork call); a worker's exit from its \
+         last response to the master reaping it (hooks in each); huge pages are \
          AnonHugePages plus hugetlb pages, of the master's anonymous memory plus hugetlb pages, once the app \
          is loaded."
             .into(),
@@ -408,4 +462,16 @@ pub fn gunicorn(opts: &super::Options, pools: &PoolHold) -> Section {
 /// The unicorn section.
 pub fn unicorn(opts: &super::Options, pools: &PoolHold) -> Section {
     section(Server::Unicorn, opts, pools)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_times;
+
+    #[test]
+    fn exits_pair_a_workers_last_response_with_its_reaping() {
+        let log = "L 10 5.000\nL 11 5.500\nX 10 5.250\nX 12 9.0\ngarbage\nX 11 6.000\n";
+        assert_eq!(exit_times(log), vec![250.0, 500.0]);
+        assert!(exit_times("X 1 2.0\nL 1 3.0\n").is_empty(), "a reaping before the last response pairs with nothing");
+    }
 }
