@@ -180,7 +180,11 @@ fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
         wait_for("a complete sweep", || !hugeheap::stats().recollapse_pending);
         let s = hugeheap::stats();
         let small_end = s.base + small_committed.next_multiple_of(HUGE);
-        println!("@thp_small_huge={} thp_anon_huge={}", huge_in(s.base, small_end), huge_in(s.base, s.base + s.committed));
+        println!(
+            "@thp_small_huge={} thp_anon_huge={}",
+            huge_in(s.base, small_end),
+            huge_in(s.base, s.base + s.committed)
+        );
         drop((small, big));
     }) {
         return;
