@@ -224,6 +224,59 @@ fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
     assert_eq!(get("small_thp") + get("small_hugetlb"), get("small_committed"));
 }
 
+/// Whether this process has the re-collapse helper thread.
+fn has_helper() -> bool {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .any(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).is_ok_and(|c| c.trim() == "hugeheap-thp"))
+}
+
+#[test]
+fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
+    if as_child(|| {
+        let small: Vec<Box<[u8; 200]>> = (0..20_000).map(|i| Box::new([i as u8; 200])).collect();
+        let small_committed = hugeheap::stats().committed;
+        let helper_small = has_helper();
+        // Grow past HUGEHEAP_HUGE_FROM: the allocation that does it starts the helper.
+        let (big, _, _) = huge_buffer(96 * MIB);
+        let helper_big = has_helper();
+        if helper_big {
+            wait_for("a complete sweep", || !hugeheap::stats().recollapse_pending);
+        }
+        let s = hugeheap::stats();
+        let small_end = s.base + small_committed.next_multiple_of(HUGE);
+        println!(
+            "@helper_small={} helper_big={} small={} small_huge={}",
+            u8::from(helper_small),
+            u8::from(helper_big),
+            small_end - s.base,
+            huge_in(s.base, small_end)
+        );
+        drop((small, big));
+    }) {
+        return;
+    }
+    if !thp_available() {
+        return;
+    }
+    let out = child("run", &[]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    assert_eq!(get("helper_small"), 0, "a small heap that never forked has no helper thread");
+    assert_eq!(get("helper_big"), 1, "growing past the small phase starts the helper, no fork needed");
+    if skipped_without_scan(&v) {
+        return;
+    }
+    let (small, small_huge) = (get("small"), get("small_huge"));
+    assert!(small_huge >= small / 10 * 9, "the small phase's {small} bytes: {small_huge} in huge pages, no fork made");
+    // HUGEHEAP_COLLAPSE=0: no helper, ever.
+    let out = child("run", &[("HUGEHEAP_COLLAPSE", "0")]);
+    assert_ok(&out);
+    let v = child_values(&out);
+    assert_eq!(v.get("helper_big").map(String::as_str), Some("0"), "{v:?}");
+}
+
 #[test]
 fn a_small_heap_gives_back_mid_sized_blocks_it_frees() {
     // The pattern of a forked backend's sort: a few hundred blocks of 12-256 KiB, all written,

@@ -118,7 +118,9 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
     if !runtime::ensure_init(config) {
         return (ptr::null_mut(), false);
     }
-    pageheap::alloc_block(size, align)
+    let r = pageheap::alloc_block(size, align);
+    pageheap::collapser::start_if_promoted();
+    r
 }
 
 /// Frees `p` (null is ignored). Misuse that can be seen cheaply aborts with a message, as

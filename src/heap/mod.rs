@@ -116,15 +116,19 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
     }
     // A class past the small phase's slabs has none while the phase lasts, so its every
     // allocation comes here.
-    if size_class::class_size(c) > size_class::SMALL_PHASE_SLAB_MAX && crate::pageheap::small_phase() {
-        return crate::pageheap::alloc_block(size_class::class_size(c), crate::units::PAGE_SIZE).0;
-    }
-    // SAFETY: heap is this thread's own heap (not the sentinel).
-    unsafe {
-        remote::flush_remote(heap);
-        remote::drain_inbox(heap);
-        slab::refill(heap, c)
-    }
+    let p = if size_class::class_size(c) > size_class::SMALL_PHASE_SLAB_MAX && crate::pageheap::small_phase() {
+        crate::pageheap::alloc_block(size_class::class_size(c), crate::units::PAGE_SIZE).0
+    } else {
+        // SAFETY: heap is this thread's own heap (not the sentinel).
+        unsafe {
+            remote::flush_remote(heap);
+            remote::drain_inbox(heap);
+            slab::refill(heap, c)
+        }
+    };
+    // The refill is complete and no lock is held: the helper may be started here.
+    crate::pageheap::collapser::start_if_promoted();
+    p
 }
 
 /// Whether `span` is a slab of this thread's heap: the first test of every free (a large

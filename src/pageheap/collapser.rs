@@ -1,5 +1,7 @@
-//! The re-collapse helper: one thread, started after the first fork of a process whose heap
-//! has THP, that works through the sweeps [`super::recollapse`] hands out, off `malloc`'s
+//! The re-collapse helper: one thread, started at the first fork of a process whose heap has
+//! THP, or when its heap outgrows the small phase (`HUGEHEAP_HUGE_FROM`: its 4 KiB pages are
+//! then collapsed at once, without the CPU budget's rests, so that a fork soon after finds
+//! them whole), that works through the sweeps [`super::recollapse`] hands out, off `malloc`'s
 //! path: for each huge page, it reads `/proc/self/pagemap` and leaves alone a page a child
 //! still shares, else asks the kernel to collapse it (where the pagemap cannot be read, it
 //! collapses nothing: whether a child shares a page is then unknown). It spends at most `HUGEHEAP_COLLAPSE`
@@ -10,10 +12,11 @@
 //! starting (and THP split by copy-on-write then waits for khugepaged).
 //!
 //! The thread is named `hugeheap-thp`. It is the only thread hugeheap starts, and a process
-//! that never forks, or has no THP, never gets it. A forked child has none (threads do not
-//! survive fork) until it forks in turn. It runs with every signal blocked, so the signals a
-//! program blocks to collect them (`sigwait`, `signalfd`) still reach the program; but the
-//! process is multi-threaded from its first fork on, which a few system calls refuse
+//! that never forks and stays in the small phase, or has no THP, never gets it. A forked child
+//! has none (threads do not survive fork) until it forks or grows in turn. It runs with every
+//! signal blocked, so the signals a program blocks to collect them (`sigwait`, `signalfd`)
+//! still reach the program; but the process is multi-threaded from then on, which a few
+//! system calls refuse
 //! (`unshare(CLONE_NEWUSER)`, for one): such programs set `HUGEHEAP_COLLAPSE=0`.
 //!
 //! It has a descriptor table of its own, emptied at its start ([`thread::private_descriptors`]):
@@ -21,7 +24,7 @@
 //! inherits it (a child that drops privileges would read its parent's pagemap, physical frame
 //! numbers included when the parent opened it as root), and no fork waits for it.
 
-use super::doorbell::{self, KICK, STARTED};
+use super::doorbell::{self, KICK, PROMOTED, STARTED, URGENT};
 use super::recollapse::Outcome;
 use crate::os::{mem, thread};
 use crate::units::HUGE_SIZE;
@@ -68,6 +71,16 @@ pub fn kick() {
     doorbell::ring();
 }
 
+/// Starts the helper if the small heap's pages were turned into THP since it was last asked
+/// (`doorbell::promoted`). Called at the end of allocation slow paths, where no allocator lock
+/// is held and no thread heap is midway through a change: starting a thread may allocate.
+#[inline]
+pub fn start_if_promoted() {
+    if PROMOTED.load(Ordering::Relaxed) != 0 && PROMOTED.swap(0, Ordering::Relaxed) != 0 {
+        kick();
+    }
+}
+
 /// In a forked child: the parent's helper is not there.
 pub fn forget_in_child() {
     STARTED.store(0, Ordering::Relaxed);
@@ -96,6 +109,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
         };
         if n == 0 {
             pagemap = None;
+            URGENT.store(0, Ordering::Relaxed);
             let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
             if !pending {
                 // Complete: sleep until the next fork.
@@ -141,9 +155,12 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
         }
         let t1 = thread::cpu_time_us();
         CPU_US.store(t1 - spent_base, Ordering::Relaxed);
-        // Stay within the budget: after using `used` µs, rest `used * (100 - b) / b` µs.
-        let b = u64::from(BUDGET.load(Ordering::Relaxed).max(1));
-        let used = t1 - t0;
-        thread::sleep_us(used * (100 - b) / b);
+        // Stay within the budget: after using `used` µs, rest `used * (100 - b) / b` µs;
+        // a promotion's sweep does not rest.
+        if URGENT.load(Ordering::Relaxed) == 0 {
+            let b = u64::from(BUDGET.load(Ordering::Relaxed).max(1));
+            let used = t1 - t0;
+            thread::sleep_us(used * (100 - b) / b);
+        }
     }
 }

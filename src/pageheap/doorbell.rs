@@ -1,5 +1,5 @@
 //! The re-collapse helper's doorbell: the futex word it sleeps on and whether it runs. The page
-//! heap rings it when it has new work for a running helper (`nudge`); the helper's own file
+//! heap rings it when it has new work (`promoted`); the helper's own file
 //! (`collapser`) starts the helper and waits on the word. Kept apart from both so that the page
 //! heap does not depend on the helper that depends on it.
 
@@ -10,12 +10,24 @@ use core::sync::atomic::{AtomicU32, Ordering};
 pub static STARTED: AtomicU32 = AtomicU32::new(0);
 /// Bumped by every fork and every nudge (the futex the helper sleeps on).
 pub static KICK: AtomicU32 = AtomicU32::new(0);
+/// 1 when the small heap's pages were turned into THP and the helper is to collapse them,
+/// started if it is not running: taken by `collapser::start_if_promoted` at the next point where
+/// no allocator lock is held and no thread heap is midway through a change.
+pub static PROMOTED: AtomicU32 = AtomicU32::new(0);
+/// 1 while the sweep asked for by a promotion is under way: the helper does it without its
+/// CPU budget's rests (at most `HUGEHEAP_HUGE_FROM` of memory, collapsed once), so that a
+/// program forking soon after building its heap finds it whole.
+pub static URGENT: AtomicU32 = AtomicU32::new(0);
 
-/// Wakes the helper if it runs, without starting it: a process that has not forked gets no
-/// thread (khugepaged collapses what the helper would have).
-pub fn nudge() {
+/// The small heap's pages were turned into THP (under the page heap's lock): wakes the helper
+/// if it runs, else leaves word for the allocating thread to start it once its locks are
+/// released.
+pub fn promoted() {
+    URGENT.store(1, Ordering::Relaxed);
     if STARTED.load(Ordering::Relaxed) != 0 {
         ring();
+    } else {
+        PROMOTED.store(1, Ordering::Relaxed);
     }
 }
 

@@ -499,12 +499,14 @@ impl<B: Backing> PageHeap<B> {
         });
         if let Some(n) = self.arena.take_promoted() {
             // The small heap's 4 KiB pages were advised for THP: they are THP pages now, to
-            // be collapsed by the next sweep (or khugepaged).
+            // be collapsed by a sweep of the helper, started for it if no fork has started it
+            // (a program that forks right after building its heap would otherwise copy their
+            // page tables at every fork).
             for d in &mut self.descs()[..n] {
                 d.kind = PageKind::Thp as u8;
             }
             self.recollapse.request();
-            doorbell::nudge();
+            doorbell::promoted();
         }
         self.mirror_release_from();
         self.map().set_range(HugePage(frontier), HugePage(added), true);
