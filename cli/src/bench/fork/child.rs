@@ -83,6 +83,10 @@ pub struct Measured {
     pub fork_med_ms: Option<f64>,
     /// fork() p90, ms.
     pub fork_p90_ms: Option<f64>,
+    /// fork() median after a quiet second (what a long-running program sees: the allocator's
+    /// own work after building, a helper's collapses, done), ms.
+    #[serde(default)]
+    pub fork_steady_ms: Option<f64>,
     /// fork+exec+wait (or spawn+wait) median, ms.
     pub exec_med_ms: Option<f64>,
     /// ... p90.
@@ -112,7 +116,11 @@ pub struct Measured {
     pub cow: Option<Cow>,
 }
 
-/// Runs the child described by `spec`; returns its figures.
+/// The quiet time before the steady-state forks.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the child described by `spec`; returns its figures: forks right after building the
+/// heap, and (a heap of some size) again after a quiet second.
 pub fn run(spec: &ForkSpec) -> Measured {
     let helper = (spec.method == Method::Helper).then(Helper::start);
     let t = Instant::now();
@@ -135,6 +143,11 @@ pub fn run(spec: &ForkSpec) -> Measured {
         let mut forks: Vec<f64> = (0..spec.forks).map(|_| fork_exit()).collect();
         m.fork_med_ms = Some(quantile(&mut forks, 0.5) * 1e3);
         m.fork_p90_ms = Some(quantile(&mut forks, 0.9) * 1e3);
+        if spec.size > 0 {
+            std::thread::sleep(QUIET);
+            let mut steady: Vec<f64> = (0..spec.forks).map(|_| fork_exit()).collect();
+            m.fork_steady_ms = Some(quantile(&mut steady, 0.5) * 1e3);
+        }
     }
     let spawn = |h: &Option<Helper>| match spec.method {
         Method::Fork => fork_exec(),

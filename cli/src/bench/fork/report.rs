@@ -145,7 +145,8 @@ pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
     let _ = writeln!(
         out,
         "floor (an empty process): fork {} ms, fork+exec {} ms\n\n\
-         fork ms: median fork() as the parent sees it (p90 beside it); glibc/fork: glibc's time over this one's \
+         fork ms: median fork() as the parent sees it right after building the heap (p90 beside it); \
+         steady ms: the median again after a quiet second; glibc/fork: glibc's time over this one's \
          (higher is faster); fork/floor: this one over the empty process's; got: the heap's page kinds by the \
          kernel's count (! = not what the name promises); CoW: the parent rewrites a tenth of its heap while a \
          forked child lives (time, memory copied, how the child ended)\n",
@@ -155,11 +156,12 @@ pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
     let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).filter(|&s| s > 0).collect();
     sizes.dedup();
     let header = format!(
-        "{:<16} {:<16} {:>8} {:>8} {:>10} {:>10} {:>12} {:>12} {:>7} {:>9} {:>7} {:>11} {:>7} {:>5} {:>8} {:>8}  {}",
+        "{:<16} {:<16} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12} {:>12} {:>7} {:>9} {:>7} {:>11} {:>7} {:>5} {:>8} {:>8}  {}",
         "contestant",
         "got",
         "fork ms",
         "p90 ms",
+        "steady ms",
         "glibc/fork",
         "fork/floor",
         "fork+exec ms",
@@ -192,11 +194,12 @@ pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
             }
             let _ = writeln!(
                 out,
-                "{:<16} {:<16} {:>8} {:>8} {:>10} {:>10} {:>12} {:>12} {:>7.2} {:>9} {:>7} {:>11} {:>7} {:>5} {:>8} {:>8}  {}",
+                "{:<16} {:<16} {:>8} {:>8} {:>9} {:>10} {:>10} {:>12} {:>12} {:>7.2} {:>9} {:>7} {:>11} {:>7} {:>5} {:>8} {:>8}  {}",
                 name,
                 r.got.as_deref().unwrap_or("-"),
                 opt(m.fork_med_ms, 3),
                 opt(m.fork_p90_ms, 3),
+                opt(m.fork_steady_ms, 3),
                 ratio(g, m.fork_med_ms),
                 opt(m.fork_med_ms.zip(floor_fork).map(|(v, f)| v / f), 1),
                 opt(m.exec_med_ms, 3),
@@ -262,7 +265,7 @@ fn csv(rows: &[Row]) -> String {
          anon_huge,hugetlb,hugetlb_2m,hugetlb_1g,rss,mappings,sustained_cycles,sustained_exec_start_ms,\
          sustained_exec_end_ms,sustained_huge_start,sustained_huge_end,sustained_writes_per_s,\
          nox_fork_start_ms,nox_fork_end_ms,nox_huge_start,nox_huge_end,nox_writes_per_s,cow_ms,cow_rewritten,\
-         cow_extra_bytes,cow_child,note\n",
+         cow_extra_bytes,cow_child,note,fork_steady_ms\n",
     );
     let f = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.6}"));
     for r in rows {
@@ -273,7 +276,7 @@ fn csv(rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "{},\"{}\",{},\"{}\",{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{:.0},{:.6},{:.6},{},{},{:.0},\
-             {:.3},{},{},\"{}\",\"{}\"",
+             {:.3},{},{},\"{}\",\"{}\",{}",
             r.contestant,
             r.env,
             r.size,
@@ -307,7 +310,8 @@ fn csv(rows: &[Row]) -> String {
             c.rewritten,
             c.extra_bytes,
             c.child,
-            r.note.as_deref().unwrap_or("").replace('"', "'")
+            r.note.as_deref().unwrap_or("").replace('"', "'"),
+            f(m.fork_steady_ms)
         );
     }
     out
