@@ -47,6 +47,13 @@ pub mod internal {
     }
     pub use crate::options::{Config, OPTIONS, OptionRow, parse_size};
     pub use crate::os::files::field_kib;
+
+    /// Bytes of `[start, end)` (4 KiB aligned) mapped by huge page-table entries, exactly for
+    /// the range (`PAGEMAP_SCAN`, Linux 6.7+); `None` where the kernel cannot tell or the
+    /// pagemap cannot be read. For tests and diagnostics.
+    pub fn huge_bytes_in(start: usize, end: usize) -> Option<usize> {
+        crate::os::mem::Pagemap::open()?.huge_bytes(start, end)
+    }
     pub use crate::os::probe::{OsInfo, PoolInfo, ThpMode, cgroup_room};
     pub use crate::os::process::env_var;
 

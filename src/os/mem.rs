@@ -177,6 +177,37 @@ pub fn collapse(addr: usize, len: usize) -> Result<(), i32> {
 /// `EAGAIN`, for callers outside this module.
 pub const EAGAIN: i32 = libc::EAGAIN;
 
+/// `struct pm_scan_arg` of <linux/fs.h>: a `PAGEMAP_SCAN` request.
+#[repr(C)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// `struct page_region`: a run of pages of the same categories.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+/// The category of pages mapped by a huge entry.
+const PAGE_IS_HUGE: u64 = 1 << 6;
+/// `_IOWR('f', 16, struct pm_scan_arg)`.
+const PAGEMAP_SCAN: u64 = (3 << 30) | ((size_of::<PmScanArg>() as u64) << 16) | ((b'f' as u64) << 8) | 16;
+
 /// `/proc/self/pagemap`, open: tells which 4 KiB pages of this process are present and which
 /// of those are shared with another process (a forked child, or the parent that forked this
 /// one), from the "present" and "exclusively mapped" bits. Closed when dropped. `O_CLOEXEC`
@@ -201,6 +232,53 @@ impl Pagemap {
         }
         let p = Pagemap { fd };
         super::files::is_procfs(fd).then_some(p)
+    }
+
+    /// Bytes of `[start, end)` mapped by huge page-table entries (a whole THP or hugetlb
+    /// page), exactly for the range, as the kernel's `PAGEMAP_SCAN` request (Linux 6.7+)
+    /// reports them; `None` where the kernel has no such request. (smaps' AnonHugePages counts
+    /// whole mappings.)
+    pub fn huge_bytes(&self, start: usize, end: usize) -> Option<usize> {
+        debug_assert!(start % 4096 == 0 && end % 4096 == 0 && start <= end);
+        let mut regions = [PageRegion::default(); 16];
+        let (mut at, mut total) = (start, 0);
+        while at < end {
+            let mut arg = PmScanArg {
+                size: size_of::<PmScanArg>() as u64,
+                flags: 0,
+                start: at as u64,
+                end: end as u64,
+                walk_end: 0,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: regions.len() as u64,
+                max_pages: 0,
+                category_inverted: 0,
+                category_mask: PAGE_IS_HUGE,
+                category_anyof_mask: 0,
+                return_mask: PAGE_IS_HUGE,
+            };
+            // SAFETY: PAGEMAP_SCAN on our own pagemap: the kernel reads and writes `arg`, a
+            // live pm_scan_arg of the size it states, and fills at most `vec_len` entries of
+            // `regions`, which outlives the call; it writes nothing else.
+            let n = unsafe { libc::ioctl(self.fd, PAGEMAP_SCAN as _, &mut arg) };
+            if n < 0 {
+                return None;
+            }
+            let found = &regions[..(n as usize).min(regions.len())];
+            total += found.iter().map(|r| (r.end - r.start) as usize).sum::<usize>();
+            if arg.walk_end as usize <= at {
+                break;
+            }
+            at = arg.walk_end as usize;
+        }
+        Some(total)
+    }
+
+    /// Whether the 2 MiB at `addr` are mapped by one huge entry (nothing to collapse); false
+    /// when they are not, or the kernel cannot tell.
+    pub fn whole_huge(&self, addr: usize) -> bool {
+        debug_assert!(addr % (2 << 20) == 0);
+        self.huge_bytes(addr, addr + (2 << 20)) == Some(2 << 20)
     }
 
     /// Reads the entries of the pages from `addr` on into `out`; false on a short read.
@@ -341,6 +419,25 @@ mod tests {
         }
         assert_eq!(shared, Some((1, 1)), "the first page shared answers for the range");
         assert_eq!(pm.sharing(a, len), Some((16, 0)), "exclusive again once the child is gone");
+        // SAFETY: unmapping the mapping made above, which nothing else uses.
+        unsafe { unmap(a, len) };
+    }
+
+    #[test]
+    fn pagemap_counts_huge_entries_only() {
+        // 4 MiB of 4 KiB pages (no THP asked for, and refused outright): none is huge, whether
+        // or not the kernel can tell (None: no PAGEMAP_SCAN before Linux 6.7).
+        let len = 4 << 20;
+        let a = map_metadata(len).expect("map");
+        // SAFETY: advising and writing the mapping just made, ours, `len` bytes long.
+        unsafe {
+            libc::madvise(a as *mut libc::c_void, len, libc::MADV_NOHUGEPAGE);
+            core::ptr::write_bytes(a as *mut u8, 1, len);
+        }
+        let pm = Pagemap::open().expect("pagemap");
+        let huge = pm.huge_bytes(a, a + len);
+        assert!(matches!(huge, Some(0) | None), "{huge:?}");
+        assert!(!pm.whole_huge(a.next_multiple_of(2 << 20)));
         // SAFETY: unmapping the mapping made above, which nothing else uses.
         unsafe { unmap(a, len) };
     }

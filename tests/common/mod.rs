@@ -130,68 +130,9 @@ pub fn outside_heap<'a>(s: &hugeheap::Stats, maps: &'a str) -> Vec<(usize, usize
     parse_maps(maps).into_iter().filter(|&(a, b, _)| heap.iter().all(|&(start, end)| a >= end || b <= start)).collect()
 }
 
-/// Bytes of `[start, end)` mapped by huge page-table entries (a whole THP or hugetlb page), as
-/// the kernel's `PAGEMAP_SCAN` (Linux 6.7+) reports them, exactly for the range; `None` where
-/// the kernel has no such request. (smaps' AnonHugePages counts whole mappings, and a heap is
-/// one mapping, so it counts every other huge page of the heap too.)
+/// Bytes of `[start, end)` mapped by huge page-table entries, exactly for the range; `None`
+/// where the kernel has no `PAGEMAP_SCAN` (Linux < 6.7). (smaps' AnonHugePages counts whole
+/// mappings, and a heap is one mapping, so it counts every other huge page of the heap too.)
 pub fn huge_bytes_in(start: usize, end: usize) -> Option<usize> {
-    /// `struct pm_scan_arg` of <linux/fs.h>.
-    #[repr(C)]
-    struct PmScanArg {
-        size: u64,
-        flags: u64,
-        start: u64,
-        end: u64,
-        walk_end: u64,
-        vec: u64,
-        vec_len: u64,
-        max_pages: u64,
-        category_inverted: u64,
-        category_mask: u64,
-        category_anyof_mask: u64,
-        return_mask: u64,
-    }
-    /// `struct page_region`.
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct PageRegion {
-        start: u64,
-        end: u64,
-        categories: u64,
-    }
-    const PAGE_IS_HUGE: u64 = 1 << 6;
-    // _IOWR('f', 16, struct pm_scan_arg)
-    const PAGEMAP_SCAN: u64 = (3 << 30) | ((size_of::<PmScanArg>() as u64) << 16) | ((b'f' as u64) << 8) | 16;
-    use std::os::fd::AsRawFd;
-    let file = std::fs::File::open("/proc/self/pagemap").ok()?;
-    let mut regions = [PageRegion::default(); 64];
-    let (mut at, mut total) = (start, 0);
-    while at < end {
-        let mut arg = PmScanArg {
-            size: size_of::<PmScanArg>() as u64,
-            flags: 0,
-            start: at as u64,
-            end: end as u64,
-            walk_end: 0,
-            vec: regions.as_mut_ptr() as u64,
-            vec_len: regions.len() as u64,
-            max_pages: 0,
-            category_inverted: 0,
-            category_mask: PAGE_IS_HUGE,
-            category_anyof_mask: 0,
-            return_mask: PAGE_IS_HUGE,
-        };
-        // SAFETY: PAGEMAP_SCAN on our own pagemap, with a pm_scan_arg the kernel reads and
-        // writes, and a vector of `vec_len` page_regions it fills.
-        let n = unsafe { libc::ioctl(file.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg) };
-        if n < 0 {
-            return None;
-        }
-        total += regions[..n as usize].iter().map(|r| (r.end - r.start) as usize).sum::<usize>();
-        if arg.walk_end as usize <= at {
-            break;
-        }
-        at = arg.walk_end as usize;
-    }
-    Some(total)
+    hugeheap::internal::huge_bytes_in(start, end)
 }
