@@ -133,8 +133,13 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
         };
         if n == 0 {
             pagemap = None;
-            URGENT.store(0, Ordering::Relaxed);
             let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
+            // A promotion's sweep is done when a sweep completes, or finds children sharing
+            // pages (they would keep it pending, and urgent, as long as they live); one asked
+            // for during this sweep keeps it for the next.
+            if !pending || shared_now > 0 {
+                URGENT.store(0, Ordering::Relaxed);
+            }
             if !pending {
                 // Complete: sleep until the next fork.
                 (shared_wait, shared_last, shared_now) = (SHARED_WAIT_MS.0, usize::MAX, 0);
