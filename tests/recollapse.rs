@@ -9,6 +9,7 @@ mod common;
 
 use common::{as_child, assert_ok, child, child_values, skip, thp_mode};
 use hugeheap::{HugeAlloc, PageKind};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -36,6 +37,19 @@ fn huge_in(start: usize, end: usize) -> usize {
         println!("@no_pagemap_scan=1");
         0
     })
+}
+
+/// Runs the calling test as a child with `env`, asserts it exited 0, and returns the values it
+/// printed.
+fn run_child(env: &[(&str, &str)]) -> HashMap<String, String> {
+    let out = child("run", env);
+    assert_ok(&out);
+    child_values(&out)
+}
+
+/// The child's value `k` as a number; panics, showing them all, when it is missing.
+fn number(v: &HashMap<String, String>, k: &str) -> usize {
+    v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse().unwrap()
 }
 
 /// Waits until `done()` holds; panics after [`HANG`].
@@ -109,10 +123,8 @@ fn pages_a_child_shares_are_collapsed_only_once_it_is_gone() {
     if !thp_available() {
         return;
     }
-    let out = child("run", &[("HUGEHEAP_PAGES", "thp")]);
-    assert_ok(&out);
-    let v = child_values(&out);
-    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    let v = run_child(&[("HUGEHEAP_PAGES", "thp")]);
+    let get = |k: &str| number(&v, k);
     if skipped_without_scan(&v) {
         return;
     }
@@ -126,7 +138,7 @@ fn pages_a_child_shares_are_collapsed_only_once_it_is_gone() {
 }
 
 /// Whether the child could not measure huge pages exactly (said, as a skip).
-fn skipped_without_scan(v: &std::collections::HashMap<String, String>) -> bool {
+fn skipped_without_scan(v: &HashMap<String, String>) -> bool {
     if v.contains_key("no_pagemap_scan") {
         skip("pagemap-scan", "the kernel has no PAGEMAP_SCAN (Linux 6.7+) to count huge pages in a range");
         return true;
@@ -192,10 +204,8 @@ fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
     if !thp_available() {
         return;
     }
-    let out = child("run", &[]);
-    assert_ok(&out);
-    let v = child_values(&out);
-    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    let v = run_child(&[]);
+    let get = |k: &str| number(&v, k);
     if skipped_without_scan(&v) {
         return;
     }
@@ -216,10 +226,8 @@ fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
     let (small_huge, small) = (get("thp_small_huge"), get("small_committed").next_multiple_of(HUGE));
     assert!(small_huge >= small / 10 * 9, "the small phase's {small} bytes: {small_huge} in huge pages");
     // HUGEHEAP_HUGE_FROM=0: huge pages from the first byte.
-    let out = child("run", &[("HUGEHEAP_HUGE_FROM", "0")]);
-    assert_ok(&out);
-    let v = child_values(&out);
-    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    let v = run_child(&[("HUGEHEAP_HUGE_FROM", "0")]);
+    let get = |k: &str| number(&v, k);
     assert_eq!(get("small_4k"), 0);
     assert_eq!(get("small_thp") + get("small_hugetlb"), get("small_committed"));
 }
@@ -259,10 +267,8 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
     if !thp_available() {
         return;
     }
-    let out = child("run", &[]);
-    assert_ok(&out);
-    let v = child_values(&out);
-    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    let v = run_child(&[]);
+    let get = |k: &str| number(&v, k);
     assert_eq!(get("helper_small"), 0, "a small heap that never forked has no helper thread");
     assert_eq!(get("helper_big"), 1, "growing past the small phase starts the helper, no fork needed");
     if skipped_without_scan(&v) {
@@ -271,9 +277,7 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
     let (small, small_huge) = (get("small"), get("small_huge"));
     assert!(small_huge >= small / 10 * 9, "the small phase's {small} bytes: {small_huge} in huge pages, no fork made");
     // HUGEHEAP_COLLAPSE=0: no helper, ever.
-    let out = child("run", &[("HUGEHEAP_COLLAPSE", "0")]);
-    assert_ok(&out);
-    let v = child_values(&out);
+    let v = run_child(&[("HUGEHEAP_COLLAPSE", "0")]);
     assert_eq!(v.get("helper_big").map(String::as_str), Some("0"), "{v:?}");
 }
 
@@ -299,10 +303,8 @@ fn a_small_heap_gives_back_mid_sized_blocks_it_frees() {
     }) {
         return;
     }
-    let out = child("run", &[]);
-    assert_ok(&out);
-    let v = child_values(&out);
-    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    let v = run_child(&[]);
+    let get = |k: &str| number(&v, k);
     assert!(get("committed") <= 32 * MIB, "the heap left its small phase: {} bytes", get("committed"));
     // The kernel's view: what was freed left the process, but for the free pages between
     // blocks still in use (runs under 128 KiB stay, to be reused, as glibc's holes do).
@@ -344,10 +346,8 @@ fn a_small_heap_gives_back_what_it_frees_without_thrashing() {
     }) {
         return;
     }
-    let out = child("run", &[]);
-    assert_ok(&out);
-    let v = child_values(&out);
-    let get = |k: &str| v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse::<usize>().unwrap();
+    let v = run_child(&[]);
+    let get = |k: &str| number(&v, k);
     // The kernel's view: the 9 MiB freed left the process (as much as glibc gives back).
     assert!(
         get("after") + 8 * MIB <= get("held"),
@@ -408,9 +408,7 @@ fn a_process_that_cannot_read_its_pagemap_still_ends_its_sweeps() {
         skip("root", "only root can drop to another user and so lose its own /proc");
         return;
     }
-    let out = child("run", &[("HUGEHEAP_PAGES", "thp")]);
-    assert_ok(&out);
-    let v = child_values(&out);
+    let v = run_child(&[("HUGEHEAP_PAGES", "thp")]);
     assert_eq!(
         (v["dropped"].as_str(), v["readable"].as_str()),
         ("1", "0"),
