@@ -11,10 +11,12 @@
 //! teardown), timed by hooks in the worker and the master on the system's monotonic clock,
 //! median; a worker's private dirty memory and PSS, sampled from
 //! `/proc/PID/smaps_rollup` every half second under load, median; the master's anonymous
-//! memory in huge pages once the app is loaded. Every response body is checked against the
+//! memory in huge pages once the app is loaded; the CPU the kernel's DAMON monitor (kdamond)
+//! used while the requests ran, where one runs. Every response body is checked against the
 //! plain run's, by path.
 
 use super::{PoolHold, Section, Setup, median, mib, ms, percentile, scratch};
+use crate::bench::fork::report::{cpu_seconds, kdamonds};
 use crate::bench::status_bytes;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -232,6 +234,8 @@ struct Measured {
     master_anon: usize,
     master_huge: usize,
     errors: usize,
+    /// CPU seconds the kernel's DAMON monitors used while the requests ran, if any runs.
+    kdamond_s: Option<f64>,
     /// The bodies' digest by path, for the comparison with the plain run.
     digests: HashMap<usize, u64>,
 }
@@ -272,6 +276,8 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
     let stop = AtomicBool::new(false);
     let results = Mutex::new((Vec::with_capacity(requests), HashMap::new(), 0usize));
     let samples = Mutex::new((Vec::new(), Vec::new()));
+    let kdamonds = kdamonds();
+    let kdamond_before = cpu_seconds(&kdamonds);
     let t0 = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -319,6 +325,7 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         stop.store(true, Ordering::Relaxed);
     });
     let secs = t0.elapsed().as_secs_f64();
+    let kdamond_s = (!kdamonds.is_empty()).then(|| cpu_seconds(&kdamonds) - kdamond_before);
     drop(server_proc);
     let forks_ms: Vec<f64> = std::fs::read_to_string(&fork_log)
         .unwrap_or_default()
@@ -340,6 +347,7 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
         master_anon,
         master_huge,
         errors,
+        kdamond_s,
         digests,
     })
 }
@@ -393,6 +401,7 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
             "a worker's PSS, median",
             "master's memory in huge pages",
             "failed requests",
+            "kernel's DAMON monitor (kdamond) CPU while serving",
         ]
         .map(String::from)
         .to_vec(),
@@ -435,6 +444,7 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
                     100.0 * m.master_huge as f64 / m.master_anon.max(1) as f64
                 ),
                 m.errors.to_string(),
+                m.kdamond_s.map_or("not running".into(), |s| format!("{s:.1} s")),
             ])
         })();
         section.rows.push((setup.name.clone(), cells));
@@ -451,6 +461,15 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
          is loaded."
             .into(),
     );
+    if !kdamonds().is_empty() {
+        section.notes.push(
+            "The kernel's DAMON monitor runs on this machine: it samples physical pages and walks every mapping \
+             of each sampled one, so a huge page that the workers map with 4 KiB entries after their first \
+             writes (copy-on-write splits the mapping, not the page) costs it up to 512 entries per worker, \
+             against one for a 4 KiB page. Its CPU time competes with the servers' for the same cores."
+                .into(),
+        );
+    }
     section
 }
 
