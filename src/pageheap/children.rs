@@ -79,7 +79,7 @@ impl<B: Backing> PageHeap<B> {
         let mut moved = 0;
         let mut hp = 0;
         while hp < frontier {
-            let kind = PageKind::ALL[self.descs()[hp].kind as usize];
+            let kind = PageKind::ALL[self.tables.descs()[hp].kind as usize];
             if !kind.is_hugetlb() {
                 hp += 1;
                 continue;
@@ -87,17 +87,17 @@ impl<B: Backing> PageHeap<B> {
             // A run of one hugetlb kind; 1 GiB pages go whole.
             let step = if kind == PageKind::Gib1 { HUGE_PER_GIB } else { 1 };
             let mut end = hp + step;
-            while end + step <= frontier && self.descs()[end].kind == kind as u8 {
+            while end + step <= frontier && self.tables.descs()[end].kind == kind as u8 {
                 end += step;
             }
-            let descs = self.descs();
+            let descs = self.tables.descs();
             let keep = |i: usize| descs[hp + i].state != FREE;
             // SAFETY: [hp, end) is a run of whole hugetlb pieces of the committed arena; the
             // lock is held and this is the child's only thread.
             if !unsafe { self.backing.move_to_anon(self.arena.addr(hp), (end - hp) * HUGE_SIZE, &keep) } {
                 return moved;
             }
-            let descs = self.descs();
+            let descs = self.tables.descs();
             for d in &mut descs[hp..end] {
                 d.kind = PageKind::Thp as u8;
                 if d.state != FREE {

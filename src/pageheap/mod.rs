@@ -8,7 +8,8 @@
 //! - [`ladder`] chooses the page kind of each piece of a chunk, and says what it did;
 //! - [`hugemap`] tracks wholly free 2 MiB huge pages and finds runs of them (large spans);
 //! - [`filler`] packs spans smaller than a huge page into partly used huge pages, fullest first;
-//! - [`desc`] is what is kept per huge page; [`pagemap`] finds the span of any heap address
+//! - [`desc`] is what is kept per huge page, and [`tables`] owns the descriptors and the huge
+//!   map's words, lending them out; [`pagemap`] finds the span of any heap address
 //!   without a lock; [`meta`] lays out the metadata and hands out space for the layers above;
 //! - [`release`] gives whole free huge pages back after a decay, and a small heap's free runs
 //!   of 128 KiB or more at free (rationed); [`recollapse`] keeps the
@@ -50,6 +51,7 @@ pub mod pagemap;
 pub mod recollapse;
 pub mod release;
 pub mod resize;
+pub mod tables;
 
 use crate::options::Config;
 use crate::os::OsInfo;
@@ -59,14 +61,14 @@ use crate::sync::{SpinGuard, SpinLock};
 use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
 use arena::Arena;
 use backing::{Backing, OsBacking};
-use core::ptr;
+use core::ptr::{self, NonNull};
 use desc::{FILLER, FREE, HpDesc, LARGE};
 use family::Family;
 use filler::{Filler, run_mask};
-use hugemap::HugeMap;
 use meta::{Meta, Pool};
 use pagemap::PageMap;
 use recollapse::{Outcome, Recollapse};
+use tables::Tables;
 
 pub use pagemap::LOOKUP;
 use release::{SMALL_RELEASE_BURST, SMALL_RELEASE_FROM};
@@ -119,9 +121,7 @@ pub struct PageHeap<B: Backing = OsBacking> {
     /// The address space and its commitment.
     pub arena: Arena,
     meta: Meta,
-    desc: *mut HpDesc,
-    free_words: *mut u64,
-    words: usize,
+    tables: Tables,
     page_map: PageMap,
     filler: Filler,
     spans: Pool<Span>,
@@ -193,11 +193,14 @@ impl<B: Backing> PageHeap<B> {
             at_most = len / 2;
         };
         let now = backing.now_ms();
+        let (descs, words) = (NonNull::new(m.desc as *mut HpDesc)?, NonNull::new(m.free_words as *mut u64)?);
+        // SAFETY: `Meta::map` laid the two tables out for `arena.len` huge pages, disjoint and
+        // 64-byte aligned, in a fresh zeroed mapping that is never unmapped; only this value
+        // reaches them.
+        let tables = unsafe { Tables::new(descs, arena.len.0, words, m.words) };
         Some(PageHeap {
             page_map: PageMap::new(arena.base, m.page_map as *mut *mut Span, m.pages),
-            desc: m.desc as *mut HpDesc,
-            free_words: m.free_words as *mut u64,
-            words: m.words,
+            tables,
             spans: m.span_pool(),
             meta: m,
             backing,
@@ -232,18 +235,6 @@ impl<B: Backing> PageHeap<B> {
     /// Never given back.
     pub fn take_meta(&mut self, bytes: usize, align: usize) -> Option<usize> {
         self.meta.take(bytes, align)
-    }
-
-    fn descs(&mut self) -> &'static mut [HpDesc] {
-        // SAFETY: desc points to `arena.len` zero-initialised descriptors in metadata that lives
-        // for the process; `&mut self` (held under the page heap lock) makes this the only
-        // access, and the 'static slice is never kept past the call that takes it.
-        unsafe { core::slice::from_raw_parts_mut(self.desc, self.arena.len.0) }
-    }
-
-    fn map(&mut self) -> HugeMap<'static> {
-        // SAFETY: as for descs: free_words holds `words` words of metadata, used under the lock.
-        HugeMap::new(unsafe { core::slice::from_raw_parts_mut(self.free_words, self.words) })
     }
 
     #[inline]
@@ -316,21 +307,21 @@ impl<B: Backing> PageHeap<B> {
         if pages < PAGES_PER_HUGE && align <= HUGE_SIZE {
             let n = pages as u32;
             let a = (align >> PAGE_SHIFT).max(1) as u32;
-            let descs = self.descs();
+            let descs = self.tables.descs();
             let (hp, first) = match self.filler.alloc(descs, n, a) {
                 Some(found) => found,
                 None => {
                     let hp = self.take_huge(HugePage(1), HUGE_SIZE)?;
-                    let d = &mut self.descs()[hp];
+                    let d = &mut self.tables.descs()[hp];
                     d.state = FILLER;
                     d.used = run_mask(0, n);
-                    let descs = self.descs();
+                    let descs = self.tables.descs();
                     self.filler.insert(descs, hp as u32);
                     (hp as u32, 0)
                 }
             };
             let mask = run_mask(first, n);
-            let d = &mut self.descs()[hp as usize];
+            let d = &mut self.tables.descs()[hp as usize];
             let zeroed = d.dirty & mask == 0;
             d.dirty |= mask;
             return Some((base + (hp as usize) * HUGE_SIZE + (first as usize) * PAGE_SIZE, zeroed));
@@ -340,7 +331,7 @@ impl<B: Backing> PageHeap<B> {
         let count = full + (tail > 0) as usize;
         let s = self.take_huge(HugePage(count), align.max(HUGE_SIZE))?;
         let mut zeroed = true;
-        let descs = self.descs();
+        let descs = self.tables.descs();
         for d in &mut descs[s..s + full] {
             d.state = LARGE;
             d.used = u32::MAX;
@@ -371,7 +362,7 @@ impl<B: Backing> PageHeap<B> {
         }
         if tail > 0 {
             let hp = first + full;
-            let descs = self.descs();
+            let descs = self.tables.descs();
             if self.filler.free(descs, hp as u32, offset, tail) {
                 self.make_free(hp, 1);
             }
@@ -401,10 +392,10 @@ impl<B: Backing> PageHeap<B> {
             // fresh page faults in 2 MiB and grows the resident set (or costs a free resident
             // page given back, see `claim`); a run that is fresh throughout is no better than
             // the lowest, below.
-            let descs = self.descs();
-            let fresh = |i: usize| descs[i].dirty == 0 && descs[i].is_anon();
             let frontier = self.arena.frontier;
-            if let Some((HugePage(s), f)) = self.map().find_cheapest(n, frontier, aligned, fresh, RESIDENT_LOOK) {
+            let (descs, map) = self.tables.both();
+            let fresh = |i: usize| descs[i].dirty == 0 && descs[i].is_anon();
+            if let Some((HugePage(s), f)) = map.find_cheapest(n, frontier, aligned, fresh, RESIDENT_LOOK) {
                 if f < n.0 {
                     self.claim(s, n.0);
                     self.arena.note_use(s + n.0);
@@ -413,7 +404,7 @@ impl<B: Backing> PageHeap<B> {
             }
         }
         loop {
-            match self.map().find(n, self.arena.frontier, aligned) {
+            match self.tables.map().find(n, self.arena.frontier, aligned) {
                 Ok(HugePage(s)) => {
                     self.claim(s, n.0);
                     self.arena.note_use(s + n.0);
@@ -433,7 +424,7 @@ impl<B: Backing> PageHeap<B> {
     /// that would take the resident set past [`resident_limit`](PageHeap::resident_limit) are
     /// paid for by giving back as many free pages holding memory elsewhere ([`release_for_fresh`](PageHeap::release_for_fresh)).
     fn claim(&mut self, s: usize, n: usize) {
-        let descs = self.descs();
+        let descs = self.tables.descs();
         let anon = descs[s..s + n].iter().filter(|d| d.is_anon()).count();
         let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
         self.in_use_peak = self.in_use_peak.max(self.resident - self.free_resident + anon);
@@ -444,9 +435,9 @@ impl<B: Backing> PageHeap<B> {
             }
             self.resident += fresh;
         }
-        self.map().set_range(HugePage(s), HugePage(n), false);
+        self.tables.map().set_range(HugePage(s), HugePage(n), false);
         for i in s..s + n {
-            let d = &mut self.descs()[i];
+            let d = &mut self.tables.descs()[i];
             debug_assert_eq!(d.state, FREE);
             if d.released {
                 d.released = false;
@@ -482,7 +473,7 @@ impl<B: Backing> PageHeap<B> {
         // What forked children were promised of the pools is not for growth.
         self.arena.ladder.promised = self.family.promised(self.backing.now_ms());
         let frontier = self.arena.frontier;
-        let descs = self.descs();
+        let descs = self.tables.descs();
         let mut added = 0;
         let mut anon = 0;
         let now = self.backing.now_ms();
@@ -502,14 +493,14 @@ impl<B: Backing> PageHeap<B> {
             // be collapsed by a sweep of the helper, started for it if no fork has started it
             // (a program that forks right after building its heap would otherwise copy their
             // page tables at every fork).
-            for d in &mut self.descs()[..n] {
+            for d in &mut self.tables.descs()[..n] {
                 d.kind = PageKind::Thp as u8;
             }
             self.recollapse.request();
             doorbell::promoted();
         }
         self.mirror_release_from();
-        self.map().set_range(HugePage(frontier), HugePage(added), true);
+        self.tables.map().set_range(HugePage(frontier), HugePage(added), true);
         self.counters.free_bytes += added * HUGE_SIZE;
         self.free_anon_backed += anon;
         if added > anon {
@@ -522,7 +513,7 @@ impl<B: Backing> PageHeap<B> {
 
     fn make_free(&mut self, s: usize, n: usize) {
         let now = self.backing.now_ms();
-        for d in &mut self.descs()[s..s + n] {
+        for d in &mut self.tables.descs()[s..s + n] {
             d.state = FREE;
             d.used = 0;
             d.freed_at = now;
@@ -534,7 +525,7 @@ impl<B: Backing> PageHeap<B> {
             }
         }
         self.counters.free_bytes += n * HUGE_SIZE;
-        self.map().set_range(HugePage(s), HugePage(n), true);
+        self.tables.map().set_range(HugePage(s), HugePage(n), true);
     }
 
     /// Records a fork made now: THP huge pages may be split from here on. Returns whether the
@@ -557,7 +548,7 @@ impl<B: Backing> PageHeap<B> {
     /// `out.len()`); nothing releases them until [`collapse_done`](PageHeap::collapse_done).
     /// 0 when no sweep is pending or one has just completed.
     pub fn collapse_batch(&mut self, out: &mut [usize]) -> usize {
-        let descs = self.descs();
+        let descs = self.tables.descs();
         let (n, completed) = self.recollapse.batch(descs, self.arena.frontier, out);
         self.counters.recollapse_passes += usize::from(completed);
         for a in &mut out[..n] {
@@ -574,7 +565,7 @@ impl<B: Backing> PageHeap<B> {
             for (i, &a) in chunk.iter().enumerate() {
                 indices[i] = self.hp_index(a);
             }
-            let descs = self.descs();
+            let descs = self.tables.descs();
             self.recollapse.done(descs, &indices[..chunk.len()], outs, &mut self.counters.recollapse);
         }
     }
@@ -611,8 +602,7 @@ impl<B: Backing> PageHeap<B> {
     #[cfg(any(test, feature = "check"))]
     pub fn check_invariants(&mut self) {
         let frontier = self.arena.frontier;
-        let descs = self.descs();
-        let map = self.map();
+        let (descs, map) = self.tables.both();
         let mut free_anon = 0;
         let mut free_bytes = 0;
         let (mut resident, mut free_resident) = (0, 0);
@@ -639,7 +629,7 @@ impl<B: Backing> PageHeap<B> {
         assert_eq!((resident, free_resident), (self.resident, self.free_resident));
         assert!(self.resident - self.free_resident <= self.in_use_peak);
         assert_eq!(free_bytes, self.counters.free_bytes);
-        let descs = self.descs();
+        let descs = self.tables.descs();
         self.filler.check(descs, |i, d: &HpDesc| i < frontier && d.state == FILLER);
     }
 }

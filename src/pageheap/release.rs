@@ -115,13 +115,13 @@ impl<B: Backing> PageHeap<B> {
         let mut below = self.arena.frontier;
         let mut looked = 0;
         while left > 0 && looked < look {
-            let Some(top) = self.map().prev_free(below) else { return };
+            let Some(top) = self.tables.map().prev_free(below) else { return };
             looked += 1;
             if skip.contains(&top) {
                 below = skip.start;
                 continue;
             }
-            let descs = self.descs();
+            let (descs, map) = self.tables.both();
             if !pick(&descs[top]) {
                 below = top;
                 continue;
@@ -130,7 +130,7 @@ impl<B: Backing> PageHeap<B> {
             while lo > 0
                 && top + 1 - lo < left
                 && !skip.contains(&(lo - 1))
-                && self.map().is_free(lo - 1)
+                && map.is_free(lo - 1)
                 && pick(&descs[lo - 1])
             {
                 lo -= 1;
@@ -149,15 +149,15 @@ impl<B: Backing> PageHeap<B> {
     /// collapsed) back to the OS. False when the OS refused (nothing changed).
     fn release_free(&mut self, lo: usize, count: usize) -> bool {
         debug_assert!({
-            let descs = self.descs();
-            (lo..lo + count).all(|i| self.map().is_free(i) && !descs[i].released && descs[i].is_anon())
+            let (descs, map) = self.tables.both();
+            (lo..lo + count).all(|i| map.is_free(i) && !descs[i].released && descs[i].is_anon())
         });
         // SAFETY: [lo, lo + count) are free anonymous huge pages of the committed arena (the
         // callers found them so): nothing lives there.
         if !unsafe { self.backing.release(self.arena.addr(lo), count * HUGE_SIZE) } {
             return false;
         }
-        let descs = self.descs();
+        let descs = self.tables.descs();
         for d in &mut descs[lo..lo + count] {
             if d.dirty != 0 {
                 self.resident -= 1;
@@ -204,7 +204,7 @@ impl<B: Backing> PageHeap<B> {
     /// there). The run takes in the neighbouring free pages too, freed earlier and too few then
     /// to go back on their own.
     pub(super) fn release_small_run(&mut self, hp: usize, first: u32, n: u32) {
-        let d = &self.descs()[hp];
+        let d = &self.tables.descs()[hp];
         // A wholly free huge page has no page in use (`make_free`).
         let used = d.used;
         debug_assert!(used & run_mask(first, n) == 0 && (d.state != super::desc::FREE || used == 0));
@@ -246,7 +246,7 @@ impl<B: Backing> PageHeap<B> {
         debug_assert!(start >= self.arena.base && pages > 0);
         debug_assert!({
             let (first, hp) = (((start >> PAGE_SHIFT) % PAGES_PER_HUGE) as u32, self.hp_index(start));
-            let d = &self.descs()[hp];
+            let d = &self.tables.descs()[hp];
             first as usize + pages <= PAGES_PER_HUGE
                 && (d.state == super::desc::FREE || d.used & run_mask(first, pages as u32) == 0)
         });
@@ -261,8 +261,8 @@ impl<B: Backing> PageHeap<B> {
             let hp = self.hp_index(at << PAGE_SHIFT);
             let first = (at % PAGES_PER_HUGE) as u32;
             let n = ((end - at).min(PAGES_PER_HUGE - first as usize)) as u32;
-            let whole_free = self.map().is_free(hp);
-            let d = &mut self.descs()[hp];
+            let whole_free = self.tables.map().is_free(hp);
+            let d = &mut self.tables.descs()[hp];
             let held = d.dirty != 0;
             d.dirty &= !run_mask(first, n);
             if held && d.dirty == 0 && d.is_anon() {

@@ -33,7 +33,7 @@ impl<B: Backing> PageHeap<B> {
                 return false;
             }
             let grow = run_mask(off + pages as u32, (new_pages - pages) as u32);
-            let descs = self.descs();
+            let descs = self.tables.descs();
             if descs[hp0].used & grow != 0 {
                 return false;
             }
@@ -51,12 +51,12 @@ impl<B: Backing> PageHeap<B> {
             // Every huge page to take must be free (or our own tail, holding nothing else).
             let first_new = hp0 + full + (tail > 0) as usize;
             let frontier = self.arena.frontier;
-            let map = self.map();
+            let map = self.tables.map();
             if (first_new..end.min(frontier)).any(|i| !map.is_free(i)) {
                 return false;
             }
             if tail > 0 {
-                let d = &self.descs()[hp0 + full];
+                let d = &self.tables.descs()[hp0 + full];
                 let others = d.used & !run_mask(0, tail);
                 let keeps_tail_hp = nfull == full; // the new tail stays in the same huge page
                 let needed = if keeps_tail_hp { run_mask(tail, ntail - tail) } else { u32::MAX };
@@ -68,7 +68,7 @@ impl<B: Backing> PageHeap<B> {
                 return false;
             }
             // Commit: the old tail huge page (if any), then the free ones.
-            let descs = self.descs();
+            let descs = self.tables.descs();
             if tail > 0 {
                 let hp = hp0 + full;
                 self.filler.remove(descs, hp as u32);
@@ -85,7 +85,7 @@ impl<B: Backing> PageHeap<B> {
             }
             if end > first_new {
                 self.claim(first_new, end - first_new);
-                let descs = self.descs();
+                let descs = self.tables.descs();
                 for d in &mut descs[first_new..hp0 + nfull] {
                     d.dirty = u32::MAX;
                 }
