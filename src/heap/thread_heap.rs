@@ -4,6 +4,7 @@
 use super::size_class::{GRANULES, NCLASS};
 use super::stack::Linked;
 use crate::span::{Block, Span};
+use core::cell::UnsafeCell;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU8};
 
@@ -100,14 +101,25 @@ const OWNER_BYTES: usize = (GRANULES + 2 * NCLASS + BATCHES + 2) * size_of::<usi
 const OWNER_PAD: usize = (64 - OWNER_BYTES % 64) % 64;
 const _: () = assert!(core::mem::offset_of!(Heap, msg_inbox) % 64 == 0);
 
-/// The sentinel slab: no free blocks, never written.
-static mut EMPTY_SPAN: Span = Span::EMPTY;
+/// A value at a fixed address that the fast paths reach through `*mut` pointers and that
+/// nothing ever writes: the paths that would write test for the sentinels first (a slab with
+/// no free block takes the slow path; a thread whose heap is the sentinel gets one of its own
+/// before it changes anything). In an `UnsafeCell` because the pointers handed out are `*mut`
+/// and the fast path's types are shared with real slabs and heaps, which are written.
+#[repr(transparent)]
+struct Sentinel<T>(UnsafeCell<T>);
+
+// SAFETY: a sentinel is never written (see above), so reads of it from any thread cannot race.
+unsafe impl<T> Sync for Sentinel<T> {}
+
+/// The sentinel slab: no free blocks.
+static EMPTY_SPAN: Sentinel<Span> = Sentinel(UnsafeCell::new(Span::EMPTY));
 
 /// The sentinel heap of threads that have none yet: every class points to `EMPTY_SPAN`, so
-/// the fast path falls into the slow path, which sets the thread up. Never written.
-static mut EMPTY_HEAP: Heap = Heap {
-    direct: [&raw mut EMPTY_SPAN; GRANULES],
-    current: [&raw mut EMPTY_SPAN; NCLASS],
+/// the fast path falls into the slow path, which sets the thread up.
+static EMPTY_HEAP: Sentinel<Heap> = Sentinel(UnsafeCell::new(Heap {
+    direct: [EMPTY_SPAN.0.get(); GRANULES],
+    current: [EMPTY_SPAN.0.get(); NCLASS],
     last: [ptr::null_mut(); NCLASS],
     batch: [ptr::null_mut(); BATCHES],
     spare: ptr::null_mut(),
@@ -117,16 +129,18 @@ static mut EMPTY_HEAP: Heap = Heap {
     inbox: AtomicPtr::new(ptr::null_mut()),
     returned: AtomicPtr::new(ptr::null_mut()),
     state: AtomicU8::new(OWNED),
-};
+}));
 
+/// The sentinel slab's address (never to be written through).
 #[inline]
 pub fn empty_span() -> *mut Span {
-    &raw mut EMPTY_SPAN
+    EMPTY_SPAN.0.get()
 }
 
+/// The sentinel heap's address (never to be written through).
 #[inline]
 pub fn empty_heap() -> *mut Heap {
-    &raw mut EMPTY_HEAP
+    EMPTY_HEAP.0.get()
 }
 
 /// This thread's heap (the sentinel if it has none).
@@ -154,7 +168,7 @@ pub fn set_thread_heap(heap: *mut Heap) -> bool {
 ///
 /// The symbol carries the crate's version, so two versions of hugeheap linked into one
 /// program keep slots of their own; it is hidden, so no other object binds to it.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 mod slot {
     macro_rules! sym {
         () => {
@@ -228,9 +242,9 @@ mod slot {
     }
 }
 
-/// The thread-local slot elsewhere: Rust's own thread-local (no destructor, so it lives as
-/// long as the thread).
-#[cfg(not(target_arch = "x86_64"))]
+/// The thread-local slot elsewhere, and under Miri (which runs no assembly): Rust's own
+/// thread-local (no destructor, so it lives as long as the thread).
+#[cfg(any(not(target_arch = "x86_64"), miri))]
 mod slot {
     use core::cell::Cell;
 
@@ -256,11 +270,14 @@ mod slot {
 /// turning either into an address. Never 0 for a heap of a thread (0 is the sentinel's).
 #[inline(always)]
 pub fn id(heap: *mut Heap) -> usize {
-    (heap as usize).wrapping_sub(empty_heap() as usize)
+    // Exposed: `heap_of` turns the id back into a pointer to this heap.
+    heap.expose_provenance().wrapping_sub(empty_heap().addr())
 }
 
 /// The heap an id names (the inverse of [`id`]).
 #[inline(always)]
 pub fn heap_of(id: usize) -> *mut Heap {
-    (empty_heap() as usize).wrapping_add(id) as *mut Heap
+    // A heap's own allocation, not the sentinel's: the provenance `id` exposed (or, for 0,
+    // the sentinel's, exposed here).
+    ptr::with_exposed_provenance_mut(empty_heap().expose_provenance().wrapping_add(id))
 }
