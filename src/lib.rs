@@ -58,12 +58,15 @@ pub mod internal {
     pub use crate::os::process::env_var;
 
     /// Checks the page heap's invariants (descriptor states, free map, filler lists,
-    /// counters); panics on a breach. For tests: takes the lock and walks all metadata.
+    /// counters) and the calling thread's heap's (class lists, direct table, each listed
+    /// slab's counts and free list); panics on a breach. For tests: takes the page heap's lock
+    /// and walks all its metadata.
     #[cfg(feature = "check")]
     pub fn check_invariants() {
         if let Some(ph) = crate::pageheap::lock().as_mut() {
             ph.check_invariants();
         }
+        crate::heap::check::this_thread();
     }
 
     /// Tests only: makes cross-thread frees skip the message batches and take the fallback

@@ -11,7 +11,8 @@
 //!   stacks;
 //! - [`storage`]: where heaps and messages live, and the heaps of exited threads;
 //! - [`lifecycle`]: a thread's first allocation and its exit;
-//! - [`misuse`]: free marks and the checks that catch double and interior frees.
+//! - [`misuse`]: free marks and the checks that catch double and interior frees;
+//! - `check` (tests and the `check` feature): the walk that checks the invariants below.
 //!
 //! Files depend one way: `size_class`, `misuse`, `stack`, then `thread_heap`; `slab` and
 //! `storage` on those; `remote` on `slab` and `storage`; `lifecycle` on `remote`; this file
@@ -31,6 +32,8 @@
 //! - `span.owner` never changes while the slab has live blocks, so a freeing thread always
 //!   finds the right inbox.
 
+#[cfg(any(test, feature = "check"))]
+pub mod check;
 pub mod lifecycle;
 pub mod misuse;
 pub mod remote;

@@ -1,0 +1,87 @@
+//! The thread heaps' invariant walk (tests and the `check` feature): a heap's class lists,
+//! direct table, and each listed slab's counts and free list, checked against each other
+//! (the invariants in the [`super`] module's doc).
+
+use super::misuse::free_mark;
+use super::size_class::{GRANULES, NCLASS, class_of, class_size};
+use super::thread_heap::{Heap, empty_heap, empty_span, id, thread_heap};
+use crate::span::{FULL, Span};
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+/// Checks this thread's heap (nothing if it has none yet); panics on a breach. Its lists and
+/// its slabs' local fields are this thread's alone, so they are walked without a lock.
+pub fn this_thread() {
+    let heap = thread_heap();
+    if heap != empty_heap() {
+        // SAFETY: this thread's own heap, live while the thread is, and not midway through a
+        // change (this thread is here, not in the allocator).
+        unsafe { check(heap) };
+    }
+}
+
+/// Checks `heap`.
+///
+/// # Safety
+/// `heap` must be a live thread heap that no thread changes during the call.
+unsafe fn check(heap: *mut Heap) {
+    debug_assert!(!heap.is_null() && heap != empty_heap());
+    let me = id(heap);
+    for c in 0..NCLASS {
+        // SAFETY: the caller's heap, unchanged meanwhile.
+        let (head, last) = unsafe { ((*heap).current[c], (*heap).last[c]) };
+        if head == empty_span() {
+            continue;
+        }
+        let mut prev = ptr::null_mut();
+        let mut slab = head;
+        while !slab.is_null() {
+            // SAFETY: listed slabs are live spans of this heap.
+            unsafe { check_slab(slab, me, c, prev) };
+            prev = slab;
+            // SAFETY: as above.
+            slab = unsafe { (*slab).next };
+        }
+        assert_eq!(last, prev, "class {c}: `last` is not the list's last slab");
+    }
+    for g in 0..GRANULES {
+        // SAFETY: the caller's heap, unchanged meanwhile.
+        let (direct, current) = unsafe { ((*heap).direct[g], (*heap).current[class_of(g * 16)]) };
+        assert_eq!(direct, current, "direct[{g}] is not its class's current slab");
+    }
+}
+
+/// Checks one slab of class `c` listed after `prev` in the heap whose id is `owner`: its
+/// identity, its links, and that the blocks below `bump` are either out (`used`) or on its free
+/// list, each once, every one a block start carrying its free mark.
+///
+/// # Safety
+/// `slab` must be a live span that no thread changes during the call.
+unsafe fn check_slab(slab: *mut Span, owner: usize, c: usize, prev: *mut Span) {
+    // SAFETY: the caller's slab, unchanged meanwhile.
+    let s = unsafe { &*slab };
+    assert_eq!(s.owner, owner, "a slab in class {c}'s list belongs to another heap");
+    assert_eq!((s.class as usize, s.block_size as usize), (c, class_size(c)), "a slab in class {c}'s list");
+    assert_eq!(s.prev, prev, "class {c}: a slab's `prev` link");
+    let used = s.used.load(Ordering::Relaxed);
+    assert_eq!(used & FULL, 0, "class {c}: a slab marked full is in the list");
+    assert!(s.bump <= s.capacity, "class {c}: bump past capacity");
+    let (bs, start) = (s.block_size as usize, s.start);
+    let mut free = 0u32;
+    let mut b = s.free;
+    while !b.is_null() {
+        let at = b as usize;
+        assert!(free < s.bump, "class {c}: the free list is longer than the blocks handed out (a cycle?)");
+        assert!(
+            at >= start && (at - start) % bs == 0 && (at - start) / bs < s.bump as usize,
+            "class {c}: {at:#x} on the free list is no block below bump"
+        );
+        // SAFETY: a block of the slab (checked just above), on its free list, so the
+        // allocator's: its link and mark are readable.
+        let (mark, next) = unsafe { ((*b).mark, (*b).next) };
+        assert_eq!(mark, free_mark(b), "class {c}: block {at:#x} on the free list lost its free mark");
+        free += 1;
+        b = next;
+    }
+    assert_eq!(used + free, s.bump, "class {c}: used + free blocks != blocks handed out");
+}
