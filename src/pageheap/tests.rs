@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::options::PageChain;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::cell::Cell;
 use std::vec::Vec;
 
@@ -31,6 +32,7 @@ fn span_bytes(ph: &PageHeap<impl Backing>) -> usize {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the page heap over the OS: mmap and madvise, which Miri does not run")]
 fn spans_never_overlap_and_zero_flags_are_true() {
     let mut ph = heap(4 << 20);
     let mut live: Vec<(*mut Span, usize)> = Vec::new();
@@ -82,6 +84,7 @@ fn spans_never_overlap_and_zero_flags_are_true() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the page heap over the OS: mmap and madvise, which Miri does not run")]
 fn spans_grow_in_place_into_free_neighbours() {
     let mut ph = heap(64 << 20);
     // A filler span grows inside its huge page.
@@ -123,6 +126,7 @@ fn spans_grow_in_place_into_free_neighbours() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "the page heap over the OS: mmap and madvise, which Miri does not run")]
 fn cap_is_respected() {
     let mut ph = heap(0);
     let a = ph.alloc_span(3 << 30, HUGE_SIZE, false);
@@ -150,15 +154,33 @@ struct Fake {
 }
 
 impl Backing for Fake {
+    /// Address space alone: the page heap never reads or writes its arena, and the fake
+    /// commits nothing, so any aligned range that holds no allocation serves (high addresses,
+    /// each range handed out once; never dereferenced, so Miri runs these tests too). At most
+    /// 8 GiB, as under an address-space limit (the arena halves down to it), so that the
+    /// metadata for it (`map_metadata`, real memory) stays small.
     fn reserve(&mut self, len: usize, align: usize) -> Option<usize> {
-        crate::os::mem::reserve(len, align)
+        static NEXT: AtomicUsize = AtomicUsize::new(1 << 44);
+        if len > 8 << 30 {
+            return None;
+        }
+        let mut at = 0;
+        NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |next| {
+            at = next.checked_next_multiple_of(align)?;
+            at.checked_add(len)
+        })
+        .ok()?;
+        Some(at)
     }
-    unsafe fn unreserve(&mut self, base: usize, len: usize) {
-        // SAFETY: caller's contract.
-        unsafe { crate::os::mem::unmap(base, len) }
-    }
+    unsafe fn unreserve(&mut self, _: usize, _: usize) {}
+    /// Real memory, zeroed and page-aligned as a mapping is: the page heap's tables live in
+    /// it. Never freed, as the metadata mapping never is.
     fn map_metadata(&mut self, len: usize) -> Option<usize> {
-        crate::os::mem::map_metadata(len)
+        let layout = std::alloc::Layout::from_size_align(len, 4096).ok()?;
+        debug_assert!(len > 0);
+        // SAFETY: the layout's size is not zero (`Meta::map` maps at least one page).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        (!p.is_null()).then(|| p.expose_provenance())
     }
     unsafe fn commit(&mut self, _: usize, _: usize, _: PageKind, _: bool) -> Result<(), i32> {
         Ok(())
@@ -208,9 +230,15 @@ impl Rig {
         let fake = Fake { now, calls, room };
         let mut cfg = config(retain, decay_ms, PageKind::Thp);
         cfg.max_heap = 0;
-        let mut info = OsInfo::probe();
-        info.thp = crate::os::probe::ThpMode::Madvise;
-        info.cgroup_room = room.get();
+        // A machine of its own, not this one's: THP on request, no pools.
+        let info = OsInfo {
+            thp: crate::os::probe::ThpMode::Madvise,
+            thp_defrag: crate::os::probe::ThpMode::Madvise,
+            pool_2m: None,
+            pool_1g: None,
+            phys_mem: 16 << 30,
+            cgroup_room: room.get(),
+        };
         let ph = PageHeap::create(fake, &cfg, &info, 0).expect("page heap");
         Rig { ph, now, calls, room }
     }
@@ -431,7 +459,7 @@ fn a_run_that_holds_memory_is_taken_before_a_lower_one_given_back() {
     r.ph.trim(0);
     let released = |r: &mut Rig, at: usize| {
         let i = r.ph.hp_index(at);
-        r.ph.descs()[i].released
+        r.ph.tables.descs()[i].released
     };
     assert!(released(&mut r, at0) && released(&mut r, at1), "the lowest two went back");
     // SAFETY: as above.
