@@ -157,11 +157,11 @@ impl Backing for Fake {
     /// Address space alone: the page heap never reads or writes its arena, and the fake
     /// commits nothing, so any aligned range that holds no allocation serves (high addresses,
     /// each range handed out once; never dereferenced, so Miri runs these tests too). At most
-    /// 8 GiB, as under an address-space limit (the arena halves down to it), so that the
+    /// 1 GiB, as under an address-space limit (the arena halves down to it), so that the
     /// metadata for it (`map_metadata`, real memory) stays small.
     fn reserve(&mut self, len: usize, align: usize) -> Option<usize> {
         static NEXT: AtomicUsize = AtomicUsize::new(1 << 44);
-        if len > 8 << 30 {
+        if len > 1 << 30 {
             return None;
         }
         let mut at = 0;
