@@ -147,10 +147,13 @@ pub const OPTIONS: [OptionRow; 10] = [
         summary: "CPU the helper that collapses THP split by copy-on-write may use (0: no helper)",
         doc: "After a fork, writes split the THP a child shares into 4 KiB pages, and the next fork \
               copies their page tables. A helper thread (`hugeheap-thp`, started at the first fork \
-              of a process with THP or when its heap outgrows `HUGEHEAP_HUGE_FROM`, every signal \
-              blocked) collapses them again once no child shares them, using at most this \
-              percentage of one CPU (the small phase's pages, when the heap outgrows it, at once). `0`: no helper (split pages wait for \
-              khugepaged), for programs that must stay single-threaded (`unshare(CLONE_NEWUSER)`).",
+              of a process with THP or when the heap of a process that has forked outgrows \
+              `HUGEHEAP_HUGE_FROM`, every signal blocked) collapses them again once no child shares \
+              them, using at most this percentage of one CPU (the small phase's pages, when the heap \
+              outgrows it, at once; in a process that never forked, the allocating thread collapses \
+              them itself, before the allocation returns). `0`: nothing collapsed by hugeheap, no \
+              helper (split pages wait for khugepaged), for programs that must stay single-threaded \
+              (`unshare(CLONE_NEWUSER)`).",
         apply: |c, v| match leading_number(v) {
             Some((pct, b"" | b"%")) if pct <= 100 => {
                 c.collapse = pct as u32;

@@ -120,6 +120,7 @@ pub fn map_zone_on() -> bool {
 }
 
 unsafe extern "C" fn fork_prepare() {
+    collapser::note_fork();
     storage::lock_for_fork();
     pageheap::the_lock().raw_lock();
     // SAFETY: just taken by this thread, without a guard.

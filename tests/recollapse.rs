@@ -245,18 +245,32 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
         let small: Vec<Box<[u8; 200]>> = (0..20_000).map(|i| Box::new([i as u8; 200])).collect();
         let small_committed = hugeheap::stats().committed;
         let helper_small = has_helper();
-        // Grow past HUGEHEAP_HUGE_FROM: the allocation that does it starts the helper.
+        if std::env::var_os("HH_TEST_FORK_FIRST").is_some() {
+            // A fork while the heap is small (no THP yet: the helper does not start): from
+            // now on another process may share its pages.
+            // SAFETY: the child only exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            // SAFETY: waits for that child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        // Grow past HUGEHEAP_HUGE_FROM: the allocation that does it has the small phase collapsed.
         let (big, _, _) = huge_buffer(96 * MIB);
         let helper_big = has_helper();
+        let pending_at_once = hugeheap::stats().recollapse_pending;
         if helper_big {
             wait_for("a complete sweep", || !hugeheap::stats().recollapse_pending);
         }
         let s = hugeheap::stats();
         let small_end = s.base + small_committed.next_multiple_of(HUGE);
         println!(
-            "@helper_small={} helper_big={} small={} small_huge={}",
+            "@helper_small={} helper_big={} pending_at_once={} small={} small_huge={}",
             u8::from(helper_small),
             u8::from(helper_big),
+            u8::from(pending_at_once),
             small_end - s.base,
             huge_in(s.base, small_end)
         );
@@ -267,17 +281,27 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
     if !thp_available() {
         return;
     }
+    // A process that never forked: collapsed by the allocating thread before the allocation
+    // returns, with no helper thread and no sweep left pending.
     let v = run_child(&[]);
     let get = |k: &str| number(&v, k);
     assert_eq!(get("helper_small"), 0, "a small heap that never forked has no helper thread");
-    assert_eq!(get("helper_big"), 1, "growing past the small phase starts the helper, no fork needed");
+    assert_eq!(get("helper_big"), 0, "a process that never forked collapses without the helper");
+    assert_eq!(get("pending_at_once"), 0, "the small phase's sweep is done when the allocation returns");
     if skipped_without_scan(&v) {
         return;
     }
     let (small, small_huge) = (get("small"), get("small_huge"));
     assert!(small_huge >= small / 10 * 9, "the small phase's {small} bytes: {small_huge} in huge pages, no fork made");
-    // HUGEHEAP_COLLAPSE=0: no helper, ever.
-    let v = run_child(&[("HUGEHEAP_COLLAPSE", "0")]);
+    // A process that forked while small: another may share its pages, so the helper, which asks
+    // the pagemap first, collapses them.
+    let v = run_child(&[("HH_TEST_FORK_FIRST", "1")]);
+    let get = |k: &str| number(&v, k);
+    assert_eq!(get("helper_big"), 1, "after a fork, growing past the small phase starts the helper");
+    let (small, small_huge) = (get("small"), get("small_huge"));
+    assert!(small_huge >= small / 10 * 9, "the small phase's {small} bytes: {small_huge} in huge pages after a fork");
+    // HUGEHEAP_COLLAPSE=0: no helper, ever, and nothing collapsed by hugeheap.
+    let v = run_child(&[("HUGEHEAP_COLLAPSE", "0"), ("HH_TEST_FORK_FIRST", "1")]);
     assert_eq!(v.get("helper_big").map(String::as_str), Some("0"), "{v:?}");
 }
 
