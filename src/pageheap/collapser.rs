@@ -3,14 +3,15 @@
 //! (`HUGEHEAP_HUGE_FROM`: its 4 KiB pages are then collapsed at once, without the CPU budget's
 //! rests, so that a fork soon after finds them whole; a process that never forked has them
 //! collapsed by the allocating thread instead, see [`start_if_promoted`]), that works through
-//! the sweeps [`super::recollapse`] hands out, off `malloc`'s path: for each huge page, it reads `/proc/self/pagemap` and leaves alone a page a child
-//! still shares, else asks the kernel to collapse it (where the pagemap cannot be read, it
-//! collapses nothing: whether a child shares a page is then unknown). It spends at most `HUGEHEAP_COLLAPSE`
-//! percent of one CPU (measured on its own CPU clock; it sleeps the rest) and sleeps on a
-//! futex when no sweep is pending; a fork wakes it. While children share pages, it looks
-//! again after a wait that doubles (50 ms to 1 s) as long as they go on sharing as many, and a
-//! fork does not cut that wait short. `HUGEHEAP_COLLAPSE=0` keeps it from
-//! starting (and THP split by copy-on-write then waits for khugepaged).
+//! the sweeps [`super::recollapse`] hands out, off `malloc`'s path: for each huge page, it
+//! reads `/proc/self/pagemap` and leaves alone a page a child still shares, else asks the
+//! kernel to collapse it (where the pagemap cannot be read, it collapses nothing: whether a
+//! child shares a page is then unknown). It spends at most `HUGEHEAP_COLLAPSE` percent of one
+//! CPU (measured on its own CPU clock; it sleeps the rest) and sleeps on a futex when no sweep
+//! is pending; a fork wakes it. While children share pages, it looks again after a wait that
+//! doubles (50 ms to 1 s) as long as they go on sharing as many, and a fork does not cut that
+//! wait short. `HUGEHEAP_COLLAPSE=0` keeps it from starting (and THP split by copy-on-write
+//! then waits for khugepaged).
 //!
 //! The thread is named `hugeheap-thp`. It is the only thread hugeheap starts, and a process
 //! that never forks and stays in the small phase, or has no THP, never gets it. A forked child
