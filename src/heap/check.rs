@@ -39,7 +39,7 @@ unsafe fn check(heap: *mut Heap) {
             // SAFETY: listed slabs are live spans of this heap.
             unsafe { check_slab(slab, me, c, prev) };
             prev = slab;
-            // SAFETY: as above.
+            // SAFETY: a listed slab, live and unchanged meanwhile (this function's contract).
             slab = unsafe { (*slab).next };
         }
         assert_eq!(last, prev, "class {c}: `last` is not the list's last slab");

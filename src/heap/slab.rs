@@ -62,7 +62,8 @@ pub unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     let head = unsafe { (*span).free };
     if b == head {
         // Misuse; a tail call (so is the one below), so the fast path saves no registers.
-        // SAFETY: caller's contract.
+        // SAFETY: the heap, slab and block this call was given, under the contract it was given
+        // them with (`free_local_rare` asks the same); `head` is the list's head, just read.
         return unsafe { free_local_rare(heap, span, b, head, 0) };
     }
     // SAFETY: as above; `used` is an atomic the owner writes with plain stores.
@@ -95,7 +96,8 @@ unsafe fn free_local_rare(heap: *mut Heap, span: *mut Span, b: *mut Block, head:
     if used.wrapping_add(1) & !FULL == 0 {
         misuse::double_free_none_out(b);
     }
-    // SAFETY: caller's contract.
+    // SAFETY: `span` is a slab of `heap`, this thread's heap (this function's contract, which
+    // `free_local_slow` asks for).
     unsafe { free_local_slow(heap, span) }
 }
 
@@ -211,7 +213,9 @@ unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
 /// # Safety
 /// `span` must be a non-full slab of `heap`, this thread's heap, not in its list.
 pub unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
-    // SAFETY: caller's contract; heap and span are this thread's.
+    // SAFETY: `heap` is this thread's heap and `span` a live slab of it outside its class's
+    // list (this function's contract): only this thread reads or writes the heap's tables and
+    // the slab's links, and the list's head, when not the sentinel, is a live slab of it.
     unsafe {
         debug_assert!(!(*span).is_full() && (*span).owner == id(heap));
         let c = (*span).class as usize;
@@ -233,7 +237,8 @@ pub unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
 /// # Safety
 /// `heap` must be this thread's heap, and `span` a slab of class `c` of it or the sentinel.
 unsafe fn set_current(heap: *mut Heap, c: usize, span: *mut Span) {
-    // SAFETY: caller's contract: the heap is this thread's.
+    // SAFETY: `heap` is this thread's heap, whose tables only this thread writes, and `span`
+    // a live slab or the sentinel, read only (this function's contract).
     unsafe {
         debug_assert!(span == empty_span() || (*span).class as usize == c);
         (*heap).current[c] = span;
@@ -252,7 +257,8 @@ unsafe fn set_current(heap: *mut Heap, c: usize, span: *mut Span) {
 /// # Safety
 /// As for [`push_front`].
 pub unsafe fn push_back(heap: *mut Heap, span: *mut Span) {
-    // SAFETY: caller's contract; heap and span are this thread's.
+    // SAFETY: as `push_front`'s contract (this function's): this thread's heap and a live slab
+    // of it outside its list; the list's last slab, when the list is not empty, is live.
     unsafe {
         debug_assert!(!(*span).is_full() && (*span).owner == id(heap));
         let c = (*span).class as usize;
@@ -273,7 +279,8 @@ pub unsafe fn push_back(heap: *mut Heap, span: *mut Span) {
 /// # Safety
 /// `span` must be in `heap`'s list of its class.
 pub unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
-    // SAFETY: caller's contract.
+    // SAFETY: `span` is in the list of `heap`, this thread's heap (this function's contract),
+    // so it and its neighbours are live slabs whose links only this thread touches.
     unsafe {
         let c = (*span).class as usize;
         let (prev, next) = ((*span).prev, (*span).next);
@@ -342,7 +349,8 @@ pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 /// # Safety
 /// `span` must be an empty (`used == 0`) non-full slab of `heap`, this thread's heap.
 unsafe fn retire_if_spare(heap: *mut Heap, span: *mut Span) {
-    // SAFETY: caller's contract.
+    // SAFETY: `span` is an empty, non-full slab of `heap`, this thread's heap (this function's
+    // contract): in its class's list, its fields and the heap's tables this thread's alone.
     unsafe {
         debug_assert!((*span).used_word() == 0);
         let c = (*span).class as usize;

@@ -21,7 +21,8 @@ pub unsafe fn push_list<T: Linked>(stack: &AtomicPtr<T>, head: *mut T, tail: *mu
     debug_assert!(!head.is_null() && !tail.is_null());
     let mut old = stack.load(Ordering::Relaxed);
     loop {
-        // SAFETY: caller's contract: tail is ours until published.
+        // SAFETY: `tail` is a live object the caller owns until the compare-and-swap below
+        // publishes the list (this function's contract), as `set_next` asks.
         unsafe { T::set_next(tail, old) };
         match stack.compare_exchange_weak(old, head, Ordering::Release, Ordering::Relaxed) {
             Ok(_) => return,

@@ -74,7 +74,8 @@ impl Backing for OsBacking {
 
     unsafe fn unreserve(&mut self, base: usize, len: usize) {
         debug_assert!(base != 0 && len > 0);
-        // SAFETY: caller's contract.
+        // SAFETY: a mapping `reserve` made that nothing uses any more: `unreserve`'s contract,
+        // `mem::unmap`'s precondition.
         unsafe { mem::unmap(base, len) }
     }
 
@@ -84,23 +85,26 @@ impl Backing for OsBacking {
 
     unsafe fn commit(&mut self, addr: usize, len: usize, kind: PageKind, no_thp: bool) -> Result<(), i32> {
         debug_assert!(len > 0);
-        // SAFETY: caller's contract.
+        // SAFETY: an unused, inaccessible part of a reservation, aligned to the kind's page:
+        // `commit`'s contract, `mem::commit`'s precondition.
         unsafe { mem::commit(addr, len, kind, no_thp) }
     }
 
     unsafe fn advise_thp(&mut self, addr: usize, len: usize) -> Result<(), i32> {
-        // SAFETY: caller's contract.
+        // SAFETY: committed memory of the arena: `advise_thp`'s contract, `mem::advise_huge`'s
+        // precondition.
         unsafe { mem::advise_huge(addr, len) }
     }
 
     unsafe fn release(&mut self, addr: usize, len: usize) -> bool {
         debug_assert!(len > 0);
-        // SAFETY: caller's contract.
+        // SAFETY: a committed anonymous part of the arena holding nothing live: `release`'s
+        // contract, `mem::release`'s precondition.
         unsafe { mem::release(addr, len) }
     }
 
     unsafe fn move_to_anon(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool {
-        // SAFETY: caller's contract.
+        // SAFETY: `move_to_anon`'s contract is `mem::move_to_anon`'s precondition, word for word.
         unsafe { mem::move_to_anon(addr, len, keep) }
     }
 
