@@ -79,12 +79,13 @@ pub unsafe fn pop_small(size: usize) -> *mut u8 {
 /// As for [`pop_small`].
 #[inline]
 pub unsafe fn alloc_small(size: usize) -> *mut u8 {
-    // SAFETY: caller's contract.
+    // SAFETY: size <= SMALL_MAX, rounded for its alignment: this function's contract, and
+    // `pop_small`'s.
     let b = unsafe { pop_small(size) };
     if !b.is_null() {
         return b;
     }
-    // SAFETY: as above.
+    // SAFETY: the same size, under the same contract, which `alloc_small_slow` asks for too.
     unsafe { alloc_small_slow(size) }
 }
 

@@ -160,7 +160,8 @@ unsafe fn new_batch(heap: *mut Heap) -> *mut RemoteMsg {
 pub unsafe fn flush_remote(heap: *mut Heap) {
     debug_assert!(heap != empty_heap());
     for slot in 0..BATCHES {
-        // SAFETY: caller's contract; slot < BATCHES.
+        // SAFETY: `heap` is this thread's heap, not the sentinel (this function's contract, as
+        // `post` asks), and slot < BATCHES.
         unsafe { post(heap, slot) };
     }
 }
@@ -262,7 +263,8 @@ pub unsafe fn drain_inbox(heap: *mut Heap) {
         }
         m = next;
     }
-    // SAFETY: as for the messages above.
+    // SAFETY: the loose inbox is an atomic of a live heap; its blocks were published by
+    // Release pushes and are taken here with an Acquire swap, after which they are ours.
     let mut b = unsafe {
         if (*heap).inbox.load(Ordering::Relaxed).is_null() {
             return;

@@ -87,8 +87,9 @@ pub fn take_heap() -> (*mut Heap, bool) {
 pub unsafe fn abandon(heap: *mut Heap) {
     debug_assert!(!heap.is_null());
     let mut r = REGISTRY.lock();
-    // SAFETY: caller's contract; the Release hands the heap's slabs to whoever claims or
-    // adopts it next.
+    // SAFETY: `heap` is a live heap that no thread uses any more (this function's contract),
+    // so these writes race with nothing; the Release hands its slabs to whoever claims or
+    // adopts it next, under the registry's lock held here.
     unsafe {
         (*heap).next_abandoned = r.abandoned;
         (*heap).state.store(ABANDONED, Ordering::Release);
@@ -114,6 +115,7 @@ pub fn lock_for_fork() {
 /// The calling thread must have called `lock_for_fork` (in the child: the forking thread did,
 /// and it is the child's only thread).
 pub unsafe fn unlock_after_fork() {
-    // SAFETY: caller's contract.
+    // SAFETY: this thread took the lock in `lock_for_fork` and holds it without a guard (this
+    // function's contract), so releasing it here is releasing its own lock.
     unsafe { REGISTRY.force_unlock() };
 }

@@ -48,7 +48,8 @@ const _: () = assert!(size_of::<RemoteMsg>() == 512);
 impl Linked for RemoteMsg {
     unsafe fn set_next(p: *mut Self, next: *mut Self) {
         debug_assert!(!p.is_null());
-        // SAFETY: caller's contract.
+        // SAFETY: `p` points to a live object the caller owns (the trait's contract): no other
+        // thread reads or writes its link meanwhile.
         unsafe { (*p).next = next }
     }
 }
@@ -56,7 +57,8 @@ impl Linked for RemoteMsg {
 impl Linked for Block {
     unsafe fn set_next(p: *mut Self, next: *mut Self) {
         debug_assert!(!p.is_null());
-        // SAFETY: caller's contract.
+        // SAFETY: `p` points to a live object the caller owns (the trait's contract): no other
+        // thread reads or writes its link meanwhile.
         unsafe { (*p).next = next }
     }
 }

@@ -285,7 +285,8 @@ impl<B: Backing> PageHeap<B> {
     /// used afterwards.
     pub unsafe fn free_span(&mut self, span: *mut Span) {
         debug_assert!(!span.is_null());
-        // SAFETY: caller's contract: span is a live header of ours.
+        // SAFETY: `span` came from this heap's `alloc_span` and is live (this function's
+        // contract); its header is read under the lock `&mut self` stands for.
         let (start, pages, whole) = unsafe { ((*span).start, (*span).pages as usize, (*span).whole) };
         // SAFETY: start/pages describe the span (set at alloc); it is being retired.
         unsafe {

@@ -18,7 +18,8 @@ impl<B: Backing> PageHeap<B> {
     /// `span` must be a live large span of this heap.
     pub unsafe fn grow_in_place(&mut self, span: *mut Span, new_bytes: usize) -> bool {
         debug_assert!(!span.is_null());
-        // SAFETY: caller's contract.
+        // SAFETY: `span` is a live large span of this heap (this function's contract), whose
+        // header the page heap's lock, held through `&mut self`, keeps from changing.
         let (start, pages) = unsafe { ((*span).start, (*span).pages as usize) };
         let new_pages = Page::covering(new_bytes).0;
         let Ok(new_pages32) = u32::try_from(new_pages) else { return false };
@@ -99,7 +100,7 @@ impl<B: Backing> PageHeap<B> {
                 }
             }
         }
-        // SAFETY: caller's contract; the span now covers new_pages pages.
+        // SAFETY: the same live span, under the same lock; its pages now cover new_pages pages.
         unsafe {
             (*span).pages = new_pages32;
             (*span).size = new_bytes;
