@@ -375,3 +375,54 @@ pub unsafe fn retire(span: *mut Span) {
         unsafe { ph.free_span(span) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::rejoin_at;
+    use crate::HugeAlloc;
+    use crate::pageheap::LOOKUP;
+    use core::alloc::{GlobalAlloc, Layout};
+    use std::vec::Vec;
+
+    /// A slab that runs out of blocks leaves its class's list, marked full, and rejoins it once
+    /// `rejoin_at` of its blocks are back; the heap's invariants hold at every step.
+    #[test]
+    #[cfg_attr(miri, ignore = "the process's heap over the OS: mmap and madvise, which Miri does not run")]
+    fn a_full_slab_leaves_its_list_and_rejoins_it_when_blocks_come_back() {
+        let check = super::super::check::this_thread;
+        let a = HugeAlloc::new();
+        // 3000-byte requests: the 3072-byte class, 21 blocks to a 64 KiB slab.
+        let layout = Layout::from_size_align(3000, 16).unwrap();
+        let mut blocks = Vec::new();
+        for _ in 0..3 * 21 {
+            // SAFETY: a non-zero layout; every block is freed once, below.
+            let p = unsafe { a.alloc(layout) };
+            assert!(!p.is_null());
+            blocks.push(p);
+            check();
+        }
+        let slab = LOOKUP.span_of(blocks[0] as usize);
+        // SAFETY: the slab of a live block of this thread's heap; read by its owner.
+        let (capacity, full) = unsafe { ((*slab).capacity, (*slab).is_full()) };
+        assert_eq!(capacity, 21);
+        assert!(full, "the first slab, used up while later ones were taken, is out of its list");
+        let (own, rest): (Vec<*mut u8>, Vec<*mut u8>) =
+            blocks.into_iter().partition(|&p| LOOKUP.span_of(p as usize) == slab);
+        assert_eq!(own.len(), capacity as usize);
+        for (i, &p) in own.iter().enumerate() {
+            // SAFETY: a live block, freed once.
+            unsafe { a.dealloc(p, layout) };
+            check();
+            if (i as u32) + 1 < capacity {
+                // SAFETY: the slab keeps a block out, so it is still this heap's.
+                let full = unsafe { (*slab).is_full() };
+                assert_eq!(full, (i as u32) + 1 < rejoin_at(capacity), "after {} blocks back", i + 1);
+            }
+        }
+        for p in rest {
+            // SAFETY: a live block, freed once.
+            unsafe { a.dealloc(p, layout) };
+            check();
+        }
+    }
+}
