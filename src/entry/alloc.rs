@@ -18,7 +18,7 @@ use core::ptr;
 /// `align` must be a power of two.
 #[inline(always)]
 pub unsafe fn alloc(config: &Config, size: usize, align: usize) -> *mut u8 {
-    // SAFETY: caller's contract.
+    // SAFETY: `align` is a power of two (this function's contract, `alloc_fast`'s too).
     let p = unsafe { alloc_fast(size, align) };
     if !p.is_null() {
         return p;
@@ -88,7 +88,8 @@ pub unsafe fn alloc_zeroed(config: &Config, size: usize, align: usize) -> *mut u
     debug_assert!(align.is_power_of_two());
     match small_size_for(size, align) {
         Some(s) => {
-            // SAFETY: as for alloc.
+            // SAFETY: `s` is at most SMALL_MAX and rounded for `align` (`small_size_for`), as
+            // `alloc_small` asks.
             let mut p = unsafe { heap::alloc_small(s) };
             if p.is_null() {
                 p = alloc_small_cold(config, s);
@@ -209,7 +210,8 @@ unsafe fn usable_in(p: *mut u8, span: *mut Span) -> usize {
     if span.is_null() {
         return 0;
     }
-    // SAFETY: caller's contract.
+    // SAFETY: `span` is the live span holding `p` (this function's contract; null returned
+    // above), so its header is readable.
     unsafe {
         if (*span).is_slab() { (*span).block_size as usize } else { (*span).bytes() - (p as usize - (*span).start) }
     }

@@ -58,7 +58,8 @@ fn malloc_slow(size: usize) -> *mut c_void {
 /// `p` must be null or a live allocation of this heap, not used afterwards.
 #[inline]
 pub unsafe fn free(p: *mut c_void) {
-    // SAFETY: caller's contract (misuse that can be seen cheaply aborts in alloc::free).
+    // SAFETY: `p` is null or a live allocation of this heap, not used afterwards (this
+    // function's contract, `alloc::free`'s too); misuse that can be seen cheaply aborts there.
     unsafe { alloc::free(p.cast()) }
 }
 

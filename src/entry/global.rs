@@ -172,7 +172,7 @@ unsafe impl GlobalAlloc for HugeAlloc {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as for alloc.
+        // SAFETY: a `Layout`'s alignment is a power of two, as `alloc_zeroed` asks.
         unsafe { alloc::alloc_zeroed(&self.config, layout.size(), layout.align()) }
     }
 

@@ -221,13 +221,13 @@ pub unsafe fn mallctl(
     let name = unsafe { CStr::from_ptr(name) }.to_bytes();
     let stat = |f: fn(&Stats) -> usize| -> c_int {
         let (_, s) = snapshot(false);
-        // SAFETY: caller's contract.
+        // SAFETY: `oldp`/`oldlenp` are null or valid as `read_out` asks (mallctl's contract).
         unsafe { read_out(f(&s), oldp, oldlenp) }
     };
     match name {
         b"epoch" => {
             let (epoch, _) = snapshot(!newp.is_null() && newlen == size_of::<u64>());
-            // SAFETY: caller's contract.
+            // SAFETY: as just above: `oldp`/`oldlenp` as mallctl's contract gives them.
             unsafe { read_out(epoch, oldp, oldlenp) }
         }
         b"stats.allocated" => stat(|s| s.in_use),
@@ -236,12 +236,12 @@ pub unsafe fn mallctl(
         b"stats.resident" => stat(|s| s.committed - s.released_now + s.metadata),
         b"stats.mapped" => stat(|s| s.committed),
         b"stats.retained" => stat(|s| s.released_now),
-        // SAFETY: caller's contract.
+        // SAFETY: `oldp`/`oldlenp` as mallctl's contract gives them, as `read_out` asks.
         b"arenas.narenas" => unsafe { read_out(1u32, oldp, oldlenp) },
-        // SAFETY: caller's contract.
+        // SAFETY: the same.
         b"background_thread" => unsafe { read_out(false, oldp, oldlenp) },
         b"thread.tcache.flush" => 0,
-        // SAFETY: caller's contract.
+        // SAFETY: the same; the string is static.
         b"version" => unsafe { read_out(c"hugeheap-0.1.0".as_ptr(), oldp, oldlenp) },
         n if n.starts_with(b"arena.") && (n.ends_with(b".purge") || n.ends_with(b".decay")) => {
             trim(0);

@@ -64,7 +64,8 @@ pub unsafe fn pop_small(size: usize) -> *mut u8 {
         let g = size_class::granule(size);
         // SAFETY: g < GRANULES (size <= TABLE_MAX), class_of(size) < NCLASS; the heap as above.
         debug_assert!(unsafe { (*heap).direct[g] == (*heap).current[class_of(size)] });
-        // SAFETY: as above.
+        // SAFETY: g < GRANULES (size <= TABLE_MAX); the entry is this thread's heap's slab of
+        // the class, or the sentinel, as `pop` asks.
         return unsafe { slab::pop(*(*heap).direct.get_unchecked(g)) };
     }
     // SAFETY: class_of(size) < NCLASS (size <= SMALL_MAX); the heap as above.
