@@ -320,7 +320,7 @@ mod tests {
         let mut want: BTreeSet<usize> = theirs.into_iter().collect();
         let mut again = Vec::new();
         while !want.is_empty() && again.len() < 3000 {
-            // SAFETY: as above.
+            // SAFETY: a non-zero layout; every block is freed once, below.
             let p = unsafe { a.alloc(layout) } as usize;
             want.remove(&p);
             again.push(p);

@@ -76,7 +76,8 @@ pub unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
         used
     };
     if used as i32 <= 0 {
-        // SAFETY: caller's contract.
+        // SAFETY: the heap, slab and block this call was given, under the contract it was given
+        // them with (`free_local_rare`'s too); `used` is the slab's word after this free.
         unsafe { free_local_rare(heap, span, b, head, used) }
     }
 }
@@ -127,7 +128,8 @@ pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
         if !b.is_null() {
             return b;
         }
-        // SAFETY: as above.
+        // SAFETY: `span` heads `heap`'s list of class `c` (the sentinel was handled above): a
+        // slab of this thread's heap, whose free list only this thread reads.
         let first = unsafe { (*span).free };
         if !first.is_null() {
             misuse::free_block_damaged(first); // pop refused it: it lacks its free mark
@@ -156,7 +158,7 @@ unsafe fn extend(span: *mut Span) {
     // SAFETY: span is a live slab of this thread's heap (caller).
     let (bs, start, bump, capacity) =
         unsafe { ((*span).block_size as usize, (*span).start, (*span).bump, (*span).capacity) };
-    // SAFETY: as above.
+    // SAFETY: the same live slab of this thread's heap, its free list this thread's.
     debug_assert!(unsafe { (*span).free.is_null() } && bump < capacity);
     let n = (4096 / bs).clamp(1, (capacity - bump) as usize);
     let first = start + bump as usize * bs;
@@ -324,7 +326,8 @@ pub fn rejoin_at(capacity: u32) -> u32 {
 pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { (*span).owner } == id(heap));
-    // SAFETY: caller's contract.
+    // SAFETY: `span` is a live slab of `heap`, this thread's heap (this function's contract):
+    // its local fields, its links and the heap's lists are this thread's alone.
     unsafe {
         if (*span).is_full() {
             let (used, capacity) = ((*span).used(), (*span).capacity);
