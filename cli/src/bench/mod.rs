@@ -97,3 +97,63 @@ pub fn pool_free_pages(kib: usize) -> usize {
 pub fn status_bytes(status: &str, key: &str) -> usize {
     hugeheap::internal::field_kib(status.as_bytes(), key.as_bytes()).unwrap_or(0) * 1024
 }
+
+/// Field `i` of `/proc/PID/stat` counted from the one after the command's closing parenthesis
+/// (0: the state, 1: the parent's pid, 11: user time, 12: system time), as a number; `None`
+/// when the process is gone or the field is not a number.
+pub fn stat_field(pid: u32, i: usize) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// The kernel's DAMON monitors switched on now, by their kdamond threads' pids. A monitor of
+/// physical memory (some VMs run one to report cold memory to the host) samples pages through
+/// the reverse map, which walks every mapping of a sampled folio: a huge page that forked
+/// children map with 4 KiB entries after their first writes costs it up to 512 entries per child.
+pub fn kdamonds() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/sys/kernel/mm/damon/admin/kdamonds") else { return Vec::new() };
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+    dir.filter_map(|e| e.ok())
+        .filter(|e| read(e.path().join("state")) == "on")
+        .filter_map(|e| read(e.path().join("pid")).parse().ok())
+        .filter(|&pid| pid > 0)
+        .collect()
+}
+
+/// CPU seconds (user and system) the threads `pids` have used so far; threads gone count 0.
+pub fn cpu_seconds(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks = |&pid: &u32| stat_field(pid, 11).unwrap_or(0) + stat_field(pid, 12).unwrap_or(0);
+    pids.iter().map(ticks).sum::<u64>() as f64 / hz
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cpu_seconds, stat_field};
+
+    #[test]
+    fn stat_field_counts_from_after_the_command() {
+        // SAFETY: getppid has no preconditions.
+        let parent = unsafe { libc::getppid() } as u64;
+        assert_eq!(stat_field(std::process::id(), 1), Some(parent));
+        assert_eq!(stat_field(u32::MAX, 1), None);
+    }
+
+    #[test]
+    fn cpu_seconds_counts_a_threads_own_time_and_nothing_for_threads_gone() {
+        let me = [std::process::id()];
+        let before = cpu_seconds(&me);
+        // Spin until the kernel has charged this process a clock tick of CPU (a minute at most,
+        // however busy the machine is): the count must move, and only forward.
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while cpu_seconds(&me) <= before && spin.elapsed() < std::time::Duration::from_secs(60) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        }
+        assert!(cpu_seconds(&me) > before, "no CPU time counted after a minute of spinning");
+        assert_eq!(cpu_seconds(&[u32::MAX]), 0.0);
+    }
+}

@@ -67,36 +67,8 @@ pub struct Machine {
     pub pool_1g: (usize, usize),
     /// CPUs.
     pub cpus: usize,
-    /// The kernel's DAMON monitors running (their kdamond threads), see [`kdamonds`].
+    /// The kernel's DAMON monitors running (their kdamond threads), see [`crate::bench::kdamonds`].
     pub kdamonds: usize,
-}
-
-/// The kernel's DAMON monitors switched on now, by their kdamond threads' pids. A monitor of
-/// physical memory (some VMs run one to report cold memory to the host) samples pages through
-/// the reverse map, which walks every mapping of a sampled folio: a huge page that forked
-/// children map with 4 KiB entries after their first writes costs it up to 512 entries per child.
-pub fn kdamonds() -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/sys/kernel/mm/damon/admin/kdamonds") else { return Vec::new() };
-    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
-    dir.filter_map(|e| e.ok())
-        .filter(|e| read(e.path().join("state")) == "on")
-        .filter_map(|e| read(e.path().join("pid")).parse().ok())
-        .filter(|&pid| pid > 0)
-        .collect()
-}
-
-/// CPU seconds (user and system) the threads `pids` have used so far; threads gone count 0.
-pub fn cpu_seconds(pids: &[u32]) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let ticks = |pid: &u32| -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command's closing parenthesis: state is the first, utime the 12th.
-        let rest: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
-        let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        field(11) + field(12)
-    };
-    pids.iter().map(ticks).sum::<u64>() as f64 / hz
 }
 
 impl Machine {
@@ -116,7 +88,7 @@ impl Machine {
             pool_2m: pool(2048),
             pool_1g: pool(1 << 20),
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            kdamonds: kdamonds().len(),
+            kdamonds: crate::bench::kdamonds().len(),
         }
     }
 
@@ -537,26 +509,4 @@ pub fn write(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
     let dir = opts.out_dir.canonicalize().unwrap_or(opts.out_dir.clone());
     eprintln!("hugeheap bench: wrote {}/fork.{{csv,json,txt,svg}}", dir.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cpu_seconds;
-
-    #[test]
-    fn cpu_seconds_counts_a_threads_own_time_and_nothing_for_threads_gone() {
-        let me = [std::process::id()];
-        let before = cpu_seconds(&me);
-        // Spin until the kernel has charged this process a clock tick of CPU (a minute at most,
-        // however busy the machine is): the count must move, and only forward.
-        let spin = std::time::Instant::now();
-        let mut x = 0u64;
-        while cpu_seconds(&me) <= before && spin.elapsed() < std::time::Duration::from_secs(60) {
-            for _ in 0..100_000 {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            }
-        }
-        assert!(cpu_seconds(&me) > before, "no CPU time counted after a minute of spinning");
-        assert_eq!(cpu_seconds(&[u32::MAX]), 0.0);
-    }
 }

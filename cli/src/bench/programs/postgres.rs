@@ -152,12 +152,7 @@ fn postmaster(pid: u32) -> Option<u32> {
 fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .ok()
-                .and_then(|s| s.rsplit(')').next()?.split_whitespace().nth(1)?.parse::<u32>().ok())
-                == Some(pid)
-        })
+        .filter(|&p| crate::bench::stat_field(p, 1) == Some(u64::from(pid)))
         .collect()
 }
 

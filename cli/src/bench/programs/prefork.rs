@@ -16,8 +16,7 @@
 //! plain run's, by path.
 
 use super::{PoolHold, Section, Setup, median, mib, ms, percentile, scratch};
-use crate::bench::fork::report::{cpu_seconds, kdamonds};
-use crate::bench::status_bytes;
+use crate::bench::{cpu_seconds, kdamonds, status_bytes};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
@@ -416,10 +415,12 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
     let pool_pages = (items * 2700 * 5 / 2) / (2 << 20) + 64;
     let mut plain_digests: Option<HashMap<usize, u64>> = None;
     let mut differ = Vec::new();
+    let mut damon_seen = false;
     for setup in [Setup::plain(), Setup::hugeheap_thp(), Setup::hugeheap_pool(pool_pages)] {
         let cells = (|| -> Result<Vec<String>, String> {
             pools.set_for(&setup)?;
             let mut m = run_once(server, &setup, &opts.lib, items, requests)?;
+            damon_seen |= m.kdamond_s.is_some();
             match &plain_digests {
                 None => plain_digests = Some(m.digests.clone()),
                 Some(p) => {
@@ -461,7 +462,7 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
          is loaded."
             .into(),
     );
-    if !kdamonds().is_empty() {
+    if damon_seen {
         section.notes.push(
             "The kernel's DAMON monitor runs on this machine: it samples physical pages and walks every mapping \
              of each sampled one, so a huge page that the workers map with 4 KiB entries after their first \
