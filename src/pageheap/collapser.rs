@@ -131,17 +131,22 @@ fn collapse_unshared() -> bool {
             return !pending;
         }
         for i in 0..n {
-            outcomes[i] = match mem::collapse(addrs[i], HUGE_SIZE) {
-                Ok(()) => Outcome::Collapsed,
-                Err(mem::EAGAIN) => Outcome::Busy,
-                Err(_) => Outcome::Failed,
-            };
+            outcomes[i] = collapse(addrs[i]);
         }
         if let Some(ph) = super::lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);
         }
     }
     false
+}
+
+/// Asks the kernel to collapse the huge page at `addr`, and says what became of it.
+fn collapse(addr: usize) -> Outcome {
+    match mem::collapse(addr, HUGE_SIZE) {
+        Ok(()) => Outcome::Collapsed,
+        Err(mem::EAGAIN) => Outcome::Busy,
+        Err(_) => Outcome::Failed,
+    }
 }
 
 /// After a wake: waits until the process has made no fork for `SETTLE_MS.0` (at most
@@ -226,11 +231,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
                 // Mapped whole already (a sweep after each fork of a loop finds most so):
                 // `MADV_COLLAPSE` would only drain every CPU's page lists to say so.
                 Some(Some((_, 0))) if pagemap.as_ref().is_some_and(|p| p.whole_huge(addrs[i])) => Outcome::Collapsed,
-                Some(Some((_, 0))) => match mem::collapse(addrs[i], HUGE_SIZE) {
-                    Ok(()) => Outcome::Collapsed,
-                    Err(mem::EAGAIN) => Outcome::Busy,
-                    Err(_) => Outcome::Failed,
-                },
+                Some(Some((_, 0))) => collapse(addrs[i]),
                 Some(_) => Outcome::Shared,
                 // The pagemap cannot be read (a process that changed its user is not dumpable,
                 // and its /proc files are root's; a /proc that is not procfs; no private
