@@ -5,6 +5,8 @@
 //! - a [`HugePage`] is 2 MiB: the grain of backing, of release to the OS and of the filler;
 //! - 1 GiB is the grain of hugetlb 1 GiB chunks.
 
+/// Bytes in the kernel's base page (x86-64): the grain of page tables and of copy-on-write.
+pub const OS_PAGE_SIZE: usize = 4096;
 /// log2 of the page size (64 KiB).
 pub const PAGE_SHIFT: u32 = 16;
 /// Bytes in a page.

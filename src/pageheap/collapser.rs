@@ -26,11 +26,11 @@
 //! inherits it (a child that drops privileges would read its parent's pagemap, physical frame
 //! numbers included when the parent opened it as root), and no fork waits for it.
 
-use super::doorbell::{self, KICK, PROMOTED, STARTED, URGENT};
+use super::bell;
 use super::recollapse::Outcome;
 use crate::os::{mem, thread};
 use crate::units::HUGE_SIZE;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 /// Huge pages per batch (a batch is looked at and collapsed outside the lock).
 const BATCH: usize = 8;
@@ -71,27 +71,27 @@ pub fn kick() {
     if BUDGET.load(Ordering::Relaxed) == 0 {
         return;
     }
-    if STARTED.load(Ordering::Relaxed) == 0 && STARTED.swap(1, Ordering::AcqRel) == 0 {
-        KICK.fetch_add(1, Ordering::Release);
+    if bell().started.load(Ordering::Relaxed) == 0 && bell().started.swap(1, Ordering::AcqRel) == 0 {
+        bell().kick.fetch_add(1, Ordering::Release);
         if !thread::spawn_detached(helper, c"hugeheap-thp", 256 << 10) {
-            STARTED.store(0, Ordering::Relaxed);
+            bell().started.store(0, Ordering::Relaxed);
         }
         return;
     }
-    doorbell::ring();
+    bell().ring();
 }
 
-/// Whether this process has forked or is a forked child: from then on another process may
-/// share its pages, and only the helper, which asks the pagemap first, collapses them.
-static FORKED: AtomicBool = AtomicBool::new(false);
-
-/// Before every fork (the prepare handler; the child inherits the mark).
+/// Before every fork (the prepare handler; the child inherits the mark). Written only the
+/// first time: a page written on every fork costs a page fault on every fork.
 pub fn note_fork() {
-    FORKED.store(true, Ordering::Relaxed);
+    let forked = &bell().forked;
+    if !forked.load(Ordering::Relaxed) {
+        forked.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Collapses the small heap's pages if they were turned into THP since this was last asked
-/// (`doorbell::promoted`): here, in the allocating thread, when the process has never forked
+/// (`Doorbell::promoted`): here, in the allocating thread, when the process has never forked
 /// (no page can be shared, so no pagemap is read), else by the helper, started if need be.
 /// Here, the collapse is done before the program can fork (a program that builds its heap and
 /// forks at once found the helper still collapsing, its first forks waiting for it: 64 MiB
@@ -101,8 +101,8 @@ pub fn note_fork() {
 /// allocate.
 #[inline]
 pub fn start_if_promoted() {
-    if PROMOTED.load(Ordering::Relaxed) != 0 && PROMOTED.swap(0, Ordering::Relaxed) != 0 {
-        let here = BUDGET.load(Ordering::Relaxed) > 0 && !FORKED.load(Ordering::Relaxed);
+    if bell().promoted.load(Ordering::Relaxed) != 0 && bell().promoted.swap(0, Ordering::Relaxed) != 0 {
+        let here = BUDGET.load(Ordering::Relaxed) > 0 && !bell().forked.load(Ordering::Relaxed);
         if !(here && collapse_unshared()) {
             kick();
         }
@@ -118,7 +118,7 @@ pub fn start_if_promoted() {
 fn collapse_unshared() -> bool {
     let mut addrs = [0usize; BATCH];
     let mut outcomes = [Outcome::Collapsed; BATCH];
-    while !FORKED.load(Ordering::Relaxed) {
+    while !bell().forked.load(Ordering::Relaxed) {
         let n = match super::lock().as_mut() {
             Some(ph) => ph.collapse_batch(&mut addrs),
             None => return false,
@@ -126,7 +126,7 @@ fn collapse_unshared() -> bool {
         if n == 0 {
             let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
             if !pending {
-                URGENT.store(0, Ordering::Relaxed);
+                bell().urgent.store(0, Ordering::Relaxed);
             }
             return !pending;
         }
@@ -151,14 +151,14 @@ fn collapse(addr: usize) -> Outcome {
 
 /// After a wake: waits until the process has made no fork for `SETTLE_MS.0` (at most
 /// `SETTLE_MS.1`), so that the sweep runs between forks, not during the next ones; a
-/// promotion's sweep (`URGENT`) does not wait.
+/// promotion's sweep (`urgent`) does not wait.
 fn settle() {
     let mut waited = 0;
-    while URGENT.load(Ordering::Relaxed) == 0 && waited < SETTLE_MS.1 {
-        let k = KICK.load(Ordering::Acquire);
+    while bell().urgent.load(Ordering::Relaxed) == 0 && waited < SETTLE_MS.1 {
+        let k = bell().kick.load(Ordering::Acquire);
         thread::sleep_us(u64::from(SETTLE_MS.0) * 1000);
         waited += SETTLE_MS.0;
-        if KICK.load(Ordering::Acquire) == k {
+        if bell().kick.load(Ordering::Acquire) == k {
             break;
         }
     }
@@ -166,7 +166,7 @@ fn settle() {
 
 /// In a forked child: the parent's helper is not there.
 pub fn forget_in_child() {
-    STARTED.store(0, Ordering::Relaxed);
+    bell().started.store(0, Ordering::Relaxed);
     CPU_US.store(0, Ordering::Relaxed);
 }
 
@@ -185,7 +185,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     let mut pagemap: Option<Option<mem::Pagemap>> = None;
     settle();
     loop {
-        let kick = KICK.load(Ordering::Acquire);
+        let kick = bell().kick.load(Ordering::Acquire);
         let n = {
             let mut guard = super::lock();
             let Some(ph) = guard.as_mut() else { return core::ptr::null_mut() };
@@ -198,13 +198,13 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             // pages (they would keep it pending, and urgent, as long as they live); one asked
             // for during this sweep keeps it for the next.
             if !pending || shared_now > 0 {
-                URGENT.store(0, Ordering::Relaxed);
+                bell().urgent.store(0, Ordering::Relaxed);
             }
             if !pending {
                 // Complete: sleep until the next fork.
                 (shared_wait, shared_last, shared_now) = (SHARED_WAIT_MS.0, usize::MAX, 0);
-                thread::wait(&KICK, kick, 1000);
-                if KICK.load(Ordering::Relaxed) != kick {
+                thread::wait(&bell().kick, kick, 1000);
+                if bell().kick.load(Ordering::Relaxed) != kick {
                     settle();
                 }
             } else if shared_now == 0 {
@@ -248,7 +248,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
         CPU_US.store(t1 - spent_base, Ordering::Relaxed);
         // Stay within the budget: after using `used` µs, rest `used * (100 - b) / b` µs;
         // a promotion's sweep does not rest.
-        if URGENT.load(Ordering::Relaxed) == 0 {
+        if bell().urgent.load(Ordering::Relaxed) == 0 {
             let b = u64::from(BUDGET.load(Ordering::Relaxed).max(1));
             let used = t1 - t0;
             thread::sleep_us(used * (100 - b) / b);

@@ -58,7 +58,7 @@ use crate::os::OsInfo;
 use crate::pagekind::PageKind;
 use crate::span::Span;
 use crate::sync::{SpinGuard, SpinLock};
-use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
+use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, OS_PAGE_SIZE, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
 use arena::Arena;
 use backing::{Backing, OsBacking};
 use core::ptr::{self, NonNull};
@@ -159,18 +159,36 @@ pub struct PageHeap<B: Backing = OsBacking> {
 unsafe impl<B: Backing + Send> Send for PageHeap<B> {}
 
 /// The process's page heap, behind the lock that every slow path takes (`None` before
-/// start-up, or if it failed).
-static PAGE_HEAP: SpinLock<Option<PageHeap>> = SpinLock::new(None);
+/// start-up, or if it failed), and the helper's doorbell, on one page of their own. `fork()`
+/// write-protects the parent's memory, so every page the fork handlers write costs the parent
+/// a page fault on each fork (and a copy while the child lives); they write the lock, the
+/// page heap's fork counts and the doorbell, one page between them.
+#[repr(C, align(4096))]
+struct ForkPage {
+    heap: SpinLock<Option<PageHeap>>,
+    bell: doorbell::Doorbell,
+}
+
+// The page heap and the doorbell fit on the one page the alignment gives them.
+const _: () = assert!(size_of::<ForkPage>() == OS_PAGE_SIZE && align_of::<ForkPage>() == OS_PAGE_SIZE);
+
+static FORK_PAGE: ForkPage = ForkPage { heap: SpinLock::new(None), bell: doorbell::Doorbell::new() };
 
 /// Takes the page heap's lock.
 #[inline]
 pub fn lock() -> SpinGuard<'static, Option<PageHeap>> {
-    PAGE_HEAP.lock()
+    FORK_PAGE.heap.lock()
 }
 
 /// The lock itself, for the fork handlers (which hold it across `fork()`).
 pub fn the_lock() -> &'static SpinLock<Option<PageHeap>> {
-    &PAGE_HEAP
+    &FORK_PAGE.heap
+}
+
+/// The process's re-collapse doorbell.
+#[inline]
+pub fn bell() -> &'static doorbell::Doorbell {
+    &FORK_PAGE.bell
 }
 
 impl<B: Backing> PageHeap<B> {
@@ -498,7 +516,7 @@ impl<B: Backing> PageHeap<B> {
                 d.kind = PageKind::Thp as u8;
             }
             self.recollapse.request();
-            doorbell::promoted();
+            bell().promoted();
         }
         self.mirror_release_from();
         self.tables.map().set_range(HugePage(frontier), HugePage(added), true);

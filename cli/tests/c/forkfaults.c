@@ -1,0 +1,62 @@
+/* Page faults the parent takes inside fork(): builds a heap of small blocks (argv[1] MiB),
+ * optionally starts an idle thread (argv[3] = 1: glibc's fork then takes its multi-threaded
+ * path, as it does under the re-collapse helper), forks argv[2] times (each child leaves at
+ * once) and prints the median of the minor faults counted inside fork(). Every page that
+ * fork's handlers write costs one such fault: fork() write-protects the parent's memory. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static long faults(void) {
+    struct rusage r;
+    getrusage(RUSAGE_SELF, &r);
+    return r.ru_minflt;
+}
+
+static void *idle(void *arg) {
+    (void)arg;
+    pause();
+    return NULL;
+}
+
+static int cmp(const void *a, const void *b) {
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    size_t bytes = (size_t)atol(argv[1]) << 20;
+    int n = atoi(argv[2]);
+    if (atoi(argv[3])) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, idle, NULL) != 0) return 3;
+    }
+    size_t total = 0, count = 0, cap = bytes / 16 + 1;
+    char **keep = malloc(cap * sizeof *keep);
+    unsigned long long x = 88172645463325252ULL;
+    while (total < bytes && count < cap) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        size_t s = 16 + x % 240;
+        char *p = malloc(s);
+        if (!p) return 4;
+        p[0] = 1; p[s - 1] = 2;
+        keep[count++] = p;
+        total += s;
+    }
+    long *f = malloc(n * sizeof *f);
+    for (int i = 0; i < n; i++) {
+        long before = faults();
+        pid_t pid = fork();
+        if (pid == 0) _exit(0);
+        f[i] = faults() - before;
+        if (pid < 0 || waitpid(pid, NULL, 0) != pid) return 5;
+    }
+    qsort(f, n, sizeof *f, cmp);
+    printf("@ faults=%ld max=%ld\n", f[n / 2], f[n - 1]);
+    for (size_t i = 0; i < count; i++) free(keep[i]);
+    return 0;
+}

@@ -1,0 +1,51 @@
+//! What the allocator adds to fork() itself, through libhugeheap.so: `fork()` write-protects
+//! the parent's memory, so every page its fork handlers write costs the parent a page fault on
+//! every fork (and a copy of the page while the child lives). The handlers write two pages: the
+//! page heap's lock page (the lock, its fork counts and the re-collapse doorbell) and the
+//! thread heaps' registry lock. A C program counts the faults inside fork(), plain and under
+//! the preload in the same run, single-threaded and with a second thread (the re-collapse
+//! helper makes a process multi-threaded, and glibc's fork then writes its own locks too).
+//! Page-fault counts, not times: the same on a busy machine.
+
+mod common;
+
+use common::{build, lib, word_value};
+use std::path::Path;
+use std::process::Command;
+
+/// Pages the allocator's fork handlers write.
+const HANDLER_PAGES: i64 = 2;
+
+/// The median number of faults inside fork() of `prog` (a 64 MiB heap, 100 forks), with an
+/// idle second thread if `thread`, under the preload when `env` is given.
+fn faults(prog: &Path, thread: bool, env: Option<&[(&str, &str)]>) -> i64 {
+    let mut cmd = Command::new(prog);
+    cmd.args(["64", "100", if thread { "1" } else { "0" }]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HUGEHEAP_") || k == "LD_PRELOAD" {
+            cmd.env_remove(k);
+        }
+    }
+    if let Some(env) = env {
+        cmd.env("LD_PRELOAD", lib()).envs(env.iter().copied());
+    }
+    let out = cmd.output().expect("run forkfaults");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}\n{text}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    word_value(&text, "faults").unwrap_or_else(|| panic!("no faults= in {text:?}"))
+}
+
+#[test]
+fn fork_handlers_write_two_pages_of_the_parent() {
+    let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
+    // No helper: the process stays single-threaded, as plain.
+    let plain = faults(&prog, false, None);
+    let hh = faults(&prog, false, Some(&[("HUGEHEAP_COLLAPSE", "0")]));
+    println!("single-threaded: plain {plain}, hugeheap without the helper {hh}");
+    assert!(hh <= plain + HANDLER_PAGES, "fork() faulted on {hh} pages under hugeheap, {plain} plain");
+    // The defaults: the helper is a second thread, so the baseline is a plain program with one.
+    let plain_mt = faults(&prog, true, None);
+    let hh_mt = faults(&prog, false, Some(&[]));
+    println!("with a second thread: plain {plain_mt}, hugeheap (its helper) {hh_mt}");
+    assert!(hh_mt <= plain_mt + HANDLER_PAGES, "fork() faulted on {hh_mt} pages under hugeheap, {plain_mt} plain");
+}
