@@ -34,7 +34,7 @@ fn build_preload(manifest: &Path, out: &Path) -> PathBuf {
             preload.display()
         ));
     }
-    for p in ["src", "preload/src", "Cargo.toml", "preload/Cargo.toml", "Cargo.lock"] {
+    for p in ["src", "preload/src", "preload/build.rs", "Cargo.toml", "preload/Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", ws.join(p).display());
     }
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: build beside the profiles.

@@ -216,6 +216,26 @@ fn run_reports_bad_arguments() {
 }
 
 #[test]
+fn the_library_brings_no_other_library() {
+    // libhugeheap.so needs only the C library: the unwinder Rust's standard library refers to
+    // is linked in (preload/build.rs), so no libgcc_s.so is loaded into the program, and its
+    // mappings are not copied at each fork.
+    let out = hugeheap().args(["run", "--lib"]).arg(lib()).args(["--", "cat", "/proc/self/maps"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let maps = String::from_utf8_lossy(&out.stdout);
+    let libs: std::collections::BTreeSet<&str> =
+        maps.lines().filter_map(|l| l.split_whitespace().nth(5)).filter(|p| p.contains(".so")).collect();
+    assert!(libs.iter().any(|p| p.contains("libhugeheap")), "not preloaded: {libs:?}");
+    // What `cat` itself loads, and hugeheap: nothing else.
+    let plain = std::process::Command::new("cat").arg("/proc/self/maps").output().unwrap();
+    let plain = String::from_utf8_lossy(&plain.stdout);
+    for l in &libs {
+        let name = l.rsplit('/').next().unwrap_or(l);
+        assert!(name.starts_with("libhugeheap") || plain.contains(name), "libhugeheap.so brought {l} along");
+    }
+}
+
+#[test]
 fn exit_status_is_the_commands() {
     let out = hugeheap().args(["run", "--lib"]).arg(lib()).args(["--", "sh", "-c", "exit 7"]).output().unwrap();
     assert_eq!(out.status.code(), Some(7));
