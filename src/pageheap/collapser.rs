@@ -203,7 +203,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             if !pending {
                 // Complete: sleep until the next fork.
                 (shared_wait, shared_last, shared_now) = (SHARED_WAIT_MS.0, usize::MAX, 0);
-                thread::wait(&bell().kick, kick, 1000);
+                bell().sleep(kick, 1000);
                 if bell().kick.load(Ordering::Relaxed) != kick {
                     settle();
                 }

@@ -14,6 +14,11 @@ pub struct Doorbell {
     pub started: AtomicU32,
     /// Bumped by every fork and every nudge (the futex the helper sleeps on).
     pub kick: AtomicU32,
+    /// 1 while the helper sleeps on `kick` until the next fork ([`Doorbell::sleep`]); only
+    /// then does a ring make the wake-up system call. Otherwise the helper is working, or
+    /// resting for a set time after which it reads `kick` anyway, and a program that forks in
+    /// a loop makes no system call for it.
+    pub asleep: AtomicU32,
     /// 1 when the small heap's pages were turned into THP and the helper is to collapse them,
     /// started if it is not running: taken by `collapser::start_if_promoted` at the next point
     /// where no allocator lock is held and no thread heap is midway through a change.
@@ -33,6 +38,7 @@ impl Doorbell {
         Self {
             started: AtomicU32::new(0),
             kick: AtomicU32::new(0),
+            asleep: AtomicU32::new(0),
             promoted: AtomicU32::new(0),
             urgent: AtomicU32::new(0),
             forked: AtomicBool::new(false),
@@ -51,10 +57,23 @@ impl Doorbell {
         }
     }
 
-    /// Bumps the word and wakes whoever sleeps on it.
+    /// Bumps the word, and wakes the helper if it sleeps on it.
     pub fn ring(&self) {
-        self.kick.fetch_add(1, Ordering::Release);
-        thread::wake(&self.kick);
+        // SeqCst, as in `sleep`: either this load sees the helper's mark, or the helper's
+        // futex wait sees the bumped word and does not sleep.
+        self.kick.fetch_add(1, Ordering::SeqCst);
+        if self.asleep.load(Ordering::SeqCst) != 0 {
+            thread::wake(&self.kick);
+        }
+    }
+
+    /// In the helper: sleeps until `kick` moves from `seen` (a ring), or `timeout_ms` passes.
+    pub fn sleep(&self, seen: u32, timeout_ms: u32) {
+        self.asleep.store(1, Ordering::SeqCst);
+        if self.kick.load(Ordering::SeqCst) == seen {
+            thread::wait(&self.kick, seen, timeout_ms);
+        }
+        self.asleep.store(0, Ordering::Relaxed);
     }
 }
 
