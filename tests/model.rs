@@ -1,13 +1,16 @@
 //! Model-based property test: random sequences of alloc / alloc_zeroed / realloc / dealloc
-//! against a shadow model. Sizes 0..16 MiB, alignments 1..2 MiB. Checked after every step:
-//! alignment, zeroed memory is zero, live blocks never overlap, contents survive (each block
-//! carries a pattern derived from its id, checked before it is freed or moved). The page
-//! heap's invariants are checked after every sequence.
+//! against the shadow model (`common/shadow.rs`, shared with the fuzz target). Sizes 0..16 MiB,
+//! alignments 1..2 MiB. Checked after every step: alignment, zeroed memory is zero, live blocks
+//! never overlap, contents survive (each block carries a pattern derived from its id, checked
+//! before it is freed or moved). The heap's invariants are checked after every sequence.
+
+#[path = "common/shadow.rs"]
+mod shadow;
 
 use hugeheap::HugeAlloc;
 use proptest::prelude::*;
+use shadow::Shadow;
 use std::alloc::{GlobalAlloc, Layout};
-use std::collections::BTreeMap;
 
 #[global_allocator]
 static A: HugeAlloc = HugeAlloc::new();
@@ -37,112 +40,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-struct Live {
-    ptr: *mut u8,
-    size: usize,
-    align: usize,
-    id: u64,
-}
-
-fn byte(id: u64, i: usize) -> u8 {
-    (id as usize).wrapping_mul(31).wrapping_add(i).wrapping_mul(7) as u8
-}
-
-/// Offsets checked in a block: all of a small one, a sample of a big one.
-fn offsets(size: usize) -> Box<dyn Iterator<Item = usize>> {
-    if size <= 64 << 10 {
-        Box::new(0..size)
-    } else {
-        Box::new((0..4096).chain((4096..size - 4096).step_by(4093)).chain(size - 4096..size))
-    }
-}
-
-fn fill(b: &Live) {
-    for i in offsets(b.size) {
-        // SAFETY: i < size, inside the live block.
-        unsafe { *b.ptr.add(i) = byte(b.id, i) };
-    }
-}
-
-/// Checks the pattern of `b` at the offsets filled when it had `filled_size` bytes, below `upto`.
-fn check(b: &Live, filled_size: usize, upto: usize) {
-    for i in offsets(filled_size).filter(|&i| i < upto) {
-        // SAFETY: i < size, inside the live block.
-        let v = unsafe { *b.ptr.add(i) };
-        assert_eq!(v, byte(b.id, i), "block {} (size {}) byte {i} lost", b.id, b.size);
-    }
-}
-
-fn layout(size: usize, align: usize) -> Layout {
-    Layout::from_size_align(size.max(1), align).unwrap()
-}
-
 fn run(ops: Vec<Op>) {
-    let mut live: Vec<Live> = Vec::new();
-    // start -> end of every live block, to check overlap
-    let mut spans: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut next_id = 0u64;
-    let insert = |spans: &mut BTreeMap<usize, usize>, p: usize, size: usize| {
-        let end = p + size.max(1);
-        if let Some((&s, &e)) = spans.range(..end).next_back() {
-            assert!(e <= p || s >= end, "block {p:#x}+{size} overlaps {s:#x}..{e:#x}");
-        }
-        spans.insert(p, end);
-    };
+    let mut model = Shadow::new();
     for op in ops {
         match op {
             Op::Alloc { size, align_shift, zeroed } => {
-                let align = 1usize << align_shift;
-                let l = layout(size, align);
-                // SAFETY: l has a non-zero size.
-                let p = unsafe { if zeroed { A.alloc_zeroed(l) } else { A.alloc(l) } };
-                assert!(!p.is_null(), "alloc {size} align {align}");
-                assert_eq!(p as usize % align, 0, "alignment {align} of {p:p}");
-                if zeroed {
-                    for i in offsets(l.size()) {
-                        // SAFETY: inside the new block.
-                        assert_eq!(unsafe { *p.add(i) }, 0, "zeroed block of {size} byte {i}");
-                    }
-                }
-                insert(&mut spans, p as usize, l.size());
-                let b = Live { ptr: p, size: l.size(), align, id: next_id };
-                next_id += 1;
-                fill(&b);
-                live.push(b);
+                assert!(model.alloc(&A, size, 1 << align_shift, zeroed));
             }
-            Op::Realloc { pick, size } if !live.is_empty() => {
-                let i = pick % live.len();
-                let old = &live[i];
-                check(old, old.size, old.size);
-                spans.remove(&(old.ptr as usize));
-                let new_size = size.max(1);
-                // SAFETY: old is live, allocated with this layout; new size non-zero.
-                let p = unsafe { A.realloc(old.ptr, layout(old.size, old.align), new_size) };
-                assert!(!p.is_null());
-                assert_eq!(p as usize % old.align, 0);
-                let moved = Live { ptr: p, size: new_size, align: old.align, id: old.id };
-                check(&moved, old.size, old.size.min(new_size));
-                insert(&mut spans, p as usize, new_size);
-                let id = next_id;
-                next_id += 1;
-                live[i] = Live { id, ..moved };
-                fill(&live[i]);
-            }
-            Op::Free { pick } if !live.is_empty() => {
-                let b = live.swap_remove(pick % live.len());
-                check(&b, b.size, b.size);
-                spans.remove(&(b.ptr as usize));
-                // SAFETY: b is live with this layout.
-                unsafe { A.dealloc(b.ptr, layout(b.size, b.align)) };
-            }
-            _ => {}
+            Op::Realloc { pick, size } => model.realloc(&A, pick, size),
+            Op::Free { pick } => model.free(&A, pick),
         }
     }
-    for b in live {
-        check(&b, b.size, b.size);
-        // SAFETY: b is live with this layout.
-        unsafe { A.dealloc(b.ptr, layout(b.size, b.align)) };
-    }
+    model.clear(&A);
     hugeheap::internal::check_invariants();
 }
 
