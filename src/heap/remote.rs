@@ -90,33 +90,41 @@ unsafe fn batch_for(heap: *mut Heap, owner: *mut Heap) -> *mut RemoteMsg {
     if heap == empty_heap() || cfg!(feature = "check") && LOOSE_ONLY.load(Ordering::Relaxed) {
         return ptr::null_mut();
     }
-    // SAFETY: heap is this thread's own heap (not the sentinel, checked above): its batches
-    // are ours, each null or a live message of ours.
-    unsafe {
-        let batch = &mut (*heap).batch;
-        let found = batch.iter().position(|&m| !m.is_null() && (*m).owner == owner);
-        let at = match found {
-            Some(i) => i,
-            None => {
-                post(heap, BATCHES - 1);
-                BATCHES - 1
-            }
-        };
-        // Move it (or the empty slot) to the front, the others down one.
+    // SAFETY: `heap` is this thread's own heap (not the sentinel, checked above), whose batch
+    // slots only this thread touches; each holds null or a live message of this thread's.
+    let found = unsafe { (*heap).batch.iter().position(|&m| !m.is_null() && (*m).owner == owner) };
+    let at = match found {
+        Some(i) => i,
+        None => {
+            // SAFETY: this thread's own heap (as above); BATCHES - 1 is a slot.
+            unsafe { post(heap, BATCHES - 1) };
+            BATCHES - 1
+        }
+    };
+    // Move it (or the empty slot) to the front, the others down one.
+    // SAFETY: this thread's own heap's slots (as above); no other borrow of them is live.
+    let m = unsafe {
         let batch = &mut (*heap).batch;
         batch[..=at].rotate_right(1);
-        let m = batch[0];
-        if !m.is_null() && (*m).count < MSG_SLOTS {
-            return m;
-        }
-        post(heap, 0);
-        let m = new_batch(heap);
-        if !m.is_null() {
+        batch[0]
+    };
+    // SAFETY: the slots hold null or live messages of this thread's (as above).
+    if !m.is_null() && unsafe { (*m).count } < MSG_SLOTS {
+        return m;
+    }
+    // SAFETY: this thread's own heap (as above); 0 is a slot.
+    unsafe { post(heap, 0) };
+    // SAFETY: this thread's own heap, not the sentinel (as above).
+    let m = unsafe { new_batch(heap) };
+    if !m.is_null() {
+        // SAFETY: `m` is an empty message now this thread's; slot 0 of this thread's own heap
+        // was just emptied by `post`.
+        unsafe {
             (*m).owner = owner;
             (*heap).batch[0] = m;
         }
-        m
     }
+    m
 }
 
 /// An empty message for this thread to fill: a spare one, one its owners gave back, or one
@@ -177,16 +185,22 @@ unsafe fn post(heap: *mut Heap, slot: usize) {
     if m.is_null() {
         return;
     }
-    // SAFETY: m was our batch: ours until the compare-and-swap publishes it (Release: the
-    // slots are visible to the owner's Acquire swap). The spare list is this thread's; the
-    // owner is a live heap.
-    unsafe {
-        if (*m).count == 0 {
+    // SAFETY: `m` was this thread's batch, so it stays this thread's alone until the push
+    // below publishes it.
+    let (count, owner) = unsafe { ((*m).count, (*m).owner) };
+    if count == 0 {
+        // SAFETY: an empty message of this thread's goes on its own heap's spare list, which
+        // only this thread touches (`heap` is this thread's heap: this function's contract).
+        unsafe {
             (*m).next = (*heap).spare;
             (*heap).spare = m;
-            return;
         }
-        let owner = (*m).owner;
+        return;
+    }
+    // SAFETY: the owner is a live heap (heaps are never unmapped); the push's compare-and-swap
+    // (Release) publishes the message's slots to the owner's Acquire swap, and this thread
+    // touches `m` no more.
+    unsafe {
         push_list(&(*owner).msg_inbox, m, m);
         take_home_if_abandoned(owner);
     }

@@ -21,18 +21,24 @@ use core::ptr;
 #[inline(always)]
 pub unsafe fn pop(span: *mut Span) -> *mut u8 {
     debug_assert!(!span.is_null());
-    // SAFETY: caller's contract: this thread alone touches the slab's local fields, and a
-    // block on its free list is the allocator's (at least 16 bytes).
+    // SAFETY: `span` is a slab of this thread's heap or the sentinel (this function's
+    // contract): a live header whose local fields only this thread touches.
+    let b = unsafe { (*span).free };
+    // SAFETY: a non-null head of a slab's free list is one of the slab's blocks (at least 16
+    // bytes, mapped for the process's life), so its mark can be read whatever the program
+    // did to it.
+    if b.is_null() || unsafe { (*b).mark } != free_mark(b) {
+        return ptr::null_mut();
+    }
+    // SAFETY: `b` is a free block of the slab with its mark intact, so its link is the list's
+    // next entry; the slab's fields are this thread's (as above), and clearing the mark hands
+    // the block to the program.
     unsafe {
-        let b = (*span).free;
-        if b.is_null() || (*b).mark != free_mark(b) {
-            return ptr::null_mut();
-        }
         (*span).free = (*b).next;
         (*b).mark = 0;
         (*span).set_used_word((*span).used_word() + 1);
-        b.cast()
     }
+    b.cast()
 }
 
 /// Puts `b` back on its slab's free list (the owner's side of a free). A slab with no block
@@ -66,7 +72,9 @@ pub unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
         // them with (`free_local_rare` asks the same); `head` is the list's head, just read.
         return unsafe { free_local_rare(heap, span, b, head, 0) };
     }
-    // SAFETY: as above; `used` is an atomic the owner writes with plain stores.
+    // SAFETY: `span` is a live slab of this thread's heap, whose free list and `used` word
+    // only this thread writes (`used` is an atomic the owner writes with plain stores); `b` is
+    // one of its blocks, which the program no longer uses, so linking it writes over nothing.
     let used = unsafe {
         (*b).next = head;
         (*b).mark = free_mark(b);
@@ -134,7 +142,8 @@ pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
         if !first.is_null() {
             misuse::free_block_damaged(first); // pop refused it: it lacks its free mark
         }
-        // SAFETY: as above; `bump` and `capacity` are read by the owner only here.
+        // SAFETY: `span` is a slab of this thread's heap (as above), and only the owner reads
+        // `bump` and `capacity`.
         if unsafe { (*span).bump < (*span).capacity } {
             // SAFETY: the free list is empty (pop found nothing) and blocks remain unused.
             unsafe { extend(span) };
@@ -327,20 +336,24 @@ pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { (*span).owner } == id(heap));
     // SAFETY: `span` is a live slab of `heap`, this thread's heap (this function's contract):
-    // its local fields, its links and the heap's lists are this thread's alone.
-    unsafe {
-        if (*span).is_full() {
-            let (used, capacity) = ((*span).used(), (*span).capacity);
-            debug_assert!(used < capacity);
-            if used != 0 && capacity - used < rejoin_at(capacity) {
-                return;
-            }
+    // its local fields are this thread's alone.
+    let (full, used, capacity) = unsafe { ((*span).is_full(), (*span).used(), (*span).capacity) };
+    if full {
+        debug_assert!(used < capacity);
+        if used != 0 && capacity - used < rejoin_at(capacity) {
+            return;
+        }
+        // SAFETY: as above; clearing the full mark leaves the count, and a slab that is no
+        // longer full is outside its list, as `push_back` asks.
+        unsafe {
             (*span).set_used_word(used);
             push_back(heap, span);
         }
-        if (*span).used() == 0 {
-            retire_if_spare(heap, span);
-        }
+    }
+    if used == 0 {
+        // SAFETY: an empty slab of this thread's heap, no longer full (its mark was cleared
+        // above if it had one), as `retire_if_spare` asks.
+        unsafe { retire_if_spare(heap, span) };
     }
 }
 
@@ -354,13 +367,17 @@ pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
 unsafe fn retire_if_spare(heap: *mut Heap, span: *mut Span) {
     // SAFETY: `span` is an empty, non-full slab of `heap`, this thread's heap (this function's
     // contract): in its class's list, its fields and the heap's tables this thread's alone.
-    unsafe {
+    let (c, only) = unsafe {
         debug_assert!((*span).used_word() == 0);
         let c = (*span).class as usize;
-        let only = (*heap).current[c] == span && (*span).next.is_null();
-        if only && slab_bytes(c) < pageheap::release_from() {
-            return;
-        }
+        (c, (*heap).current[c] == span && (*span).next.is_null())
+    };
+    if only && slab_bytes(c) < pageheap::release_from() {
+        return;
+    }
+    // SAFETY: as above: `span` is in `heap`'s list of its class, and once out of it, an empty
+    // slab no thread allocates from, whose blocks are all free.
+    unsafe {
         unlink(heap, span);
         retire(span);
     }
