@@ -65,7 +65,9 @@ impl<T> SpinLock<T> {
     #[allow(clippy::mut_from_ref)] // the lock, held by the caller, makes the access unique
     pub unsafe fn get_held(&self) -> &mut T {
         debug_assert!(self.locked.load(Ordering::Relaxed));
-        // SAFETY: caller's contract: the lock is held, by the caller, with no guard.
+        // SAFETY: the calling thread holds the lock through `raw_lock` and no guard exists
+        // (this function's contract), so no other reference to the value exists while the
+        // returned one lives.
         unsafe { &mut *self.value.get() }
     }
 
@@ -95,7 +97,8 @@ impl<T> Deref for SpinGuard<'_, T> {
 
 impl<T> DerefMut for SpinGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as for deref; the guard is unique, so the mutable borrow is too.
+        // SAFETY: the guard exists only while the lock is held, and `&mut self` makes this
+        // borrow of the guard, and so of the value, the only one.
         unsafe { &mut *self.lock.value.get() }
     }
 }

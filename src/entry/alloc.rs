@@ -139,7 +139,8 @@ pub unsafe fn free(p: *mut u8) {
     if span.is_null() {
         return free_unmapped(p);
     }
-    // SAFETY: span is the live span holding p (caller's contract).
+    // SAFETY: `p` is a live allocation of this allocator (this function's contract), and the
+    // page map entry of a live allocation's page is its span, live while the block is.
     unsafe {
         if heap::is_own_slab(span) {
             heap::free_own(p, span);

@@ -62,13 +62,15 @@ pub unsafe fn pop_small(size: usize) -> *mut u8 {
     // only this thread touches its own heap.
     if size <= size_class::TABLE_MAX {
         let g = size_class::granule(size);
-        // SAFETY: g < GRANULES (size <= TABLE_MAX), class_of(size) < NCLASS; the heap as above.
+        // SAFETY: g < GRANULES (size <= TABLE_MAX), class_of(size) < NCLASS; `heap` is this
+        // thread's heap or the sentinel, both live.
         debug_assert!(unsafe { (*heap).direct[g] == (*heap).current[class_of(size)] });
         // SAFETY: g < GRANULES (size <= TABLE_MAX); the entry is this thread's heap's slab of
         // the class, or the sentinel, as `pop` asks.
         return unsafe { slab::pop(*(*heap).direct.get_unchecked(g)) };
     }
-    // SAFETY: class_of(size) < NCLASS (size <= SMALL_MAX); the heap as above.
+    // SAFETY: class_of(size) < NCLASS (size <= SMALL_MAX); `heap` is this thread's heap or the
+    // sentinel, both live, and its `current` entries are slabs of it or the sentinel's.
     unsafe { slab::pop(*(*heap).current.get_unchecked(class_of(size))) }
 }
 

@@ -47,7 +47,8 @@ fn map_fresh(len: usize, prot: libc::c_int, flags: libc::c_int) -> Option<usize>
 /// refers to any more.
 pub unsafe fn unmap(start: usize, len: usize) {
     debug_assert!(start % 4096 == 0 && len % 4096 == 0);
-    // SAFETY: caller's contract: the range is ours and unused.
+    // SAFETY: the range is a mapping hugeheap made that nothing refers to any more (this
+    // function's contract): unmapping it invalidates no live reference.
     unsafe { libc::munmap(start as *mut libc::c_void, len) };
 }
 
@@ -60,7 +61,8 @@ pub unsafe fn unmap(start: usize, len: usize) {
 /// another mapping it would change that mapping's behaviour).
 pub unsafe fn advise_huge(addr: usize, len: usize) -> Result<(), i32> {
     debug_assert!(addr % 4096 == 0 && len % 4096 == 0 && len > 0);
-    // SAFETY: caller's contract: our own committed range; advice does not touch contents.
+    // SAFETY: the range is committed memory of the arena (this function's contract), and
+    // MADV_HUGEPAGE changes no contents.
     match unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) } {
         0 => Ok(()),
         _ => Err(errno()),
@@ -101,7 +103,8 @@ pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, no_thp: bool) -> R
                 let e = errno();
                 // Older kernels may have dropped the old mapping before failing: put the
                 // reservation back. NOREPLACE keeps this harmless where it is still there.
-                // SAFETY: the range is ours (see above); NOREPLACE never clobbers a mapping.
+                // SAFETY: the range lies in the arena reservation (this function's contract);
+                // MAP_FIXED_NOREPLACE fails rather than replace a mapping still there.
                 unsafe {
                     libc::mmap(
                         ptr,
@@ -121,7 +124,8 @@ pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, no_thp: bool) -> R
             Ok(())
         }
         PageKind::Thp | PageKind::Small => {
-            // SAFETY: the range is our own reservation (caller's contract).
+            // SAFETY: the range lies in the arena reservation and holds nothing yet (this
+            // function's contract): making it readable and writable exposes no other memory.
             if unsafe { libc::mprotect(ptr, len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
                 return Err(errno());
             }
@@ -157,7 +161,8 @@ pub unsafe fn commit(addr: usize, len: usize, kind: PageKind, no_thp: bool) -> R
 /// The range must be a committed anonymous part of the arena holding no live allocation.
 pub unsafe fn release(addr: usize, len: usize) -> bool {
     debug_assert!(addr % 4096 == 0 && len % 4096 == 0);
-    // SAFETY: caller's contract: the range is ours and unused.
+    // SAFETY: the range is a committed anonymous part of the arena holding no live
+    // allocation (this function's contract), so zeroing it loses nothing anyone reads.
     unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 

@@ -37,7 +37,8 @@ impl PageMap {
         let first = (start - self.base) >> PAGE_SHIFT;
         debug_assert!(start >= self.base && first + pages <= self.len);
         for i in first..first + pages {
-            // SAFETY: i < len (caller's contract): inside the map.
+            // SAFETY: the pages lie in the arena (this function's contract), so i < first +
+            // pages <= len: inside the map.
             unsafe { *self.map.add(i) = span };
         }
     }

@@ -47,7 +47,8 @@ impl Tables {
     /// The free-huge-page map.
     #[inline]
     pub fn map(&mut self) -> HugeMap<'_> {
-        // SAFETY: `new`'s contract, as for `descs`, for the `nwords` words.
+        // SAFETY: `new`'s contract: `nwords` valid words that only this value reaches; the
+        // map borrows `self` mutably, so no other borrow of them is live.
         HugeMap::new(unsafe { core::slice::from_raw_parts_mut(self.words.as_ptr(), self.nwords) })
     }
 
