@@ -91,6 +91,19 @@ impl PoolInfo {
         self.free.saturating_sub(self.reserved) + self.overcommit.saturating_sub(self.surplus)
     }
 
+    /// As `read(root, kind).map(|p| p.available())`, reading only the files that figure takes
+    /// (three when the pool may not grow): it is asked before each fork of a process holding
+    /// hugetlb pages, and each sysfs file costs an open, two reads and a close.
+    pub fn read_available(root: &[u8], kind: PageKind) -> Option<usize> {
+        let dir = kind.pool_dir().as_bytes();
+        let number = |file: &[u8]| read_number(Path::join(root, &[dir, file])?.as_cstr());
+        let free = number(b"free_hugepages")?;
+        let reserved = number(b"resv_hugepages").unwrap_or(0);
+        let overcommit = number(b"nr_overcommit_hugepages").unwrap_or(0);
+        let surplus = if overcommit == 0 { 0 } else { number(b"surplus_hugepages").unwrap_or(0) };
+        Some(PoolInfo { free, reserved, overcommit, surplus, ..PoolInfo::default() }.available())
+    }
+
     /// Reads the pool of `kind` under `root`; `None` where the kernel has no such pool (or
     /// sysfs cannot be read).
     pub fn read(root: &[u8], kind: PageKind) -> Option<PoolInfo> {
@@ -109,7 +122,7 @@ impl PoolInfo {
 /// Pages of `kind` a new private mapping could reserve now (see [`PoolInfo::available`]);
 /// `None` where sysfs cannot be read.
 pub fn pool_available(kind: PageKind) -> Option<usize> {
-    PoolInfo::read(b"/", kind).map(|p| p.available())
+    PoolInfo::read_available(b"/", kind)
 }
 
 /// What the OS offers, read once at start.
@@ -281,6 +294,31 @@ mod tests {
         assert_eq!(info.pool_2m.map(|p| p.available()), Some(7));
         assert!(info.pool_1g.is_none());
         assert_eq!(info.cgroup_room, 750_000, "the ancestor's limit counts, its page cache does not");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn availability_alone_reads_what_the_whole_pool_says() {
+        let root = std::env::temp_dir().join(format!("hugeheap-avail-{}", std::process::id()));
+        let dir = root.join("sys/kernel/mm/hugepages/hugepages-2048kB");
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = root.to_str().unwrap().as_bytes();
+        // (free, resv, overcommit, surplus), with the surplus left over from a pool that could
+        // grow before (read only when it still may).
+        for (free, resv, over, surplus) in [(8, 3, 4, 1), (2, 5, 0, 0), (9, 0, 0, 3), (0, 0, 6, 2), (5, 1, 2, 7)] {
+            for (f, v) in [
+                ("free_hugepages", free),
+                ("resv_hugepages", resv),
+                ("nr_overcommit_hugepages", over),
+                ("surplus_hugepages", surplus),
+                ("nr_hugepages", 10),
+            ] {
+                std::fs::write(dir.join(f), format!("{v}\n")).unwrap();
+            }
+            let whole = PoolInfo::read(r, PageKind::Mib2).map(|p| p.available());
+            assert_eq!(PoolInfo::read_available(r, PageKind::Mib2), whole, "{free} {resv} {over} {surplus}");
+        }
+        assert_eq!(PoolInfo::read_available(r, PageKind::Gib1), None, "no such pool");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

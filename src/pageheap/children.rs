@@ -24,9 +24,11 @@ impl<B: Backing> PageHeap<B> {
         [PageKind::Mib2, PageKind::Gib1].iter().map(|&k| self.arena.ladder.kinds[k as usize].bytes).sum()
     }
 
-    /// What the hugetlb pools could give now, per kind (2 MiB, 1 GiB).
-    fn pools_available(&self) -> [Option<usize>; 2] {
-        [PageKind::Mib2, PageKind::Gib1].map(|k| self.backing.pool_available(k))
+    /// What the hugetlb pools of the kinds the heap holds (`held`) could give now, per kind
+    /// (2 MiB, 1 GiB); `None` for a kind it holds none of, whose pool no decision reads.
+    fn pools_available(&self, held: [usize; 2]) -> [Option<usize>; 2] {
+        let kinds = [PageKind::Mib2, PageKind::Gib1];
+        [0, 1].map(|i| if held[i] == 0 { None } else { self.backing.pool_available(kinds[i]) })
     }
 
     /// Before fork, in the parent (the page heap's lock held): decides for the child to be
@@ -34,7 +36,7 @@ impl<B: Backing> PageHeap<B> {
     /// decided under `HUGEHEAP_COW_RESERVE=0`, which says that children exec at once.
     pub fn before_fork(&mut self) {
         let held = if self.arena.ladder.cow_reserve() == 0 { [0, 0] } else { self.hugetlb_held() };
-        let available = if held == [0, 0] { [None, None] } else { self.pools_available() };
+        let available = if held == [0, 0] { [None, None] } else { self.pools_available(held) };
         let now = self.backing.now_ms();
         self.family.decide(held, available, now);
     }
