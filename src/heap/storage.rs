@@ -31,8 +31,47 @@ struct Registry {
 // is only reached through its lock.
 unsafe impl Send for Registry {}
 
-static REGISTRY: SpinLock<Registry> =
-    SpinLock::new(Registry { heaps: Pool::empty(), msgs: Pool::empty(), abandoned: ptr::null_mut() });
+impl Registry {
+    const fn empty() -> Self {
+        Registry { heaps: Pool::empty(), msgs: Pool::empty(), abandoned: ptr::null_mut() }
+    }
+
+    /// An abandoned heap if any (the last one abandoned; `false`: not fresh), else a zeroed
+    /// one from the pool (`true`); null when the pool is used up or not set up.
+    fn take_heap(&mut self) -> (*mut Heap, bool) {
+        let h = self.abandoned;
+        if !h.is_null() {
+            // SAFETY: heaps on the abandoned list are live heaps no thread owns, linked
+            // through `next_abandoned` by `abandon` under the registry's lock (held by the
+            // caller through `&mut self`).
+            self.abandoned = unsafe { (*h).next_abandoned };
+            return (h, false);
+        }
+        // SAFETY: the pool lies in mapped, zeroed metadata (`install`), and a zero heap is
+        // what the caller sets up before use.
+        (unsafe { self.heaps.alloc() }, true)
+    }
+
+    /// Puts `heap` on the abandoned list.
+    ///
+    /// # Safety
+    /// `heap` must be a live heap no thread uses any more (nor will until it is adopted), not
+    /// on the list already.
+    unsafe fn abandon(&mut self, heap: *mut Heap) {
+        debug_assert!(!heap.is_null());
+        // SAFETY: `heap` is a live heap that no thread uses any more (this function's
+        // contract), so these writes race with nothing; the Release hands its slabs to
+        // whoever claims or adopts it next, under the registry's lock (held through `&mut
+        // self`).
+        unsafe {
+            (*heap).next_abandoned = self.abandoned;
+            (*heap).state.store(ABANDONED, Ordering::Release);
+        }
+        self.abandoned = heap;
+    }
+}
+
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry::empty());
 
 /// The front end's storage, taken from the page heap's metadata space at start-up.
 pub struct Storage {
@@ -69,15 +108,7 @@ pub fn new_message() -> *mut RemoteMsg {
 /// `CLAIMED` by a thread bringing frees home), else a fresh one from the pool (all zero, for
 /// the caller to set up). Null when the pool is used up or not set up.
 pub fn take_heap() -> (*mut Heap, bool) {
-    let mut r = REGISTRY.lock();
-    let h = r.abandoned;
-    if !h.is_null() {
-        // SAFETY: abandoned heaps are live heaps owned by no thread.
-        r.abandoned = unsafe { (*h).next_abandoned };
-        return (h, false);
-    }
-    // SAFETY: the pool memory is mapped; the caller sets the heap up before use.
-    (unsafe { r.heaps.alloc() }, true)
+    REGISTRY.lock().take_heap()
 }
 
 /// Puts `heap`, which no thread owns any more, on the abandoned list.
@@ -86,15 +117,8 @@ pub fn take_heap() -> (*mut Heap, bool) {
 /// `heap` must be a live heap no thread uses any more (nor will until it is adopted).
 pub unsafe fn abandon(heap: *mut Heap) {
     debug_assert!(!heap.is_null());
-    let mut r = REGISTRY.lock();
-    // SAFETY: `heap` is a live heap that no thread uses any more (this function's contract),
-    // so these writes race with nothing; the Release hands its slabs to whoever claims or
-    // adopts it next, under the registry's lock held here.
-    unsafe {
-        (*heap).next_abandoned = r.abandoned;
-        (*heap).state.store(ABANDONED, Ordering::Release);
-    }
-    r.abandoned = heap;
+    // SAFETY: this function's contract is `Registry::abandon`'s.
+    unsafe { REGISTRY.lock().abandon(heap) };
 }
 
 /// Bytes of the front end's metadata touched so far.
@@ -118,4 +142,67 @@ pub unsafe fn unlock_after_fork() {
     // SAFETY: this thread took the lock in `lock_for_fork` and holds it without a guard (this
     // function's contract), so releasing it here is releasing its own lock.
     unsafe { REGISTRY.force_unlock() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heap::thread_heap::OWNED;
+
+    /// A registry over pools in `buf` (zeroed, aligned for heaps): room for `heaps` heaps and
+    /// 4 messages.
+    fn registry(buf: &mut Vec<u64>, heaps: usize) -> Registry {
+        let (hb, mb) = (heaps * size_of::<Heap>(), 4 * size_of::<RemoteMsg>());
+        *buf = vec![0u64; (hb + mb).div_ceil(8) + 8];
+        let start = (buf.as_mut_ptr() as usize).next_multiple_of(64);
+        Registry {
+            heaps: Pool::new(start, start + hb),
+            msgs: Pool::new(start + hb, start + hb + mb),
+            abandoned: ptr::null_mut(),
+        }
+    }
+
+    #[test]
+    fn fresh_heaps_come_from_the_pool_until_it_is_used_up() {
+        let mut buf = Vec::new();
+        let mut r = registry(&mut buf, 3);
+        let got: Vec<_> = (0..3).map(|_| r.take_heap()).collect();
+        assert!(got.iter().all(|&(h, fresh)| !h.is_null() && fresh));
+        assert!(got[0].0 != got[1].0 && got[1].0 != got[2].0 && got[0].0 != got[2].0);
+        assert!(r.take_heap().0.is_null(), "a fourth heap from a pool of three");
+        assert!(Registry::empty().take_heap().0.is_null(), "a registry not set up has no heap");
+    }
+
+    #[test]
+    fn abandoned_heaps_are_adopted_last_in_first_out_before_fresh_ones() {
+        let mut buf = Vec::new();
+        let mut r = registry(&mut buf, 4);
+        let (a, b) = (r.take_heap().0, r.take_heap().0);
+        // SAFETY: both are heaps of this registry that no thread uses.
+        unsafe {
+            (*a).state.store(OWNED, Ordering::Relaxed);
+            (*b).state.store(OWNED, Ordering::Relaxed);
+            r.abandon(a);
+            r.abandon(b);
+            assert_eq!((*a).state.load(Ordering::Relaxed), ABANDONED);
+        }
+        assert_eq!(r.take_heap(), (b, false));
+        assert_eq!(r.take_heap(), (a, false));
+        let (c, fresh) = r.take_heap();
+        assert!(fresh && c != a && c != b, "the list empty, a fresh heap");
+    }
+
+    #[test]
+    fn messages_come_from_their_own_pool() {
+        let mut buf = Vec::new();
+        let mut r = registry(&mut buf, 1);
+        // SAFETY: the pool lies in the zeroed buffer; a zero message is valid.
+        let msgs: Vec<_> = (0..4).map(|_| unsafe { r.msgs.alloc() }).collect();
+        assert!(msgs.iter().all(|m| !m.is_null()));
+        // SAFETY: as above.
+        assert!(unsafe { r.msgs.alloc() }.is_null(), "a fifth message from a pool of four");
+        let (h, fresh) = r.take_heap();
+        assert!(fresh && !h.is_null(), "messages take nothing from the heaps' pool");
+        assert!(r.heaps.touched() + r.msgs.touched() >= size_of::<Heap>() + 4 * size_of::<RemoteMsg>());
+    }
 }
