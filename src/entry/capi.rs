@@ -17,7 +17,7 @@ use core::ptr;
 /// glibc's `MALLOC_ALIGNMENT` on x86_64: what `malloc` guarantees.
 const MIN_ALIGN: usize = 16;
 /// The page size `valloc` and `pvalloc` align to.
-const PAGE: usize = 4096;
+const PAGE: usize = crate::units::OS_PAGE_SIZE;
 
 /// The C API starts the heap with the option table's defaults (and the environment).
 const CFG: &Config = &Config::DEFAULT;

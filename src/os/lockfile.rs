@@ -17,8 +17,8 @@ use core::ffi::CStr;
 /// The lowest descriptor number the file takes (when the process may have that many).
 const HIGH_FD: libc::c_int = 100;
 
-/// The bytes of the shared page.
-pub const PAGE: usize = 4096;
+/// The bytes of the shared page: one of the kernel's.
+pub const PAGE: usize = crate::units::OS_PAGE_SIZE;
 
 /// What taking a lock found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -95,8 +95,7 @@ impl PoolInfo {
     /// (three when the pool may not grow): it is asked before each fork of a process holding
     /// hugetlb pages, and each sysfs file costs an open, two reads and a close.
     pub fn read_available(root: &[u8], kind: PageKind) -> Option<usize> {
-        let dir = kind.pool_dir().as_bytes();
-        let number = |file: &[u8]| read_number(Path::join(root, &[dir, file])?.as_cstr());
+        let number = |file: &[u8]| pool_number(root, kind, file);
         let free = number(b"free_hugepages")?;
         let reserved = number(b"resv_hugepages").unwrap_or(0);
         let overcommit = number(b"nr_overcommit_hugepages").unwrap_or(0);
@@ -107,8 +106,7 @@ impl PoolInfo {
     /// Reads the pool of `kind` under `root`; `None` where the kernel has no such pool (or
     /// sysfs cannot be read).
     pub fn read(root: &[u8], kind: PageKind) -> Option<PoolInfo> {
-        let dir = kind.pool_dir().as_bytes();
-        let number = |file: &[u8]| read_number(Path::join(root, &[dir, file])?.as_cstr());
+        let number = |file: &[u8]| pool_number(root, kind, file);
         Some(PoolInfo {
             free: number(b"free_hugepages")?,
             total: number(b"nr_hugepages").unwrap_or(0),
@@ -117,6 +115,11 @@ impl PoolInfo {
             surplus: number(b"surplus_hugepages").unwrap_or(0),
         })
     }
+}
+
+/// The number in `file` of the sysfs directory of the pool of `kind` under `root`.
+fn pool_number(root: &[u8], kind: PageKind, file: &[u8]) -> Option<usize> {
+    read_number(Path::join(root, &[kind.pool_dir().as_bytes(), file])?.as_cstr())
 }
 
 /// Pages of `kind` a new private mapping could reserve now (see [`PoolInfo::available`]);
