@@ -4,12 +4,14 @@
 //! page heap's lock page (the lock, its fork counts and the re-collapse doorbell) and the
 //! thread heaps' registry lock. A C program counts the faults inside fork(), plain and under
 //! the preload in the same run, single-threaded and with a second thread (the re-collapse
-//! helper makes a process multi-threaded, and glibc's fork then writes its own locks too).
-//! Page-fault counts, not times: the same on a busy machine.
+//! helper of a process that could change its credentials is a thread of glibc's, and glibc's
+//! fork then writes its own locks too; an unprivileged process's helper is a thread glibc
+//! does not know, and its forks stay single-threaded ones). Page-fault counts, not times: the
+//! same on a busy machine.
 
 mod common;
 
-use common::{build, lib, word_value};
+use common::{build, lib, lib_for_anyone, skip, word_value};
 use std::path::Path;
 use std::process::Command;
 
@@ -19,7 +21,15 @@ const HANDLER_PAGES: i64 = 2;
 /// The median number of faults inside fork() of `prog` (a 64 MiB heap, 100 forks), with an
 /// idle second thread if `thread`, under the preload when `env` is given.
 fn faults(prog: &Path, thread: bool, env: Option<&[(&str, &str)]>) -> i64 {
-    let mut cmd = Command::new(prog);
+    faults_as(prog, thread, env, &[])
+}
+
+/// As [`faults`], run through `setpriv` with `setpriv`'s arguments when they are given.
+fn faults_as(prog: &Path, thread: bool, env: Option<&[(&str, &str)]>, setpriv: &[&str]) -> i64 {
+    let mut cmd = if setpriv.is_empty() { Command::new(prog) } else { Command::new("setpriv") };
+    if !setpriv.is_empty() {
+        cmd.args(setpriv).arg(prog);
+    }
     cmd.args(["64", "100", if thread { "1" } else { "0" }]);
     for (k, _) in std::env::vars() {
         if k.starts_with("HUGEHEAP_") || k == "LD_PRELOAD" {
@@ -27,7 +37,7 @@ fn faults(prog: &Path, thread: bool, env: Option<&[(&str, &str)]>) -> i64 {
         }
     }
     if let Some(env) = env {
-        cmd.env("LD_PRELOAD", lib()).envs(env.iter().copied());
+        cmd.env("LD_PRELOAD", if setpriv.is_empty() { lib() } else { lib_for_anyone() }).envs(env.iter().copied());
     }
     let out = cmd.output().expect("run forkfaults");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -48,4 +58,28 @@ fn fork_handlers_write_two_pages_of_the_parent() {
     let hh_mt = faults(&prog, false, Some(&[]));
     println!("with a second thread: plain {plain_mt}, hugeheap (its helper) {hh_mt}");
     assert!(hh_mt <= plain_mt + HANDLER_PAGES, "fork() faulted on {hh_mt} pages under hugeheap, {plain_mt} plain");
+}
+
+#[test]
+fn an_unprivileged_programs_helper_leaves_fork_single_threaded() {
+    let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
+    // SAFETY: geteuid has no preconditions.
+    let setpriv: &[&str] =
+        if unsafe { libc::geteuid() } == 0 { &["--reuid", "65534", "--regid", "65534", "--clear-groups"] } else { &[] };
+    if !setpriv.is_empty() {
+        let reach = Command::new("setpriv")
+            .args(setpriv)
+            .args(["sh", "-c", "test -x \"$0\" && test -r \"$1\""])
+            .arg(&prog)
+            .arg(lib_for_anyone())
+            .status();
+        if !reach.is_ok_and(|s| s.success()) {
+            skip("user", "setpriv missing, or the program or the library out of user 65534's reach");
+            return;
+        }
+    }
+    let plain = faults_as(&prog, false, None, setpriv);
+    let hh = faults_as(&prog, false, Some(&[]), setpriv);
+    println!("unprivileged: plain {plain}, hugeheap with its helper {hh}");
+    assert!(hh <= plain + HANDLER_PAGES, "fork() faulted on {hh} pages under hugeheap, {plain} plain");
 }

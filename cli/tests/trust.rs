@@ -7,11 +7,15 @@
 //!   (before: a child that dropped privileges could read its root parent's pagemap);
 //! - a child that rewrites the family's shared table (src/pageheap/family.rs) cannot stop its
 //!   parent or its siblings (before: its own thread id in the table's glibc mutex kept the
-//!   parent inside `fork()` for ever).
+//!   parent inside `fork()` for ever);
+//! - the helper is a thread glibc does not know (so fork keeps glibc's single-threaded path)
+//!   only where the process's credentials cannot change: a root daemon that drops to another
+//!   user after its first fork leaves no thread with root's ids; an unprivileged program's
+//!   helper is unseen by glibc and still puts split huge pages together again.
 
 mod common;
 
-use common::{PoolGuard, build, hugeheap, lib, skip};
+use common::{PoolGuard, build, hugeheap, lib, lib_for_anyone, skip};
 use std::path::Path;
 use std::process::Output;
 
@@ -26,6 +30,51 @@ fn run(prog: &Path, mode: &str) -> Output {
         .arg(mode)
         .output()
         .expect("run trust")
+}
+
+/// The user the unprivileged runs take when the tests run as root.
+const NOBODY: &str = "65534";
+
+/// Whether the tests run as root.
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// As [`run`], as an unprivileged user: this one if the tests run as one, else user and group
+/// 65534 through `setpriv`; `None` (said) where that cannot be done here.
+fn run_unprivileged(prog: &Path, mode: &str) -> Option<Output> {
+    if !root() {
+        return Some(run(prog, mode));
+    }
+    let setpriv = ["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"];
+    let reach = std::process::Command::new("setpriv")
+        .args(setpriv)
+        .args(["sh", "-c", "test -x \"$0\" && test -r \"$1\""])
+        .arg(prog)
+        .arg(lib_for_anyone())
+        .status();
+    if !reach.is_ok_and(|s| s.success()) {
+        skip("user", &format!("setpriv missing, or {} out of user {NOBODY}'s reach", prog.display()));
+        return None;
+    }
+    let out = hugeheap()
+        .args(["run", "--pages", "thp", "--lib"])
+        .arg(lib_for_anyone())
+        .arg("--")
+        .arg("setpriv")
+        .args(setpriv)
+        .arg(prog)
+        .arg(mode)
+        .output()
+        .expect("run trust");
+    Some(out)
+}
+
+/// `name A B C ...` in `stdout`: the numbers after `name`.
+fn numbers(stdout: &str, name: &str) -> Vec<u64> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix(name)).unwrap_or_else(|| panic!("no {name} line:\n{stdout}"));
+    line.split_whitespace().filter_map(|w| w.parse().ok()).collect()
 }
 
 /// The program's output, after checking that it ran to the end; `None` (said) when the helper
@@ -50,9 +99,11 @@ fn ran(out: &Output, what: &str) -> Option<String> {
 fn the_helper_thread_takes_no_signal_the_program_waits_for() {
     let Some(prog) = build("trust.c", "cc", &[]) else { return };
     for mode in ["sigwait", "signalfd"] {
-        let out = run(&prog, mode);
-        if let Some(stdout) = ran(&out, mode) {
-            assert!(stdout.contains(&format!("{mode} ok")), "{stdout}");
+        // As root the helper is glibc's thread, unprivileged one of its own: both block.
+        for out in [Some(run(&prog, mode)), run_unprivileged(&prog, mode)].into_iter().flatten() {
+            if let Some(stdout) = ran(&out, mode) {
+                assert!(stdout.contains(&format!("{mode} ok")), "{stdout}");
+            }
         }
     }
 }
@@ -60,9 +111,47 @@ fn the_helper_thread_takes_no_signal_the_program_waits_for() {
 #[test]
 fn no_forked_child_inherits_the_pagemap_descriptor() {
     let Some(prog) = build("trust.c", "cc", &[]) else { return };
-    let out = run(&prog, "pagemap");
-    let Some(stdout) = ran(&out, "pagemap") else { return };
-    assert!(stdout.contains("pagemap forks 400 leaks 0"), "{stdout}");
+    for out in [Some(run(&prog, "pagemap")), run_unprivileged(&prog, "pagemap")].into_iter().flatten() {
+        let Some(stdout) = ran(&out, "pagemap") else { return };
+        assert!(stdout.contains("pagemap forks 400 leaks 0"), "{stdout}");
+    }
+}
+
+#[test]
+fn a_root_daemon_that_drops_privileges_leaves_no_thread_with_roots_ids() {
+    if !root() {
+        skip("root", "a program that drops root's privileges needs root");
+        return;
+    }
+    let Some(prog) = build("trust.c", "cc", &[]) else { return };
+    let out = run(&prog, "setuid");
+    let Some(stdout) = ran(&out, "setuid") else { return };
+    assert!(stdout.contains("setuid ok"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("uids")).expect("uids line");
+    let ids: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert!(ids.len() >= 2, "the program and its helper: {line}");
+    assert!(ids.iter().all(|&t| t == "65534/65534/65534"), "a thread kept other ids: {line}");
+}
+
+#[test]
+fn the_helper_of_an_unprivileged_program_is_unseen_by_glibc_and_restores_huge_pages() {
+    let Some(prog) = build("trust.c", "cc", &[]) else { return };
+    let mut runs = vec![("as root", run(&prog, "threads"), 0)];
+    if let Some(out) = run_unprivileged(&prog, "threads") {
+        runs.push(("unprivileged", out, 1));
+    }
+    for (who, out, single) in runs {
+        if who == "as root" && !root() {
+            continue; // the same run as the unprivileged one
+        }
+        let Some(stdout) = ran(&out, who) else { return };
+        assert_eq!(numbers(&stdout, "single_threaded"), [single], "{who}: glibc's count of threads:\n{stdout}");
+        let kib = numbers(&stdout, "threads huge_kib");
+        let (start, split, after) = (kib[0], kib[1], kib[2]);
+        assert!(start >= 64 << 10, "{who}: the heap held {start} KiB of THP: nothing to test:\n{stdout}");
+        assert!(split < start, "{who}: the children's lives split no huge page:\n{stdout}");
+        assert!(after * 10 >= start * 9, "{who}: the helper put back {after} of {start} KiB:\n{stdout}");
+    }
 }
 
 #[test]

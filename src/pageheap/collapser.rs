@@ -17,9 +17,12 @@
 //! that never forks and stays in the small phase, or has no THP, never gets it. A forked child
 //! has none (threads do not survive fork) until it forks or grows in turn. It runs with every
 //! signal blocked, so the signals a program blocks to collect them (`sigwait`, `signalfd`)
-//! still reach the program; but the process is multi-threaded from then on, which a few
-//! system calls refuse
-//! (`unshare(CLONE_NEWUSER)`, for one): such programs set `HUGEHEAP_COLLAPSE=0`.
+//! still reach the program. Where the process's credentials cannot change it is a thread the
+//! C library does not know ([`thread::spawn_helper`]), so glibc's forks stay on their
+//! single-threaded path; the kernel counts it all the same, and a few system calls refuse a
+//! multi-threaded process (`unshare(CLONE_NEWUSER)`, for one): such programs set
+//! `HUGEHEAP_COLLAPSE=0`. It calls only system-call wrappers, atomics and the page heap under
+//! its lock: nothing that allocates or needs the C library's thread state.
 //!
 //! It has a descriptor table of its own, emptied at its start ([`thread::private_descriptors`]):
 //! the pagemap it opens is in no table a fork copies, so no child forked by another thread
@@ -73,7 +76,7 @@ pub fn kick() {
     }
     if bell().started.load(Ordering::Relaxed) == 0 && bell().started.swap(1, Ordering::AcqRel) == 0 {
         bell().kick.fetch_add(1, Ordering::Release);
-        if !thread::spawn_detached(helper, c"hugeheap-thp", 256 << 10) {
+        if !thread::spawn_helper(helper, c"hugeheap-thp", 256 << 10) {
             bell().started.store(0, Ordering::Relaxed);
         }
         return;
@@ -171,6 +174,7 @@ pub fn forget_in_child() {
 }
 
 extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
+    thread::set_name(c"hugeheap-thp");
     // What this thread opens (its pagemap) must never reach a child another thread forks.
     let private = thread::private_descriptors();
     let mut addrs = [0usize; BATCH];

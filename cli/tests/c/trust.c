@@ -9,7 +9,12 @@
 //   family    (a heap in hugetlb pages: run with a pool) a child rewrites the family's shared
 //             page as an attacker would (its own thread id in every word while it lives on;
 //             all ones; random bytes), then the parent forks again and again: it must not
-//             hang (alarm) and its children must live and write.
+//             hang (alarm) and its children must live and write;
+//   threads   prints whether glibc counts the process as single-threaded after that fork
+//             (`single_threaded 1`: the helper is a thread glibc does not know), then forks
+//             children that write while the helper sweeps, and prints how much is THP after;
+//   setuid    (as root) drops to user and group 65534 after that fork, as a daemon does, and
+//             prints each thread's user ids: none may keep root's.
 // Prints "helper N" (threads named hugeheap-thp after the first fork) and the mode's result.
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -18,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <grp.h>
 #include <sys/signalfd.h>
+#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -170,6 +177,36 @@ static int family(void) {
     return 0;
 }
 
+// The effective user id of every thread, as "uids A B ...".
+static void thread_uids(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return;
+    printf("uids");
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], line[256];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        unsigned r, eu, su, fs;
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "Uid: %u %u %u %u", &r, &eu, &su, &fs) == 4) printf(" %u/%u/%u", r, eu, su);
+        if (f) fclose(f);
+    }
+    closedir(d);
+    printf("\n");
+}
+
+static unsigned long anon_huge_kib(void) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    unsigned long kib = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "AnonHugePages: %lu", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -215,6 +252,43 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(mode, "family")) return family();
+    if (!strcmp(mode, "threads")) {
+        printf("single_threaded %d\n", __libc_single_threaded);
+        usleep(500000);
+        unsigned long start = anon_huge_kib(), split = start;
+        // Children that live while the parent writes a page of every 64th object: the
+        // parent's writes split its huge pages; the helper puts them together again once the
+        // children are gone.
+        for (int k = 0; k < 5; k++) {
+            int p[2];
+            if (pipe(p)) return 2;
+            pid_t pid = fork();
+            if (pid < 0) return 2;
+            if (pid == 0) {
+                char c;
+                close(p[1]);
+                _exit(read(p[0], &c, 1) < 0);
+            }
+            close(p[0]);
+            for (size_t i = k % 64; i < nobjs; i += 64) objs[i][0]++;
+            unsigned long now = anon_huge_kib();
+            if (now < split) split = now;
+            close(p[1]);
+            waitpid(pid, NULL, 0);
+        }
+        // A guard against waiting for ever, not a timing check: the helper sweeps within a
+        // second or two of the last fork, at its CPU budget.
+        for (int t = 0; t < 600 && anon_huge_kib() < start; t++) usleep(100000);
+        printf("threads huge_kib %lu split %lu after %lu\n", start, split, anon_huge_kib());
+        return 0;
+    }
+    if (!strcmp(mode, "setuid")) {
+        if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)) return 2;
+        thread_uids();
+        fork_and_reap();
+        printf("setuid ok\n");
+        return 0;
+    }
     fprintf(stderr, "unknown mode %s\n", mode);
     return 2;
 }

@@ -38,6 +38,17 @@ pub fn lib() -> &'static Path {
     })
 }
 
+/// A copy of [`lib`] in the tests' temporary directory, which every user can read: for the
+/// runs as another user, whatever the checkout's permissions.
+pub fn lib_for_anyone() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let to = tmp("anyone").join("libhugeheap.so");
+        std::fs::copy(lib(), &to).expect("copy libhugeheap.so");
+        to
+    })
+}
+
 /// The number in a `name=N` word of `text`: what the test programs print.
 pub fn word_value(text: &str, name: &str) -> Option<i64> {
     text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
