@@ -9,9 +9,11 @@
 //!   parent or its siblings (before: its own thread id in the table's glibc mutex kept the
 //!   parent inside `fork()` for ever);
 //! - the helper is a thread glibc does not know (so fork keeps glibc's single-threaded path)
-//!   only where the process's credentials cannot change: a root daemon that drops to another
-//!   user after its first fork leaves no thread with root's ids; an unprivileged program's
-//!   helper is unseen by glibc and still puts split huge pages together again.
+//!   only where it holds no privilege the program could drop: root's helper takes nobody's ids
+//!   and no capability, an unprivileged program's keeps its fixed ones, and a root that
+//!   cannot take nobody's ids (a user namespace mapping root alone) gets a glibc thread; a root
+//!   daemon that drops to another user after its first fork leaves no thread with root's
+//!   ids; each helper still puts split huge pages together again.
 
 mod common;
 
@@ -130,22 +132,56 @@ fn a_root_daemon_that_drops_privileges_leaves_no_thread_with_roots_ids() {
     let line = stdout.lines().find(|l| l.starts_with("uids")).expect("uids line");
     let ids: Vec<&str> = line.split_whitespace().skip(1).collect();
     assert!(ids.len() >= 2, "the program and its helper: {line}");
-    assert!(ids.iter().all(|&t| t == "65534/65534/65534"), "a thread kept other ids: {line}");
+    assert!(ids.iter().all(|t| t.split('/').all(|id| id != "0")), "a thread kept root's ids: {line}");
+}
+
+/// As [`run`], in a new user namespace that maps root alone (`unshare`): a root that cannot
+/// take user 65534; `None` (said) where user namespaces cannot be made here.
+fn run_in_user_namespace(prog: &Path, mode: &str) -> Option<Output> {
+    let can = std::process::Command::new("unshare").args(["--user", "--map-root-user", "true"]).status();
+    if !can.is_ok_and(|s| s.success()) {
+        skip("userns", "unshare --user --map-root-user does not work here");
+        return None;
+    }
+    let out = hugeheap()
+        .args(["run", "--pages", "thp", "--lib"])
+        .arg(lib())
+        .args(["--", "unshare", "--user", "--map-root-user"])
+        .arg(prog)
+        .arg(mode)
+        .output()
+        .expect("run trust");
+    Some(out)
 }
 
 #[test]
-fn the_helper_of_an_unprivileged_program_is_unseen_by_glibc_and_restores_huge_pages() {
+fn the_helper_is_unseen_by_glibc_only_without_privilege_and_restores_huge_pages() {
     let Some(prog) = build("trust.c", "cc", &[]) else { return };
-    let mut runs = vec![("as root", run(&prog, "threads"), 0)];
-    if let Some(out) = run_unprivileged(&prog, "threads") {
-        runs.push(("unprivileged", out, 1));
+    // (who, output, glibc's single-threaded flag, the helper's credentials)
+    let nobody = "65534/65534/65534 65534/65534/65534 0000000000000000";
+    let mut runs = Vec::new();
+    if root() {
+        // Root: an unseen thread that took nobody's ids and no capability.
+        runs.push(("as root", run(&prog, "threads"), 1, Some(nobody)));
     }
-    for (who, out, single) in runs {
-        if who == "as root" && !root() {
-            continue; // the same run as the unprivileged one
+    if let Some(out) = run_unprivileged(&prog, "threads") {
+        // Unprivileged, credentials that cannot change: kept, unseen.
+        let creds = if root() { Some(nobody) } else { None };
+        runs.push(("unprivileged", out, 1, creds));
+    }
+    if root() {
+        if let Some(out) = run_in_user_namespace(&prog, "threads") {
+            // Root that cannot take nobody's ids: a thread of glibc's, which follows setuid.
+            runs.push(("root of a user namespace", out, 0, None));
         }
+    }
+    for (who, out, single, creds) in runs {
         let Some(stdout) = ran(&out, who) else { return };
         assert_eq!(numbers(&stdout, "single_threaded"), [single], "{who}: glibc's count of threads:\n{stdout}");
+        if let Some(creds) = creds {
+            let line = stdout.lines().find_map(|l| l.strip_prefix("helper_creds ")).expect("helper_creds line");
+            assert_eq!(line, creds, "{who}: the helper's user, group and capabilities:\n{stdout}");
+        }
         let kib = numbers(&stdout, "threads huge_kib");
         let (start, split, after) = (kib[0], kib[1], kib[2]);
         assert!(start >= 64 << 10, "{who}: the heap held {start} KiB of THP: nothing to test:\n{stdout}");

@@ -80,37 +80,80 @@ pub fn spawn_detached(
     started.unwrap_or(false)
 }
 
-/// Starts the allocator's helper thread running `entry(null)`, named `name`: a thread the C
-/// library does not know of ([`spawn_unseen`]: the process's forks stay on glibc's
-/// single-threaded path) where the process's credentials cannot change, else a C library
-/// thread ([`spawn_detached`]). Credentials are per thread to the kernel, and glibc changes
-/// them in every thread it knows of (`setuid` and the like signal each one); a thread it does
-/// not know would keep the old ones, so a process that could drop or switch privileges later
-/// gets a thread glibc knows.
+/// Starts the allocator's helper thread running `entry(null)`, named `name`: where it can,
+/// a thread the C library does not know ([`spawn_unseen`]: the process's forks stay on
+/// glibc's single-threaded path), else a C library thread ([`spawn_detached`]).
+///
+/// Credentials are per thread to the kernel, and glibc changes them in every thread it knows
+/// of (`setuid` and the like signal each one); a thread it does not know would keep the old
+/// ones after a daemon drops root's. So the unseen thread holds no privilege: where the
+/// process's credentials can never change (one user id, not root, for real, effective and
+/// saved; one group id; no capability) it keeps them; where the process may change them and
+/// can set user and group 65534 (`nobody`: root, or a process with `CAP_SETUID` and
+/// `CAP_SETGID` whose user namespace maps 65534), the thread takes those and drops every
+/// capability at its start ([`hold_no_privilege`], which the entry calls first); elsewhere,
+/// or once that failed, the helper is a C library thread, whose credentials glibc keeps in
+/// step with the program's.
 pub fn spawn_helper(
     entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void,
     name: &core::ffi::CStr,
     stack: usize,
 ) -> bool {
-    if credentials_fixed() && spawn_unseen(entry, stack) {
+    use core::sync::atomic::Ordering::Relaxed;
+    let unseen = !UNSEEN_REFUSED.load(Relaxed) && credentials() != Credentials::Changeable;
+    HELPER_UNSEEN.store(unseen, Relaxed);
+    if unseen && spawn_unseen(entry, stack) {
         return true;
     }
+    HELPER_UNSEEN.store(false, Relaxed);
     spawn_detached(entry, name, stack)
 }
 
-/// Whether the calling thread's credentials can never change: one user id (not root) for
-/// real, effective and saved, one group id likewise, and no capability.
-fn credentials_fixed() -> bool {
+/// The helper of [`spawn_helper`] is a thread the C library does not know.
+static HELPER_UNSEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// An unseen helper could not give up its privileges: helpers are C library threads from then on.
+static UNSEEN_REFUSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The user and group an unseen helper takes where the process may change its credentials.
+const NOBODY: u32 = 65534;
+
+/// What the calling thread's credentials allow (see [`spawn_helper`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Credentials {
+    /// They can never change.
+    Fixed,
+    /// They may change, and the thread can take user and group [`NOBODY`].
+    CanDrop,
+    /// They may change, and the thread cannot take [`NOBODY`]'s.
+    Changeable,
+}
+
+/// The calling thread's credentials, as [`Credentials`] sorts them.
+fn credentials() -> Credentials {
+    let Some(caps) = effective_and_permitted_caps() else {
+        return Credentials::Changeable;
+    };
     let (mut r, mut e, mut s) = (0, 0, 0);
     // SAFETY: getresuid writes three ids into our variables.
-    if unsafe { libc::getresuid(&mut r, &mut e, &mut s) } != 0 || r == 0 || r != e || r != s {
-        return false;
-    }
-    let (mut r, mut e, mut s) = (0, 0, 0);
+    let uids = unsafe { libc::getresuid(&mut r, &mut e, &mut s) } == 0;
+    let one_user = uids && r != 0 && r == e && r == s;
+    let (mut gr, mut ge, mut gs) = (0, 0, 0);
     // SAFETY: getresgid writes three ids into our variables.
-    if unsafe { libc::getresgid(&mut r, &mut e, &mut s) } != 0 || r != e || r != s {
-        return false;
+    let gids = unsafe { libc::getresgid(&mut gr, &mut ge, &mut gs) } == 0;
+    let one_group = gids && gr == ge && gr == gs;
+    if one_user && one_group && caps == (0, 0) {
+        return Credentials::Fixed;
     }
+    // CAP_SETGID is 6, CAP_SETUID 7 (<linux/capability.h>).
+    const SETID: u64 = 1 << 6 | 1 << 7;
+    if caps.0 & SETID == SETID && maps_nobody(c"/proc/self/uid_map") && maps_nobody(c"/proc/self/gid_map") {
+        return Credentials::CanDrop;
+    }
+    Credentials::Changeable
+}
+
+/// The calling thread's effective and permitted capability sets.
+fn effective_and_permitted_caps() -> Option<(u64, u64)> {
     /// `struct __user_cap_header_struct`, version 3 (64-bit sets in two halves).
     #[repr(C)]
     struct CapHeader {
@@ -129,9 +172,75 @@ fn credentials_fixed() -> bool {
     let mut data = [CapData::default(); 2];
     // SAFETY: capget reads the header and writes two data structs (version 3), both ours.
     if unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) } != 0 {
-        return false;
+        return None;
     }
-    data.iter().all(|d| d.effective == 0 && d.permitted == 0)
+    let join = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
+    Some((join(data[0].effective, data[1].effective), join(data[0].permitted, data[1].permitted)))
+}
+
+/// Whether the id map at `path` (`/proc/self/uid_map` or `gid_map`) maps [`NOBODY`].
+fn maps_nobody(path: &core::ffi::CStr) -> bool {
+    let mut buf = [0u8; 1024];
+    let Some(n) = super::files::read_proc_file(path, &mut buf) else {
+        return false;
+    };
+    buf[..n].split(|&b| b == b'\n').any(|line| {
+        let mut f = line.split(|&b| b == b' ').filter(|w| !w.is_empty()).map(super::files::parse_decimal);
+        match (f.next(), f.next(), f.next()) {
+            (Some(Some(inside)), Some(Some(_)), Some(Some(count))) => {
+                (inside..inside.saturating_add(count)).contains(&(NOBODY as usize))
+            }
+            _ => false,
+        }
+    })
+}
+
+/// Called first by the helper's entry: makes sure the thread holds no privilege the program
+/// might drop (see [`spawn_helper`]). A C library thread has nothing to do (glibc keeps its
+/// credentials in step); an unseen one whose credentials can change takes user and group
+/// [`NOBODY`] and drops every capability, through the system calls themselves (glibc's
+/// wrappers would change every thread it knows). Returns false if the thread must not go on:
+/// it could not; the next helper is a C library thread.
+pub fn hold_no_privilege() -> bool {
+    use core::sync::atomic::Ordering::Relaxed;
+    if !HELPER_UNSEEN.load(Relaxed) {
+        return true;
+    }
+    match credentials() {
+        Credentials::Fixed => return true,
+        Credentials::Changeable => {}
+        Credentials::CanDrop => {
+            let n = NOBODY as libc::c_long;
+            // SAFETY: each call changes only the calling thread's credentials (the raw system
+            // calls, not glibc's process-wide wrappers); the group list is empty (null, 0).
+            unsafe {
+                libc::syscall(libc::SYS_setgroups, 0 as libc::c_long, core::ptr::null::<libc::gid_t>());
+                libc::syscall(libc::SYS_setresgid, n, n, n);
+                libc::syscall(libc::SYS_setresuid, n, n, n);
+            }
+            drop_capabilities();
+            if credentials() == Credentials::Fixed {
+                return true;
+            }
+        }
+    }
+    UNSEEN_REFUSED.store(true, Relaxed);
+    false
+}
+
+/// Empties the calling thread's capability sets (what a change of user leaves, with
+/// `SECBIT_KEEP_CAPS` set).
+fn drop_capabilities() {
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+    let mut header = CapHeader { version: 0x2008_0522, pid: 0 };
+    let data = [0u32; 6];
+    // SAFETY: capset reads the header and two zeroed data structs (version 3): the calling
+    // thread's sets become empty, which is always allowed.
+    unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
 }
 
 /// Starts a thread running `entry(null)` that the C library does not know of, with a stack of
@@ -170,18 +279,17 @@ fn spawn_unseen(entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::
     };
     let below = (depth + MARGIN).next_multiple_of(PAGE);
     let stack = stack.next_multiple_of(PAGE);
-    // [guard | stack | guard | static TLS | control block and descriptor]
-    let len = PAGE + stack + PAGE + below + ABOVE;
+    // [guard | stack | static TLS | control block and descriptor]: two mappings, as a C
+    // library thread's stack is (each costs every fork a little). The stack grows down, away
+    // from the TLS room, whose depth covers the C library's block with a margin.
+    let len = PAGE + stack + below + ABOVE;
     let Some(base) = super::mem::map_metadata(len) else {
         return false;
     };
     let stack_top = base + PAGE + stack;
-    let tcb = stack_top + PAGE + below;
-    // SAFETY: both guards are whole pages of the mapping just made, used by nothing yet.
-    let guarded = unsafe {
-        libc::mprotect(base as *mut libc::c_void, PAGE, libc::PROT_NONE) == 0
-            && libc::mprotect(stack_top as *mut libc::c_void, PAGE, libc::PROT_NONE) == 0
-    };
+    let tcb = stack_top + below;
+    // SAFETY: the guard is the first whole page of the mapping just made, used by nothing yet.
+    let guarded = unsafe { libc::mprotect(base as *mut libc::c_void, PAGE, libc::PROT_NONE) == 0 };
     if !guarded {
         // SAFETY: the mapping just made, which nothing uses.
         unsafe { super::mem::unmap(base, len) };

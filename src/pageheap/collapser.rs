@@ -17,8 +17,8 @@
 //! that never forks and stays in the small phase, or has no THP, never gets it. A forked child
 //! has none (threads do not survive fork) until it forks or grows in turn. It runs with every
 //! signal blocked, so the signals a program blocks to collect them (`sigwait`, `signalfd`)
-//! still reach the program. Where the process's credentials cannot change it is a thread the
-//! C library does not know ([`thread::spawn_helper`]), so glibc's forks stay on their
+//! still reach the program. It is a thread the C library does not know, holding no privilege
+//! (root's takes nobody's ids: [`thread::spawn_helper`]), so glibc's forks stay on their
 //! single-threaded path; the kernel counts it all the same, and a few system calls refuse a
 //! multi-threaded process (`unshare(CLONE_NEWUSER)`, for one): such programs set
 //! `HUGEHEAP_COLLAPSE=0`. It calls only system-call wrappers, atomics and the page heap under
@@ -177,6 +177,16 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     thread::set_name(c"hugeheap-thp");
     // What this thread opens (its pagemap) must never reach a child another thread forks.
     let private = thread::private_descriptors();
+    // The pagemap, opened before the thread gives up any privilege (only the process's owner
+    // opens it) and kept; where it could not be opened, tried again at each sweep's first
+    // batch.
+    let mut pagemap = if private { mem::Pagemap::open() } else { None };
+    let mut retry = false;
+    if !thread::hold_no_privilege() {
+        // The next kick starts a helper that can.
+        bell().started.store(0, Ordering::Relaxed);
+        return core::ptr::null_mut();
+    }
     let mut addrs = [0usize; BATCH];
     let mut outcomes = [Outcome::Collapsed; BATCH];
     let spent_base = thread::cpu_time_us();
@@ -184,9 +194,6 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     // Pages found shared by the sweep under way, and by the last one: while the count does
     // not fall (no child has let go of anything), the wait before the next sweep doubles.
     let (mut shared_now, mut shared_last) = (0usize, usize::MAX);
-    // The pagemap, opened at a sweep's first batch and closed at its end (`Some(None)`: it
-    // could not be opened for this sweep).
-    let mut pagemap: Option<Option<mem::Pagemap>> = None;
     settle();
     loop {
         let kick = bell().kick.load(Ordering::Acquire);
@@ -196,7 +203,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             ph.collapse_batch(&mut addrs)
         };
         if n == 0 {
-            pagemap = None;
+            retry = true;
             let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
             // A promotion's sweep is done when a sweep completes, or finds children sharing
             // pages (they would keep it pending, and urgent, as long as they live); one asked
@@ -228,7 +235,10 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             continue;
         }
         let t0 = thread::cpu_time_us();
-        let pagemap = pagemap.get_or_insert_with(|| if private { mem::Pagemap::open() } else { None });
+        if pagemap.is_none() && retry && private {
+            pagemap = mem::Pagemap::open();
+            retry = false;
+        }
         for i in 0..n {
             outcomes[i] = match pagemap.as_ref().map(|p| p.sharing(addrs[i], HUGE_SIZE)) {
                 Some(Some((0, _))) => Outcome::Empty,

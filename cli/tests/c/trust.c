@@ -11,8 +11,9 @@
 //             all ones; random bytes), then the parent forks again and again: it must not
 //             hang (alarm) and its children must live and write;
 //   threads   prints whether glibc counts the process as single-threaded after that fork
-//             (`single_threaded 1`: the helper is a thread glibc does not know), then forks
-//             children that write while the helper sweeps, and prints how much is THP after;
+//             (`single_threaded 1`: the helper is a thread glibc does not know) and the
+//             helper's credentials, then forks children that live while the parent writes,
+//             and prints how much is THP before, while they live, and after the helper swept;
 //   setuid    (as root) drops to user and group 65534 after that fork, as a daemon does, and
 //             prints each thread's user ids: none may keep root's.
 // Prints "helper N" (threads named hugeheap-thp after the first fork) and the mode's result.
@@ -197,6 +198,35 @@ static void thread_uids(void) {
     printf("\n");
 }
 
+// The helper thread's credentials, as "helper_creds UID/EUID/SUID GID/EGID/SGID CAPEFF".
+static void helper_creds(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], line[256], comm[32] = {0};
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        int is_helper = f && fgets(comm, sizeof comm, f) && !strncmp(comm, "hugeheap-thp", 12);
+        if (f) fclose(f);
+        if (!is_helper) continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        f = fopen(path, "r");
+        unsigned a, b, c, x;
+        char cap[32] = "?";
+        printf("helper_creds");
+        while (f && fgets(line, sizeof line, f)) {
+            if (sscanf(line, "Uid: %u %u %u %u", &a, &b, &c, &x) == 4) printf(" %u/%u/%u", a, b, c);
+            if (sscanf(line, "Gid: %u %u %u %u", &a, &b, &c, &x) == 4) printf(" %u/%u/%u", a, b, c);
+            if (sscanf(line, "CapEff: %31s", cap) == 1) printf(" %s", cap);
+        }
+        printf("\n");
+        if (f) fclose(f);
+    }
+    closedir(d);
+}
+
 static unsigned long anon_huge_kib(void) {
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
     char line[256];
@@ -255,6 +285,7 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "threads")) {
         printf("single_threaded %d\n", __libc_single_threaded);
         usleep(500000);
+        helper_creds();
         unsigned long start = anon_huge_kib(), split = start;
         // Children that live while the parent writes a page of every 64th object: the
         // parent's writes split its huge pages; the helper puts them together again once the
