@@ -7,8 +7,9 @@
 //! arrives meanwhile waits. Whatever might call `malloc` itself (`pthread_atfork`, `atexit`)
 //! is called only after the allocator is ready.
 //!
-//! Fork: the forking thread takes the thread heaps' lock and then the page heap's, so that no
-//! thread is inside either when the address space is copied; both sides release them. The
+//! Fork: the forking thread takes the thread heaps' lock (when the C library knows of other
+//! threads: only they use it) and then the page heap's, so that no thread is inside either
+//! when the address space is copied; both sides release them. The
 //! parent tells the page heap (copy-on-write will split its THP from now on). In the child,
 //! heaps of threads that no longer exist are simply never adopted (they are not on the
 //! abandoned list): their memory stays theirs, and frees into them still land in their
@@ -121,8 +122,18 @@ pub fn map_zone_on() -> bool {
 
 unsafe extern "C" fn fork_prepare() {
     collapser::note_fork();
-    storage::lock_for_fork();
+    // Only threads the C library knows use the thread heaps' registry (the helper never
+    // does): with none but this one, no thread can be inside it, and its lock's page is left
+    // unwritten (one page fault a fork less).
+    let others = !thread::c_library_single_threaded();
+    if others {
+        storage::lock_for_fork();
+    }
     pageheap::the_lock().raw_lock();
+    let flag = pageheap::fork_flag();
+    if flag.load(Ordering::Relaxed) != others {
+        flag.store(others, Ordering::Relaxed);
+    }
     // SAFETY: just taken by this thread, without a guard.
     if let Some(ph) = unsafe { pageheap::the_lock().get_held() }.as_mut() {
         ph.before_fork();
@@ -138,8 +149,11 @@ unsafe extern "C" fn fork_parent() {
             ph.after_fork_in_parent();
             ph.on_fork()
         });
+        let took_storage = pageheap::fork_flag().load(Ordering::Relaxed);
         pageheap::the_lock().force_unlock();
-        storage::unlock_after_fork();
+        if took_storage {
+            storage::unlock_after_fork();
+        }
         has_thp
     };
     // With the locks released: copy-on-write may split THP from now on.
@@ -156,8 +170,11 @@ unsafe extern "C" fn fork_child() {
         if let Some(ph) = pageheap::the_lock().get_held().as_mut() {
             ph.after_fork_in_child();
         }
+        let took_storage = pageheap::fork_flag().load(Ordering::Relaxed);
         pageheap::the_lock().force_unlock();
-        storage::unlock_after_fork();
+        if took_storage {
+            storage::unlock_after_fork();
+        }
     }
     collapser::forget_in_child();
 }

@@ -28,6 +28,26 @@ pub fn thread_key_set(key: ThreadKey, value: usize) {
     unsafe { libc::pthread_setspecific(key, value as *const core::ffi::c_void) };
 }
 
+/// Whether the C library knows of no thread but the calling one (glibc's
+/// `__libc_single_threaded`, which it clears for good when a second thread is created; the
+/// helper of [`spawn_helper`], unseen, leaves it set). No other thread of the C library can
+/// then be inside anything the calling thread is not.
+#[cfg(target_env = "gnu")]
+pub fn c_library_single_threaded() -> bool {
+    unsafe extern "C" {
+        static __libc_single_threaded: core::ffi::c_char;
+    }
+    // SAFETY: a byte glibc (2.32 and later, which the library needs anyway) defines and
+    // writes only when the process goes multi-threaded; read as it may change.
+    unsafe { core::ptr::read_volatile(&raw const __libc_single_threaded) != 0 }
+}
+
+/// Elsewhere the answer is not known: treated as multi-threaded.
+#[cfg(not(target_env = "gnu"))]
+pub fn c_library_single_threaded() -> bool {
+    false
+}
+
 /// Registers fork handlers (`runtime.rs` says what hugeheap's do).
 pub fn atfork(prepare: unsafe extern "C" fn(), parent: unsafe extern "C" fn(), child: unsafe extern "C" fn()) {
     // SAFETY: the handlers are plain functions valid for the process's life.

@@ -62,6 +62,7 @@ use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, OS_PAGE_SIZE, PAGE_SHIFT, PA
 use arena::Arena;
 use backing::{Backing, OsBacking};
 use core::ptr::{self, NonNull};
+use core::sync::atomic::AtomicBool;
 use desc::{FILLER, FREE, HpDesc, LARGE};
 use family::Family;
 use filler::{Filler, run_mask};
@@ -162,17 +163,19 @@ unsafe impl<B: Backing + Send> Send for PageHeap<B> {}
 /// start-up, or if it failed), and the helper's doorbell, on one page of their own. `fork()`
 /// write-protects the parent's memory, so every page the fork handlers write costs the parent
 /// a page fault on each fork (and a copy while the child lives); they write the lock, the
-/// page heap's fork counts and the doorbell, one page between them.
+/// page heap's fork counts, the doorbell and their own flag, one page between them.
 #[repr(C, align(4096))]
 struct ForkPage {
     heap: SpinLock<Option<PageHeap>>,
     bell: doorbell::Doorbell,
+    handlers: AtomicBool,
 }
 
 // The page heap and the doorbell fit on the one page the alignment gives them.
 const _: () = assert!(size_of::<ForkPage>() == OS_PAGE_SIZE && align_of::<ForkPage>() == OS_PAGE_SIZE);
 
-static FORK_PAGE: ForkPage = ForkPage { heap: SpinLock::new(None), bell: doorbell::Doorbell::new() };
+static FORK_PAGE: ForkPage =
+    ForkPage { heap: SpinLock::new(None), bell: doorbell::Doorbell::new(), handlers: AtomicBool::new(false) };
 
 /// Takes the page heap's lock.
 #[inline]
@@ -189,6 +192,12 @@ pub fn the_lock() -> &'static SpinLock<Option<PageHeap>> {
 #[inline]
 pub fn bell() -> &'static doorbell::Doorbell {
     &FORK_PAGE.bell
+}
+
+/// A flag for the fork handlers' own use, from the prepare handler to the parent's and the
+/// child's: on the page they write anyway (a flag elsewhere would cost a page fault a fork).
+pub fn fork_flag() -> &'static AtomicBool {
+    &FORK_PAGE.handlers
 }
 
 impl<B: Backing> PageHeap<B> {

@@ -1,8 +1,11 @@
 /* Page faults the parent takes inside fork(): builds a heap of small blocks (argv[1] MiB),
  * optionally starts an idle thread (argv[3] = 1: glibc's fork then takes its multi-threaded
- * path, as it does under the re-collapse helper), forks argv[2] times (each child leaves at
- * once) and prints the median of the minor faults counted inside fork(). Every page that
- * fork's handlers write costs one such fault: fork() write-protects the parent's memory. */
+ * path), forks argv[2] times (each child leaves at once) and prints the median of the minor
+ * faults counted inside fork(). Every page that fork's handlers write costs one such fault:
+ * fork() write-protects the parent's memory. Then one more child starts a thread that
+ * allocates (a thread heap of its own: the allocator's registry, whose lock the handlers of a
+ * single-threaded parent leave alone, must be free in the child) and prints "child threads ok"
+ * once it is back; an alarm ends a child that hangs. */
 #include <alloca.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +24,12 @@ static void *idle(void *arg) {
     (void)arg;
     pause();
     return NULL;
+}
+
+static void *allocate(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 1000; i++) free(malloc(16 + i));
+    return malloc(100);
 }
 
 static int cmp(const void *a, const void *b) {
@@ -72,6 +81,20 @@ int main(int argc, char **argv) {
     if (fork_all(f, n) != 0) return 5;
     qsort(f, n, sizeof *f, cmp);
     printf("@ faults=%ld max=%ld\n", f[n / 2], f[n - 1]);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(60); /* a guard against hanging for ever, not a timing check */
+        pthread_t t;
+        void *r = NULL;
+        _exit(pthread_create(&t, NULL, allocate, NULL) || pthread_join(t, &r) || !r ? 7 : 0);
+    }
+    int st = 0;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        printf("child threads failed: %d\n", st);
+        return 6;
+    }
+    printf("child threads ok\n");
     for (size_t i = 0; i < count; i++) free(keep[i]);
     return 0;
 }
