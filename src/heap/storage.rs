@@ -1,11 +1,11 @@
-//! Where thread heaps and messages live: pools in metadata space taken from the page heap at
-//! start-up, the list of heaps whose threads have exited, behind a lock of the front end's own
+//! Where thread heaps and messages live: pools in one piece of metadata space taken from the
+//! page heap at start-up (both from its top down, so that the ones in use lie together), the list of heaps whose threads have exited, behind a lock of the front end's own
 //! that only thread start and exit and a thread short of messages take. Heaps and messages are
 //! never unmapped, so a late free always lands in valid memory.
 
 use super::thread_heap::{ABANDONED, Heap, RemoteMsg};
 use crate::pageheap::PageHeap;
-use crate::pageheap::meta::Pool;
+use crate::pageheap::meta::{Pool, Space};
 use crate::sync::SpinLock;
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -21,6 +21,7 @@ pub const META_BYTES: usize = MAX_HEAPS * size_of::<Heap>() + 64 + MAX_MSGS * si
 
 /// The storage of heaps and messages, and the heaps of exited threads.
 struct Registry {
+    space: Space,
     heaps: Pool<Heap>,
     msgs: Pool<RemoteMsg>,
     /// Heaps of exited threads, waiting for a new thread to adopt them.
@@ -33,7 +34,7 @@ unsafe impl Send for Registry {}
 
 impl Registry {
     const fn empty() -> Self {
-        Registry { heaps: Pool::empty(), msgs: Pool::empty(), abandoned: ptr::null_mut() }
+        Registry { space: Space::empty(), heaps: Pool::new(), msgs: Pool::new(), abandoned: ptr::null_mut() }
     }
 
     /// An abandoned heap if any (the last one abandoned; `false`: not fresh), else a zeroed
@@ -47,9 +48,17 @@ impl Registry {
             self.abandoned = unsafe { (*h).next_abandoned };
             return (h, false);
         }
-        // SAFETY: the pool lies in mapped, zeroed metadata (`install`), and a zero heap is
-        // what the caller sets up before use.
-        (unsafe { self.heaps.alloc() }, true)
+        // SAFETY: the space lies in mapped, zeroed metadata (`install`), the heaps' pool
+        // always uses it, and a zero heap is what the caller sets up before use.
+        (unsafe { self.heaps.alloc(&mut self.space) }, true)
+    }
+
+    /// An empty message (its fields are for the caller to set), or null when the space is
+    /// used up or not set up.
+    fn new_message(&mut self) -> *mut RemoteMsg {
+        // SAFETY: the space lies in mapped, zeroed metadata, the messages' pool always uses
+        // it, and a zero message is valid.
+        unsafe { self.msgs.alloc(&mut self.space) }
     }
 
     /// Puts `heap` on the abandoned list.
@@ -75,33 +84,26 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry::empty());
 
 /// The front end's storage, taken from the page heap's metadata space at start-up.
 pub struct Storage {
-    heaps: Pool<Heap>,
-    msgs: Pool<RemoteMsg>,
+    space: Space,
 }
 
 /// Takes the front end's storage from the page heap (at start-up, under its lock); `None` if
 /// the metadata space is missing.
 pub fn reserve(ph: &mut PageHeap) -> Option<Storage> {
-    let heap_bytes = MAX_HEAPS * size_of::<Heap>();
-    let msg_bytes = MAX_MSGS * size_of::<RemoteMsg>();
-    let heaps = ph.take_meta(heap_bytes, 64)?;
-    let msgs = ph.take_meta(msg_bytes, 64)?;
-    Some(Storage { heaps: Pool::new(heaps, heaps + heap_bytes), msgs: Pool::new(msgs, msgs + msg_bytes) })
+    let start = ph.take_meta(META_BYTES, 64)?;
+    Some(Storage { space: Space::new(start, start + META_BYTES) })
 }
 
 /// Installs the storage (at start-up, with the page heap's lock released: the fork handlers
 /// take this lock first).
 pub fn install(storage: Storage) {
-    let mut r = REGISTRY.lock();
-    r.heaps = storage.heaps;
-    r.msgs = storage.msgs;
+    REGISTRY.lock().space = storage.space;
 }
 
-/// An empty message from the pool (its fields are for the caller to set), or null when the
-/// pool is used up or not set up.
+/// An empty message (its fields are for the caller to set), or null when the space is used
+/// up or not set up.
 pub fn new_message() -> *mut RemoteMsg {
-    // SAFETY: the pool's memory is mapped metadata; a zero message is valid.
-    unsafe { REGISTRY.lock().msgs.alloc() }
+    REGISTRY.lock().new_message()
 }
 
 /// A heap for a new thread: an abandoned one if any (its state is still `ABANDONED`, or
@@ -123,8 +125,7 @@ pub unsafe fn abandon(heap: *mut Heap) {
 
 /// Bytes of the front end's metadata touched so far.
 pub fn metadata_bytes() -> usize {
-    let r = REGISTRY.lock();
-    r.heaps.touched() + r.msgs.touched()
+    REGISTRY.lock().space.touched()
 }
 
 /// Takes the front end's lock before `fork()`, so no thread is inside its bookkeeping when the
@@ -149,23 +150,20 @@ mod tests {
     use super::*;
     use crate::heap::thread_heap::OWNED;
 
-    /// A registry over pools in `buf` (zeroed, aligned for heaps): room for `heaps` heaps and
-    /// 4 messages.
-    fn registry(buf: &mut Vec<u64>, heaps: usize) -> Registry {
-        let (hb, mb) = (heaps * size_of::<Heap>(), 4 * size_of::<RemoteMsg>());
-        *buf = vec![0u64; (hb + mb).div_ceil(8) + 8];
-        let start = (buf.as_mut_ptr() as usize).next_multiple_of(64);
-        Registry {
-            heaps: Pool::new(start, start + hb),
-            msgs: Pool::new(start + hb, start + hb + mb),
-            abandoned: ptr::null_mut(),
-        }
+    /// A registry over space in `buf` (zeroed) for `heaps` heaps and `msgs` messages, its end
+    /// aligned for both.
+    fn registry(buf: &mut Vec<u64>, heaps: usize, msgs: usize) -> Registry {
+        let bytes = heaps * size_of::<Heap>() + msgs * size_of::<RemoteMsg>();
+        let align = align_of::<Heap>().max(align_of::<RemoteMsg>()).max(64);
+        *buf = vec![0u64; (bytes + align).div_ceil(8)];
+        let start = (buf.as_mut_ptr() as usize).next_multiple_of(align);
+        Registry { space: Space::new(start, start + bytes), ..Registry::empty() }
     }
 
     #[test]
     fn fresh_heaps_come_from_the_pool_until_it_is_used_up() {
         let mut buf = Vec::new();
-        let mut r = registry(&mut buf, 3);
+        let mut r = registry(&mut buf, 3, 0);
         let got: Vec<_> = (0..3).map(|_| r.take_heap()).collect();
         assert!(got.iter().all(|&(h, fresh)| !h.is_null() && fresh));
         assert!(got[0].0 != got[1].0 && got[1].0 != got[2].0 && got[0].0 != got[2].0);
@@ -176,7 +174,7 @@ mod tests {
     #[test]
     fn abandoned_heaps_are_adopted_last_in_first_out_before_fresh_ones() {
         let mut buf = Vec::new();
-        let mut r = registry(&mut buf, 4);
+        let mut r = registry(&mut buf, 4, 0);
         let (a, b) = (r.take_heap().0, r.take_heap().0);
         // SAFETY: both are heaps of this registry that no thread uses.
         unsafe {
@@ -193,16 +191,18 @@ mod tests {
     }
 
     #[test]
-    fn messages_come_from_their_own_pool() {
+    fn heaps_and_messages_share_one_space_from_its_top_down() {
         let mut buf = Vec::new();
-        let mut r = registry(&mut buf, 1);
-        // SAFETY: the pool lies in the zeroed buffer; a zero message is valid.
-        let msgs: Vec<_> = (0..4).map(|_| unsafe { r.msgs.alloc() }).collect();
-        assert!(msgs.iter().all(|m| !m.is_null()));
-        // SAFETY: as above.
-        assert!(unsafe { r.msgs.alloc() }.is_null(), "a fifth message from a pool of four");
+        let mut r = registry(&mut buf, 1, 4);
         let (h, fresh) = r.take_heap();
-        assert!(fresh && !h.is_null(), "messages take nothing from the heaps' pool");
-        assert!(r.heaps.touched() + r.msgs.touched() >= size_of::<Heap>() + 4 * size_of::<RemoteMsg>());
+        assert!(fresh && !h.is_null());
+        let msgs: Vec<_> = (0..4).map(|_| r.new_message()).collect();
+        assert!(msgs.iter().all(|m| !m.is_null()));
+        // Each below the last: the ones in use lie together at the top.
+        assert!(msgs[0] as usize + size_of::<RemoteMsg>() <= h as usize);
+        assert!(msgs.windows(2).all(|w| w[1] < w[0]));
+        assert!(r.new_message().is_null(), "a fifth message from space for four");
+        assert!(r.take_heap().0.is_null(), "a second heap from space for one and four messages");
+        assert_eq!(r.space.touched(), size_of::<Heap>() + 4 * size_of::<RemoteMsg>());
     }
 }

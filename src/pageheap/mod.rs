@@ -66,7 +66,7 @@ use core::sync::atomic::AtomicBool;
 use desc::{FILLER, FREE, HpDesc, LARGE};
 use family::Family;
 use filler::{Filler, run_mask};
-use meta::{Meta, Pool};
+use meta::{Meta, Pool, Space};
 use pagemap::PageMap;
 use recollapse::{Outcome, Recollapse};
 use tables::Tables;
@@ -126,6 +126,7 @@ pub struct PageHeap<B: Backing = OsBacking> {
     page_map: PageMap,
     filler: Filler,
     spans: Pool<Span>,
+    span_space: Space,
     retain: usize,
     decay_ms: u32,
     /// When the free huge pages were last scanned for release (the backing's clock).
@@ -228,7 +229,8 @@ impl<B: Backing> PageHeap<B> {
         Some(PageHeap {
             page_map: PageMap::new(arena.base, m.page_map as *mut *mut Span, m.pages),
             tables,
-            spans: m.span_pool(),
+            spans: Pool::new(),
+            span_space: m.span_space(),
             meta: m,
             backing,
             arena,
@@ -287,7 +289,7 @@ impl<B: Backing> PageHeap<B> {
         self.handed_out_since_release = true;
         // SAFETY: the span pool lives in mapped metadata; a zero Span is valid and every field
         // that matters is written below.
-        let span = unsafe { self.spans.alloc() };
+        let span = unsafe { self.spans.alloc(&mut self.span_space) };
         if span.is_null() {
             self.free_pages(start, pages, false);
             return ptr::null_mut();
@@ -623,7 +625,7 @@ impl<B: Backing> PageHeap<B> {
 
     /// Bytes of the page heap's own metadata touched so far (approximate upper bound).
     pub fn metadata_bytes(&self) -> usize {
-        self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>()) + self.spans.touched()
+        self.arena.frontier * (PAGES_PER_HUGE * 8 + size_of::<HpDesc>()) + self.span_space.touched()
     }
 
     /// Checks the invariants in the module doc; panics on a breach.
