@@ -375,11 +375,11 @@ fn spawn_unseen(entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::
     started
 }
 
-/// Where [`spawn_unseen`] cannot work (another architecture or C library): a thread of the C
-/// library's own.
+/// Where [`spawn_unseen`] cannot work (another architecture or C library): no such thread;
+/// [`spawn_helper`] starts a C library thread instead.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
-fn spawn_unseen(entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void, stack: usize) -> bool {
-    spawn_detached(entry, c"hugeheap", stack)
+fn spawn_unseen(_: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void, _: usize) -> bool {
+    false
 }
 
 /// The calling thread's thread pointer (`%fs:0` holds it, by the x86-64 TLS ABI).
