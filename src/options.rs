@@ -148,7 +148,9 @@ pub const OPTIONS: [OptionRow; 10] = [
         doc: "After a fork, writes split the THP a child shares into 4 KiB pages, and the next fork \
               copies their page tables. A helper thread (`hugeheap-thp`, started at the first fork \
               of a process with THP or when the heap of a process that has forked outgrows \
-              `HUGEHEAP_HUGE_FROM`, every signal blocked) collapses them again once no child shares \
+              `HUGEHEAP_HUGE_FROM`, every signal blocked, unknown to the C library so that forks keep \
+              its single-threaded path, holding no privilege: root's runs as nobody) collapses them \
+              again once no child shares \
               them, using at most this percentage of one CPU (the small phase's pages, when the heap \
               outgrows it, at once; in a process that never forked, the allocating thread collapses \
               them itself, before the allocation returns). `0`: nothing collapsed by hugeheap, no \
