@@ -111,7 +111,8 @@ pub fn spawn_detached(
 /// saved; one group id; no capability) it keeps them; where the process may change them and
 /// can set user and group 65534 (`nobody`: root, or a process with `CAP_SETUID` and
 /// `CAP_SETGID` whose user namespace maps 65534), the thread takes those and drops every
-/// capability at its start ([`hold_no_privilege`], which the entry calls first); elsewhere,
+/// capability at its start ([`hold_no_privilege`], which the entry calls first, and which the
+/// creating thread waits for: until then the thread holds the creator's ids); elsewhere,
 /// or once that failed, the helper is a C library thread, whose credentials glibc keeps in
 /// step with the program's.
 pub fn spawn_helper(
@@ -122,7 +123,13 @@ pub fn spawn_helper(
     use core::sync::atomic::Ordering::Relaxed;
     let unseen = !UNSEEN_REFUSED.load(Relaxed) && credentials() != Credentials::Changeable;
     HELPER_UNSEEN.store(unseen, Relaxed);
-    if unseen && spawn_unseen(entry, stack) {
+    HELPER_SETTLED.store(0, Relaxed);
+    if unseen && spawn_unseen(entry, name, stack) {
+        // The new thread holds the creating thread's credentials until `hold_no_privilege`
+        // has run: this thread (one that may go on to drop them) waits for that.
+        while HELPER_SETTLED.load(core::sync::atomic::Ordering::Acquire) == 0 {
+            wait(&HELPER_SETTLED, 0, 100);
+        }
         return true;
     }
     HELPER_UNSEEN.store(false, Relaxed);
@@ -131,6 +138,8 @@ pub fn spawn_helper(
 
 /// The helper of [`spawn_helper`] is a thread the C library does not know.
 static HELPER_UNSEEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// 1 once the unseen helper has settled its credentials (`hold_no_privilege`).
+static HELPER_SETTLED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 /// An unseen helper could not give up its privileges: helpers are C library threads from then on.
 static UNSEEN_REFUSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
@@ -222,10 +231,19 @@ fn maps_nobody(path: &core::ffi::CStr) -> bool {
 /// wrappers would change every thread it knows). Returns false if the thread must not go on:
 /// it could not; the next helper is a C library thread.
 pub fn hold_no_privilege() -> bool {
-    use core::sync::atomic::Ordering::Relaxed;
+    use core::sync::atomic::Ordering::{Relaxed, Release};
     if !HELPER_UNSEEN.load(Relaxed) {
         return true;
     }
+    let settled = settle_credentials();
+    HELPER_SETTLED.store(1, Release);
+    wake(&HELPER_SETTLED);
+    settled
+}
+
+/// [`hold_no_privilege`] for an unseen thread.
+fn settle_credentials() -> bool {
+    use core::sync::atomic::Ordering::Relaxed;
     match credentials() {
         Credentials::Fixed => return true,
         Credentials::Changeable => {}
@@ -263,8 +281,8 @@ fn drop_capabilities() {
     unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
 }
 
-/// Starts a thread running `entry(null)` that the C library does not know of, with a stack of
-/// `stack` bytes and every signal blocked (see [`spawn_detached`] for why); it leaves with
+/// Starts a thread running `entry(null)` that the C library does not know of, named `name` (at
+/// most 15 bytes) before it runs, with a stack of `stack` bytes and every signal blocked (see [`spawn_detached`] for why); it leaves with
 /// `exit` when `entry` returns (its stack is not given back). Returns false if it could not
 /// start.
 ///
@@ -284,7 +302,11 @@ fn drop_capabilities() {
 /// What it must not use: dynamic TLS (no DTV), `pthread_self()`'s descriptor as a real one,
 /// locale state, `malloc`: the entry runs only system-call wrappers and atomics.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-fn spawn_unseen(entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void, stack: usize) -> bool {
+fn spawn_unseen(
+    entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void,
+    name: &core::ffi::CStr,
+    stack: usize,
+) -> bool {
     const PAGE: usize = crate::units::OS_PAGE_SIZE;
     /// Room above the thread pointer: glibc's thread descriptor starts there (about 2.3 KiB).
     const ABOVE: usize = 16 << 10;
@@ -365,6 +387,9 @@ fn spawn_unseen(entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::
                 options(nostack),
             );
         }
+        if ret > 0 {
+            name_thread(ret as i32, name);
+        }
         ret > 0
     })
     .unwrap_or(false);
@@ -378,7 +403,11 @@ fn spawn_unseen(entry: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::
 /// Where [`spawn_unseen`] cannot work (another architecture or C library): no such thread;
 /// [`spawn_helper`] starts a C library thread instead.
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
-fn spawn_unseen(_: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void, _: usize) -> bool {
+fn spawn_unseen(
+    _: extern "C" fn(*mut core::ffi::c_void) -> *mut core::ffi::c_void,
+    _: &core::ffi::CStr,
+    _: usize,
+) -> bool {
     false
 }
 
@@ -417,11 +446,37 @@ fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> Option<R> {
     Some(r)
 }
 
-/// Names the calling thread (at most 15 bytes, as the kernel keeps them).
-pub fn set_name(name: &core::ffi::CStr) {
-    debug_assert!(name.to_bytes().len() <= 15);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string, which `name` is.
-    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+/// Names thread `tid` of this process (at most 15 bytes, as the kernel keeps them), through
+/// `/proc/self/task/TID/comm`, as glibc names its threads: from the creating thread, so that
+/// the name is there before the thread first runs. Nothing if /proc cannot be written.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+fn name_thread(tid: i32, name: &core::ffi::CStr) {
+    debug_assert!(tid > 0 && name.to_bytes().len() <= 15);
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = tid.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let Some(path) = super::files::Path::join(b"/proc/self/task", &[&digits[at..], b"/comm"]) else {
+        return;
+    };
+    // SAFETY: opening a file write-only with a NUL-terminated path.
+    let fd = unsafe { libc::open(path.as_cstr().as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return;
+    }
+    let bytes = name.to_bytes();
+    // SAFETY: writing `bytes` from a live slice to the descriptor just opened, then closing it.
+    unsafe {
+        libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        libc::close(fd);
+    }
 }
 
 /// Gives the calling thread a descriptor table of its own (`unshare(CLONE_FILES)`) and closes

@@ -174,7 +174,6 @@ pub fn forget_in_child() {
 }
 
 extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
-    thread::set_name(c"hugeheap-thp");
     // What this thread opens (its pagemap) must never reach a child another thread forks.
     let private = thread::private_descriptors();
     // The pagemap, opened before the thread gives up any privilege (only the process's owner
