@@ -349,18 +349,27 @@ fn spawn_unseen(
     let sp = stack_top - 16;
     // SAFETY: the top of the new stack, in the mapping, used by nothing yet.
     unsafe { *(sp as *mut usize) = entry as usize };
+    // The flags glibc's pthread_create gives clone, so that a seccomp policy written for
+    // threads allows this one too. The descriptor table is shared until the helper makes its
+    // own (`private_descriptors`, before it opens anything); the kernel writes the thread's id
+    // into, and clears it at exit from, the last word of the descriptor room.
     let flags = libc::CLONE_VM
         | libc::CLONE_FS
+        | libc::CLONE_FILES
         | libc::CLONE_SIGHAND
         | libc::CLONE_THREAD
         | libc::CLONE_SYSVSEM
-        | libc::CLONE_SETTLS;
+        | libc::CLONE_SETTLS
+        | libc::CLONE_PARENT_SETTID
+        | libc::CLONE_CHILD_CLEARTID;
+    let tid_word = tcb + ABOVE - 8;
     let started = with_signals_blocked(|| {
         let ret: isize;
         // SAFETY: the new thread runs on `sp` (its own stack in the mapping) with `tcb` as its
         // thread pointer; it pops `entry`, calls it with a null argument on a 16-byte-aligned
-        // stack, and leaves with exit(0) without returning here. This thread's side clobbers
-        // only rax, rcx and r11 and touches no stack.
+        // stack, and leaves with exit(0) without returning here; the kernel writes its id to
+        // `tid_word` (in the mapping, used by nothing else) and clears it when it leaves. This
+        // thread's side clobbers only rax, rcx and r11 and touches no stack.
         unsafe {
             core::arch::asm!(
                 "syscall",
@@ -379,8 +388,8 @@ fn spawn_unseen(
                 inlateout("rax") libc::SYS_clone as isize => ret,
                 in("rdi") flags as usize,
                 in("rsi") sp,
-                in("rdx") 0usize,
-                in("r10") 0usize,
+                in("rdx") tid_word,
+                in("r10") tid_word,
                 in("r8") tcb,
                 lateout("rcx") _,
                 lateout("r11") _,
