@@ -1,5 +1,6 @@
 //! Where thread heaps and messages live: pools in one piece of metadata space taken from the
-//! page heap at start-up (both from its top down, so that the ones in use lie together), the list of heaps whose threads have exited, behind a lock of the front end's own
+//! page heap at start-up (both from its top down, so that the ones in use lie together), the
+//! list of heaps whose threads have exited, behind a lock of the front end's own
 //! that only thread start and exit and a thread short of messages take. Heaps and messages are
 //! never unmapped, so a late free always lands in valid memory.
 

@@ -181,23 +181,32 @@ fn credentials() -> Credentials {
     Credentials::Changeable
 }
 
+/// `struct __user_cap_header_struct`, version 3 (64-bit sets in two halves).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+impl CapHeader {
+    /// The calling thread's sets, version 3.
+    fn this_thread() -> CapHeader {
+        CapHeader { version: 0x2008_0522, pid: 0 }
+    }
+}
+
+/// `struct __user_cap_data_struct`: one half of each set.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
 /// The calling thread's effective and permitted capability sets.
 fn effective_and_permitted_caps() -> Option<(u64, u64)> {
-    /// `struct __user_cap_header_struct`, version 3 (64-bit sets in two halves).
-    #[repr(C)]
-    struct CapHeader {
-        version: u32,
-        pid: i32,
-    }
-    /// `struct __user_cap_data_struct`.
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct CapData {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = CapHeader { version: 0x2008_0522, pid: 0 };
+    let mut header = CapHeader::this_thread();
     let mut data = [CapData::default(); 2];
     // SAFETY: capget reads the header and writes two data structs (version 3), both ours.
     if unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) } != 0 {
@@ -269,13 +278,8 @@ fn settle_credentials() -> bool {
 /// Empties the calling thread's capability sets (what a change of user leaves, with
 /// `SECBIT_KEEP_CAPS` set).
 fn drop_capabilities() {
-    #[repr(C)]
-    struct CapHeader {
-        version: u32,
-        pid: i32,
-    }
-    let mut header = CapHeader { version: 0x2008_0522, pid: 0 };
-    let data = [0u32; 6];
+    let mut header = CapHeader::this_thread();
+    let data = [CapData::default(); 2];
     // SAFETY: capset reads the header and two zeroed data structs (version 3): the calling
     // thread's sets become empty, which is always allowed.
     unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
@@ -460,32 +464,23 @@ fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> Option<R> {
 /// the name is there before the thread first runs. Nothing if /proc cannot be written.
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
 fn name_thread(tid: i32, name: &core::ffi::CStr) {
+    use core::fmt::Write;
     debug_assert!(tid > 0 && name.to_bytes().len() <= 15);
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut n = tid.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    let mut path = super::StackWriter::<48>::new();
+    if write!(path, "/proc/self/task/{tid}/comm\0").is_err() {
+        return;
     }
-    let Some(path) = super::files::Path::join(b"/proc/self/task", &[&digits[at..], b"/comm"]) else {
+    let Ok(path) = core::ffi::CStr::from_bytes_with_nul(path.as_bytes()) else {
         return;
     };
     // SAFETY: opening a file write-only with a NUL-terminated path.
-    let fd = unsafe { libc::open(path.as_cstr().as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return;
     }
-    let bytes = name.to_bytes();
-    // SAFETY: writing `bytes` from a live slice to the descriptor just opened, then closing it.
-    unsafe {
-        libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-        libc::close(fd);
-    }
+    super::stderr::write_fd(fd, name.to_bytes());
+    // SAFETY: closing the descriptor just opened, once.
+    unsafe { libc::close(fd) };
 }
 
 /// Gives the calling thread a descriptor table of its own (`unshare(CLONE_FILES)`) and closes

@@ -58,10 +58,8 @@ pub struct Meta {
     /// Span header storage: `[spans, spans_end)`, handed out from the top down.
     pub spans: usize,
     spans_end: usize,
-    /// Generic space for the layers above: `[client_start, client)`, handed out by `take`
-    /// from the top down.
-    client_start: usize,
-    client: usize,
+    /// Generic space for the layers above, handed out by `take` from the top down.
+    client: Space,
     /// The mapping: `[start, end)`.
     start: usize,
     end: usize,
@@ -96,8 +94,7 @@ impl Meta {
             free_words,
             spans,
             spans_end: page_map,
-            client_start: start,
-            client: client_top,
+            client: Space::new(start, client_top),
             start,
             end: start + len,
         })
@@ -116,13 +113,7 @@ impl Meta {
     /// Takes `bytes` of the generic space, aligned to `align` (a power of two), below what
     /// was taken before; `None` when it is used up.
     pub fn take(&mut self, bytes: usize, align: usize) -> Option<usize> {
-        debug_assert!(align.is_power_of_two());
-        let start = self.client.checked_sub(bytes)? & !(align - 1);
-        if start < self.client_start {
-            return None;
-        }
-        self.client = start;
-        Some(start)
+        self.client.take(bytes, align)
     }
 }
 
