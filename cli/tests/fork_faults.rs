@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{build, lib, lib_for_anyone, skip, word_value};
+use common::{build, lib, lib_for_anyone, unprivileged, word_value};
 use std::path::Path;
 use std::process::Command;
 
@@ -71,21 +71,7 @@ fn fork_handlers_write_one_page_of_a_single_threaded_parent() {
 #[test]
 fn an_unprivileged_programs_helper_leaves_fork_single_threaded() {
     let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
-    // SAFETY: geteuid has no preconditions.
-    let setpriv: &[&str] =
-        if unsafe { libc::geteuid() } == 0 { &["--reuid", "65534", "--regid", "65534", "--clear-groups"] } else { &[] };
-    if !setpriv.is_empty() {
-        let reach = Command::new("setpriv")
-            .args(setpriv)
-            .args(["sh", "-c", "test -x \"$0\" && test -r \"$1\""])
-            .arg(&prog)
-            .arg(lib_for_anyone())
-            .status();
-        if !reach.is_ok_and(|s| s.success()) {
-            skip("user", "setpriv missing, or the program or the library out of user 65534's reach");
-            return;
-        }
-    }
+    let Some(setpriv) = unprivileged(&prog) else { return };
     let plain = faults_as(&prog, false, None, setpriv);
     let hh = faults_as(&prog, false, Some(&[]), setpriv);
     println!("unprivileged: plain {plain}, hugeheap with its helper {hh}");

@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{PoolGuard, build, hugeheap, lib, lib_for_anyone, skip};
+use common::{PoolGuard, build, hugeheap, lib, lib_for_anyone, root, skip, unprivileged};
 use std::path::Path;
 use std::process::Output;
 
@@ -34,31 +34,12 @@ fn run(prog: &Path, mode: &str) -> Output {
         .expect("run trust")
 }
 
-/// The user the unprivileged runs take when the tests run as root.
-const NOBODY: &str = "65534";
-
-/// Whether the tests run as root.
-fn root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// As [`run`], as an unprivileged user: this one if the tests run as one, else user and group
 /// 65534 through `setpriv`; `None` (said) where that cannot be done here.
 fn run_unprivileged(prog: &Path, mode: &str) -> Option<Output> {
-    if !root() {
+    let setpriv = unprivileged(prog)?;
+    if setpriv.is_empty() {
         return Some(run(prog, mode));
-    }
-    let setpriv = ["--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"];
-    let reach = std::process::Command::new("setpriv")
-        .args(setpriv)
-        .args(["sh", "-c", "test -x \"$0\" && test -r \"$1\""])
-        .arg(prog)
-        .arg(lib_for_anyone())
-        .status();
-    if !reach.is_ok_and(|s| s.success()) {
-        skip("user", &format!("setpriv missing, or {} out of user {NOBODY}'s reach", prog.display()));
-        return None;
     }
     let out = hugeheap()
         .args(["run", "--pages", "thp", "--lib"])

@@ -109,15 +109,20 @@ static uint32_t *shared_page(void) {
     return found;
 }
 
-static unsigned long hugetlb_kib(void) {
-    FILE *f = fopen("/proc/self/status", "r");
+// The first line of `path` that `format` (one %lu) reads a number from: that number, or 0.
+static unsigned long kib_field(const char *path, const char *format) {
+    FILE *f = fopen(path, "r");
     char line[256];
     unsigned long kib = 0;
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "HugetlbPages: %lu", &kib) == 1) break;
+        if (sscanf(line, format, &kib) == 1) break;
     if (f) fclose(f);
     return kib;
 }
+
+static unsigned long hugetlb_kib(void) { return kib_field("/proc/self/status", "HugetlbPages: %lu"); }
+
+static unsigned long anon_huge_kib(void) { return kib_field("/proc/self/smaps_rollup", "AnonHugePages: %lu"); }
 
 // Forks `n` children that write a page of every 64th object and exit; 0 if all exited 0.
 static int fork_writers(int n) {
@@ -225,16 +230,6 @@ static void helper_creds(void) {
         if (f) fclose(f);
     }
     closedir(d);
-}
-
-static unsigned long anon_huge_kib(void) {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    char line[256];
-    unsigned long kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "AnonHugePages: %lu", &kib) == 1) break;
-    if (f) fclose(f);
-    return kib;
 }
 
 int main(int argc, char **argv) {

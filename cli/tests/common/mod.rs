@@ -49,6 +49,34 @@ pub fn lib_for_anyone() -> &'static Path {
     })
 }
 
+/// Whether the tests run as root.
+pub fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `setpriv`'s arguments that run a program as user and group 65534 (`nobody`), for the runs
+/// as an unprivileged user when the tests run as root; empty when they run as another user
+/// already. `None` (said) where `setpriv` is missing or `prog` or [`lib_for_anyone`] is out of
+/// that user's reach.
+pub fn unprivileged(prog: &Path) -> Option<&'static [&'static str]> {
+    if !root() {
+        return Some(&[]);
+    }
+    const SETPRIV: &[&str] = &["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    let reach = Command::new("setpriv")
+        .args(SETPRIV)
+        .args(["sh", "-c", "test -x \"$0\" && test -r \"$1\""])
+        .arg(prog)
+        .arg(lib_for_anyone())
+        .status();
+    if !reach.is_ok_and(|s| s.success()) {
+        skip("user", &format!("setpriv missing, or {} out of user 65534's reach", prog.display()));
+        return None;
+    }
+    Some(SETPRIV)
+}
+
 /// The number in a `name=N` word of `text`: what the test programs print.
 pub fn word_value(text: &str, name: &str) -> Option<i64> {
     text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
