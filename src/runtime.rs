@@ -7,10 +7,13 @@
 //! arrives meanwhile waits. Whatever might call `malloc` itself (`pthread_atfork`, `atexit`)
 //! is called only after the allocator is ready.
 //!
-//! Fork: the forking thread takes the thread heaps' lock (when the C library knows of other
-//! threads: only they use it) and then the page heap's, so that no thread is inside either
-//! when the address space is copied; both sides release them. The
-//! parent tells the page heap (copy-on-write will split its THP from now on). In the child,
+//! Fork: the forking thread takes the fork gate, which keeps the helper off the page heap;
+//! then, unless the process is single-threaded for the C library and the fork has nothing to
+//! decide for the child (see `pageheap::fork_pages`: such a fork writes no page that fork
+//! copies), the thread heaps' lock (when the C library knows of other threads: only they use
+//! it) and the page heap's, so that no thread is inside either when the address space is
+//! copied; both sides release what it took. The parent counts the fork for the helper
+//! (copy-on-write will split its THP from now on). In the child,
 //! heaps of threads that no longer exist are simply never adopted (they are not on the
 //! abandoned list): their memory stays theirs, and frees into them still land in their
 //! lock-free inboxes.
@@ -19,6 +22,7 @@ use crate::heap::{lifecycle, misuse, storage};
 use crate::options::{Config, ThpOff};
 use crate::os::probe::ThpMode;
 use crate::os::{OsInfo, StackWriter, process, stderr, thread};
+use crate::pageheap::fork_pages::{self, TOOK_HEAP, TOOK_STORAGE};
 use crate::pageheap::{self, PageHeap, collapser};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
@@ -75,6 +79,7 @@ fn init_slow(config: &Config) -> bool {
     let mode = THP_MODES.iter().position(|&m| m == info.thp).unwrap_or(0) as u32;
     THP_OFF.store(cfg.thp_off as u32 | mode << 8 | u32::from(cfg.verbose) << 16, Ordering::Relaxed);
     MAP_ZONE.store(cfg.map_zone && !matches!(info.thp, ThpMode::Never | ThpMode::Unknown), Ordering::Relaxed);
+    fork_pages::map_wiped_page();
     let storage = {
         let mut slot = pageheap::lock();
         match PageHeap::create(pageheap::backing::OsBacking, &cfg, &info, storage::META_BYTES) {
@@ -122,61 +127,102 @@ pub fn map_zone_on() -> bool {
 
 unsafe extern "C" fn fork_prepare() {
     collapser::note_fork();
-    // Only threads the C library knows use the thread heaps' registry (the helper never
-    // does): with none but this one, no thread can be inside it, and its lock's page is left
-    // unwritten (one page fault a fork less).
-    let others = !thread::c_library_single_threaded();
-    if others {
+    // The helper keeps off the page heap from here to the parent's handler.
+    fork_pages::gate().raw_lock();
+    let single = thread::c_library_single_threaded();
+    let lock = fork_pages::the_lock();
+    // A process the C library counts single-threaded has no other thread that could be
+    // inside the page heap now (the helper waits at the gate; a thread made behind the C
+    // library's back that allocates is not supported, as by glibc's own malloc, which skips
+    // its locks then too); when the fork has nothing to decide for the child, it leaves the
+    // page heap's page unwritten. (A locked page heap here means that a signal handler
+    // interrupted this thread inside it: that fork then waits for the lock for good; POSIX
+    // no longer counts fork async-signal-safe, and `_Fork` runs no handlers.)
+    let quiet = single
+        && !lock.is_locked()
+        // SAFETY: single-threaded for the C library, the gate held, the lock free: no thread
+        // takes the lock while the reference lives.
+        && unsafe { lock.peek() }.as_ref().is_none_or(|ph| ph.forks_quietly());
+    let took = match (quiet, single) {
+        (true, _) => 0,
+        // Only threads the C library knows use the thread heaps' registry (the helper never
+        // does): with none but this one, no thread can be inside it.
+        (false, true) => TOOK_HEAP,
+        (false, false) => TOOK_HEAP | TOOK_STORAGE,
+    };
+    if took & TOOK_STORAGE != 0 {
         storage::lock_for_fork();
     }
-    pageheap::the_lock().raw_lock();
-    let flag = pageheap::fork_flag();
-    if flag.load(Ordering::Relaxed) != others {
-        flag.store(others, Ordering::Relaxed);
+    if took & TOOK_HEAP != 0 {
+        lock.raw_lock();
+        // SAFETY: just taken by this thread, without a guard.
+        if let Some(ph) = unsafe { lock.get_held() }.as_mut() {
+            ph.before_fork();
+        }
     }
-    // SAFETY: just taken by this thread, without a guard.
-    if let Some(ph) = unsafe { pageheap::the_lock().get_held() }.as_mut() {
-        ph.before_fork();
+    let flag = fork_pages::fork_took();
+    if flag.load(Ordering::Relaxed) != took {
+        flag.store(took, Ordering::Relaxed);
     }
 }
 
 unsafe extern "C" fn fork_parent() {
-    // SAFETY: fork_prepare took both locks in this thread; the page heap's is held until the
-    // force_unlock below, so this is the only access.
-    let has_thp = unsafe {
-        let slot = pageheap::the_lock().get_held();
-        let has_thp = slot.as_mut().is_some_and(|ph| {
-            ph.after_fork_in_parent();
-            ph.on_fork()
-        });
-        let took_storage = pageheap::fork_flag().load(Ordering::Relaxed);
-        pageheap::the_lock().force_unlock();
-        if took_storage {
-            storage::unlock_after_fork();
+    let lock = fork_pages::the_lock();
+    let took = fork_pages::fork_took().load(Ordering::Relaxed);
+    let has_thp = if took & TOOK_HEAP != 0 {
+        // SAFETY: fork_prepare took the page heap's lock in this thread and holds it until the
+        // force_unlock below, so this is the only access; likewise the registry's.
+        unsafe {
+            let has_thp = lock.get_held().as_mut().is_some_and(|ph| {
+                ph.after_fork_in_parent();
+                ph.has_thp()
+            });
+            lock.force_unlock();
+            if took & TOOK_STORAGE != 0 {
+                storage::unlock_after_fork();
+            }
+            has_thp
         }
-        has_thp
+    } else {
+        // SAFETY: a quiet fork (see fork_prepare): the process is single-threaded for the C
+        // library and this thread still holds the gate, so no thread takes the lock while the
+        // reference lives. Nothing was decided for the child: nothing to wait for.
+        unsafe { lock.peek() }.as_ref().is_some_and(|ph| ph.has_thp())
     };
-    // With the locks released: copy-on-write may split THP from now on.
+    if has_thp {
+        // Copy-on-write may split the heap's THP from now on: counted for the helper's sweeps
+        // (the page heap counts it in when the helper next takes it, behind the gate).
+        fork_pages::fork_count().fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: fork_prepare took the gate in this thread, without a guard.
+    unsafe { fork_pages::gate().force_unlock() };
     if has_thp {
         collapser::kick();
     }
 }
 
 unsafe extern "C" fn fork_child() {
-    // SAFETY: the forking thread took both locks in fork_prepare and is the child's only
-    // thread: before releasing the page heap's, the child takes its share of copy-on-write
-    // room, or moves out of the pools.
+    // The forking thread is the child's only thread: it holds what fork_prepare took.
+    collapser::forget_in_child();
+    let lock = fork_pages::the_lock();
+    let took = fork_pages::fork_took().load(Ordering::Relaxed);
+    if took & TOOK_HEAP == 0 {
+        lock.raw_lock();
+    }
+    // SAFETY: held by this thread now, without a guard: taken by fork_prepare (the forking
+    // thread is the child's only thread) or just above; likewise the registry's.
     unsafe {
-        if let Some(ph) = pageheap::the_lock().get_held().as_mut() {
+        // Before releasing it, the child takes its share of copy-on-write room, or moves out
+        // of the pools.
+        if let Some(ph) = lock.get_held().as_mut() {
             ph.after_fork_in_child();
+            ph.forget_forks();
         }
-        let took_storage = pageheap::fork_flag().load(Ordering::Relaxed);
-        pageheap::the_lock().force_unlock();
-        if took_storage {
+        lock.force_unlock();
+        if took & TOOK_STORAGE != 0 {
             storage::unlock_after_fork();
         }
     }
-    collapser::forget_in_child();
 }
 
 extern "C" fn report_exit() {

@@ -1,6 +1,6 @@
-//! The one lock of the allocator: it guards the page heap, and only slow paths take it.
-//! `raw_lock` / `force_unlock` serve the fork handlers in `runtime.rs`, which hold it across
-//! `fork()`.
+//! The allocator's lock: it guards the page heap, and only slow paths take it (a second one,
+//! the fork gate, keeps the helper thread off the page heap during a fork). `raw_lock` /
+//! `force_unlock` / `peek` serve the fork handlers in `runtime.rs`.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
@@ -71,6 +71,23 @@ impl<T> SpinLock<T> {
         unsafe { &mut *self.value.get() }
     }
 
+    /// Whether some thread holds the lock (a hint, unless no other thread can change it).
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+
+    /// The value, read without taking the lock: for the fork handlers of a process where no
+    /// other thread can take it (they write nothing, and so leave the lock's page alone).
+    ///
+    /// # Safety
+    /// The lock must be free, and no thread may take it while the reference lives.
+    pub unsafe fn peek(&self) -> &T {
+        debug_assert!(!self.locked.load(Ordering::Relaxed));
+        // SAFETY: the lock is free and no thread takes it while the reference lives (this
+        // function's contract), so no guard, and so no mutable reference, exists meanwhile.
+        unsafe { &*self.value.get() }
+    }
+
     /// Releases a lock taken by [`SpinLock::raw_lock`].
     ///
     /// # Safety
@@ -131,6 +148,18 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*lock.lock(), 80_000);
+    }
+
+    #[test]
+    fn peek_reads_a_free_lock_and_is_locked_tells_a_held_one() {
+        let lock = SpinLock::new(7);
+        assert!(!lock.is_locked());
+        // SAFETY: the lock is free, and no other thread knows of it.
+        assert_eq!(unsafe { *lock.peek() }, 7);
+        let guard = lock.lock();
+        assert!(lock.is_locked());
+        drop(guard);
+        assert!(!lock.is_locked());
     }
 
     #[test]

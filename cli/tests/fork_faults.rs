@@ -1,13 +1,15 @@
 //! What the allocator adds to fork() itself, through libhugeheap.so: `fork()` write-protects
 //! the parent's memory, so every page its fork handlers write costs the parent a page fault on
-//! every fork (and a copy of the page while the child lives). The handlers write one page (the
-//! page heap's lock page: the lock, its fork counts, the re-collapse doorbell), and the thread
-//! heaps' registry lock too when the C library knows of other threads (only they use it). A C
-//! program counts the faults inside fork(), plain and under
-//! the preload in the same run, without the re-collapse helper and with it, as root and as an
-//! unprivileged user: the helper is a thread glibc does not know, so glibc's fork keeps its
-//! single-threaded path (with a thread of its own, glibc's fork writes its own locks too).
-//! Page-fault counts, not times: the same on a busy machine.
+//! every fork (and a copy of the page while the child lives). What they write at every fork
+//! lies on a page fork does not copy (`MADV_WIPEONFORK`), so a process the C library counts
+//! single-threaded forks with no fault of the allocator's, unless the fork has a hugetlb
+//! decision to hand its child (the page heap's page: one); with other threads, the handlers
+//! take the page heap's lock and the thread heaps' registry lock, a page each. A C program
+//! counts the faults inside fork(), plain and under the preload in the same run, without the
+//! re-collapse helper and with it, as root and as an unprivileged user: the helper is a
+//! thread glibc does not know, so glibc's fork keeps its single-threaded path (with a thread
+//! of its own, glibc's fork writes its own locks too). Page-fault counts, not times: the same
+//! on a busy machine.
 
 mod common;
 
@@ -16,8 +18,12 @@ use std::path::Path;
 use std::process::Command;
 
 /// Pages the allocator's fork handlers write in a process the C library counts as
-/// single-threaded, and in one with other threads.
-const HANDLER_PAGES: (i64, i64) = (1, 2);
+/// single-threaded (a heap without hugetlb pages), and in one with other threads.
+const HANDLER_PAGES: (i64, i64) = (0, 2);
+
+/// The heap in THP (or 4 KiB pages where there is no THP), never in a hugetlb pool: the fork
+/// has no decision to hand the child, whatever pools the machine has.
+const NO_POOL: (&str, &str) = ("HUGEHEAP_PAGES", "thp");
 
 /// The median number of faults inside fork() of `prog` (a 64 MiB heap, 100 forks), with an
 /// idle second thread if `thread`, under the preload when `env` is given.
@@ -48,16 +54,16 @@ fn faults_as(prog: &Path, thread: bool, env: Option<&[(&str, &str)]>, setpriv: &
 }
 
 #[test]
-fn fork_handlers_write_one_page_of_a_single_threaded_parent() {
+fn fork_handlers_write_no_copied_page_of_a_single_threaded_parent() {
     let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
     // No helper: the process stays single-threaded, as plain.
     let plain = faults(&prog, false, None);
-    let hh = faults(&prog, false, Some(&[("HUGEHEAP_COLLAPSE", "0")]));
+    let hh = faults(&prog, false, Some(&[("HUGEHEAP_COLLAPSE", "0"), NO_POOL]));
     println!("single-threaded: plain {plain}, hugeheap without the helper {hh}");
     assert!(hh <= plain + HANDLER_PAGES.0, "fork() faulted on {hh} pages under hugeheap, {plain} plain");
     // The defaults: the helper is a second thread, one glibc does not know (root's takes
     // nobody's ids), so glibc's fork stays single-threaded.
-    let hh_helper = faults(&prog, false, Some(&[]));
+    let hh_helper = faults(&prog, false, Some(&[NO_POOL]));
     println!("with the helper: hugeheap {hh_helper}");
     assert!(hh_helper <= plain + HANDLER_PAGES.0, "fork() faulted on {hh_helper} pages under hugeheap, {plain} plain");
     // A program with a thread of its own: glibc's fork writes its locks, and the handlers
@@ -73,7 +79,29 @@ fn an_unprivileged_programs_helper_leaves_fork_single_threaded() {
     let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
     let Some(setpriv) = unprivileged(&prog) else { return };
     let plain = faults_as(&prog, false, None, setpriv);
-    let hh = faults_as(&prog, false, Some(&[]), setpriv);
+    let hh = faults_as(&prog, false, Some(&[NO_POOL]), setpriv);
     println!("unprivileged: plain {plain}, hugeheap with its helper {hh}");
     assert!(hh <= plain + HANDLER_PAGES.0, "fork() faulted on {hh} pages under hugeheap, {plain} plain");
+}
+
+/// Free pages of the 2 MiB hugetlb pool (0 where there is none).
+fn pool_free_2m() -> u64 {
+    std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_fork_that_hands_its_child_a_pool_decision_writes_one_page() {
+    let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
+    // The 64 MiB heap (about 80 MiB of pages) and as many again for the copy-on-write reserve.
+    if pool_free_2m() < 96 {
+        println!("SKIPPED: needs 96 free pages in the 2 MiB hugetlb pool (echo 128 > /proc/sys/vm/nr_hugepages)");
+        return;
+    }
+    let plain = faults(&prog, false, None);
+    let hh = faults(&prog, false, Some(&[("HUGEHEAP_PAGES", "2m")]));
+    println!("heap in the pool, copy-on-write reserve on: plain {plain}, hugeheap {hh}");
+    assert!(hh <= plain + 1, "fork() faulted on {hh} pages under hugeheap, {plain} plain");
 }

@@ -31,6 +31,21 @@ pub fn map_metadata(len: usize) -> Option<usize> {
     map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_NORESERVE)
 }
 
+/// A new zeroed mapping of `len` bytes that `fork()` does not copy: the child finds it zeroed
+/// again, and the parent's pages are not write-protected, so the parent writes them after a
+/// fork without a page fault (`MADV_WIPEONFORK`). `None` where the kernel cannot wipe one
+/// (before Linux 4.14), or the mapping fails.
+pub fn map_wiped_on_fork(len: usize) -> Option<usize> {
+    let a = map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE)?;
+    // SAFETY: advice on the mapping just made, which nothing else knows of.
+    if unsafe { libc::madvise(a as *mut libc::c_void, len, libc::MADV_WIPEONFORK) } != 0 {
+        // SAFETY: the mapping just made, unused.
+        unsafe { unmap(a, len) };
+        return None;
+    }
+    Some(a)
+}
+
 /// A new anonymous mapping of `len` bytes (`prot`, `MAP_ANONYMOUS | flags`) at an address of
 /// the kernel's choosing. Returns its address.
 fn map_fresh(len: usize, prot: libc::c_int, flags: libc::c_int) -> Option<usize> {

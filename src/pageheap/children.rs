@@ -8,6 +8,7 @@
 use super::PageHeap;
 use super::backing::Backing;
 use super::desc::FREE;
+use super::family::Decision;
 use crate::os::StackWriter;
 use crate::pagekind::PageKind;
 use crate::units::{Bytes, HUGE_PER_GIB, HUGE_SIZE};
@@ -39,6 +40,16 @@ impl<B: Backing> PageHeap<B> {
         let available = if held == [0, 0] { [None, None] } else { self.pools_available(held) };
         let now = self.backing.now_ms();
         self.family.decide(held, available, now);
+    }
+
+    /// Whether a fork now has nothing to decide for its child ([`before_fork`] would write
+    /// nothing): no hugetlb page held under a copy-on-write reserve, and no decision left from
+    /// an earlier fork.
+    ///
+    /// [`before_fork`]: PageHeap::before_fork
+    pub fn forks_quietly(&self) -> bool {
+        self.family.decision == Decision::Nothing
+            && (self.arena.ladder.cow_reserve() == 0 || self.hugetlb_held() == [0, 0])
     }
 
     /// After fork, in the parent (the page heap's lock held): waits for a child that must move

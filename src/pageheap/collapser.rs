@@ -84,13 +84,9 @@ pub fn kick() {
     bell().ring();
 }
 
-/// Before every fork (the prepare handler; the child inherits the mark). Written only the
-/// first time: a page written on every fork costs a page fault on every fork.
+/// Before every fork (the prepare handler): marks the process as one that has forked.
 pub fn note_fork() {
-    let forked = &bell().forked;
-    if !forked.load(Ordering::Relaxed) {
-        forked.store(true, Ordering::Relaxed);
-    }
+    bell().forked.store(true, Ordering::Relaxed);
 }
 
 /// Collapses the small heap's pages if they were turned into THP since this was last asked
@@ -167,9 +163,23 @@ fn settle() {
     }
 }
 
-/// In a forked child: the parent's helper is not there.
+/// In a forked child (its handler, its only thread): the parent's helper is not there, and
+/// the fork gate the forking thread took is open. The wiped page is zeroed already, unless the
+/// kernel could not wipe one: its words are then set by hand. The child has forked, as far as
+/// sharing pages goes: its parent shares them.
 pub fn forget_in_child() {
-    bell().started.store(0, Ordering::Relaxed);
+    let gate = super::fork_pages::gate();
+    if gate.is_locked() {
+        // SAFETY: the forking thread took the gate in the prepare handler, and is this
+        // child's only thread; no guard of it exists.
+        unsafe { gate.force_unlock() };
+    }
+    for word in [&bell().started, &bell().asleep] {
+        if word.load(Ordering::Relaxed) != 0 {
+            word.store(0, Ordering::Relaxed);
+        }
+    }
+    bell().forked.store(true, Ordering::Relaxed);
     CPU_US.store(0, Ordering::Relaxed);
 }
 
@@ -197,13 +207,13 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     loop {
         let kick = bell().kick.load(Ordering::Acquire);
         let n = {
-            let mut guard = super::lock();
+            let mut guard = super::fork_pages::helper_lock();
             let Some(ph) = guard.as_mut() else { return core::ptr::null_mut() };
             ph.collapse_batch(&mut addrs)
         };
         if n == 0 {
             retry = true;
-            let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
+            let pending = super::fork_pages::helper_lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
             // A promotion's sweep is done when a sweep completes, or finds children sharing
             // pages (they would keep it pending, and urgent, as long as they live); one asked
             // for during this sweep keeps it for the next.
@@ -254,7 +264,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             };
             shared_now += usize::from(outcomes[i] == Outcome::Shared);
         }
-        if let Some(ph) = super::lock().as_mut() {
+        if let Some(ph) = super::fork_pages::helper_lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);
         }
         let t1 = thread::cpu_time_us();

@@ -16,6 +16,8 @@
 //!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out
 //!   (woken through [`doorbell`], so this module does not depend on the thread that depends on
 //!   it); [`resize`] grows large spans in place;
+//! - [`fork_pages`] holds the page heap behind its lock, and the words the fork handlers
+//!   write on a page that fork does not copy;
 //! - this module ties them: spans in, spans out.
 //!
 //! A large span of `n` pages takes `n / 32` whole huge pages plus, for the remainder, the
@@ -44,6 +46,7 @@ pub mod desc;
 pub mod doorbell;
 pub mod family;
 pub mod filler;
+pub mod fork_pages;
 pub mod hugemap;
 pub mod ladder;
 pub mod meta;
@@ -57,12 +60,11 @@ use crate::options::Config;
 use crate::os::OsInfo;
 use crate::pagekind::PageKind;
 use crate::span::Span;
-use crate::sync::{SpinGuard, SpinLock};
-use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, OS_PAGE_SIZE, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
+use crate::units::{HUGE_SHIFT, HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
 use arena::Arena;
 use backing::{Backing, OsBacking};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::Ordering;
 use desc::{FILLER, FREE, HpDesc, LARGE};
 use family::Family;
 use filler::{Filler, run_mask};
@@ -71,6 +73,7 @@ use pagemap::PageMap;
 use recollapse::{Outcome, Recollapse};
 use tables::Tables;
 
+pub use fork_pages::{bell, lock};
 pub use pagemap::LOOKUP;
 use release::{SMALL_RELEASE_BURST, SMALL_RELEASE_FROM};
 pub use release::{release_from, small_phase};
@@ -140,6 +143,8 @@ pub struct PageHeap<B: Backing = OsBacking> {
     /// pages past [`resident_limit`](PageHeap::resident_limit) gives back free resident ones.
     in_use_peak: usize,
     recollapse: Recollapse,
+    /// The value of the parent's fork count ([`fork_pages::fork_count`]) last counted in.
+    forks_counted: u32,
     /// The table of copy-on-write promises shared with forked children (hugetlb only).
     family: Family,
     /// This is the process's page heap ([`publish`](PageHeap::publish)): it keeps
@@ -159,47 +164,6 @@ pub struct PageHeap<B: Backing = OsBacking> {
 // SAFETY: the raw pointers refer to process-wide metadata; the page heap is only ever used
 // under its lock, by one thread at a time.
 unsafe impl<B: Backing + Send> Send for PageHeap<B> {}
-
-/// The process's page heap, behind the lock that every slow path takes (`None` before
-/// start-up, or if it failed), and the helper's doorbell, on one page of their own. `fork()`
-/// write-protects the parent's memory, so every page the fork handlers write costs the parent
-/// a page fault on each fork (and a copy while the child lives); they write the lock, the
-/// page heap's fork counts, the doorbell and their own flag, one page between them.
-#[repr(C, align(4096))]
-struct ForkPage {
-    heap: SpinLock<Option<PageHeap>>,
-    bell: doorbell::Doorbell,
-    handlers: AtomicBool,
-}
-
-// The page heap and the doorbell fit on the one page the alignment gives them.
-const _: () = assert!(size_of::<ForkPage>() == OS_PAGE_SIZE && align_of::<ForkPage>() == OS_PAGE_SIZE);
-
-static FORK_PAGE: ForkPage =
-    ForkPage { heap: SpinLock::new(None), bell: doorbell::Doorbell::new(), handlers: AtomicBool::new(false) };
-
-/// Takes the page heap's lock.
-#[inline]
-pub fn lock() -> SpinGuard<'static, Option<PageHeap>> {
-    FORK_PAGE.heap.lock()
-}
-
-/// The lock itself, for the fork handlers (which hold it across `fork()`).
-pub fn the_lock() -> &'static SpinLock<Option<PageHeap>> {
-    &FORK_PAGE.heap
-}
-
-/// The process's re-collapse doorbell.
-#[inline]
-pub fn bell() -> &'static doorbell::Doorbell {
-    &FORK_PAGE.bell
-}
-
-/// A flag for the fork handlers' own use, from the prepare handler to the parent's and the
-/// child's: on the page they write anyway (a flag elsewhere would cost a page fault a fork).
-pub fn fork_flag() -> &'static AtomicBool {
-    &FORK_PAGE.handlers
-}
 
 impl<B: Backing> PageHeap<B> {
     /// Reserves the arena and maps the metadata, with `client_meta` bytes of generic metadata
@@ -243,6 +207,7 @@ impl<B: Backing> PageHeap<B> {
             free_resident: 0,
             in_use_peak: 0,
             recollapse: Recollapse::default(),
+            forks_counted: 0,
             family: Family::none(),
             published: false,
             release_tokens: SMALL_RELEASE_BURST,
@@ -558,26 +523,49 @@ impl<B: Backing> PageHeap<B> {
         self.tables.map().set_range(HugePage(s), HugePage(n), true);
     }
 
-    /// Records a fork made now: THP huge pages may be split from here on. Returns whether the
-    /// heap has any (else there is nothing to sweep).
-    pub fn on_fork(&mut self) -> bool {
-        let has_thp = self.arena.ladder.kinds[PageKind::Thp as usize].bytes > 0;
-        if has_thp {
+    /// Whether the heap has THP huge pages (which copy-on-write splits while a child lives).
+    pub fn has_thp(&self) -> bool {
+        self.arena.ladder.kinds[PageKind::Thp as usize].bytes > 0
+    }
+
+    /// Records a fork made now: THP huge pages may be split from here on (nothing is to be
+    /// swept when the heap has none). The process's page heap learns of its forks through
+    /// [`fork_pages::fork_count`] instead.
+    #[cfg(test)]
+    pub fn on_fork(&mut self) {
+        if self.has_thp() {
             self.recollapse.on_fork();
         }
-        has_thp
+    }
+
+    /// The process's page heap counts in the forks the parent's fork handler counted (on the
+    /// wiped page, which it writes without a page fault) since it last looked; they were
+    /// made while the heap had THP.
+    fn count_forks(&mut self) {
+        let count = fork_pages::fork_count().load(Ordering::Relaxed);
+        if self.published && count != self.forks_counted {
+            self.forks_counted = count;
+            self.recollapse.on_fork();
+        }
+    }
+
+    /// In a forked child (its handler): the forks counted so far were its parent's.
+    pub fn forget_forks(&mut self) {
+        self.forks_counted = fork_pages::fork_count().load(Ordering::Relaxed);
     }
 
     /// Whether a fork since the last completed re-collapse sweep may have split THP huge pages
     /// that no sweep has put together again.
     pub fn recollapse_pending(&self) -> bool {
         self.recollapse.pending()
+            || (self.published && fork_pages::fork_count().load(Ordering::Relaxed) != self.forks_counted)
     }
 
     /// The next huge pages for the re-collapse helper to look at (their addresses, at most
     /// `out.len()`); nothing releases them until [`collapse_done`](PageHeap::collapse_done).
     /// 0 when no sweep is pending or one has just completed.
     pub fn collapse_batch(&mut self, out: &mut [usize]) -> usize {
+        self.count_forks();
         let descs = self.tables.descs();
         let (n, completed) = self.recollapse.batch(descs, self.arena.frontier, out);
         self.counters.recollapse_passes += usize::from(completed);

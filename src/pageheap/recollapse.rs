@@ -9,8 +9,9 @@
 //! look at; the looking and collapsing happen outside the lock, in the helper thread of
 //! [`super::collapser`], never on `malloc`'s path. A sweep is complete when it has passed every
 //! backed THP huge page with no fork during it and no page skipped as shared; otherwise
-//! another follows. The fork bookkeeping reaches the page heap from the fork handler, as an
-//! argument (`PageHeap::on_fork`).
+//! another follows. The parent's fork handler counts its forks on the wiped page
+//! ([`super::fork_pages::fork_count`]); the page heap counts them in here when the helper next
+//! takes it.
 
 use super::desc::{FILLER, FREE, HpDesc, LARGE};
 use crate::pagekind::PageKind;
