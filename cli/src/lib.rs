@@ -1,7 +1,6 @@
 //! The `hugeheap` command's library: `run` (LD_PRELOAD of libhugeheap.so, which the command
-//! carries: [`embedded`]), `lib-path`, `doctor`, the
-//! allocator switch used by the benchmarks, and the benchmarks (reachable as `hugeheap bench
-//! fork|alloc` and `cargo bench --bench fork|alloc`).
+//! carries: [`embedded`]), `lib-path` and `doctor`. The benchmarks are a program of their own
+//! (`hugeheap-bench`, the `bench` crate), which `hugeheap bench` runs.
 #![deny(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
@@ -9,4 +8,3 @@ pub mod cli;
 pub mod doctor;
 pub mod embedded;
 pub mod run;
-pub mod switch;

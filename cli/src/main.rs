@@ -3,16 +3,13 @@
 use clap::Parser;
 use hugeheap_cli::cli::{Cli, Command};
 
-#[global_allocator]
-static A: hugeheap_cli::switch::Switch = hugeheap_cli::switch::Switch;
-
 fn main() {
-    if hugeheap_cli::bench::harness::child_main_if_requested() {
-        return;
-    }
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Bench(b) => hugeheap_cli::cli::bench(b),
+        Command::Bench(b) => {
+            eprintln!("hugeheap bench: {}", hugeheap_cli::bench::exec(&b.args));
+            std::process::exit(127);
+        }
         Command::Doctor(a) => hugeheap_cli::doctor::run(a.root.clone(), a.json),
         Command::LibPath => match hugeheap_cli::run::find_lib(None) {
             Ok(lib) => {

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{build, lib, lib_for_anyone, unprivileged, word_value};
+use common::{build, lib, lib_for_anyone, skip, unprivileged, word_value};
 use std::path::Path;
 use std::process::Command;
 
@@ -97,7 +97,7 @@ fn a_fork_that_hands_its_child_a_pool_decision_writes_one_page() {
     let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
     // The 64 MiB heap (about 80 MiB of pages) and as many again for the copy-on-write reserve.
     if pool_free_2m() < 96 {
-        println!("SKIPPED: needs 96 free pages in the 2 MiB hugetlb pool (echo 128 > /proc/sys/vm/nr_hugepages)");
+        skip("pool-2m", "fewer than 96 free pages in the 2 MiB hugetlb pool (echo 128 > /proc/sys/vm/nr_hugepages)");
         return;
     }
     let plain = faults(&prog, false, None);

@@ -4,7 +4,8 @@
 //! what is missing: `HUGEHEAP_TEST_REQUIRE` lists the requirements that must be met (comma
 //! separated, or `all`); `.ci/run` sets it for what its machine provides.
 //!
-//! Shared by the library's tests and the CLI's (`#[path]`-included by both).
+//! Shared by the library's tests, the command's and the benchmarks' (`#[path]`-included by
+//! each).
 
 use std::io::Write;
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::sync::mpsc;
 
-use crate::bench::rng::Rng;
+use crate::rng::Rng;
 
 /// A workload: name, what it does, the function (scale in, checksum out).
 pub type Workload = (&'static str, &'static str, fn(f64) -> u64);

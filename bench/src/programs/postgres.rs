@@ -152,7 +152,7 @@ fn postmaster(pid: u32) -> Option<u32> {
 fn children(pid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&p| crate::bench::stat_field(p, 1) == Some(u64::from(pid)))
+        .filter(|&p| crate::stat_field(p, 1) == Some(u64::from(pid)))
         .collect()
 }
 
@@ -270,7 +270,7 @@ pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
     let mut results = Vec::new();
     let mut setups = vec![Setup::plain()];
     // The peers, as the C-path benchmark finds them (Debian's packages), where installed.
-    for c in crate::bench::cpath::contestants(&opts.lib) {
+    for c in crate::cpath::contestants(&opts.lib) {
         if let (Some(lib), None, false) = (&c.lib, &c.missing, c.name == "hugeheap") {
             setups.push(Setup::preloaded(c.name, lib));
         }

@@ -1,20 +1,21 @@
 //! The fork benchmark engine, run for real on a small heap: every contestant asked for is in
 //! the table (with figures or with its reason), and the CSV, JSON, text and SVG are written.
 
-mod common;
+#[path = "../../tests/common/skip.rs"]
+mod skip_impl;
 
-use common::skip;
+use skip_impl::skip;
 use std::process::Command;
 
-fn hugeheap() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hugeheap"))
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hugeheap-bench"))
 }
 
 #[test]
 fn small_run_writes_every_output() {
     let dir = std::env::temp_dir().join(format!("hugeheap-bench-test-{}", std::process::id()));
-    let out = hugeheap()
-        .args(["bench", "fork", "--sizes", "16M", "--forks", "5", "--execs", "3", "--sustained-size", "16M"])
+    let out = bench()
+        .args(["fork", "--sizes", "16M", "--forks", "5", "--execs", "3", "--sustained-size", "16M"])
         .args([
             "--sustained-cycles",
             "10",
@@ -68,14 +69,14 @@ fn small_run_writes_every_output() {
 
 #[test]
 fn unknown_contestant_is_an_error() {
-    let out = hugeheap().args(["bench", "fork", "--only", "tcmalloc"]).output().unwrap();
+    let out = bench().args(["fork", "--only", "tcmalloc"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown contestant \"tcmalloc\""));
 }
 
 #[test]
 fn list_names_every_contestant() {
-    let out = hugeheap().args(["bench", "fork", "--list"]).output().unwrap();
+    let out = bench().args(["fork", "--list"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 17, "{text}");
     assert!(text.contains("HUGEHEAP_COLLAPSE=0"), "{text}");
@@ -88,8 +89,7 @@ fn list_names_every_contestant() {
 #[test]
 fn cpath_small_run_checks_outputs_and_writes_files() {
     let dir = std::env::temp_dir().join(format!("hugeheap-cpath-test-{}", std::process::id()));
-    let out =
-        hugeheap().args(["bench", "cpath", "--reps", "1", "--scale", "0.01", "--out"]).arg(&dir).output().unwrap();
+    let out = bench().args(["cpath", "--reps", "1", "--scale", "0.01", "--out"]).arg(&dir).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

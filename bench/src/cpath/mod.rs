@@ -280,7 +280,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         eprintln!("hugeheap bench cpath: {line}");
     }
     // Pages hugeheap takes from a hugetlb pool are not in ru_maxrss: the report says so.
-    let pooled = crate::bench::pool_free_pages(2048) + crate::bench::pool_free_pages(1 << 20);
+    let pooled = crate::pool_free_pages(2048) + crate::pool_free_pages(1 << 20);
     let bar = super::progress(ws.len() * cs.len() * o.reps);
     for w in &ws {
         // The first output is the reference each contestant's must match: glibc's, which runs
@@ -316,7 +316,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     }
     bar.finish_and_clear();
     let names: Vec<&str> = cs.iter().map(|c| c.name).collect();
-    let reporting = crate::doctor::free_page_reporting(std::path::Path::new("/"));
+    let reporting = hugeheap_cli::doctor::free_page_reporting(std::path::Path::new("/"));
     let text = table(&cells, &ws, &names, pooled, reporting);
     print!("{text}");
     std::fs::create_dir_all(&o.out_dir)?;

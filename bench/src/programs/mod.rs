@@ -93,7 +93,7 @@ impl Setup {
         if self.hugeheap {
             cmd.env("LD_PRELOAD", lib);
             let setting = |name: &str| self.env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-            if crate::run::python_objects_to_heap(setting) {
+            if hugeheap_cli::run::python_objects_to_heap(setting) {
                 cmd.env("PYTHONMALLOC", "malloc");
             }
         }
@@ -200,7 +200,7 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 /// Free pages of the 2 MiB pool now.
 pub fn pool_free_2m() -> usize {
-    crate::bench::pool_free_pages(2048)
+    crate::pool_free_pages(2048)
 }
 
 /// Watches the 2 MiB pool's free pages from another thread until dropped; `used()` is the
@@ -246,7 +246,7 @@ pub fn ms(v: f64) -> String {
 
 /// A process's field of /proc/PID/smaps_rollup or status, bytes.
 pub fn proc_field(pid: u32, file: &str, key: &str) -> usize {
-    crate::bench::status_bytes(&std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default(), key)
+    crate::status_bytes(&std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default(), key)
 }
 
 /// A temporary directory of the run's own, emptied first.

@@ -6,7 +6,7 @@
 
 use super::child::{Measured, Sustained};
 use super::{Options, Row};
-use crate::bench::contestant::{Contestant, FORK_CONTESTANTS, Method};
+use crate::contestant::{Contestant, FORK_CONTESTANTS, Method};
 use plotters::prelude::*;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -67,7 +67,7 @@ pub struct Machine {
     pub pool_1g: (usize, usize),
     /// CPUs.
     pub cpus: usize,
-    /// The kernel's DAMON monitors running (their kdamond threads), see [`crate::bench::kdamonds`].
+    /// The kernel's DAMON monitors running (their kdamond threads), see [`crate::kdamonds`].
     pub kdamonds: usize,
 }
 
@@ -88,7 +88,7 @@ impl Machine {
             pool_2m: pool(2048),
             pool_1g: pool(1 << 20),
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            kdamonds: crate::bench::kdamonds().len(),
+            kdamonds: crate::kdamonds().len(),
         }
     }
 

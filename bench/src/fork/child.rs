@@ -13,8 +13,8 @@
 //!   extra memory (free memory and free pool pages before against after), and whether the
 //!   child survived.
 
-use crate::bench::contestant::Method;
-use crate::bench::rng::Rng;
+use crate::contestant::Method;
+use crate::rng::Rng;
 use hugeheap::KernelView;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -457,7 +457,7 @@ fn sustained(heap: &mut Heap, cycles: usize, cycle: fn() -> f64) -> Sustained {
 
 /// System-wide free memory: MemFree plus free hugetlb pages of each size, in bytes.
 fn free_memory() -> usize {
-    crate::bench::free_bytes("MemFree:", true)
+    crate::free_bytes("MemFree:", true)
 }
 
 /// Copy-on-write: the child stays alive while the parent rewrites every tenth object.

@@ -1,12 +1,16 @@
-//! The benchmarks: `bench fork` (fork latency and its costs, hugeheap beside every
-//! alternative) and `bench alloc` (allocation speed and memory on ordinary work, through Rust's
-//! `GlobalAlloc`). Both run each contestant in a fresh process of this binary (the
-//! [`harness`]), so two runs differ only in the allocator and its settings; both take their
-//! contestants from [`contestant`]. `bench cpath` ([`cpath`]) measures the C API through
+//! hugeheap's benchmarks, a program of their own (`hugeheap-bench`, not installed with the
+//! `hugeheap` command, which runs it for `hugeheap bench ...` when it lies beside it or on
+//! PATH): `fork` (fork latency and its costs, hugeheap beside every alternative) and `alloc`
+//! (allocation speed and memory on ordinary work, through Rust's `GlobalAlloc`). Both run each
+//! contestant in a fresh process of this binary (the [`harness`]), on the allocator [`switch`]
+//! selects, so two runs differ only in the allocator and its settings; both take their
+//! contestants from [`contestant`]. `cpath` ([`cpath`]) measures the C API through
 //! `LD_PRELOAD` against the peers' Debian libraries, with programs of its own and real ones;
-//! `bench programs` ([`programs`]) real fork-heavy programs.
+//! `programs` ([`programs`]) real fork-heavy programs. [`args`] is the command line.
+#![deny(missing_docs, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod alloc;
+pub mod args;
 pub mod contestant;
 pub mod cpath;
 pub mod fork;
@@ -14,6 +18,7 @@ pub mod harness;
 pub mod pools;
 pub mod programs;
 pub mod rng;
+pub mod switch;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;

@@ -13,7 +13,7 @@
 //!   pseudo-random sequence), and again after a restart that loads the saved RDB.
 
 use super::{PoolHold, PoolWatch, Section, Setup, median, mib, ms, percentile, proc_field, scratch};
-use crate::bench::rng::Rng;
+use crate::rng::Rng;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

@@ -16,7 +16,7 @@
 //! plain run's, by path.
 
 use super::{PoolHold, Section, Setup, median, mib, ms, percentile, scratch};
-use crate::bench::{cpu_seconds, kdamonds, status_bytes};
+use crate::{cpu_seconds, kdamonds, status_bytes};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
