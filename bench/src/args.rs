@@ -279,7 +279,7 @@ pub fn bench(c: &BenchCommand) -> std::io::Result<()> {
 /// options as `hugeheap-bench fork|alloc`. Cargo passes `--bench` to bench targets; it is
 /// dropped.
 pub fn bench_target_main(name: &str) {
-    if crate::harness::child_main_if_requested() {
+    if crate::jobs::child_main_if_requested() {
         return;
     }
     let args = ["hugeheap-bench", name]

@@ -34,19 +34,6 @@ pub enum Promise {
 }
 
 impl Promise {
-    /// The share of the heap (0..=1) in the promised kind, from the kernel's counters.
-    pub fn share(self, m: &super::fork::child::Measured) -> f64 {
-        let total = (m.rss + m.hugetlb).max(1) as f64;
-        let bytes = match self {
-            Promise::Nothing => return 1.0,
-            Promise::Thp => m.anon_huge,
-            Promise::Hugetlb => m.hugetlb,
-            Promise::Gib1 => m.hugetlb_1g,
-            Promise::Huge => m.anon_huge + m.hugetlb,
-        };
-        bytes as f64 / total
-    }
-
     /// What the name promises, in words.
     pub fn describe(self) -> &'static str {
         match self {

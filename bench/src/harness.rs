@@ -1,30 +1,22 @@
 //! The re-execute-yourself harness both benchmarks share: the parent runs this binary again
-//! with the job in `HUGEHEAP_BENCH_CHILD` (JSON) and the contestant's allocator and
-//! environment; the child does the job and prints one result line (JSON after
-//! `HUGEHEAP_BENCH_RESULT `). The parent's own allocator settings never reach a child: every
-//! variable an allocator reads is removed first.
+//! with the job in `HUGEHEAP_BENCH_CHILD` (its kind, a colon, its spec as JSON) and the
+//! contestant's allocator and environment; the child does the job ([`crate::jobs`] maps each
+//! kind to its benchmark) and prints one result line (JSON after `HUGEHEAP_BENCH_RESULT `).
+//! The parent's own allocator settings never reach a child: every variable an allocator reads
+//! is removed first. The harness knows no benchmark: each names its own jobs.
 
-use super::contestant::Contestant;
-use super::{alloc, fork};
+use crate::contestant::Contestant;
 use crate::switch::ALLOC_VAR;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Command;
 
-/// The variable that makes a process a benchmark child; its value is the JSON [`Job`].
+/// The variable that makes a process a benchmark child; its value is the job's kind, a colon,
+/// and its spec as JSON.
 pub const CHILD_VAR: &str = "HUGEHEAP_BENCH_CHILD";
 /// The prefix of a child's result line on stdout.
 pub const RESULT_TAG: &str = "HUGEHEAP_BENCH_RESULT ";
-
-/// What a child is asked to do.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Job {
-    /// Build a heap and fork from it.
-    Fork(fork::child::ForkSpec),
-    /// Run an allocation workload.
-    Alloc(alloc::AllocSpec),
-}
 
 /// Whether an environment variable configures some allocator (and must not leak from the
 /// parent into a child).
@@ -37,17 +29,23 @@ pub fn allocator_var(k: &str) -> bool {
         || k == "LD_PRELOAD"
 }
 
-/// Runs `job` in a fresh process of `exe` under contestant `c`, and returns what it printed
-/// after the result tag; an error says why it did not finish (the option refused, its exit
-/// status and last line of stderr).
-pub fn run_child<R: DeserializeOwned>(exe: &Path, job: &Job, c: &Contestant) -> Result<R, String> {
+/// Runs the job of `kind` with `spec` in a fresh process of `exe` under contestant `c`, and
+/// returns what it printed after the result tag; an error says why it did not finish (the
+/// option refused, its exit status and last line of stderr).
+pub fn run_child<R: DeserializeOwned>(
+    exe: &Path,
+    kind: &str,
+    spec: &impl Serialize,
+    c: &Contestant,
+) -> Result<R, String> {
     let mut cmd = Command::new(exe);
     for (k, _) in std::env::vars() {
         if allocator_var(&k) {
             cmd.env_remove(k);
         }
     }
-    cmd.env(CHILD_VAR, serde_json::to_string(job).expect("json")).env(ALLOC_VAR, c.alloc.env_value());
+    let job = format!("{kind}:{}", serde_json::to_string(spec).expect("json"));
+    cmd.env(CHILD_VAR, job).env(ALLOC_VAR, c.alloc.env_value());
     cmd.envs(c.env.iter().copied());
     let out = cmd.output().map_err(|e| format!("could not start: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -69,16 +67,10 @@ pub fn print_result(r: &impl Serialize) {
     println!("{RESULT_TAG}{}", serde_json::to_string(r).expect("json"));
 }
 
-/// If this process is a benchmark child, does its job and returns true.
-pub fn child_main_if_requested() -> bool {
-    let Ok(spec) = std::env::var(CHILD_VAR) else { return false };
-    match serde_json::from_str::<Job>(&spec) {
-        Ok(Job::Fork(s)) => print_result(&fork::child::run(&s)),
-        Ok(Job::Alloc(s)) => print_result(&alloc::child_run(&s)),
-        Err(e) => {
-            eprintln!("hugeheap bench: bad job {spec:?}: {e}");
-            std::process::exit(2);
-        }
-    }
-    true
+/// The job this process was started for, if it is a benchmark child: its kind and its spec
+/// (JSON).
+pub fn requested_job() -> Option<(String, String)> {
+    let job = std::env::var(CHILD_VAR).ok()?;
+    let (kind, spec) = job.split_once(':').unwrap_or((&job, ""));
+    Some((kind.to_string(), spec.to_string()))
 }

@@ -15,6 +15,7 @@ pub mod contestant;
 pub mod cpath;
 pub mod fork;
 pub mod harness;
+pub mod jobs;
 pub mod pools;
 pub mod programs;
 pub mod rng;

@@ -8,7 +8,7 @@ use hugeheap_bench::args::{BenchCli, bench};
 static A: hugeheap_bench::switch::Switch = hugeheap_bench::switch::Switch;
 
 fn main() {
-    if hugeheap_bench::harness::child_main_if_requested() {
+    if hugeheap_bench::jobs::child_main_if_requested() {
         return;
     }
     let cli = BenchCli::parse();

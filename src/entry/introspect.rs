@@ -12,9 +12,9 @@
 use crate::heap::size_class::{SMALL_MAX, class_of, class_size, small_size_for};
 use crate::os::{EINVAL, StackWriter, fatal_misuse};
 use crate::stats::heap_stats;
+use crate::stats::{Stats, stats, trim};
 use crate::sync::SpinLock;
 use crate::units::PAGE_SIZE;
-use crate::{Stats, stats, trim};
 use core::ffi::{CStr, c_char, c_int, c_void};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, Ordering};

@@ -6,11 +6,14 @@
 pub mod workloads;
 
 use super::contestant::{ALLOC_CONTESTANTS, Contestant};
-use super::harness::{self, Job};
+use super::harness;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// The kind of this benchmark's child jobs (see `crate::jobs`).
+pub const JOB: &str = "alloc";
 
 /// What an allocation-benchmark child is asked to do.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -83,8 +86,8 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
             for c in &cs {
                 bar.set_message(format!("{w} {} #{}", c.name, rep + 1));
                 let cell = cells.iter_mut().find(|x| x.workload == *w && x.contestant == c.name).expect("cell");
-                let job = Job::Alloc(AllocSpec { workload: w.to_string(), scale: o.scale });
-                match harness::run_child::<Sample>(&exe, &job, c) {
+                let spec = AllocSpec { workload: w.to_string(), scale: o.scale };
+                match harness::run_child::<Sample>(&exe, JOB, &spec, c) {
                     Ok(s) => cell.samples.push(s),
                     Err(e) => cell.error = Some(e),
                 }

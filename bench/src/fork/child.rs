@@ -13,7 +13,7 @@
 //!   extra memory (free memory and free pool pages before against after), and whether the
 //!   child survived.
 
-use crate::contestant::Method;
+use crate::contestant::{Method, Promise};
 use crate::rng::Rng;
 use hugeheap::KernelView;
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,22 @@ pub struct Measured {
     pub sustained_nox: Option<Sustained>,
     /// Copy-on-write figures.
     pub cow: Option<Cow>,
+}
+
+impl Measured {
+    /// The share of the heap (0..=1) in the page kind `promise` names, from the kernel's
+    /// counters.
+    pub fn share(&self, promise: Promise) -> f64 {
+        let total = (self.rss + self.hugetlb).max(1) as f64;
+        let bytes = match promise {
+            Promise::Nothing => return 1.0,
+            Promise::Thp => self.anon_huge,
+            Promise::Hugetlb => self.hugetlb,
+            Promise::Gib1 => self.hugetlb_1g,
+            Promise::Huge => self.anon_huge + self.hugetlb,
+        };
+        bytes as f64 / total
+    }
 }
 
 /// The quiet time before the steady-state forks.

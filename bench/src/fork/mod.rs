@@ -8,11 +8,14 @@ pub mod child;
 pub mod report;
 
 use super::contestant::{Contestant, FORK_CONTESTANTS, Method};
-use super::harness::{self, Job};
+use super::harness;
 use super::pools::Pools;
 use child::{ForkSpec, Measured};
 use serde::Serialize;
 use std::path::PathBuf;
+
+/// The kind of this benchmark's child jobs (see `crate::jobs`).
+pub const JOB: &str = "fork";
 
 /// Benchmark settings.
 #[derive(Clone, Debug)]
@@ -126,7 +129,7 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
             Ok(()) => match run_child(&exe, c, size, opts) {
                 Ok(m) => {
                     row.got = Some(report::got(&m));
-                    row.short = size > 0 && c.promises.share(&m) < 0.5;
+                    row.short = size > 0 && m.share(c.promises) < 0.5;
                     row.measured = Some(m);
                 }
                 Err(why) => row.note = Some(why),
@@ -157,5 +160,5 @@ fn run_child(exe: &std::path::Path, c: &Contestant, size: usize, opts: &Options)
         cow: opts.cow,
         method: c.method,
     };
-    harness::run_child(exe, &Job::Fork(spec), c)
+    harness::run_child(exe, JOB, &spec, c)
 }
