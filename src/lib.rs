@@ -47,6 +47,7 @@ pub mod internal {
     }
     pub use crate::options::{Config, OPTIONS, OptionRow, parse_size};
     pub use crate::os::files::field_kib;
+    pub use crate::units::Bytes;
 
     /// Bytes of `[start, end)` (4 KiB aligned) mapped by huge page-table entries, exactly for
     /// the range (`PAGEMAP_SCAN`, Linux 6.7+); `None` where the kernel cannot tell or the

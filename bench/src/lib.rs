@@ -13,6 +13,7 @@ pub mod alloc;
 pub mod args;
 pub mod contestant;
 pub mod cpath;
+pub mod figures;
 pub mod fork;
 pub mod harness;
 pub mod jobs;
@@ -51,8 +52,7 @@ impl<S> Cell<S> {
             return None;
         }
         let mut v: Vec<f64> = self.samples.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        Some(v[v.len() / 2])
+        Some(crate::figures::median(&mut v))
     }
 }
 
@@ -91,12 +91,11 @@ pub fn free_bytes(field: &str, pools: bool) -> usize {
     bytes
 }
 
-/// Free pages of the hugetlb pool of `kib`-KiB pages now (0 if it cannot be read).
+/// Free pages of the hugetlb pool of `kib`-KiB pages now (0 if it cannot be read), as the
+/// library reads its pools.
 pub fn pool_free_pages(kib: usize) -> usize {
-    std::fs::read_to_string(format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB/free_hugepages"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    let kind = if kib == 1 << 20 { hugeheap::PageKind::Gib1 } else { hugeheap::PageKind::Mib2 };
+    hugeheap::internal::PoolInfo::read(b"/", kind).map_or(0, |p| p.free)
 }
 
 /// A field of /proc text in `key: N kB` lines (status, smaps_rollup, meminfo), in bytes.

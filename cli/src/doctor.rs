@@ -5,7 +5,7 @@
 //! shows up there as a refused `mmap`), are read here. Everything is read under a root
 //! directory that tests replace with fake trees.
 
-use hugeheap::internal::{OsInfo, PoolInfo, ThpMode};
+use hugeheap::internal::{Bytes, OsInfo, PoolInfo, ThpMode};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -215,13 +215,9 @@ fn advise(r: &mut Report, info: &OsInfo) {
         r.advice.push(format!(
             "the memory cgroup limits leave this process {}: hugeheap caps its heap there, so that a full \
              heap returns NULL instead of meeting the OOM killer; its 2 MiB granularity counts against it.",
-            mib(room)
+            Bytes(room)
         ));
     }
-}
-
-fn mib(bytes: usize) -> String {
-    format!("{:.0} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
 impl Report {
@@ -245,7 +241,7 @@ impl Report {
         }
         match self.cgroup_room {
             Some(room) => {
-                let _ = writeln!(o, "memory cgroup: its limits leave this process {}", mib(room));
+                let _ = writeln!(o, "memory cgroup: its limits leave this process {}", Bytes(room));
             }
             None => {
                 let _ = writeln!(o, "memory cgroup: no limit");

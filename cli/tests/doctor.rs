@@ -132,7 +132,7 @@ fn no_1g_support_and_cgroup_limits() {
     let a = advice(&v);
     assert!(a.contains("no hugepages-1048576kB"), "{a}");
     assert!(a.contains("hugetlb.2MB.max = 0"), "{a}");
-    assert!(a.contains("leave this process 4096 MiB"), "{a}");
+    assert!(a.contains("leave this process 4.00 GiB"), "{a}");
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn an_ancestors_memory_limit_counts_as_the_allocator_reads_it() {
     t.put("sys/fs/cgroup/svc/app/memory.max", "max");
     let v = t.json();
     assert_eq!(v["cgroup_room"], 512u64 << 20, "the parent's limit less its usage: {v}");
-    assert!(t.doctor(false).contains("memory cgroup: its limits leave this process 512 MiB"));
+    assert!(t.doctor(false).contains("memory cgroup: its limits leave this process 512.0 MiB"));
 }
 
 #[test]

@@ -84,19 +84,11 @@ fn an_unprivileged_programs_helper_leaves_fork_single_threaded() {
     assert!(hh <= plain + HANDLER_PAGES.0, "fork() faulted on {hh} pages under hugeheap, {plain} plain");
 }
 
-/// Free pages of the 2 MiB hugetlb pool (0 where there is none).
-fn pool_free_2m() -> u64 {
-    std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_fork_that_hands_its_child_a_pool_decision_writes_one_page() {
     let Some(prog) = build("forkfaults.c", "cc", &[]) else { return };
     // The 64 MiB heap (about 80 MiB of pages) and as many again for the copy-on-write reserve.
-    if pool_free_2m() < 96 {
+    if hugeheap::internal::OsInfo::probe().pool_2m.map_or(0, |p| p.free) < 96 {
         skip("pool-2m", "fewer than 96 free pages in the 2 MiB hugetlb pool (echo 128 > /proc/sys/vm/nr_hugepages)");
         return;
     }

@@ -9,8 +9,8 @@ use common::{build, hugeheap, lib, skip, word_value};
 use std::process::{Command, Output};
 
 fn thp_on() -> bool {
-    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
-    s.contains("[always]") || s.contains("[madvise]")
+    use hugeheap::internal::{OsInfo, ThpMode};
+    matches!(OsInfo::probe().thp, ThpMode::Always | ThpMode::Madvise)
 }
 
 /// `args` under `hugeheap run` on THP (a pool, where the machine has one, would take the heap

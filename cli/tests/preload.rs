@@ -141,8 +141,7 @@ print("huge_kib", huge, file=sys.stderr)
     // The dict is ~200 MiB: with hugeheap (pymalloc's arenas in the map zone, the rest in the
     // heap) most of it is in huge pages
     // wherever the machine offers any; without, THP in `madvise` mode gives python none.
-    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
-    if thp.contains("[never]") {
+    if hugeheap::internal::OsInfo::probe().thp == hugeheap::internal::ThpMode::Never {
         eprintln!("THP is never here: huge-page coverage not asserted");
     } else {
         assert!(huge(&hh) > 100 * 1024, "python under hugeheap has {} KiB in huge pages", huge(&hh));

@@ -14,12 +14,12 @@ use std::process::Command;
 
 const THP_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/enabled";
 
-/// The THP mode in force (`always`, `madvise`, `never`), or `None` without THP.
+/// The THP mode in force (`always`, `madvise`, `never`), as the library reads it, or `None`
+/// without THP.
 fn thp_mode() -> Option<String> {
-    let s = std::fs::read_to_string(THP_ENABLED).ok()?;
-    let start = s.find('[')? + 1;
-    let end = s[start..].find(']')? + start;
-    Some(s[start..end].to_string())
+    use hugeheap::internal::{OsInfo, ThpMode};
+    let mode = OsInfo::probe().thp;
+    (mode != ThpMode::Unknown).then(|| mode.name().to_string())
 }
 
 /// Sets the THP mode for a while (root), putting the old one back on drop, panic or not.

@@ -89,10 +89,9 @@ pub fn assert_ok(out: &Output) {
     );
 }
 
-/// The THP mode in force.
+/// The THP mode in force, as the library reads it (`unknown` without THP).
 pub fn thp_mode() -> String {
-    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
-    s.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("unknown").to_string()
+    hugeheap::internal::OsInfo::probe().thp.name().to_string()
 }
 
 /// The mappings of `maps` (the text of /proc/self/maps): start, end and the line.

@@ -4,11 +4,11 @@
 
 use super::skip;
 
-/// Free pages of a hugetlb pool that a new mapping could reserve now (`None` without sysfs).
+/// Free pages of a hugetlb pool that a new mapping could reserve now (`None` without sysfs),
+/// as the library reads its pools (what the pool may still grow by counts too).
 pub fn pool_free(kib: usize) -> Option<usize> {
-    let dir = format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB");
-    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}")).ok()?.trim().parse::<usize>().ok();
-    Some(read("free_hugepages")?.saturating_sub(read("resv_hugepages").unwrap_or(0)))
+    let kind = if kib == 1 << 20 { hugeheap::PageKind::Gib1 } else { hugeheap::PageKind::Mib2 };
+    hugeheap::internal::PoolInfo::read_available(b"/", kind)
 }
 
 /// A hugetlb pool resized for a test (root only), put back as it was on drop.

@@ -418,7 +418,7 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
         let _ = write!(out, "{:<9}", w.name);
         for c in cs {
             let v = peak(w.name, c);
-            let _ = write!(out, " {:>9}", v.map_or("-".into(), |b| format!("{:.1}", b / 1048576.0)));
+            let _ = write!(out, " {:>9}", v.map_or("-".into(), |b| format!("{:.1}", crate::figures::mib(b as usize))));
         }
         let r = peak(w.name, "hugeheap").zip(peak(w.name, "jemalloc")).map(|(h, j)| h / j);
         let _ = writeln!(out, " {:>8}", r.map_or("-".into(), |r| format!("{r:.2}")));
@@ -444,7 +444,7 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
         .iter()
         .filter_map(|w| {
             let (h, j) = peak(w.name, "hugeheap").zip(peak(w.name, "jemalloc"))?;
-            (j >= 16.0 * 1048576.0 && h > 1.1 * j).then(|| format!("{} {:.2}x", w.name, h / j))
+            (crate::figures::mib(j as usize) >= 16.0 && h > 1.1 * j).then(|| format!("{} {:.2}x", w.name, h / j))
         })
         .collect();
     let verdict = match (pooled, big.is_empty()) {

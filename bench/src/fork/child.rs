@@ -14,6 +14,7 @@
 //!   child survived.
 
 use crate::contestant::{Method, Promise};
+use crate::figures::{median, percentile};
 use crate::rng::Rng;
 use hugeheap::KernelView;
 use serde::{Deserialize, Serialize};
@@ -157,12 +158,12 @@ pub fn run(spec: &ForkSpec) -> Measured {
     };
     if spec.method == Method::Fork {
         let mut forks: Vec<f64> = (0..spec.forks).map(|_| fork_exit()).collect();
-        m.fork_med_ms = Some(quantile(&mut forks, 0.5) * 1e3);
-        m.fork_p90_ms = Some(quantile(&mut forks, 0.9) * 1e3);
+        m.fork_med_ms = Some(median(&mut forks) * 1e3);
+        m.fork_p90_ms = Some(percentile(&mut forks, 90.0) * 1e3);
         if spec.size > 0 {
             std::thread::sleep(QUIET);
             let mut steady: Vec<f64> = (0..spec.forks).map(|_| fork_exit()).collect();
-            m.fork_steady_ms = Some(quantile(&mut steady, 0.5) * 1e3);
+            m.fork_steady_ms = Some(median(&mut steady) * 1e3);
         }
     }
     let spawn = |h: &Option<Helper>| match spec.method {
@@ -173,8 +174,8 @@ pub fn run(spec: &ForkSpec) -> Measured {
     };
     let mut execs: Vec<f64> = (0..spec.execs).map(|_| spawn(&helper)).collect();
     if !execs.is_empty() {
-        m.exec_med_ms = Some(quantile(&mut execs, 0.5) * 1e3);
-        m.exec_p90_ms = Some(quantile(&mut execs, 0.9) * 1e3);
+        m.exec_med_ms = Some(median(&mut execs) * 1e3);
+        m.exec_p90_ms = Some(percentile(&mut execs, 90.0) * 1e3);
     }
     if spec.method == Method::Fork && spec.sustained > 0 {
         m.sustained = Some(sustained(&mut heap, spec.sustained, fork_exec));
@@ -241,11 +242,6 @@ fn hugetlb_of_size(kib: usize) -> usize {
         }
     }
     total
-}
-
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Seconds for `fork()` to return in the parent; the child exits at once.
@@ -461,8 +457,8 @@ fn sustained(heap: &mut Heap, cycles: usize, cycle: fn() -> f64) -> Sustained {
     let mut last = lat[cycles - edge..].to_vec();
     Sustained {
         cycles,
-        exec_start_ms: quantile(&mut first, 0.5) * 1e3,
-        exec_end_ms: quantile(&mut last, 0.5) * 1e3,
+        exec_start_ms: median(&mut first) * 1e3,
+        exec_end_ms: median(&mut last) * 1e3,
         huge_start: before.anon_huge + before.hugetlb,
         huge_end: after.anon_huge + after.hugetlb,
         vm_pte_start: before.vm_pte,

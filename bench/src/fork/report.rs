@@ -24,7 +24,7 @@ pub fn size_name(size: usize) -> String {
 }
 
 fn mib(b: usize) -> String {
-    format!("{:.0}", b as f64 / (1 << 20) as f64)
+    format!("{:.0}", crate::figures::mib(b))
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
@@ -72,21 +72,16 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Reads it from /proc and /sys.
+    /// Reads it as `hugeheap doctor` does (the library's own probe), plus the CPUs and the
+    /// kernel's DAMON monitors.
     pub fn read() -> Machine {
-        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
-        let bracketed = |s: String| s.split('[').nth(1).and_then(|r| r.split(']').next()).unwrap_or("?").to_string();
-        let num = |p: &str| read(p).parse().unwrap_or(0);
-        let pool = |kib: usize| {
-            let d = format!("/sys/kernel/mm/hugepages/hugepages-{kib}kB");
-            (num(&format!("{d}/nr_hugepages")), num(&format!("{d}/free_hugepages")))
-        };
+        let r = hugeheap_cli::doctor::examine(std::path::Path::new("/"));
         Machine {
-            kernel: read("/proc/sys/kernel/osrelease"),
-            thp: bracketed(read("/sys/kernel/mm/transparent_hugepage/enabled")),
-            thp_defrag: bracketed(read("/sys/kernel/mm/transparent_hugepage/defrag")),
-            pool_2m: pool(2048),
-            pool_1g: pool(1 << 20),
+            kernel: r.kernel,
+            thp: r.thp,
+            thp_defrag: r.thp_defrag,
+            pool_2m: (r.pool_2m.total, r.pool_2m.free),
+            pool_1g: (r.pool_1g.total, r.pool_1g.free),
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             kdamonds: crate::kdamonds().len(),
         }

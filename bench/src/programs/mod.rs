@@ -183,21 +183,6 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Section>> {
     Ok(sections)
 }
 
-/// The median of `v` (0 when empty).
-pub fn median(v: &mut [f64]) -> f64 {
-    percentile(v, 50.0)
-}
-
-/// The `p`th percentile of `v`, nearest rank (0 when empty).
-pub fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
-}
-
 /// Free pages of the 2 MiB pool now.
 pub fn pool_free_2m() -> usize {
     crate::pool_free_pages(2048)
@@ -232,16 +217,6 @@ impl PoolWatch {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
     }
-}
-
-/// Bytes as MiB, for a cell.
-pub fn mib(bytes: usize) -> String {
-    format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
-}
-
-/// Milliseconds, for a cell.
-pub fn ms(v: f64) -> String {
-    if v < 10.0 { format!("{v:.2} ms") } else { format!("{v:.1} ms") }
 }
 
 /// A process's field of /proc/PID/smaps_rollup or status, bytes.

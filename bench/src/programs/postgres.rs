@@ -7,7 +7,8 @@
 //! out of the pools, `huge_pages=off`, in every setup); then the rate of new connections
 //! (`pgbench -C`, select-only) and a query's result, compared across setups.
 
-use super::{PoolHold, Section, Setup, median, mib, proc_field, scratch};
+use super::{PoolHold, Section, Setup, proc_field, scratch};
+use crate::figures::{median, mib_cell};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -229,12 +230,12 @@ fn one(bin: &Path, setup: &Setup, lib: &Path) -> Result<(Vec<String>, String), S
     }
     let result = cluster.psql("SELECT sum(abalance), count(*), sum(bid) FROM pgbench_accounts")?;
     cluster.stop();
-    let per = |b: usize| mib(b / BACKENDS);
+    let per = |b: usize| mib_cell(b / BACKENDS);
     Ok((
         vec![
-            mib(idle_pss),
-            format!("{} ({} processes)", mib(pss + pool), procs),
-            if pool > 0 { mib(pool) } else { "-".into() },
+            mib_cell(idle_pss),
+            format!("{} ({} processes)", mib_cell(pss + pool), procs),
+            if pool > 0 { mib_cell(pool) } else { "-".into() },
             per(pss + pool - idle_pss.min(pss + pool)),
             format!("{:.0}/s", median(&mut rates)),
         ],

@@ -15,7 +15,8 @@
 //! used while the requests ran, where one runs. Every response body is checked against the
 //! plain run's, by path.
 
-use super::{PoolHold, Section, Setup, median, mib, ms, percentile, scratch};
+use super::{PoolHold, Section, Setup, scratch};
+use crate::figures::{median, mib_cell, ms, percentile};
 use crate::{cpu_seconds, kdamonds, status_bytes};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -436,12 +437,12 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
                 format!("{} / {}", ms(percentile(lat, 50.0)), ms(percentile(lat, 99.0))),
                 format!("{} ({})", ms(median(&mut m.forks_ms)), m.forks_ms.len()),
                 format!("{} ({})", ms(median(&mut m.exits_ms)), m.exits_ms.len()),
-                mib(median(&mut m.private_dirty) as usize),
-                mib(median(&mut m.pss) as usize),
+                mib_cell(median(&mut m.private_dirty) as usize),
+                mib_cell(median(&mut m.pss) as usize),
                 format!(
                     "{} of {} ({:.0}%)",
-                    mib(m.master_huge),
-                    mib(m.master_anon),
+                    mib_cell(m.master_huge),
+                    mib_cell(m.master_anon),
                     100.0 * m.master_huge as f64 / m.master_anon.max(1) as f64
                 ),
                 m.errors.to_string(),

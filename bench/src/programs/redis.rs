@@ -12,7 +12,8 @@
 //! - the data: `DEBUG DIGEST` after all this, identical in every setup (the writes are the same
 //!   pseudo-random sequence), and again after a restart that loads the saved RDB.
 
-use super::{PoolHold, PoolWatch, Section, Setup, median, mib, ms, percentile, proc_field, scratch};
+use super::{PoolHold, PoolWatch, Section, Setup, proc_field, scratch};
+use crate::figures::{median, mib_cell, ms, percentile};
 use crate::rng::Rng;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -256,8 +257,8 @@ fn load_during_save(
 }
 
 fn cow_cell(l: &Load) -> String {
-    let pool = if l.pool > 0 { format!(" + {} of pool", mib(l.pool)) } else { String::new() };
-    format!("{}{pool}, p99 {} (p50 {}; {} SETs)", mib(l.cow), ms(l.p99), ms(l.p50), l.during)
+    let pool = if l.pool > 0 { format!(" + {} of pool", mib_cell(l.pool)) } else { String::new() };
+    format!("{}{pool}, p99 {} (p50 {}; {} SETs)", mib_cell(l.cow), ms(l.p99), ms(l.p50), l.during)
 }
 
 /// The huge pages the server holds, and its RSS.
@@ -304,13 +305,13 @@ fn one(setup: &Setup, lib: &Path, s: &Scale) -> Result<(Vec<String>, String), St
         return Err(format!("the RDB loaded back gives digest {reloaded}, not {digest}"));
     }
     let cells = vec![
-        mib(used),
-        format!("{} of {}", mib(huge0), mib(rss0)),
+        mib_cell(used),
+        format!("{} of {}", mib_cell(huge0), mib_cell(rss0)),
         ms(idle),
         cow_cell(&over),
         ms(at_once),
         format!("{} ({}-{})", ms(later_median), ms(lo), ms(hi)),
-        format!("{} / {}", mib(split), mib(huge1)),
+        format!("{} / {}", mib_cell(split), mib_cell(huge1)),
         cow_cell(&new),
     ];
     Ok((cells, digest))

@@ -6,7 +6,8 @@
 //! killed makes a Python pool hang: a run that does not end in 10 minutes is killed and
 //! reported as hung), and the result, compared with the plain run's.
 
-use super::{PoolHold, PoolWatch, Section, Setup, median, mib, ms, scratch};
+use super::{PoolHold, PoolWatch, Section, Setup, scratch};
+use crate::figures::{median, mib_cell, ms};
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -177,7 +178,7 @@ fn section(
                 if fork.is_empty() { "-".into() } else { ms(median(&mut fork)) },
                 secs(&mut work),
                 secs(&mut wall),
-                if setup.pool_2m == Some(0) { "-".into() } else { format!("{pool} ({})", mib(pool * (2 << 20))) },
+                if setup.pool_2m == Some(0) { "-".into() } else { format!("{pool} ({})", mib_cell(pool * (2 << 20))) },
                 ended,
             ])
         };
