@@ -26,8 +26,7 @@ pub struct Block {
 /// and read by any thread (a free reads `owner`, `start`, `div` and `starts_below`; one from
 /// another thread `block_size` too); the second what the owning heap's thread writes on every
 /// allocation and free. Kept apart, a consumer thread freeing a producer's blocks does not pull
-/// the line the producer is writing (measured: 22% of the consumer's `dealloc` samples on its
-/// first load from the header before the split).
+/// the line the producer is writing (docs/benchmarks.md, "Figures behind the code").
 ///
 /// Ownership: the slab fields of the second line belong to the owning heap's thread, except
 /// `used`, which `stats()` also reads (hence an atomic, written by the owner with plain relaxed

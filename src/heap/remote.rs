@@ -1,7 +1,6 @@
 //! Frees from other threads. A free from another thread reads nothing of the block (it was
-//! last written on another core, and a load would wait for that cache line: on
-//! `hugeheap bench cpath`'s server, checking the block's free mark here held 97% of this
-//! file's samples, 14% of the run's) and, but for the fallback below, writes nothing: the
+//! last written on another core, and a load would wait for that cache line:
+//! docs/benchmarks.md, "Figures behind the code") and, but for the fallback below, writes nothing: the
 //! freeing thread records the pointer in a *message* for that owner (an array of up to
 //! `MSG_SLOTS` pointers) and posts the message to the owner's inbox, a lock-free stack, with
 //! one compare-and-swap when it is full, when room is needed for another owner's (a thread
@@ -11,8 +10,7 @@
 //! block comes home and slab counts stay exact; the emptied message goes back to the heap that
 //! filled it. Walking arrays instead of a chain threaded through the freed blocks matters: the
 //! blocks were last touched on another core, and a chain makes the owner wait for each cache
-//! miss in turn (producer/consumer ran 1.65x slower than jemalloc that way, see
-//! docs/benchmarks.md).
+//! miss in turn (docs/benchmarks.md, "Figures behind the code").
 //!
 //! Messages come from a bounded pool (see `storage`); a thread that has none (the pool is
 //! used up, or the thread has no heap of its own, as during its exit) falls back to threading

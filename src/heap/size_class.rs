@@ -40,8 +40,7 @@ pub const TABLE_MAX: usize = 1024;
 
 /// The class of every size up to [`TABLE_MAX`], by [`granule`]: the fast path's class
 /// in one load from one cache line and a half, where the computation takes a dozen instructions
-/// past 128 bytes (measured with callgrind on the C path's tight loop of 16-256 byte requests:
-/// 7.7 instructions per malloc in the class computation).
+/// past 128 bytes (docs/benchmarks.md, "Figures behind the code").
 static SMALL_CLASS: [u8; GRANULES] = {
     let mut t = [0u8; GRANULES];
     let mut i = 0;

@@ -51,8 +51,7 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
 /// plain read-modify-write, not an atomic one): the count is positive exactly when the slab
 /// neither became empty, nor is full (`FULL` makes the word negative as an `i32`), nor had no
 /// block out (the count wraps). Tested before the stores, the count (which arrives late, stored
-/// by the allocation before) held the free up: the C path's churn 337 -> 267 ms this way
-/// (tcmalloc 260), the same instructions. A full slab has at least one block out: it rejoins
+/// by the allocation before) held the free up (docs/benchmarks.md, "Figures behind the code"). A full slab has at least one block out: it rejoins
 /// its list (the bit cleared) once [`rejoin_at`] blocks are back, and at the latest when none
 /// is out.
 ///
@@ -316,8 +315,7 @@ pub unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
 /// its blocks, between 1 and 32. A slab that rejoined with one free block was emptied by the
 /// next allocation, and when a program's live blocks fill its slabs exactly (a steady set
 /// of objects replaced at random), every free and every allocation took the slow path, one
-/// slab in and out of the list each time: 64-byte blocks, 16,384 live, replaced 24 M times,
-/// 426 ms against mimalloc's 178 and tcmalloc's 139. Held back, those blocks are at most an
+/// slab in and out of the list each time (docs/benchmarks.md, "Figures behind the code"). Held back, those blocks are at most an
 /// eighth of a slab each, and the class gets one new slab while they gather.
 #[inline]
 pub fn rejoin_at(capacity: u32) -> u32 {

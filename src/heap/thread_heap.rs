@@ -22,8 +22,7 @@ pub const MSG_SLOTS: usize = 60;
 /// How many owners a thread gathers frees for at once. A thread that frees the blocks of
 /// several others in turn (a server's workers, freeing what the others sent) would otherwise
 /// post a message each time the owner changes, a compare-and-swap for one or two blocks
-/// (measured on `hugeheap bench cpath`'s server, four threads freeing each other's requests,
-/// with one batch: posting and starting messages 7.7% and draining them 12% of the samples).
+/// (docs/benchmarks.md, "Figures behind the code").
 pub const BATCHES: usize = 4;
 
 const _: () = assert!(BATCHES >= 1);
@@ -65,8 +64,7 @@ impl Linked for Block {
 
 /// A thread heap. The fields its own thread uses come first; those other threads write (the
 /// inboxes, the returned stack, the state) start a cache line of their own, so a thread posting
-/// frees does not pull the line its owner reads on every allocation (the Rust benchmark's
-/// producer/consumer, median of 5: 110 -> 108 ms).
+/// frees does not pull the line its owner reads on every allocation (docs/benchmarks.md, "Figures behind the code").
 #[repr(C, align(64))]
 pub struct Heap {
     /// Per granule of request sizes up to `TABLE_MAX` (16 bytes, `size_class::granule`), the

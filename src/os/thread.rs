@@ -293,9 +293,8 @@ fn drop_capabilities() {
 /// Why: glibc's `fork` takes a longer path in a process it knows to be multi-threaded (it
 /// locks and unlocks its stdio list, its own malloc arenas and the NSS state around the
 /// clone, so the parent and the child each fault on the pages those locks are on). A thread
-/// made by `clone` directly is a thread to the kernel, not to glibc: measured with an idle
-/// thread and a 512 MiB heap in 2 MiB pages, fork 0.079 ms with none, 0.090 with a pthread,
-/// 0.081 with this one.
+/// made by `clone` directly is a thread to the kernel, not to glibc, and a fork then costs about
+/// what it costs with no second thread (docs/benchmarks.md, "Figures behind the code").
 ///
 /// The thread's own state: glibc keeps a thread's state (errno, the cancellation word) at
 /// fixed offsets from the thread pointer, so the thread gets a thread pointer of its own: a

@@ -49,8 +49,7 @@ const SHARED_WAIT_MS: (u32, u32) = (50, 1000);
 /// longest it waits for such a pause. A program that forks in a loop (a job runner, a prefork
 /// master replacing workers) would otherwise be swept during its next forks: the sweep's
 /// pagemap reads take the memory-map lock each fork needs, and a second running thread of the
-/// process makes each fork's flush of the parent's TLB reach another CPU (measured: 64 MiB heap,
-/// forks in a row, 0.243 ms a fork with the helper sweeping after each, 0.153 without it).
+/// process makes each fork's flush of the parent's TLB reach another CPU (docs/benchmarks.md, "Figures behind the code").
 const SETTLE_MS: (u32, u32) = (20, 1000);
 
 /// Percent of one CPU the helper may use (0: no helper).
@@ -93,8 +92,8 @@ pub fn note_fork() {
 /// (`Doorbell::promoted`): here, in the allocating thread, when the process has never forked
 /// (no page can be shared, so no pagemap is read), else by the helper, started if need be.
 /// Here, the collapse is done before the program can fork (a program that builds its heap and
-/// forks at once found the helper still collapsing, its first forks waiting for it: 64 MiB
-/// heap, 0.5-4.4 ms against 0.12); it costs the allocation that outgrew the small phase a copy
+/// forks at once would find the helper still collapsing, its first forks waiting for it:
+/// docs/benchmarks.md, "Figures behind the code"); it costs the allocation that outgrew the small phase a copy
 /// of at most `HUGEHEAP_HUGE_FROM`, once. Called at the end of allocation slow paths, where no
 /// allocator lock is held and no thread heap is midway through a change: starting a thread may
 /// allocate.

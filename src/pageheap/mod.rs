@@ -290,7 +290,7 @@ impl<B: Backing> PageHeap<B> {
         // A slab's pages go back with their free neighbours only from 128 KiB on, as other
         // spans' do from any size: a thread heap retiring a small slab and taking a new one,
         // as it does all the time under churn, would pay a release and page faults each time
-        // (measured: hugeheap bench cpath's server, 4 threads, 733 releases a second, 6% slower).
+        // (docs/benchmarks.md, "Figures behind the code").
         let releases = !whole || pages * PAGE_SIZE >= SMALL_RELEASE_FROM;
         self.free_pages(start, pages, releases);
     }

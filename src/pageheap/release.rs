@@ -12,8 +12,7 @@
 //! elsewhere, highest first, however recently freed ([`PageHeap::release_for_fresh`]). A
 //! program whose big blocks change size (buffers grown by realloc, a mix of 64 KiB to 16 MiB)
 //! otherwise keeps the pages of its freed blocks and faults in new ones for the blocks that
-//! do not fit there (measured: `hugeheap bench cpath`'s `large` holds 243 MiB for at most
-//! 170 MiB live; 213 MiB with `retain` 0).
+//! do not fit there (docs/benchmarks.md, "Figures behind the code").
 
 use super::PageHeap;
 use super::backing::Backing;
