@@ -128,3 +128,39 @@ pub struct DoctorArgs {
     #[arg(long, hide = true)]
     pub root: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["hugeheap", "run"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(a) => Ok(a),
+            c => panic!("parsed as {c:?}"),
+        }
+    }
+
+    #[test]
+    fn option_flags_become_the_variables_of_the_option_table() {
+        let a = run_args(&["--pages", "2m,thp", "--max-heap", "4G", "--verbose", "--", "prog", "--pages"]).unwrap();
+        assert_eq!(a.options.vars, [("HUGEHEAP_PAGES", "2m,thp".to_string()), ("HUGEHEAP_MAX_HEAP", "4G".to_string())]);
+        assert!(a.options.verbose);
+        assert_eq!(a.cmd, ["prog", "--pages"], "the program's own arguments are its own");
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_with_what_the_row_accepts() {
+        let e = run_args(&["--pages", "3m", "--", "prog"]).unwrap_err().to_string();
+        let row = OPTIONS.iter().find(|r| r.env == "HUGEHEAP_PAGES").unwrap();
+        assert!(e.contains(row.accepts), "{e}");
+        assert!(run_args(&["--", "prog"]).unwrap().options.vars.is_empty());
+    }
+
+    #[test]
+    fn bench_hands_every_argument_on() {
+        let cli = Cli::try_parse_from(["hugeheap", "bench", "fork", "--quick", "--help"]).unwrap();
+        let Command::Bench(b) = cli.command else { panic!("not bench") };
+        assert_eq!(b.args, ["fork", "--quick", "--help"]);
+    }
+}

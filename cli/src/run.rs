@@ -61,8 +61,7 @@ pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
 /// The environment `hugeheap run` adds: LD_PRELOAD (prepended) and the HUGEHEAP_* settings its
 /// flags ask for. On THP, CPython keeps its own allocator: its arenas are `mmap`s that the
 /// library's map zone puts in THP, and pymalloc is faster for Python's objects than any
-/// `malloc` (measured, gunicorn with recycled workers: 48.7 requests/s against 44.2 with
-/// `PYTHONMALLOC=malloc`, plain 45.4). PYTHONMALLOC=malloc is set (unless set already) so that
+/// `malloc` (docs/benchmarks.md, "Figures behind the code"). PYTHONMALLOC=malloc is set (unless set already) so that
 /// its objects come from the heap instead where the heap does better: when a hugetlb pool the
 /// page chain lists has free pages (pages copy-on-write never splits, which the zone does not
 /// use), or with `HUGEHEAP_MMAP=kernel` (the arenas would stay in 4 KiB pages).
@@ -119,4 +118,32 @@ pub fn exec(lib: &Path, flags: &OptionFlags, cmd: &[OsString]) -> String {
     };
     let err = Command::new(program).args(args).envs(environment(lib, flags)).exec();
     format!("cannot run {}: {err}", program.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(vars: &[(&'static str, &str)], verbose: bool) -> OptionFlags {
+        OptionFlags { vars: vars.iter().map(|(k, v)| (*k, v.to_string())).collect(), verbose }
+    }
+
+    #[test]
+    fn the_environment_preloads_the_library_first_and_sets_the_flags() {
+        let env = environment(Path::new("/x/libhugeheap.so"), &flags(&[("HUGEHEAP_RETAIN", "0")], true));
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.to_string_lossy().into_owned());
+        assert!(get("LD_PRELOAD").unwrap().starts_with("/x/libhugeheap.so"));
+        assert_eq!(get("HUGEHEAP_RETAIN").as_deref(), Some("0"));
+        assert_eq!(get("HUGEHEAP_VERBOSE"), Some(format!("pid:{}", std::process::id())));
+    }
+
+    #[test]
+    fn python_objects_go_to_the_heap_only_where_it_does_better() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert!(python_objects_to_heap(with(&[("HUGEHEAP_MMAP", "kernel")])));
+        // No hugetlb kind in the chain: the pools do not matter.
+        assert!(!python_objects_to_heap(with(&[("HUGEHEAP_PAGES", "thp,4k")])));
+    }
 }
