@@ -115,8 +115,8 @@ impl<B: Backing> PageHeap<B> {
                 d.kind = PageKind::Thp as u8;
                 if d.state != FREE {
                     // Anonymous memory now, holding the contents.
-                    self.resident += 1;
-                    self.in_use_peak = self.in_use_peak.max(self.resident - self.free_resident);
+                    self.res.resident += 1;
+                    self.res.in_use_peak = self.res.in_use_peak.max(self.res.resident - self.res.free_resident);
                 } else {
                     // Not copied: the new memory is untouched, as released memory is.
                     d.released = true;

@@ -27,9 +27,9 @@
 //! Invariants (checked by `check_invariants`):
 //! - every huge page below `arena.frontier` is in exactly one state: `FREE` (its bit in the
 //!   huge map is set), `FILLER` (some pages used, listed in the filler unless full) or `LARGE`;
-//! - `free_anon_backed` counts the `FREE` huge pages of anonymous (THP or 4 KiB) kind that are
-//!   not released; once they have stayed free for `decay_ms`, the highest are released until
-//!   it is down to `retain`;
+//! - the residency counts ([`release::Residency`]): `free_anon_backed` counts the `FREE` huge
+//!   pages of anonymous (THP or 4 KiB) kind that are not released; once they have stayed free
+//!   for `decay_ms`, the highest are released until it is down to `retain`;
 //! - `resident` counts the anonymous huge pages holding memory (a page handed out since it
 //!   was committed or last released: `dirty != 0`), `free_resident` those of them that are
 //!   `FREE`; past the most ever in use, a sixteenth and `retain`, a fresh page is faulted in
@@ -75,7 +75,7 @@ use tables::Tables;
 
 pub use fork_pages::{bell, lock};
 pub use pagemap::LOOKUP;
-use release::{SMALL_RELEASE_BURST, SMALL_RELEASE_FROM};
+use release::{Residency, SMALL_RELEASE_FROM, SmallRelease};
 pub use release::{release_from, small_phase};
 
 /// A span of its own for one block of `bytes` aligned to `align` (a power of two), from the
@@ -130,18 +130,8 @@ pub struct PageHeap<B: Backing = OsBacking> {
     filler: Filler,
     spans: Pool<Span>,
     span_space: Space,
-    retain: usize,
-    decay_ms: u32,
-    /// When the free huge pages were last scanned for release (the backing's clock).
-    last_scan: u32,
-    free_anon_backed: usize,
-    /// Anonymous huge pages holding memory (`dirty != 0`), in use or free...
-    resident: usize,
-    /// ...of which `FREE`: what can be given back when a fresh page is about to be faulted in.
-    free_resident: usize,
-    /// The most anonymous huge pages in use at once (`resident - free_resident`): taking fresh
-    /// pages past [`resident_limit`](PageHeap::resident_limit) gives back free resident ones.
-    in_use_peak: usize,
+    /// What it holds of the OS's memory, and when it gives some back (see [`release`]).
+    res: Residency,
     recollapse: Recollapse,
     /// The value of the parent's fork count ([`fork_pages::fork_count`]) last counted in.
     forks_counted: u32,
@@ -150,13 +140,8 @@ pub struct PageHeap<B: Backing = OsBacking> {
     /// This is the process's page heap ([`publish`](PageHeap::publish)): it keeps
     /// [`small_phase`] up to date.
     published: bool,
-    /// Releases at free the small phase may still make now (see [`SMALL_RELEASE_BURST`]),
-    /// and when they were last earned.
-    release_tokens: u32,
-    tokens_at: u32,
-    /// A span was handed out since the small phase's last release at free: the next release
-    /// is one of a loop's, and spends a token (see [`SMALL_RELEASE_BURST`]).
-    handed_out_since_release: bool,
+    /// The small phase's rationed releases at free (see [`release`]).
+    small: SmallRelease,
     /// Counters.
     pub counters: PageCounters,
 }
@@ -199,20 +184,12 @@ impl<B: Backing> PageHeap<B> {
             backing,
             arena,
             filler: Filler::new(),
-            retain: cfg.retain / HUGE_SIZE,
-            decay_ms: cfg.decay_ms,
-            last_scan: now,
-            free_anon_backed: 0,
-            resident: 0,
-            free_resident: 0,
-            in_use_peak: 0,
+            res: Residency::new(cfg.retain / HUGE_SIZE, cfg.decay_ms, now),
             recollapse: Recollapse::default(),
             forks_counted: 0,
             family: Family::none(),
             published: false,
-            release_tokens: SMALL_RELEASE_BURST,
-            tokens_at: now,
-            handed_out_since_release: false,
+            small: SmallRelease::new(now),
             counters: PageCounters::default(),
         })
     }
@@ -251,7 +228,7 @@ impl<B: Backing> PageHeap<B> {
         let Some((start, zeroed)) = self.alloc_pages(pages, align) else {
             return ptr::null_mut();
         };
-        self.handed_out_since_release = true;
+        self.small.handed_out_since_release = true;
         // SAFETY: the span pool lives in mapped metadata; a zero Span is valid and every field
         // that matters is written below.
         let span = unsafe { self.spans.alloc(&mut self.span_space) };
@@ -382,7 +359,7 @@ impl<B: Backing> PageHeap<B> {
             return None;
         }
         let aligned = move |i: usize| (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE;
-        if self.free_resident > 0 {
+        if self.res.free_resident > 0 {
             // Memory the heap holds first: the run with the fewest fresh pages, lowest first. A
             // fresh page faults in 2 MiB and grows the resident set (or costs a free resident
             // page given back, see `claim`); a run that is fresh throughout is no better than
@@ -416,19 +393,19 @@ impl<B: Backing> PageHeap<B> {
 
     /// Takes the wholly free huge pages `[s, s + n)` out of the huge map, as LARGE; the caller
     /// marks every one of them dirty. Fresh anonymous pages among them (to be faulted in)
-    /// that would take the resident set past [`resident_limit`](PageHeap::resident_limit) are
+    /// that would take the resident set past [`Residency::limit`] are
     /// paid for by giving back as many free pages holding memory elsewhere ([`release_for_fresh`](PageHeap::release_for_fresh)).
     fn claim(&mut self, s: usize, n: usize) {
         let descs = self.tables.descs();
         let anon = descs[s..s + n].iter().filter(|d| d.is_anon()).count();
         let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
-        self.in_use_peak = self.in_use_peak.max(self.resident - self.free_resident + anon);
+        self.res.in_use_peak = self.res.in_use_peak.max(self.res.resident - self.res.free_resident + anon);
         if fresh > 0 {
-            let over = (self.resident + fresh).saturating_sub(self.resident_limit());
-            if over > 0 && self.free_resident > 0 {
+            let over = (self.res.resident + fresh).saturating_sub(self.res.limit());
+            if over > 0 && self.res.free_resident > 0 {
                 self.release_for_fresh(s, n, over);
             }
-            self.resident += fresh;
+            self.res.resident += fresh;
         }
         self.tables.map().set_range(HugePage(s), HugePage(n), false);
         for i in s..s + n {
@@ -438,9 +415,9 @@ impl<B: Backing> PageHeap<B> {
                 d.released = false;
                 self.counters.released_now -= HUGE_SIZE;
             } else if d.is_anon() {
-                self.free_anon_backed -= 1;
+                self.res.free_anon_backed -= 1;
                 if d.dirty != 0 {
-                    self.free_resident -= 1;
+                    self.res.free_resident -= 1;
                 }
             }
             self.counters.free_bytes -= HUGE_SIZE;
@@ -449,21 +426,12 @@ impl<B: Backing> PageHeap<B> {
         }
     }
 
-    /// The resident set, in huge pages, past which a fresh page is paid for by giving back a
-    /// free resident one: the most ever in use, plus a sixteenth of it, plus `retain`. Free
-    /// pages are kept for reuse up to that slack (a realloc that moves, a block freed before
-    /// the next one is taken: each exchange costs a fault later if the page is wanted again)
-    /// and only the surplus is exchanged.
-    fn resident_limit(&self) -> usize {
-        self.in_use_peak + (self.in_use_peak / 16).max(2) + self.retain
-    }
-
     /// Commits the arena up to at least huge page `min_end`; the new huge pages are FREE.
     fn grow_to(&mut self, min_end: usize) -> bool {
         if min_end > self.arena.cap {
             // A cap from the memory cgroup's room is read again when reached.
             let hugetlb = self.hugetlb_bytes() / HUGE_SIZE;
-            self.arena.reread_cgroup_cap(&self.backing, self.resident + hugetlb);
+            self.arena.reread_cgroup_cap(&self.backing, self.res.resident + hugetlb);
         }
         // What forked children were promised of the pools is not for growth.
         self.arena.ladder.promised = self.family.promised(self.backing.now_ms());
@@ -497,7 +465,7 @@ impl<B: Backing> PageHeap<B> {
         self.mirror_release_from();
         self.tables.map().set_range(HugePage(frontier), HugePage(added), true);
         self.counters.free_bytes += added * HUGE_SIZE;
-        self.free_anon_backed += anon;
+        self.res.free_anon_backed += anon;
         if added > anon {
             // Without the table (no shared page to be had), each child decides alone (see
             // `children`).
@@ -513,10 +481,10 @@ impl<B: Backing> PageHeap<B> {
             d.used = 0;
             d.freed_at = now;
             if d.is_anon() {
-                self.free_anon_backed += 1;
+                self.res.free_anon_backed += 1;
                 // A page in use was handed out: it holds memory.
                 debug_assert!(d.dirty != 0);
-                self.free_resident += (d.dirty != 0) as usize;
+                self.res.free_resident += (d.dirty != 0) as usize;
             }
         }
         self.counters.free_bytes += n * HUGE_SIZE;
@@ -643,9 +611,9 @@ impl<B: Backing> PageHeap<B> {
                 assert_eq!(d.used, u32::MAX);
             }
         }
-        assert_eq!(free_anon, self.free_anon_backed);
-        assert_eq!((resident, free_resident), (self.resident, self.free_resident));
-        assert!(self.resident - self.free_resident <= self.in_use_peak);
+        assert_eq!(free_anon, self.res.free_anon_backed);
+        assert_eq!((resident, free_resident), (self.res.resident, self.res.free_resident));
+        assert!(self.res.resident - self.res.free_resident <= self.res.in_use_peak);
         assert_eq!(free_bytes, self.counters.free_bytes);
         let descs = self.tables.descs();
         self.filler.check(descs, |i, d: &HpDesc| i < frontier && d.state == FILLER);

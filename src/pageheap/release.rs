@@ -39,6 +39,68 @@ pub(super) const SMALL_RELEASE_BURST: u32 = 32;
 /// ...and one more per this many milliseconds.
 const SMALL_RELEASE_EVERY_MS: u32 = 10;
 
+/// What the page heap holds of the OS's memory, and when it gives some back: the counts the
+/// page heap keeps as huge pages change state (its invariants), and the decay's settings.
+pub(super) struct Residency {
+    /// Free huge pages kept backed however long they are free (`HUGEHEAP_RETAIN`), huge pages.
+    pub(super) retain: usize,
+    /// How long a free huge page beyond those stays backed (`HUGEHEAP_DECAY`), ms.
+    pub(super) decay_ms: u32,
+    /// When the free huge pages were last scanned for release (the backing's clock).
+    pub(super) last_scan: u32,
+    /// `FREE` huge pages of anonymous kind (THP or 4 KiB) that are not released.
+    pub(super) free_anon_backed: usize,
+    /// Anonymous huge pages holding memory (`dirty != 0`), in use or free...
+    pub(super) resident: usize,
+    /// ...of which `FREE`: what can be given back when a fresh page is about to be faulted in.
+    pub(super) free_resident: usize,
+    /// The most anonymous huge pages in use at once (`resident - free_resident`): taking fresh
+    /// pages past [`limit`](Residency::limit) gives back free resident ones.
+    pub(super) in_use_peak: usize,
+}
+
+impl Residency {
+    /// Nothing held yet; `retain` in huge pages, `decay_ms`, the clock now.
+    pub(super) fn new(retain: usize, decay_ms: u32, now: u32) -> Residency {
+        Residency {
+            retain,
+            decay_ms,
+            last_scan: now,
+            free_anon_backed: 0,
+            resident: 0,
+            free_resident: 0,
+            in_use_peak: 0,
+        }
+    }
+
+    /// The resident set, in huge pages, past which a fresh page is paid for by giving back a
+    /// free resident one: the most ever in use, plus a sixteenth of it (at least two), plus
+    /// `retain`. Free pages are kept for reuse up to that slack (a realloc that moves, a block
+    /// freed before the next one is taken: each exchange costs a fault later if the page is
+    /// wanted again) and only the surplus is exchanged.
+    pub(super) fn limit(&self) -> usize {
+        self.in_use_peak + (self.in_use_peak / 16).max(2) + self.retain
+    }
+}
+
+/// The small phase's releases at free, rationed (see [`SMALL_RELEASE_BURST`]).
+pub(super) struct SmallRelease {
+    /// Releases at free the small phase may still make now...
+    pub(super) release_tokens: u32,
+    /// ...and when they were last earned.
+    pub(super) tokens_at: u32,
+    /// A span was handed out since the last release at free: the next release is one of a
+    /// loop's, and spends a token.
+    pub(super) handed_out_since_release: bool,
+}
+
+impl SmallRelease {
+    /// A full burst of tokens, earned at `now`.
+    pub(super) fn new(now: u32) -> SmallRelease {
+        SmallRelease { release_tokens: SMALL_RELEASE_BURST, tokens_at: now, handed_out_since_release: false }
+    }
+}
+
 /// The size from which a span freed in the process's heap goes back to the OS at once
 /// (`usize::MAX` past the small phase or while such releases are rationed; see
 /// [`SMALL_RELEASE_FROM`]): the thread heaps keep no empty slab that large, so that its pages
@@ -67,15 +129,15 @@ impl<B: Backing> PageHeap<B> {
     /// With a decay, the scan runs at most four times per decay period (it is called after
     /// every free and before every allocation of a span).
     pub(super) fn release_excess(&mut self) {
-        if self.free_anon_backed <= self.retain {
+        if self.res.free_anon_backed <= self.res.retain {
             return;
         }
         let now = self.backing.now_ms();
-        if self.decay_ms > 0 && now.wrapping_sub(self.last_scan) < (self.decay_ms / 4).max(1) {
+        if self.res.decay_ms > 0 && now.wrapping_sub(self.res.last_scan) < (self.res.decay_ms / 4).max(1) {
             return;
         }
-        self.last_scan = now;
-        self.release_down_to(self.retain, self.decay_ms, now);
+        self.res.last_scan = now;
+        self.release_down_to(self.res.retain, self.res.decay_ms, now);
     }
 
     /// Gives every whole free anonymous huge page beyond `keep` bytes back to the OS now,
@@ -90,7 +152,7 @@ impl<B: Backing> PageHeap<B> {
     /// Releases free anonymous huge pages that have been free for `decay` ms, highest first,
     /// until at most `keep` of them stay backed (or none is left to release).
     fn release_down_to(&mut self, keep: usize, decay: u32, now: u32) {
-        let want = self.free_anon_backed.saturating_sub(keep);
+        let want = self.res.free_anon_backed.saturating_sub(keep);
         let releasable =
             |d: &HpDesc| !d.released && !d.collapsing && d.is_anon() && now.wrapping_sub(d.freed_at) >= decay;
         self.release_highest(want, 0..0, usize::MAX, releasable);
@@ -103,7 +165,7 @@ impl<B: Backing> PageHeap<B> {
     /// (below one huge page's fault) in a heap with many free pages.
     pub(super) fn release_for_fresh(&mut self, s: usize, n: usize, over: usize) {
         let holds = |d: &HpDesc| !d.released && !d.collapsing && d.dirty != 0 && d.is_anon();
-        self.release_highest(over.min(self.free_resident), s..s + n, EXCHANGE_LOOK, holds);
+        self.release_highest(over.min(self.res.free_resident), s..s + n, EXCHANGE_LOOK, holds);
     }
 
     /// Gives back up to `want` free huge pages that `pick` takes (it takes none released, none
@@ -159,13 +221,13 @@ impl<B: Backing> PageHeap<B> {
         let descs = self.tables.descs();
         for d in &mut descs[lo..lo + count] {
             if d.dirty != 0 {
-                self.resident -= 1;
-                self.free_resident -= 1;
+                self.res.resident -= 1;
+                self.res.free_resident -= 1;
             }
             d.released = true;
             d.dirty = 0;
         }
-        self.free_anon_backed -= count;
+        self.res.free_anon_backed -= count;
         self.counters.released_now += count * HUGE_SIZE;
         self.counters.released_total += count * HUGE_SIZE;
         true
@@ -175,7 +237,7 @@ impl<B: Backing> PageHeap<B> {
     pub(super) fn mirror_release_from(&self) {
         if self.published {
             SMALL_PHASE.store(self.arena.in_small_phase(), Ordering::Relaxed);
-            let now = self.arena.in_small_phase() && self.release_tokens > 0;
+            let now = self.arena.in_small_phase() && self.small.release_tokens > 0;
             let from = if now { SMALL_RELEASE_FROM } else { usize::MAX };
             RELEASE_FROM.store(from, Ordering::Relaxed);
         }
@@ -186,11 +248,11 @@ impl<B: Backing> PageHeap<B> {
     /// none left before (the thread heaps give their large empty slabs back again).
     fn earn_release_tokens(&mut self) {
         let now = self.backing.now_ms();
-        let earned = now.wrapping_sub(self.tokens_at) / SMALL_RELEASE_EVERY_MS;
+        let earned = now.wrapping_sub(self.small.tokens_at) / SMALL_RELEASE_EVERY_MS;
         if earned > 0 {
-            let had = self.release_tokens > 0;
-            self.release_tokens = (self.release_tokens.saturating_add(earned)).min(SMALL_RELEASE_BURST);
-            self.tokens_at = self.tokens_at.wrapping_add(earned * SMALL_RELEASE_EVERY_MS);
+            let had = self.small.release_tokens > 0;
+            self.small.release_tokens = (self.small.release_tokens.saturating_add(earned)).min(SMALL_RELEASE_BURST);
+            self.small.tokens_at = self.small.tokens_at.wrapping_add(earned * SMALL_RELEASE_EVERY_MS);
             if !had {
                 self.mirror_release_from();
             }
@@ -218,17 +280,17 @@ impl<B: Backing> PageHeap<B> {
         if ((hi - lo) as usize) * PAGE_SIZE < SMALL_RELEASE_FROM || dirty == 0 {
             return;
         }
-        if self.handed_out_since_release {
+        if self.small.handed_out_since_release {
             self.earn_release_tokens();
-            if self.release_tokens == 0 {
+            if self.small.release_tokens == 0 {
                 return;
             }
-            self.release_tokens -= 1;
-            if self.release_tokens == 0 {
+            self.small.release_tokens -= 1;
+            if self.small.release_tokens == 0 {
                 self.mirror_release_from();
             }
         }
-        self.handed_out_since_release = false;
+        self.small.handed_out_since_release = false;
         let base = self.arena.addr(hp);
         while dirty != 0 {
             let at = dirty.trailing_zeros();
@@ -265,12 +327,12 @@ impl<B: Backing> PageHeap<B> {
             let held = d.dirty != 0;
             d.dirty &= !run_mask(first, n);
             if held && d.dirty == 0 && d.is_anon() {
-                self.resident -= 1;
-                self.free_resident -= whole_free as usize;
+                self.res.resident -= 1;
+                self.res.free_resident -= whole_free as usize;
             }
             if whole_free && !d.released && d.dirty == 0 {
                 d.released = true;
-                self.free_anon_backed -= 1;
+                self.res.free_anon_backed -= 1;
                 self.counters.released_now += HUGE_SIZE;
             }
             at += n as usize;

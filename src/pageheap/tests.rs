@@ -79,7 +79,7 @@ fn spans_never_overlap_and_zero_flags_are_true() {
     }
     ph.check_invariants();
     assert!(ph.counters.released_total > 0, "free huge pages beyond retain went back");
-    assert!(ph.free_anon_backed * HUGE_SIZE <= 4 << 20);
+    assert!(ph.res.free_anon_backed * HUGE_SIZE <= 4 << 20);
     assert_eq!(span_bytes(&ph), 0);
 }
 
@@ -413,19 +413,23 @@ fn fresh_pages_past_the_peak_in_use_are_paid_for_by_free_resident_ones() {
         unsafe { r.ph.free_span(s) };
     }
     assert!(r.calls().is_empty());
-    assert_eq!((r.ph.resident, r.ph.free_resident), (32, 16));
+    assert_eq!((r.ph.res.resident, r.ph.res.free_resident), (32, 16));
     // Sixteen free pages holding memory, none next to another: no 4 MiB span fits there, so
     // each takes fresh pages, and once the resident set would pass the most ever in use (and
     // a sixteenth), free resident pages go back, highest first, one for each fresh page.
     let pairs: Vec<*mut Span> = (0..16).map(|_| r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false)).collect();
     r.ph.check_invariants();
     let in_use = 16 + 32;
-    assert_eq!(r.ph.in_use_peak, in_use);
-    assert!(r.ph.resident <= in_use + in_use / 16, "at most a sixteenth above the peak in use: {}", r.ph.resident);
-    assert!(r.ph.resident < 32 + 32, "without the exchange, 64");
+    assert_eq!(r.ph.res.in_use_peak, in_use);
+    assert!(
+        r.ph.res.resident <= in_use + in_use / 16,
+        "at most a sixteenth above the peak in use: {}",
+        r.ph.res.resident
+    );
+    assert!(r.ph.res.resident < 32 + 32, "without the exchange, 64");
     let calls = r.calls();
     let released: usize = calls.iter().map(|Call::Release(_, l)| *l).sum();
-    assert_eq!(released, (32 + 32 - r.ph.resident) * HUGE_SIZE, "{calls:?}");
+    assert_eq!(released, (32 + 32 - r.ph.res.resident) * HUGE_SIZE, "{calls:?}");
     for Call::Release(at, len) in &calls {
         assert!((0..len / HUGE_SIZE).all(|i| freed.contains(&(at + i * HUGE_SIZE))), "{at:#x} is not a freed single");
     }
@@ -496,12 +500,12 @@ fn a_run_partly_holding_memory_is_taken_before_a_lower_fresh_one() {
     // SAFETY: as above.
     unsafe { r.ph.free_span(s[4]) };
     let _ = r.calls();
-    let resident = r.ph.resident;
+    let resident = r.ph.res.resident;
     // Free: 0 and 1 given back, 4 holding memory, 5 given back. No run of two holds memory
     // throughout; [4, 6) faults in one page where the lowest run faults in two.
     let t = r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false);
     assert_eq!(start(t), at4, "the run with the fewest fresh pages, not the lowest at {at0:#x}");
-    assert_eq!(r.ph.resident, resident + 1, "one fresh page faulted in");
+    assert_eq!(r.ph.res.resident, resident + 1, "one fresh page faulted in");
     r.ph.check_invariants();
     // SAFETY: live spans, freed once.
     unsafe {
