@@ -21,9 +21,6 @@ use serde::Serialize;
 const WORKLOADS_C: &str = include_str!("workloads.c");
 const LAUNCH_C: &str = include_str!("launch.c");
 
-/// Where Debian puts the peers' libraries.
-const LIBDIR: &str = "/usr/lib/x86_64-linux-gnu";
-
 /// A contestant: a library to preload (none for glibc) and how to install it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Contestant {
@@ -35,20 +32,15 @@ pub struct Contestant {
     pub missing: Option<String>,
 }
 
-/// The peers, as the Debian packages install them: (name, library, package).
-const PEERS: [(&str, &str, &str); 3] = [
-    ("jemalloc", "libjemalloc.so.2", "libjemalloc2"),
-    ("mimalloc", "libmimalloc.so.2", "libmimalloc2.0"),
-    ("tcmalloc", "libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
-];
-
 /// The contestants in table order: glibc, the peers, hugeheap (`lib`).
 pub fn contestants(lib: &Path) -> Vec<Contestant> {
     let mut v = vec![Contestant { name: "glibc", lib: None, missing: None }];
-    for (name, file, package) in PEERS {
-        let p = Path::new(LIBDIR).join(file);
-        let missing = (!p.is_file()).then(|| format!("{} not found: apt-get install {package}", p.display()));
-        v.push(Contestant { name, lib: Some(p), missing });
+    for peer in &crate::peers::PEERS {
+        let (lib, missing) = match peer.find() {
+            Ok(p) => (Some(p), None),
+            Err(why) => (None, Some(why)),
+        };
+        v.push(Contestant { name: peer.name, lib, missing });
     }
     v.push(Contestant { name: "hugeheap", lib: Some(lib.to_path_buf()), missing: None });
     v

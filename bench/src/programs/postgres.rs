@@ -270,10 +270,10 @@ pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
     };
     let mut results = Vec::new();
     let mut setups = vec![Setup::plain()];
-    // The peers, as the C-path benchmark finds them (Debian's packages), where installed.
-    for c in crate::cpath::contestants(&opts.lib) {
-        if let (Some(lib), None, false) = (&c.lib, &c.missing, c.name == "hugeheap") {
-            setups.push(Setup::preloaded(c.name, lib));
+    // The peers (Debian's packages), where installed.
+    for peer in &crate::peers::PEERS {
+        if let Ok(lib) = peer.find() {
+            setups.push(Setup::preloaded(peer.name, &lib));
         }
     }
     setups.extend([Setup::hugeheap_thp(), Setup::hugeheap_pool(512)]);
