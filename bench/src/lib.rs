@@ -17,6 +17,7 @@ pub mod figures;
 pub mod fork;
 pub mod harness;
 pub mod jobs;
+pub mod machine;
 pub mod peers;
 pub mod pools;
 pub mod programs;

@@ -1,8 +1,7 @@
 //! One contestant in its own process: build the heap, measure, print one result line.
 //!
-//! The workload is a heap built the way real programs build theirs: millions of small objects
-//! (90% of 16-256 B, 9% up to 4 KiB, 1% up to 64 KiB), a large buffer (1-8 MiB) per 64 MiB of
-//! heap, and churn (an object replaced every 16 allocations). Then:
+//! The workload is a heap built the way real programs build theirs ([`super::heap`]); then,
+//! each way of starting a process timed by [`super::spawn`]:
 //! - `fork()` seen by the parent, the child `_exit`ing at once (median, p90);
 //! - fork + exec + wait of /bin/true (or the contestant's own way to start a program);
 //! - the kernel's view: VmPTE, AnonHugePages, HugetlbPages, RSS, mappings;
@@ -13,6 +12,8 @@
 //!   extra memory (free memory and free pool pages before against after), and whether the
 //!   child survived.
 
+use super::heap::{Heap, build_heap};
+use super::spawn::{Helper, fork_exec, fork_exit, fork_no_exec, posix_spawn, vfork_exec, wait};
 use crate::contestant::{Method, Promise};
 use crate::figures::{median, percentile};
 use crate::rng::Rng;
@@ -188,44 +189,6 @@ pub fn run(spec: &ForkSpec) -> Measured {
     m
 }
 
-/// The heap under test.
-pub struct Heap {
-    objects: Vec<Box<[u8]>>,
-    /// Bytes in the objects.
-    pub bytes: usize,
-}
-
-/// Builds about `bytes` of live heap.
-pub fn build_heap(bytes: usize) -> Heap {
-    let mut r = Rng::new(0x9E37_79B9_7F4A_7C15);
-    let mut objects: Vec<Box<[u8]>> = Vec::new();
-    let mut total = 0usize;
-    let mut next_large = 64 << 20;
-    while total < bytes {
-        let x = r.next_u64();
-        let n = if total >= next_large {
-            next_large += 64 << 20;
-            (1 << 20) + (x >> 8) as usize % (7 << 20)
-        } else {
-            match x % 100 {
-                0..=89 => 16 + (x >> 8) as usize % 241,
-                90..=98 => 257 + (x >> 8) as usize % 3840,
-                _ => 4097 + (x >> 8) as usize % 61_440,
-            }
-        };
-        objects.push(vec![x as u8; n].into_boxed_slice());
-        total += n;
-        if x % 16 == 0 && objects.len() > 16 {
-            let i = (x >> 24) as usize % objects.len();
-            let m = objects[i].len().min(256);
-            total = total - objects[i].len() + m;
-            objects[i] = vec![1u8; m].into_boxed_slice();
-        }
-    }
-    objects.shrink_to_fit();
-    Heap { objects, bytes: total }
-}
-
 /// Bytes of hugetlb memory this process maps in pages of `kib` KiB, from /proc/self/smaps.
 fn hugetlb_of_size(kib: usize) -> usize {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
@@ -242,185 +205,6 @@ fn hugetlb_of_size(kib: usize) -> usize {
         }
     }
     total
-}
-
-/// Seconds for `fork()` to return in the parent; the child exits at once.
-fn fork_exit() -> f64 {
-    let t = Instant::now();
-    // SAFETY: the child calls only _exit.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: async-signal-safe.
-        unsafe { libc::_exit(0) };
-    }
-    let dt = t.elapsed().as_secs_f64();
-    wait(pid);
-    dt
-}
-
-fn wait(pid: libc::pid_t) -> i32 {
-    let mut status = 0;
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    status
-}
-
-const TRUE: &std::ffi::CStr = c"/bin/true";
-
-fn argv() -> [*const libc::c_char; 2] {
-    [TRUE.as_ptr(), std::ptr::null()]
-}
-
-const ENVP: [*const libc::c_char; 1] = [std::ptr::null()];
-
-/// Seconds for fork + exec + wait of /bin/true.
-fn fork_exec() -> f64 {
-    let argv = argv();
-    let t = Instant::now();
-    // SAFETY: the child calls only execve and _exit, with arrays prepared before the fork.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: as above.
-        unsafe {
-            libc::execve(TRUE.as_ptr(), argv.as_ptr(), ENVP.as_ptr());
-            libc::_exit(127);
-        }
-    }
-    wait(pid);
-    t.elapsed().as_secs_f64()
-}
-
-/// Seconds for posix_spawn + wait of /bin/true (glibc uses clone(CLONE_VM | CLONE_VFORK)).
-fn posix_spawn() -> f64 {
-    let argv = argv();
-    let t = Instant::now();
-    let mut pid = 0;
-    // SAFETY: valid path, null file actions and attributes, null-terminated argv/envp.
-    let rc = unsafe {
-        libc::posix_spawn(
-            &mut pid,
-            TRUE.as_ptr(),
-            std::ptr::null(),
-            std::ptr::null(),
-            argv.as_ptr() as _,
-            ENVP.as_ptr() as _,
-        )
-    };
-    assert_eq!(rc, 0, "posix_spawn");
-    wait(pid);
-    t.elapsed().as_secs_f64()
-}
-
-/// A stack for the vfork child (it runs only until execve, on its own stack).
-struct ChildStack([u8; 64 << 10]);
-
-extern "C" fn vfork_child(_arg: *mut libc::c_void) -> libc::c_int {
-    let argv = argv();
-    // SAFETY: the child of clone(CLONE_VM | CLONE_VFORK) calls only execve and _exit.
-    unsafe {
-        libc::execve(TRUE.as_ptr(), argv.as_ptr(), ENVP.as_ptr());
-        libc::_exit(127)
-    }
-}
-
-/// Seconds for vfork + exec + wait, as clone(CLONE_VM | CLONE_VFORK) with its own stack (the
-/// safe form of vfork: the child never returns into the parent's frames).
-fn vfork_exec() -> f64 {
-    let mut stack = Box::new(ChildStack([0; 64 << 10]));
-    let top = stack.0.as_mut_ptr_range().end as usize & !15;
-    let t = Instant::now();
-    // SAFETY: the child runs vfork_child on its own stack and execs or exits; the parent is
-    // suspended until then (CLONE_VFORK), so the stack outlives the child's use of it.
-    let pid = unsafe {
-        libc::clone(
-            vfork_child,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            std::ptr::null_mut(),
-        )
-    };
-    assert!(pid > 0, "clone");
-    wait(pid);
-    let dt = t.elapsed().as_secs_f64();
-    drop(stack);
-    dt
-}
-
-/// A small helper process, started before the heap is built, that runs commands for the
-/// parent: one byte down a pipe asks it to fork+exec+wait /bin/true, one byte back says done.
-struct Helper {
-    to: libc::c_int,
-    from: libc::c_int,
-}
-
-impl Helper {
-    fn start() -> Helper {
-        let (mut down, mut up) = ([0; 2], [0; 2]);
-        // SAFETY: valid out-arrays for pipe.
-        unsafe {
-            assert_eq!(libc::pipe(down.as_mut_ptr()), 0);
-            assert_eq!(libc::pipe(up.as_mut_ptr()), 0);
-        }
-        // SAFETY: the helper child loops on read/fork/exec/wait/write and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // Keep only our ends, so that the parent's exit closes the command pipe (EOF).
-            // SAFETY: closing inherited descriptors we do not use.
-            unsafe {
-                libc::close(down[1]);
-                libc::close(up[0]);
-            }
-            let mut b = [0u8; 1];
-            loop {
-                // SAFETY: reading one byte into our buffer.
-                if unsafe { libc::read(down[0], b.as_mut_ptr().cast(), 1) } != 1 {
-                    // SAFETY: leaving the helper.
-                    unsafe { libc::_exit(0) };
-                }
-                fork_exec();
-                // SAFETY: writing one byte from our buffer.
-                unsafe { libc::write(up[1], b.as_ptr().cast(), 1) };
-            }
-        }
-        // SAFETY: closing the helper's ends in the parent.
-        unsafe {
-            libc::close(down[0]);
-            libc::close(up[1]);
-        }
-        Helper { to: down[1], from: up[0] }
-    }
-
-    fn run(&self) -> f64 {
-        let mut b = [1u8; 1];
-        let t = Instant::now();
-        // SAFETY: one byte each way through our pipes.
-        unsafe {
-            libc::write(self.to, b.as_ptr().cast(), 1);
-            libc::read(self.from, b.as_mut_ptr().cast(), 1);
-        }
-        t.elapsed().as_secs_f64()
-    }
-}
-
-/// The child of a fork without exec lives this long, as a short worker's does.
-const NOX_CHILD_MS: u64 = 10;
-
-/// Seconds for fork() alone, the child living [`NOX_CHILD_MS`] and reaped before returning.
-fn fork_no_exec() -> f64 {
-    let t = Instant::now();
-    // SAFETY: the child only sleeps and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    let secs = t.elapsed().as_secs_f64();
-    if pid == 0 {
-        let ts = libc::timespec { tv_sec: 0, tv_nsec: (NOX_CHILD_MS * 1_000_000) as i64 };
-        // SAFETY: as above.
-        unsafe {
-            libc::nanosleep(&ts, std::ptr::null_mut());
-            libc::_exit(0);
-        }
-    }
-    wait(pid);
-    secs
 }
 
 /// `cycles` of `cycle` (fork+exec, or fork without exec) while a thread keeps writing into the

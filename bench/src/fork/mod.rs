@@ -1,11 +1,14 @@
 //! The fork benchmark: hugeheap beside every alternative a user would consider, in one run, on
 //! one machine. Each contestant runs in a fresh process (the shared harness), so heaps never
-//! mix; see `child.rs` for the workload and the figures, `report.rs` for the table, CSV, JSON
-//! and chart; `super::pools` holds the hugetlb pools a run may own.
+//! mix; see `child.rs` for the workload and the figures, `report.rs` for the table, CSV and
+//! JSON, `chart.rs` for the chart; `super::pools` holds the hugetlb pools a run may own.
 
+pub mod chart;
 pub mod child;
+pub mod heap;
 
 pub mod report;
+pub mod spawn;
 
 use super::contestant::{Contestant, FORK_CONTESTANTS, Method};
 use super::harness;
@@ -82,6 +85,11 @@ pub struct Row {
     pub note: Option<String>,
 }
 
+/// What `name` measured at `size` among `rows`, if it ran.
+pub fn measured<'a>(rows: &'a [Row], name: &str, size: usize) -> Option<&'a Measured> {
+    rows.iter().find(|r| r.contestant == name && r.size == size)?.measured.as_ref()
+}
+
 /// Whether a heap of `size` fits: the heap, allocator overhead and copy-on-write copies, about
 /// 1.6 times the heap.
 fn fits(size: usize, pooled: bool) -> Result<(), String> {
@@ -115,7 +123,7 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
     if opts.pools.is_some() && pools.is_none() {
         eprintln!("hugeheap bench: cannot read the hugetlb pools; running with them as they are");
     }
-    let machine = report::Machine::read();
+    let machine = crate::machine::Machine::read();
     eprint!("{}", report::run_header(&machine, &chosen, opts));
     let mut rows = Vec::new();
     for (c, size) in plan {

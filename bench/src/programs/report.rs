@@ -34,7 +34,7 @@ pub fn markdown(sections: &[Section]) -> String {
 /// Writes `programs.md` and `programs.json` into the output directory.
 pub fn write(sections: &[Section], opts: &Options) -> std::io::Result<()> {
     std::fs::create_dir_all(&opts.out_dir)?;
-    let machine = super::super::fork::report::Machine::read();
+    let machine = crate::machine::Machine::read();
     let head = format!(
         "# hugeheap bench programs\n\n{}{}\n",
         machine.describe(),
