@@ -13,6 +13,7 @@ pub mod alloc;
 pub mod args;
 pub mod contestant;
 pub mod cpath;
+pub mod engine;
 pub mod figures;
 pub mod fork;
 pub mod harness;
@@ -24,50 +25,9 @@ pub mod programs;
 pub mod rng;
 pub mod switch;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 
-/// The results of one workload for one contestant, in the allocation benchmarks (`alloc`,
-/// `cpath`): every sample, and why a repetition failed or the cell did not run.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Cell<S> {
-    /// Workload.
-    pub workload: &'static str,
-    /// Contestant.
-    pub contestant: &'static str,
-    /// All samples.
-    pub samples: Vec<S>,
-    /// Why a repetition failed or the cell did not run, if so.
-    pub error: Option<String>,
-}
-
-impl<S> Cell<S> {
-    /// A cell with no samples yet.
-    pub fn new(workload: &'static str, contestant: &'static str, error: Option<String>) -> Cell<S> {
-        Cell { workload, contestant, samples: Vec::new(), error }
-    }
-
-    /// The median of `f` over the samples; none if there are none, or if a repetition failed
-    /// (a cell with a failure shows the failure, not the figures of the runs that went well).
-    pub fn median(&self, f: impl Fn(&S) -> f64) -> Option<f64> {
-        if self.error.is_some() || self.samples.is_empty() {
-            return None;
-        }
-        let mut v: Vec<f64> = self.samples.iter().map(f).collect();
-        Some(crate::figures::median(&mut v))
-    }
-}
-
-/// A progress bar on stderr for `len` steps.
-pub fn progress(len: usize) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
-    bar
-}
+pub use engine::{Cell, progress};
 
 /// Where results go when `--out` is not given: `hugeheap-bench` beside cargo's build products
 /// when this is a bench target (`<target>/<profile>/deps/<bench>`: cargo runs benches from the

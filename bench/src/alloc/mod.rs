@@ -80,35 +80,18 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     let cs: Vec<&Contestant> =
         ALLOC_CONTESTANTS.iter().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c.name)).collect();
     let mut cells: Vec<Cell> = ws.iter().flat_map(|&w| cs.iter().map(move |c| Cell::new(w, c.name, None))).collect();
-    let bar = super::progress(ws.len() * cs.len() * o.reps);
-    for w in &ws {
-        for rep in 0..o.reps {
-            for c in &cs {
-                bar.set_message(format!("{w} {} #{}", c.name, rep + 1));
-                let cell = cells.iter_mut().find(|x| x.workload == *w && x.contestant == c.name).expect("cell");
-                let spec = AllocSpec { workload: w.to_string(), scale: o.scale };
-                match harness::run_child::<Sample>(&exe, JOB, &spec, c) {
-                    Ok(s) => cell.samples.push(s),
-                    Err(e) => cell.error = Some(e),
-                }
-                bar.inc(1);
-            }
+    crate::engine::interleave(&mut cells, o.reps, |cell| {
+        let c = cs.iter().find(|c| c.name == cell.contestant).expect("contestant");
+        let spec = AllocSpec { workload: cell.workload.to_string(), scale: o.scale };
+        match harness::run_child::<Sample>(&exe, JOB, &spec, c) {
+            Ok(s) => cell.samples.push(s),
+            Err(e) => cell.error = Some(e),
         }
-    }
-    bar.finish_and_clear();
+    });
     let text = table(&cells, &ws, &cs.iter().map(|c| c.name).collect::<Vec<_>>());
-    print!("{text}");
-    std::fs::create_dir_all(&o.out_dir)?;
-    std::fs::write(o.out_dir.join("alloc.txt"), &text)?;
-    std::fs::write(o.out_dir.join("alloc.json"), serde_json::to_string_pretty(&cells).map_err(std::io::Error::other)?)?;
-    let mut csv = String::from("workload,contestant,rep,secs,peak_bytes,end_bytes\n");
-    for c in &cells {
-        for (i, s) in c.samples.iter().enumerate() {
-            let _ = writeln!(csv, "{},{},{},{:.6},{},{}", c.workload, c.contestant, i, s.secs, s.peak, s.end);
-        }
-    }
-    std::fs::write(o.out_dir.join("alloc.csv"), csv)?;
-    eprintln!("hugeheap bench alloc: wrote {}/alloc.{{csv,json,txt}}", o.out_dir.display());
+    crate::engine::write_results(&o.out_dir, "alloc", &text, &cells, &cells, "secs,peak_bytes,end_bytes", |s| {
+        format!("{:.6},{},{}", s.secs, s.peak, s.end)
+    })?;
     Ok(cells)
 }
 

@@ -16,7 +16,6 @@ pub mod workloads;
 
 use contestants::{Contestant, contestants};
 pub use sample::{Cell, Sample};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -91,55 +90,33 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     }
     // Pages hugeheap takes from a hugetlb pool are not in ru_maxrss: the report says so.
     let pooled = crate::pool_free_pages(2048) + crate::pool_free_pages(1 << 20);
-    let bar = super::progress(ws.len() * cs.len() * o.reps);
-    for w in &ws {
-        // The first output is the reference each contestant's must match: glibc's, which runs
-        // first, or, when `--only` leaves it out, the first contestant's.
-        let mut reference: Option<(&str, Vec<u8>)> = None;
-        for rep in 0..o.reps {
-            // Each repetition starts one contestant later, so that none always runs after the
-            // same one: a run finds the memory the one before it freed (on a VM that reports
-            // free memory to its host, still backed for a few seconds: fast to touch).
-            for c in cs.iter().cycle().skip(rep % cs.len()).take(cs.len()) {
-                bar.set_message(format!("{} {} #{}", w.name, c.name, rep + 1));
-                bar.inc(1);
-                let cell = cells.iter_mut().find(|x| x.workload == w.name && x.contestant == c.name).expect("cell");
-                if cell.error.is_some() {
-                    continue;
-                }
-                match run_one(w, c, &built.launch, &rss_file) {
-                    Ok((s, out)) => {
-                        match &reference {
-                            None => reference = Some((c.name, out)),
-                            Some((who, r)) if *r != out => {
-                                cell.error = Some(format!("output differs from {who}'s"));
-                                continue;
-                            }
-                            Some(_) => {}
-                        }
-                        cell.samples.push(s);
+    // The first output of a workload is the reference each contestant's must match: glibc's,
+    // which runs first, or, when `--only` leaves it out, the first contestant's.
+    let mut reference: Option<(&str, &str, Vec<u8>)> = None;
+    crate::engine::interleave(&mut cells, o.reps, |cell| {
+        let w = ws.iter().find(|w| w.name == cell.workload).expect("workload");
+        let c = cs.iter().find(|c| c.name == cell.contestant).expect("contestant");
+        match run_one(w, c, &built.launch, &rss_file) {
+            Ok((s, out)) => {
+                match &reference {
+                    Some((rw, who, r)) if *rw == w.name && *r != out => {
+                        cell.error = Some(format!("output differs from {who}'s"));
+                        return;
                     }
-                    Err(e) => cell.error = Some(e),
+                    Some((rw, ..)) if *rw == w.name => {}
+                    _ => reference = Some((w.name, c.name, out)),
                 }
+                cell.samples.push(s);
             }
+            Err(e) => cell.error = Some(e),
         }
-    }
-    bar.finish_and_clear();
+    });
     let names: Vec<&str> = cs.iter().map(|c| c.name).collect();
     let reporting = hugeheap_cli::doctor::free_page_reporting(std::path::Path::new("/"));
     let text = report::table(&cells, &ws, &names, pooled, reporting);
-    print!("{text}");
-    std::fs::create_dir_all(&o.out_dir)?;
-    std::fs::write(o.out_dir.join("cpath.txt"), &text)?;
     let json = serde_json::json!({ "workloads": ws, "contestants": cs, "cells": cells });
-    std::fs::write(o.out_dir.join("cpath.json"), serde_json::to_string_pretty(&json).map_err(std::io::Error::other)?)?;
-    let mut csv = String::from("workload,contestant,rep,secs,peak_bytes\n");
-    for c in &cells {
-        for (i, s) in c.samples.iter().enumerate() {
-            let _ = writeln!(csv, "{},{},{},{:.6},{}", c.workload, c.contestant, i, s.secs, s.peak);
-        }
-    }
-    std::fs::write(o.out_dir.join("cpath.csv"), csv)?;
-    eprintln!("hugeheap bench cpath: wrote {}/cpath.{{csv,json,txt}}", o.out_dir.display());
+    crate::engine::write_results(&o.out_dir, "cpath", &text, &json, &cells, "secs,peak_bytes", |s| {
+        format!("{:.6},{}", s.secs, s.peak)
+    })?;
     Ok(cells)
 }
