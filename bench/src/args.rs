@@ -250,7 +250,8 @@ pub fn bench_cpath(a: &CpathArgs) -> std::io::Result<()> {
         return Err(std::io::Error::other(format!("unknown contestant {c:?} (one of {})", CONTESTANTS.join(", "))));
     }
     let (lib, out_dir) = a.preload.resolve()?;
-    let o = cpath::Options { reps, scale, workloads, only: a.only.clone(), lib, out_dir };
+    let o =
+        cpath::Options { run: crate::engine::Settings { reps, scale, workloads, only: a.only.clone(), out_dir }, lib };
     cpath::run(&o).map(|_| ())
 }
 

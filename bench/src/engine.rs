@@ -5,7 +5,22 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What a run of an allocation benchmark is asked for.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Repetitions (the median is reported).
+    pub reps: usize,
+    /// Work scale (1.0: about a second per workload under glibc).
+    pub scale: f64,
+    /// Workloads to run (empty: all).
+    pub workloads: Vec<String>,
+    /// Contestants to run (empty: all).
+    pub only: Vec<String>,
+    /// Output directory.
+    pub out_dir: PathBuf,
+}
 
 /// The results of one workload for one contestant, in the allocation benchmarks (`alloc`,
 /// `cpath`): every sample, and why a repetition failed or the cell did not run.

@@ -9,7 +9,6 @@ use super::contestant::{ALLOC_CONTESTANTS, Contestant};
 use super::harness;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// The kind of this benchmark's child jobs (see `crate::jobs`).
@@ -24,20 +23,8 @@ pub struct AllocSpec {
     pub scale: f64,
 }
 
-/// Settings.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Repetitions (the median is reported).
-    pub reps: usize,
-    /// Work scale (1.0: about a second per workload under glibc).
-    pub scale: f64,
-    /// Workloads to run (empty: all).
-    pub workloads: Vec<String>,
-    /// Contestants to run (empty: all).
-    pub only: Vec<String>,
-    /// Output directory.
-    pub out_dir: PathBuf,
-}
+/// Settings: the engine's.
+pub type Options = crate::engine::Settings;
 
 /// One measurement.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]

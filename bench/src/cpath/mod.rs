@@ -22,21 +22,13 @@ use std::time::Instant;
 pub use workloads::workload_names;
 use workloads::{Workload, build};
 
-/// Settings.
+/// Settings: the engine's, and the library to preload.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Repetitions (the median is reported).
-    pub reps: usize,
-    /// Work scale (1.0: about a second per workload under glibc).
-    pub scale: f64,
-    /// Workloads to run (empty: all).
-    pub workloads: Vec<String>,
-    /// Contestants to run (empty: all).
-    pub only: Vec<String>,
+    /// Repetitions, scale, workloads, contestants, output directory.
+    pub run: crate::engine::Settings,
     /// The libhugeheap.so to preload.
     pub lib: PathBuf,
-    /// Output directory.
-    pub out_dir: PathBuf,
 }
 
 /// Runs `w` under `c` through the launcher: wall time, peak RSS and what it printed.
@@ -69,15 +61,17 @@ fn run_one(w: &Workload, c: &Contestant, launch: &Path, rss_file: &Path) -> Resu
 
 /// Runs the benchmark, prints the table and writes `cpath.{csv,json,txt}`.
 pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
-    let dir = o.out_dir.join("cpath-work");
+    let dir = o.run.out_dir.join("cpath-work");
     let built = build(&dir).map_err(std::io::Error::other)?;
     let rss_file = dir.join("maxrss");
-    let ws: Vec<Workload> = workloads::workloads(&dir, &built.workloads, o.scale)?
+    let ws: Vec<Workload> = workloads::workloads(&dir, &built.workloads, o.run.scale)?
         .into_iter()
-        .filter(|w| o.workloads.is_empty() || o.workloads.iter().any(|x| x == w.name))
+        .filter(|w| o.run.workloads.is_empty() || o.run.workloads.iter().any(|x| x == w.name))
         .collect();
-    let cs: Vec<Contestant> =
-        contestants(&o.lib).into_iter().filter(|c| o.only.is_empty() || o.only.iter().any(|x| x == c.name)).collect();
+    let cs: Vec<Contestant> = contestants(&o.lib)
+        .into_iter()
+        .filter(|c| o.run.only.is_empty() || o.run.only.iter().any(|x| x == c.name))
+        .collect();
     let mut cells: Vec<Cell> = Vec::new();
     for w in &ws {
         for c in &cs {
@@ -93,7 +87,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     // The first output of a workload is the reference each contestant's must match: glibc's,
     // which runs first, or, when `--only` leaves it out, the first contestant's.
     let mut reference: Option<(&str, &str, Vec<u8>)> = None;
-    crate::engine::interleave(&mut cells, o.reps, |cell| {
+    crate::engine::interleave(&mut cells, o.run.reps, |cell| {
         let w = ws.iter().find(|w| w.name == cell.workload).expect("workload");
         let c = cs.iter().find(|c| c.name == cell.contestant).expect("contestant");
         match run_one(w, c, &built.launch, &rss_file) {
@@ -115,7 +109,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     let reporting = hugeheap_cli::doctor::free_page_reporting(std::path::Path::new("/"));
     let text = report::table(&cells, &ws, &names, pooled, reporting);
     let json = serde_json::json!({ "workloads": ws, "contestants": cs, "cells": cells });
-    crate::engine::write_results(&o.out_dir, "cpath", &text, &json, &cells, "secs,peak_bytes", |s| {
+    crate::engine::write_results(&o.run.out_dir, "cpath", &text, &json, &cells, "secs,peak_bytes", |s| {
         format!("{:.6},{}", s.secs, s.peak)
     })?;
     Ok(cells)
