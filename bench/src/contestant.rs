@@ -157,3 +157,32 @@ pub const ALLOC_CONTESTANTS: &[Contestant] = &[
     c("hugeheap", Which::Hugeheap, &[("HUGEHEAP_PAGES", "auto")], Method::Fork, Promise::Huge, false),
     c("hugeheap-4k", Which::Hugeheap, &[("HUGEHEAP_PAGES", "4k")], Method::Fork, Promise::Nothing, false),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::allocator_var;
+
+    #[test]
+    fn the_tables_name_each_contestant_once_with_settings_its_allocator_reads() {
+        for table in [FORK_CONTESTANTS, ALLOC_CONTESTANTS] {
+            for (i, c) in table.iter().enumerate() {
+                assert!(table[..i].iter().all(|d| d.name != c.name), "{} twice", c.name);
+                for (k, v) in c.env {
+                    // The harness clears these from a child's environment: a contestant's own
+                    // must be among them, or another run's would leak into it.
+                    assert!(allocator_var(k), "{}: {k} is not an allocator's variable", c.name);
+                    if let Some(row) = hugeheap::internal::OPTIONS.iter().find(|r| r.env == *k) {
+                        let mut scratch = hugeheap::internal::Config::DEFAULT;
+                        assert!((row.apply)(&mut scratch, v.as_bytes()), "{}: {k}={v} is refused", c.name);
+                    }
+                }
+                if c.alloc != Which::Hugeheap {
+                    assert!(c.env.iter().all(|(k, _)| !k.starts_with("HUGEHEAP_")), "{}", c.name);
+                }
+            }
+        }
+        assert_eq!(FORK_CONTESTANTS[0].name, "empty", "the floor comes first");
+        assert!(FORK_CONTESTANTS.iter().filter(|c| c.uses_pools).all(|c| c.promises != Promise::Nothing));
+    }
+}
