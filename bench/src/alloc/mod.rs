@@ -3,12 +3,15 @@
 //! on a shared machine hits them alike. Figures: median time, its ratio to jemalloc and to
 //! mimalloc, peak RSS (VmHWM, with HugetlbPages added) and RSS when the workload ends.
 
+pub mod report;
+pub mod sample;
 pub mod workloads;
+
+pub use sample::{Cell, Sample};
 
 use super::contestant::{ALLOC_CONTESTANTS, Contestant};
 use super::harness;
 use serde::{Deserialize, Serialize};
-use std::fmt::Write as _;
 use std::time::Instant;
 
 /// The kind of this benchmark's child jobs (see `crate::jobs`).
@@ -25,20 +28,6 @@ pub struct AllocSpec {
 
 /// Settings: the engine's.
 pub type Options = crate::engine::Settings;
-
-/// One measurement.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-pub struct Sample {
-    /// Seconds of the workload.
-    pub secs: f64,
-    /// Peak RSS + hugetlb, bytes.
-    pub peak: usize,
-    /// RSS + hugetlb at the end, bytes.
-    pub end: usize,
-}
-
-/// Results of one workload for one contestant.
-pub type Cell = super::Cell<Sample>;
 
 /// Runs one workload in this (child) process and measures it.
 pub fn child_run(spec: &AllocSpec) -> Sample {
@@ -75,65 +64,9 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
             Err(e) => cell.error = Some(e),
         }
     });
-    let text = table(&cells, &ws, &cs.iter().map(|c| c.name).collect::<Vec<_>>());
+    let text = report::table(&cells, &ws, &cs.iter().map(|c| c.name).collect::<Vec<_>>());
     crate::engine::write_results(&o.out_dir, "alloc", &text, &cells, &cells, "secs,peak_bytes,end_bytes", |s| {
         format!("{:.6},{},{}", s.secs, s.peak, s.end)
     })?;
     Ok(cells)
-}
-
-fn table(cells: &[Cell], ws: &[&str], cs: &[&str]) -> String {
-    let get = |w: &str, c: &str| cells.iter().find(|x| x.workload == w && x.contestant == c);
-    let mut out = String::new();
-    let _ = writeln!(out, "median time, ms (hugeheap's ratio to jemalloc and mimalloc: < 1 is faster)");
-    let _ = write!(out, "{:<13}", "workload");
-    for c in cs {
-        let _ = write!(out, " {c:>12}");
-    }
-    let _ = writeln!(out, " {:>9} {:>9}", "hh/je", "hh/mi");
-    let mut logs: Vec<(f64, usize)> = vec![(0.0, 0); cs.len()];
-    for w in ws {
-        let _ = write!(out, "{w:<13}");
-        for (i, c) in cs.iter().enumerate() {
-            match get(w, c).and_then(|x| x.median(|s| s.secs)) {
-                Some(t) => {
-                    let _ = write!(out, " {:>12.1}", t * 1e3);
-                    logs[i].0 += t.ln();
-                    logs[i].1 += 1;
-                }
-                None => {
-                    let _ = write!(out, " {:>12}", "failed");
-                }
-            }
-        }
-        let t = |c: &str| get(w, c).and_then(|x| x.median(|s| s.secs));
-        let ratio = |b: &str| t("hugeheap").zip(t(b)).map_or("-".into(), |(h, b)| format!("{:.2}", h / b));
-        let _ = writeln!(out, " {:>9} {:>9}", ratio("jemalloc"), ratio("mimalloc"));
-    }
-    let _ = write!(out, "{:<13}", "geomean");
-    for (s, n) in &logs {
-        let _ = write!(out, " {:>12.1}", if *n > 0 { (s / *n as f64).exp() * 1e3 } else { f64::NAN });
-    }
-    let _ = writeln!(out);
-    for (title, f) in [("\npeak RSS, MiB (VmHWM + HugetlbPages)", 0), ("\nRSS at the end of the workload, MiB", 1)] {
-        let _ = writeln!(out, "{title}");
-        let _ = write!(out, "{:<13}", "workload");
-        for c in cs {
-            let _ = write!(out, " {c:>12}");
-        }
-        let _ = writeln!(out);
-        for w in ws {
-            let _ = write!(out, "{w:<13}");
-            for c in cs {
-                let v = get(w, c).and_then(|x| x.median(|s| if f == 0 { s.peak as f64 } else { s.end as f64 }));
-                let _ =
-                    write!(out, " {:>12}", v.map_or("-".into(), |b| format!("{:.0}", crate::figures::mib(b as usize))));
-            }
-            let _ = writeln!(out);
-        }
-    }
-    for c in cells.iter().filter(|c| c.error.is_some()) {
-        let _ = writeln!(out, "{} {}: {}", c.workload, c.contestant, c.error.as_deref().unwrap_or(""));
-    }
-    out
 }
