@@ -4,15 +4,17 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("hugeheap works on Linux only: it is built on hugetlb pages, THP and Linux's fork.");
 
-// Layers, bottom up; each depends only on those below it (docs/design.md draws the graph):
-//   units, pagekind, sync, options   plain data and the spin lock
+// Layers, bottom up; each depends only on those below it (docs/design.md draws the graph;
+// tests/imports.rs keeps the modules free of import circles):
+//   units, pagekind   plain data
 //   os/         the OS contract (the only place libc is called)
+//   sync, options     the spin lock; the option table and its parsers
 //   span        span headers, shared by the two heaps
-//   pageheap/   the page heap: arena, ladder, huge map, filler, release, re-collapse
+//   pageheap/   the page heap: arena, ladder, huge map, filler, release, re-collapse, fork pages
 //   heap/       thread heaps: fast paths, slabs, remote frees, thread start and exit
-//   runtime     start-up, fork handlers, exit report
-//   entry/      the front doors: dispatch, HugeAlloc (GlobalAlloc), the C API
 //   stats       Stats snapshot, KernelView
+//   runtime     start-up, fork handlers, exit report
+//   entry/      the front doors: dispatch, HugeAlloc (GlobalAlloc), the C API, introspection
 mod entry;
 mod heap;
 mod options;
