@@ -66,7 +66,7 @@ pub mod internal {
     /// and walks all its metadata.
     #[cfg(feature = "check")]
     pub fn check_invariants() {
-        if let Some(ph) = crate::pageheap::lock().as_mut() {
+        if let Some(ph) = crate::pageheap::process_heap::lock().as_mut() {
             ph.check_invariants();
         }
         crate::heap::check::this_thread();

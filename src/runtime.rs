@@ -22,7 +22,8 @@ use crate::heap::{lifecycle, misuse, storage};
 use crate::options::{Config, ThpOff};
 use crate::os::probe::ThpMode;
 use crate::os::{OsInfo, StackWriter, process, stderr, thread};
-use crate::pageheap::fork_pages::{self, TOOK_HEAP, TOOK_STORAGE};
+use crate::pageheap::fork_pages;
+use crate::pageheap::process_heap::{self, TOOK_HEAP, TOOK_STORAGE};
 use crate::pageheap::{self, PageHeap, collapser};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, Ordering};
@@ -81,7 +82,7 @@ fn init_slow(config: &Config) -> bool {
     MAP_ZONE.store(cfg.map_zone && !matches!(info.thp, ThpMode::Never | ThpMode::Unknown), Ordering::Relaxed);
     fork_pages::map_wiped_page();
     let storage = {
-        let mut slot = pageheap::lock();
+        let mut slot = pageheap::process_heap::lock();
         match PageHeap::create(pageheap::backing::OsBacking, &cfg, &info, storage::META_BYTES) {
             Some(mut ph) => {
                 let storage = storage::reserve(&mut ph);
@@ -130,7 +131,7 @@ unsafe extern "C" fn fork_prepare() {
     // The helper keeps off the page heap from here to the parent's handler.
     fork_pages::gate().raw_lock();
     let single = thread::c_library_single_threaded();
-    let lock = fork_pages::the_lock();
+    let lock = process_heap::the_lock();
     // A process the C library counts single-threaded has no other thread that could be
     // inside the page heap now (the helper waits at the gate; a thread made behind the C
     // library's back that allocates is not supported, as by glibc's own malloc, which skips
@@ -160,15 +161,15 @@ unsafe extern "C" fn fork_prepare() {
             ph.before_fork();
         }
     }
-    let flag = fork_pages::fork_took();
+    let flag = process_heap::fork_took();
     if flag.load(Ordering::Relaxed) != took {
         flag.store(took, Ordering::Relaxed);
     }
 }
 
 unsafe extern "C" fn fork_parent() {
-    let lock = fork_pages::the_lock();
-    let took = fork_pages::fork_took().load(Ordering::Relaxed);
+    let lock = process_heap::the_lock();
+    let took = process_heap::fork_took().load(Ordering::Relaxed);
     let has_thp = if took & TOOK_HEAP != 0 {
         // SAFETY: fork_prepare took the page heap's lock in this thread and holds it until the
         // force_unlock below, so this is the only access; likewise the registry's.
@@ -204,8 +205,8 @@ unsafe extern "C" fn fork_parent() {
 unsafe extern "C" fn fork_child() {
     // The forking thread is the child's only thread: it holds what fork_prepare took.
     collapser::forget_in_child();
-    let lock = fork_pages::the_lock();
-    let took = fork_pages::fork_took().load(Ordering::Relaxed);
+    let lock = process_heap::the_lock();
+    let took = process_heap::fork_took().load(Ordering::Relaxed);
     if took & TOOK_HEAP == 0 {
         lock.raw_lock();
     }
@@ -229,7 +230,7 @@ extern "C" fn report_exit() {
     if process::pid() != START_PID.load(Ordering::Relaxed) {
         return;
     }
-    if let Some(ph) = pageheap::lock().as_mut() {
+    if let Some(ph) = pageheap::process_heap::lock().as_mut() {
         ph.arena.say_start();
     }
     let s = crate::stats();

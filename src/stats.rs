@@ -140,7 +140,7 @@ pub fn stats() -> Stats {
 /// the figures programs poll through `mallctl`.
 pub(crate) fn heap_stats() -> Stats {
     let front_metadata = storage::metadata_bytes();
-    let guard = pageheap::lock();
+    let guard = pageheap::process_heap::lock();
     let Some(ph) = guard.as_ref() else {
         return Stats::default();
     };
@@ -196,7 +196,7 @@ pub(crate) fn heap_stats() -> Stats {
 /// assert_eq!(hugeheap::stats().free, hugeheap::stats().released_now);
 /// ```
 pub fn trim(keep: usize) -> usize {
-    pageheap::lock().as_mut().map_or(0, |ph| ph.trim(keep))
+    pageheap::process_heap::lock().as_mut().map_or(0, |ph| ph.trim(keep))
 }
 
 /// Bytes in use in span `s`: its live blocks (a slab's `used` is a snapshot taken without its

@@ -119,7 +119,7 @@ fn alloc_large(config: &Config, size: usize, align: usize) -> (*mut u8, bool) {
     if !runtime::ensure_init(config) {
         return (ptr::null_mut(), false);
     }
-    let r = pageheap::alloc_block(size, align);
+    let r = pageheap::process_heap::alloc_block(size, align);
     pageheap::collapser::start_if_promoted();
     r
 }
@@ -179,7 +179,7 @@ fn free_unmapped(p: *mut u8) {
 #[inline(never)]
 unsafe fn free_large(p: *mut u8, span: *mut Span) {
     debug_assert!(!span.is_null());
-    let mut guard = pageheap::lock();
+    let mut guard = pageheap::process_heap::lock();
     if let Some(ph) = guard.as_mut() {
         // SAFETY: span is the live large span whose first page holds p; checked to be its start.
         unsafe {
@@ -259,7 +259,7 @@ pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: us
 /// False when it cannot grow in place.
 #[cold]
 fn resize_large(span: *mut Span, size: usize) -> bool {
-    let mut guard = pageheap::lock();
+    let mut guard = pageheap::process_heap::lock();
     let Some(ph) = guard.as_mut() else { return false };
     // SAFETY: span is the live large span of the pointer being resized; its size and pages
     // are only changed under this lock.

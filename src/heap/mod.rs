@@ -124,7 +124,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
     // A class past the small phase's slabs has none while the phase lasts, so its every
     // allocation comes here.
     let p = if size_class::class_size(c) > size_class::SMALL_PHASE_SLAB_MAX && crate::pageheap::small_phase() {
-        crate::pageheap::alloc_block(size_class::class_size(c), crate::units::PAGE_SIZE).0
+        crate::pageheap::process_heap::alloc_block(size_class::class_size(c), crate::units::PAGE_SIZE).0
     } else {
         // SAFETY: heap is this thread's own heap (not the sentinel).
         unsafe {

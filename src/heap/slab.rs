@@ -194,7 +194,7 @@ unsafe fn extend(span: *mut Span) {
 unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
     debug_assert!(heap != super::thread_heap::empty_heap());
     let bytes = slab_bytes(c);
-    let span = match pageheap::lock().as_mut() {
+    let span = match pageheap::process_heap::lock().as_mut() {
         Some(ph) => ph.alloc_span(bytes, PAGE_SIZE, true),
         None => return ptr::null_mut(),
     };
@@ -388,7 +388,7 @@ unsafe fn retire_if_spare(heap: *mut Heap, span: *mut Span) {
 pub unsafe fn retire(span: *mut Span) {
     // SAFETY: span is a live slab (caller).
     debug_assert!(unsafe { (*span).used() } == 0);
-    if let Some(ph) = pageheap::lock().as_mut() {
+    if let Some(ph) = pageheap::process_heap::lock().as_mut() {
         // SAFETY: the slab holds no live block and nothing refers to it any more.
         unsafe { ph.free_span(span) };
     }

@@ -29,7 +29,7 @@
 //! inherits it (a child that drops privileges would read its parent's pagemap, physical frame
 //! numbers included when the parent opened it as root), and no fork waits for it.
 
-use super::bell;
+use super::fork_pages::bell;
 use super::recollapse::Outcome;
 use crate::os::{mem, thread};
 use crate::units::HUGE_SIZE;
@@ -117,12 +117,12 @@ fn collapse_unshared() -> bool {
     let mut addrs = [0usize; BATCH];
     let mut outcomes = [Outcome::Collapsed; BATCH];
     while !bell().forked.load(Ordering::Relaxed) {
-        let n = match super::lock().as_mut() {
+        let n = match super::process_heap::lock().as_mut() {
             Some(ph) => ph.collapse_batch(&mut addrs),
             None => return false,
         };
         if n == 0 {
-            let pending = super::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
+            let pending = super::process_heap::lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
             if !pending {
                 bell().urgent.store(0, Ordering::Relaxed);
             }
@@ -131,7 +131,7 @@ fn collapse_unshared() -> bool {
         for i in 0..n {
             outcomes[i] = collapse(addrs[i]);
         }
-        if let Some(ph) = super::lock().as_mut() {
+        if let Some(ph) = super::process_heap::lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);
         }
     }
@@ -206,13 +206,13 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     loop {
         let kick = bell().kick.load(Ordering::Acquire);
         let n = {
-            let mut guard = super::fork_pages::helper_lock();
+            let mut guard = super::process_heap::helper_lock();
             let Some(ph) = guard.as_mut() else { return core::ptr::null_mut() };
             ph.collapse_batch(&mut addrs)
         };
         if n == 0 {
             retry = true;
-            let pending = super::fork_pages::helper_lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
+            let pending = super::process_heap::helper_lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
             // A promotion's sweep is done when a sweep completes, or finds children sharing
             // pages (they would keep it pending, and urgent, as long as they live); one asked
             // for during this sweep keeps it for the next.
@@ -263,7 +263,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             };
             shared_now += usize::from(outcomes[i] == Outcome::Shared);
         }
-        if let Some(ph) = super::fork_pages::helper_lock().as_mut() {
+        if let Some(ph) = super::process_heap::helper_lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);
         }
         let t1 = thread::cpu_time_us();

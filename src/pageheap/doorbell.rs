@@ -2,7 +2,7 @@
 //! whether the process has forked. The page heap rings it when it has new work (`promoted`);
 //! the helper's own file (`collapser`) starts the helper and waits on the word. Kept apart
 //! from both so that the page heap does not depend on the helper that depends on it. The
-//! process's doorbell ([`super::bell`]) lives on the page that fork does not copy
+//! process's doorbell ([`super::fork_pages::bell`]) lives on the page that fork does not copy
 //! ([`super::fork_pages`]): the fork handlers ring it without a page fault, and a child starts
 //! with a zeroed one (no helper).
 

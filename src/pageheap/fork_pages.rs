@@ -1,53 +1,29 @@
-//! The two pages the fork handlers (`runtime.rs`) work on. `fork()` write-protects every
-//! private page of the parent: each page the parent writes after it costs a page fault, and a
-//! 4 KiB copy while the child lives; a page written before it costs the same while an earlier
-//! child still shares it. So what the handlers write at every fork lies on a page the kernel
-//! does not copy into the child (`MADV_WIPEONFORK`: the parent's stays writable, the child's
-//! starts zeroed), and the page heap's own page is written only when a fork needs it:
-//!
-//! - the fork page (ordinary memory, copied): the page heap behind its lock, and what the
-//!   prepare handler took ([`fork_took`]), which the parent's and the child's handlers read;
-//! - the wiped page: the gate that keeps the helper off the page heap during a fork
-//!   ([`gate`]), the count of the parent's forks that re-collapse sweeps answer for
-//!   ([`fork_count`]), and the helper's doorbell ([`bell`]). Every word of it is zero in a
-//!   new child, which is each word's state there: no fork under way, no helper.
+//! The words the fork handlers (`runtime.rs`) write at every fork, on a page the kernel does
+//! not copy into the child (`MADV_WIPEONFORK`: the parent's stays writable, the child's starts
+//! zeroed). `fork()` write-protects every other private page of the parent: each page the
+//! parent writes after it costs a page fault, and a 4 KiB copy while the child lives; a page
+//! written before it costs the same while an earlier child still shares it. On this page: the
+//! gate that keeps the helper off the page heap during a fork ([`gate`]), the count of the
+//! parent's forks that re-collapse sweeps answer for ([`fork_count`]), and the helper's
+//! doorbell ([`bell`]). Every word of it is zero in a new child, which is each word's state
+//! there: no fork under way, no helper.
 //!
 //! The helper (a thread the C library does not know) takes the gate before the page heap's
-//! lock ([`helper_lock`]). A process the C library counts single-threaded therefore has no
-//! thread but the forking one that could touch the page heap while the forking thread holds
-//! the gate; when it also has no decision to hand its child (no hugetlb pages held under a
-//! copy-on-write reserve), it forks holding the gate alone, and its fork writes nothing but
-//! the wiped page. Otherwise the forking thread also takes the thread heaps' lock (when other
-//! threads exist) and the page heap's, as any allocator must.
+//! lock (`process_heap::helper_lock`). A process the C library counts single-threaded
+//! therefore has no thread but the forking one that could touch the page heap while the
+//! forking thread holds the gate; when it also has no decision to hand its child (no hugetlb
+//! pages held under a copy-on-write reserve), it forks holding the gate alone, and its fork
+//! writes nothing but this page. Otherwise the forking thread also takes the thread heaps'
+//! lock (when other threads exist) and the page heap's, as any allocator must.
 //!
-//! The wiped page is mapped at start-up ([`map_wiped_page`]); until then, and where it cannot
-//! be mapped, a static one serves, and the child's handler resets its words by hand.
+//! The page is mapped at start-up ([`map_wiped_page`]); until then, and where it cannot be
+//! mapped, a static one serves, and the child's handler resets its words by hand.
 
-use super::PageHeap;
 use super::doorbell::Doorbell;
 use crate::os::mem;
-use crate::sync::{SpinGuard, SpinLock};
+use crate::sync::SpinLock;
 use crate::units::OS_PAGE_SIZE;
-use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, Ordering};
-
-/// [`fork_took`]: the prepare handler took the page heap's lock.
-pub const TOOK_HEAP: u8 = 1;
-/// [`fork_took`]: the prepare handler took the thread heaps' lock.
-pub const TOOK_STORAGE: u8 = 2;
-
-/// The page heap behind its lock (`None` before start-up, or if it failed), on a page of its
-/// own, so that a fork that takes the lock writes one page.
-#[repr(C, align(4096))]
-struct ForkPage {
-    heap: SpinLock<Option<PageHeap>>,
-    /// What the prepare handler took (`TOOK_*`), written only when it changes.
-    took: AtomicU8,
-}
-
-const _: () = assert!(size_of::<ForkPage>() == OS_PAGE_SIZE && align_of::<ForkPage>() == OS_PAGE_SIZE);
-
-static FORK_PAGE: ForkPage = ForkPage { heap: SpinLock::new(None), took: AtomicU8::new(0) };
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 /// The words the fork handlers write at every fork. Invariant: all-zero bytes are a valid
 /// value of every field (atomics and a free lock), and are each field's state in a new child.
@@ -85,24 +61,8 @@ fn wiped() -> &'static WipedPage {
     unsafe { &*p }
 }
 
-/// Takes the page heap's lock.
-#[inline]
-pub fn lock() -> SpinGuard<'static, Option<PageHeap>> {
-    FORK_PAGE.heap.lock()
-}
-
-/// The lock itself, for the fork handlers (which may hold it across `fork()`).
-pub fn the_lock() -> &'static SpinLock<Option<PageHeap>> {
-    &FORK_PAGE.heap
-}
-
-/// What the fork's prepare handler took (`TOOK_*`), for the parent's and the child's handlers.
-pub fn fork_took() -> &'static AtomicU8 {
-    &FORK_PAGE.took
-}
-
 /// The fork gate: held by the forking thread from the prepare handler to the parent's, and by
-/// the helper around each hold of the page heap's lock ([`helper_lock`]).
+/// the helper around each hold of the page heap's lock (`process_heap::helper_lock`).
 pub fn gate() -> &'static SpinLock<()> {
     &wiped().gate
 }
@@ -117,31 +77,4 @@ pub fn fork_count() -> &'static AtomicU32 {
 #[inline]
 pub fn bell() -> &'static Doorbell {
     &wiped().bell
-}
-
-/// The page heap, locked for the helper: the gate, then the page heap's lock (so a fork that
-/// holds the gate alone finds the page heap untouched until it is done).
-pub struct HelperGuard {
-    // Declared first, dropped first: the page heap's lock is released before the gate.
-    heap: SpinGuard<'static, Option<PageHeap>>,
-    _gate: SpinGuard<'static, ()>,
-}
-
-/// Locks the page heap for the helper thread.
-pub fn helper_lock() -> HelperGuard {
-    let gate = gate().lock();
-    HelperGuard { heap: lock(), _gate: gate }
-}
-
-impl Deref for HelperGuard {
-    type Target = Option<PageHeap>;
-    fn deref(&self) -> &Self::Target {
-        &self.heap
-    }
-}
-
-impl DerefMut for HelperGuard {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.heap
-    }
 }

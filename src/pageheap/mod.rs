@@ -16,8 +16,8 @@
 //!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out
 //!   (woken through [`doorbell`], so this module does not depend on the thread that depends on
 //!   it); [`resize`] grows large spans in place;
-//! - [`fork_pages`] holds the page heap behind its lock, and the words the fork handlers
-//!   write on a page that fork does not copy;
+//! - [`process_heap`] is the process's page heap behind its lock, and [`fork_pages`] the
+//!   words the fork handlers write on a page that fork does not copy;
 //! - this module ties them: spans in, spans out.
 //!
 //! A large span of `n` pages takes `n / 32` whole huge pages plus, for the remainder, the
@@ -27,7 +27,7 @@
 //! Invariants (checked by `check_invariants`):
 //! - every huge page below `arena.frontier` is in exactly one state: `FREE` (its bit in the
 //!   huge map is set), `FILLER` (some pages used, listed in the filler unless full) or `LARGE`;
-//! - the residency counts ([`release::Residency`]): `free_anon_backed` counts the `FREE` huge
+//! - the residency counts ([`residency::Residency`]): `free_anon_backed` counts the `FREE` huge
 //!   pages of anonymous (THP or 4 KiB) kind that are not released; once they have stayed free
 //!   for `decay_ms`, the highest are released until it is down to `retain`;
 //! - `resident` counts the anonymous huge pages holding memory (a page handed out since it
@@ -51,8 +51,10 @@ pub mod hugemap;
 pub mod ladder;
 pub mod meta;
 pub mod pagemap;
+pub mod process_heap;
 pub mod recollapse;
 pub mod release;
+pub mod residency;
 pub mod resize;
 pub mod tables;
 
@@ -73,28 +75,10 @@ use pagemap::PageMap;
 use recollapse::{Outcome, Recollapse};
 use tables::Tables;
 
-pub use fork_pages::{bell, lock};
+use fork_pages::bell;
 pub use pagemap::LOOKUP;
-use release::{Residency, SMALL_RELEASE_FROM, SmallRelease};
-pub use release::{release_from, small_phase};
-
-/// A span of its own for one block of `bytes` aligned to `align` (a power of two), from the
-/// process's page heap, under its lock: the block's address, and whether its memory is known
-/// to be zero. Null when there is no memory or the page heap has not started. Freed as a large
-/// span (`free_span`).
-pub fn alloc_block(bytes: usize, align: usize) -> (*mut u8, bool) {
-    debug_assert!(align.is_power_of_two());
-    let mut guard = lock();
-    let Some(ph) = guard.as_mut() else {
-        return (ptr::null_mut(), false);
-    };
-    let span = ph.alloc_span(bytes, align, false);
-    if span.is_null() {
-        return (ptr::null_mut(), false);
-    }
-    // SAFETY: span is a fresh live header.
-    unsafe { ((*span).start as *mut u8, (*span).zeroed) }
-}
+use residency::{Residency, SMALL_RELEASE_FROM, SmallRelease};
+pub use residency::{release_from, small_phase};
 
 /// How many free huge pages a search for the run with the fewest fresh pages looks at, about,
 /// before it settles for the best seen: its cost stays below that of the faults it saves.
