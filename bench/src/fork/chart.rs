@@ -1,7 +1,7 @@
 //! The fork benchmark's chart: fork latency against heap size, log-log, one line per
 //! contestant (`fork.svg`).
 
-use super::{Row, measured};
+use super::results::{Row, measured};
 use crate::contestant::{FORK_CONTESTANTS, Method};
 use plotters::prelude::*;
 

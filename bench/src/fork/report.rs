@@ -5,7 +5,7 @@
 //! output directory.
 
 use super::child::{Measured, Sustained};
-use super::{Options, Row, measured};
+use super::results::{Options, Row, measured};
 use crate::contestant::Contestant;
 use crate::machine::Machine;
 use std::fmt::Write as _;

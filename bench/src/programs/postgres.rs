@@ -7,7 +7,7 @@
 //! out of the pools, `huge_pages=off`, in every setup); then the rate of new connections
 //! (`pgbench -C`, select-only) and a query's result, compared across setups.
 
-use super::{PoolHold, Section, Setup, proc_field, scratch};
+use super::setup::{PoolHold, Section, Setup, proc_field, scratch};
 use crate::figures::{median, mib_cell};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -189,7 +189,7 @@ fn settled(postmaster: u32, clients: usize) -> Result<(usize, usize), String> {
 
 fn one(bin: &Path, setup: &Setup, lib: &Path) -> Result<(Vec<String>, String), String> {
     let mut cluster = Cluster::create(bin)?;
-    let pool_before = super::pool_free_2m();
+    let pool_before = super::setup::pool_free_2m();
     let pm = cluster.start(setup, lib)?;
     checked(cluster.client("pgbench").args(["-i", "-q", "-s", "2", "postgres"]), "pgbench -i")?;
     // Idle: the server's own processes only (the backends of pgbench and of the readiness
@@ -211,7 +211,7 @@ fn one(bin: &Path, setup: &Setup, lib: &Path) -> Result<(Vec<String>, String), S
         std::thread::sleep(Duration::from_millis(100));
     }
     let (pss, procs) = settled(pm, BACKENDS)?;
-    let pool = pool_before.saturating_sub(super::pool_free_2m()) * (2 << 20);
+    let pool = pool_before.saturating_sub(super::setup::pool_free_2m()) * (2 << 20);
     for h in &mut held {
         let _ = h.kill();
         let _ = h.wait();
@@ -244,7 +244,7 @@ fn one(bin: &Path, setup: &Setup, lib: &Path) -> Result<(Vec<String>, String), S
 }
 
 /// Runs the PostgreSQL section.
-pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
+pub fn run(opts: &super::setup::Options, pools: &PoolHold) -> Section {
     let mut section = Section {
         program: "PostgreSQL".into(),
         workload: format!(

@@ -15,7 +15,7 @@
 //! used while the requests ran, where one runs. Every response body is checked against the
 //! plain run's, by path.
 
-use super::{PoolHold, Section, Setup, scratch};
+use super::setup::{PoolHold, Section, Setup, scratch};
 use crate::figures::{median, mib_cell, ms, percentile};
 use crate::{cpu_seconds, kdamonds, status_bytes};
 use std::collections::HashMap;
@@ -267,7 +267,7 @@ fn run_once(server: Server, setup: &Setup, lib: &Path, items: usize, requests: u
     }
     // Each file read once: smaps_rollup walks the whole address space.
     let rollup = std::fs::read_to_string(format!("/proc/{master}/smaps_rollup")).unwrap_or_default();
-    let hugetlb = super::proc_field(master, "status", "HugetlbPages:");
+    let hugetlb = super::setup::proc_field(master, "status", "HugetlbPages:");
     let master_anon = status_bytes(&rollup, "Anonymous:") + hugetlb;
     let master_huge = status_bytes(&rollup, "AnonHugePages:") + hugetlb;
     let forks_before = std::fs::read_to_string(&fork_log).unwrap_or_default().lines().count();
@@ -378,7 +378,7 @@ fn exit_times(log: &str) -> Vec<f64> {
     exits
 }
 
-fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
+fn section(server: Server, opts: &super::setup::Options, pools: &PoolHold) -> Section {
     let (items, requests) = if opts.quick { (40_000, 2_000) } else { (400_000, 20_000) };
     let (program, version_arg, package) = match server {
         Server::Gunicorn => ("gunicorn", "--version", "gunicorn"),
@@ -408,7 +408,7 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
         rows: Vec::new(),
         notes: Vec::new(),
     };
-    if !super::installed(program, version_arg) {
+    if !super::setup::installed(program, version_arg) {
         section.notes.push(format!("skipped: {program} is not installed (apt install {package})"));
         return section;
     }
@@ -476,12 +476,12 @@ fn section(server: Server, opts: &super::Options, pools: &PoolHold) -> Section {
 }
 
 /// The gunicorn section.
-pub fn gunicorn(opts: &super::Options, pools: &PoolHold) -> Section {
+pub fn gunicorn(opts: &super::setup::Options, pools: &PoolHold) -> Section {
     section(Server::Gunicorn, opts, pools)
 }
 
 /// The unicorn section.
-pub fn unicorn(opts: &super::Options, pools: &PoolHold) -> Section {
+pub fn unicorn(opts: &super::setup::Options, pools: &PoolHold) -> Section {
     section(Server::Unicorn, opts, pools)
 }
 

@@ -12,7 +12,7 @@
 //! - the data: `DEBUG DIGEST` after all this, identical in every setup (the writes are the same
 //!   pseudo-random sequence), and again after a restart that loads the saved RDB.
 
-use super::{PoolHold, PoolWatch, Section, Setup, proc_field, scratch};
+use super::setup::{PoolHold, PoolWatch, Section, Setup, proc_field, scratch};
 use crate::figures::{median, mib_cell, ms, percentile};
 use crate::rng::Rng;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -318,7 +318,7 @@ fn one(setup: &Setup, lib: &Path, s: &Scale) -> Result<(Vec<String>, String), St
 }
 
 /// Runs the Redis section.
-pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
+pub fn run(opts: &super::setup::Options, pools: &PoolHold) -> Section {
     let s = if opts.quick {
         Scale { keys: 1_000_000, writes: 100_000, later_saves: 3, gap: Duration::from_secs(3) }
     } else {
@@ -355,7 +355,7 @@ pub fn run(opts: &super::Options, pools: &PoolHold) -> Section {
         rows: Vec::new(),
         notes: Vec::new(),
     };
-    if !super::installed("redis-server", "--version") {
+    if !super::setup::installed("redis-server", "--version") {
         section.notes.push(format!("skipped: redis-server is not installed ({INSTALL})"));
         return section;
     }

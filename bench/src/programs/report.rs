@@ -1,7 +1,7 @@
 //! The programs' report: one markdown table per program (printed, and written to
 //! `programs.md`), and the same as JSON (`programs.json`).
 
-use super::{Options, Section};
+use super::setup::{Options, Section};
 use std::fmt::Write;
 
 /// The sections as markdown.

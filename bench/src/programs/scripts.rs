@@ -6,7 +6,7 @@
 //! killed makes a Python pool hang: a run that does not end in 10 minutes is killed and
 //! reported as hung), and the result, compared with the plain run's.
 
-use super::{PoolHold, PoolWatch, Section, Setup, scratch};
+use super::setup::{PoolHold, PoolWatch, Section, Setup, scratch};
 use crate::figures::{median, mib_cell, ms};
 use std::collections::HashMap;
 use std::path::Path;
@@ -131,7 +131,7 @@ fn section(
     args: Vec<String>,
     runs: usize,
     pool_pages: usize,
-    opts: &super::Options,
+    opts: &super::setup::Options,
     pools: &PoolHold,
 ) -> Section {
     let mut section = Section {
@@ -143,7 +143,7 @@ fn section(
         rows: Vec::new(),
         notes: Vec::new(),
     };
-    if !super::installed(program, "--version") {
+    if !super::setup::installed(program, "--version") {
         section.notes.push(format!("skipped: {program} is not installed (apt install {program})"));
         return section;
     }
@@ -196,7 +196,7 @@ fn section(
 
 /// The Python section: ~1 GiB of objects (a tenth with `--quick`), a fork pool of 2 workers
 /// mapping 200 tasks over it; a 2 MiB pool 2.5 times the heap.
-pub fn python(opts: &super::Options, pools: &PoolHold) -> Section {
+pub fn python(opts: &super::setup::Options, pools: &PoolHold) -> Section {
     let (n, runs) = if opts.quick { (600_000, 1) } else { (6_000_000, 1) };
     // ~180 bytes an object (tuple, str, float, int).
     let heap_pages = n * 180 / (2 << 20);
@@ -219,7 +219,7 @@ pub fn python(opts: &super::Options, pools: &PoolHold) -> Section {
 
 /// The Perl section: a hash of 1.8 M keys (a tenth with `--quick`), 4 forked workers that each
 /// read all of it, 3 runs; a 2 MiB pool 3.3 times the heap.
-pub fn perl(opts: &super::Options, pools: &PoolHold) -> Section {
+pub fn perl(opts: &super::setup::Options, pools: &PoolHold) -> Section {
     let n = if opts.quick { 180_000 } else { 1_800_000 };
     // ~130 bytes a key (hash entry, key, value).
     let heap_pages = n * 130 / (2 << 20);
