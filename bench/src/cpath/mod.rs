@@ -80,7 +80,7 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         }
     }
     for line in cells.iter().filter_map(|c| c.error.as_deref()).collect::<std::collections::BTreeSet<_>>() {
-        eprintln!("hugeheap bench cpath: {line}");
+        eprintln!("hugeheap-bench cpath: {line}");
     }
     // Pages hugeheap takes from a hugetlb pool are not in ru_maxrss: the report says so.
     let pooled = crate::pool_free_pages(2048) + crate::pool_free_pages(1 << 20);

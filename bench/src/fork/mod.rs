@@ -51,7 +51,7 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
     let bar = super::progress(plan.len());
     let pools = opts.pools.and_then(Pools::take);
     if opts.pools.is_some() && pools.is_none() {
-        eprintln!("hugeheap bench: cannot read the hugetlb pools; running with them as they are");
+        eprintln!("hugeheap-bench fork: cannot read the hugetlb pools; running with them as they are");
     }
     let machine = crate::machine::Machine::read();
     eprint!("{}", report::run_header(&machine, &chosen, opts));

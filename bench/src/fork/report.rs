@@ -268,9 +268,9 @@ pub fn write(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
     std::fs::write(opts.out_dir.join("fork.txt"), &text)?;
     let svg = opts.out_dir.join("fork.svg");
     if let Err(e) = super::chart::chart(rows, &svg) {
-        eprintln!("hugeheap bench: chart not written: {e}");
+        eprintln!("hugeheap-bench fork: chart not written: {e}");
     }
     let dir = opts.out_dir.canonicalize().unwrap_or(opts.out_dir.clone());
-    eprintln!("hugeheap bench: wrote {}/fork.{{csv,json,txt,svg}}", dir.display());
+    eprintln!("hugeheap-bench fork: wrote {}/fork.{{csv,json,txt,svg}}", dir.display());
     Ok(())
 }

@@ -27,7 +27,7 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Section>> {
     let pools = PoolHold::take();
     if !pools.holds_pools() {
         eprintln!(
-            "hugeheap bench programs: not root: the pool setups are skipped, the others run with the pools as they are"
+            "hugeheap-bench programs: not root: the pool setups are skipped, the others run with the pools as they are"
         );
     }
     let mut sections = Vec::new();

@@ -43,6 +43,6 @@ pub fn write(sections: &[Section], opts: &Options) -> std::io::Result<()> {
     std::fs::write(opts.out_dir.join("programs.md"), format!("{head}{}", markdown(sections)))?;
     let json = serde_json::json!({ "machine": machine, "quick": opts.quick, "sections": sections });
     std::fs::write(opts.out_dir.join("programs.json"), serde_json::to_string_pretty(&json).expect("json"))?;
-    eprintln!("hugeheap bench programs: wrote {}", opts.out_dir.join("programs.md").display());
+    eprintln!("hugeheap-bench programs: wrote {}", opts.out_dir.join("programs.md").display());
     Ok(())
 }
