@@ -61,10 +61,11 @@ pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, String> {
 /// The environment `hugeheap run` adds: LD_PRELOAD (prepended) and the HUGEHEAP_* settings its
 /// flags ask for. On THP, CPython keeps its own allocator: its arenas are `mmap`s that the
 /// library's map zone puts in THP, and pymalloc is faster for Python's objects than any
-/// `malloc` (docs/benchmarks.md, "Figures behind the code"). PYTHONMALLOC=malloc is set (unless set already) so that
-/// its objects come from the heap instead where the heap does better: when a hugetlb pool the
-/// page chain lists has free pages (pages copy-on-write never splits, which the zone does not
-/// use), or with `HUGEHEAP_MMAP=kernel` (the arenas would stay in 4 KiB pages).
+/// `malloc` (docs/benchmarks.md, "Figures behind the code"). PYTHONMALLOC=malloc is set (unless
+/// set already) so that its objects come from the heap instead where the heap does better: when
+/// a hugetlb pool the page chain lists has free pages (pages copy-on-write never splits, which
+/// the zone does not use), or with `HUGEHEAP_MMAP=kernel` (the arenas would stay in 4 KiB
+/// pages).
 pub fn environment(lib: &Path, flags: &OptionFlags) -> Vec<(String, OsString)> {
     let mut preload = OsString::from(lib);
     if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {

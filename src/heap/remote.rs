@@ -1,7 +1,7 @@
-//! Frees from other threads. A free from another thread reads nothing of the block (it was
-//! last written on another core, and a load would wait for that cache line:
-//! docs/benchmarks.md, "Figures behind the code") and, but for the fallback below, writes nothing: the
-//! freeing thread records the pointer in a *message* for that owner (an array of up to
+//! Frees from other threads. A free from another thread reads nothing of the block (it was last
+//! written on another core, and a load would wait for that cache line: docs/benchmarks.md,
+//! "Figures behind the code") and, but for the fallback below, writes nothing: the freeing
+//! thread records the pointer in a *message* for that owner (an array of up to
 //! `MSG_SLOTS` pointers) and posts the message to the owner's inbox, a lock-free stack, with
 //! one compare-and-swap when it is full, when room is needed for another owner's (a thread
 //! fills up to `BATCHES` messages at once, one per owner, the last used first), or when the

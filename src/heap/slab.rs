@@ -51,9 +51,9 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
 /// plain read-modify-write, not an atomic one): the count is positive exactly when the slab
 /// neither became empty, nor is full (`FULL` makes the word negative as an `i32`), nor had no
 /// block out (the count wraps). Tested before the stores, the count (which arrives late, stored
-/// by the allocation before) held the free up (docs/benchmarks.md, "Figures behind the code"). A full slab has at least one block out: it rejoins
-/// its list (the bit cleared) once [`rejoin_at`] blocks are back, and at the latest when none
-/// is out.
+/// by the allocation before) held the free up (docs/benchmarks.md, "Figures behind the code").
+/// A full slab has at least one block out: it rejoins its list (the bit cleared) once
+/// [`rejoin_at`] blocks are back, and at the latest when none is out.
 ///
 /// # Safety
 /// `span` must be a slab of `heap`, this thread's heap, and `b` one of its blocks, counted in
@@ -311,12 +311,13 @@ pub unsafe fn unlink(heap: *mut Heap, span: *mut Span) {
     }
 }
 
-/// Free blocks a full slab must have back before it rejoins its class's list: an eighth of
-/// its blocks, between 1 and 32. A slab that rejoined with one free block was emptied by the
-/// next allocation, and when a program's live blocks fill its slabs exactly (a steady set
-/// of objects replaced at random), every free and every allocation took the slow path, one
-/// slab in and out of the list each time (docs/benchmarks.md, "Figures behind the code"). Held back, those blocks are at most an
-/// eighth of a slab each, and the class gets one new slab while they gather.
+/// Free blocks a full slab must have back before it rejoins its class's list: an eighth of its
+/// blocks, between 1 and 32. A slab that rejoined with one free block was emptied by the next
+/// allocation, and when a program's live blocks fill its slabs exactly (a steady set of objects
+/// replaced at random), every free and every allocation took the slow path, one slab in and out
+/// of the list each time (docs/benchmarks.md, "Figures behind the code"). Held back, those
+/// blocks are at most an eighth of a slab each, and the class gets one new slab while they
+/// gather.
 #[inline]
 pub fn rejoin_at(capacity: u32) -> u32 {
     (capacity / 8).clamp(1, 32)

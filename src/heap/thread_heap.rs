@@ -64,7 +64,8 @@ impl Linked for Block {
 
 /// A thread heap. The fields its own thread uses come first; those other threads write (the
 /// inboxes, the returned stack, the state) start a cache line of their own, so a thread posting
-/// frees does not pull the line its owner reads on every allocation (docs/benchmarks.md, "Figures behind the code").
+/// frees does not pull the line its owner reads on every allocation (docs/benchmarks.md,
+/// "Figures behind the code").
 #[repr(C, align(64))]
 pub struct Heap {
     /// Per granule of request sizes up to `TABLE_MAX` (16 bytes, `size_class::granule`), the

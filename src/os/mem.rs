@@ -314,7 +314,8 @@ impl Pagemap {
     /// present and shared, that answers whether the range is shared and the rest is not read
     /// (the answer is then `(1, 1)`): while a child lives, a sweep costs one 8-byte read per
     /// huge page. Otherwise all entries are read into a stack buffer, no allocation (the kernel
-    /// walks 512 entries for a split 2 MiB page: docs/benchmarks.md, "Figures behind the code").
+    /// walks 512 entries for a split 2 MiB page: docs/benchmarks.md, "Figures behind the
+    /// code").
     pub fn sharing(&self, addr: usize, len: usize) -> Option<(usize, usize)> {
         debug_assert!(addr % 4096 == 0 && len % 4096 == 0 && len > 0 && len <= 2 << 20);
         let mut entries = [0u64; 512];

@@ -4,14 +4,14 @@
 //! Nothing in it is ever unmapped, so a pointer into it stays valid memory for the process's
 //! life; it is zero until written.
 //!
-//! Layout. Each table is sized for the whole arena, but a heap uses only a prefix of each
-//! (the pools: a suffix, as they hand out from the top down), and every 2 MiB stretch of
-//! address space holding touched 4 KiB pages costs each fork a page table to allocate and fill
-//! (docs/benchmarks.md, "Figures behind the code"). So the used ends meet at two points, each placed inside
-//! one 2 MiB stretch: the span headers (from the top down) and the page map (from the bottom
-//! up) at the first, which fits both up to a heap of about 1 GiB; the generic space (from the
-//! top down: the thread heaps and their messages, together) and the bitmap and descriptors
-//! (from the bottom up) at the second.
+//! Layout. Each table is sized for the whole arena, but a heap uses only a prefix of each (the
+//! pools: a suffix, as they hand out from the top down), and every 2 MiB stretch of address
+//! space holding touched 4 KiB pages costs each fork a page table to allocate and fill
+//! (docs/benchmarks.md, "Figures behind the code"). So the used ends meet at two points, each
+//! placed inside one 2 MiB stretch: the span headers (from the top down) and the page map (from
+//! the bottom up) at the first, which fits both up to a heap of about 1 GiB; the generic space
+//! (from the top down: the thread heaps and their messages, together) and the bitmap and
+//! descriptors (from the bottom up) at the second.
 //!
 //! ```text
 //! [ generic space <- | bitmap, descriptors -> ... | ... <- span headers | page map -> ... ]
