@@ -82,7 +82,7 @@ fn init_slow(config: &Config) -> bool {
     MAP_ZONE.store(cfg.map_zone && !matches!(info.thp, ThpMode::Never | ThpMode::Unknown), Ordering::Relaxed);
     fork_pages::map_wiped_page();
     let storage = {
-        let mut slot = pageheap::process_heap::lock();
+        let mut slot = process_heap::lock();
         match PageHeap::create(pageheap::backing::OsBacking, &cfg, &info, storage::META_BYTES) {
             Some(mut ph) => {
                 let storage = storage::reserve(&mut ph);
@@ -230,7 +230,7 @@ extern "C" fn report_exit() {
     if process::pid() != START_PID.load(Ordering::Relaxed) {
         return;
     }
-    if let Some(ph) = pageheap::process_heap::lock().as_mut() {
+    if let Some(ph) = process_heap::lock().as_mut() {
         ph.arena.say_start();
     }
     let s = crate::stats();

@@ -45,11 +45,12 @@ const BATCH: usize = 8;
 /// the last child is gone.
 const SHARED_WAIT_MS: (u32, u32) = (50, 1000);
 
-/// How long no fork must have been made before the helper sweeps after one, ms; and the
-/// longest it waits for such a pause. A program that forks in a loop (a job runner, a prefork
-/// master replacing workers) would otherwise be swept during its next forks: the sweep's
-/// pagemap reads take the memory-map lock each fork needs, and a second running thread of the
-/// process makes each fork's flush of the parent's TLB reach another CPU (docs/benchmarks.md, "Figures behind the code").
+/// How long no fork must have been made before the helper sweeps after one, ms; and the longest
+/// it waits for such a pause. A program that forks in a loop (a job runner, a prefork master
+/// replacing workers) would otherwise be swept during its next forks: the sweep's pagemap reads
+/// take the memory-map lock each fork needs, and a second running thread of the process makes
+/// each fork's flush of the parent's TLB reach another CPU (docs/benchmarks.md, "Figures behind
+/// the code").
 const SETTLE_MS: (u32, u32) = (20, 1000);
 
 /// Percent of one CPU the helper may use (0: no helper).
@@ -93,10 +94,10 @@ pub fn note_fork() {
 /// (no page can be shared, so no pagemap is read), else by the helper, started if need be.
 /// Here, the collapse is done before the program can fork (a program that builds its heap and
 /// forks at once would find the helper still collapsing, its first forks waiting for it:
-/// docs/benchmarks.md, "Figures behind the code"); it costs the allocation that outgrew the small phase a copy
-/// of at most `HUGEHEAP_HUGE_FROM`, once. Called at the end of allocation slow paths, where no
-/// allocator lock is held and no thread heap is midway through a change: starting a thread may
-/// allocate.
+/// docs/benchmarks.md, "Figures behind the code"); it costs the allocation that outgrew the
+/// small phase a copy of at most `HUGEHEAP_HUGE_FROM`, once. Called at the end of allocation
+/// slow paths, where no allocator lock is held and no thread heap is midway through a change:
+/// starting a thread may allocate.
 #[inline]
 pub fn start_if_promoted() {
     if bell().promoted.load(Ordering::Relaxed) != 0 && bell().promoted.swap(0, Ordering::Relaxed) != 0 {
@@ -173,11 +174,8 @@ pub fn forget_in_child() {
         // child's only thread; no guard of it exists.
         unsafe { gate.force_unlock() };
     }
-    for word in [&bell().started, &bell().asleep] {
-        if word.load(Ordering::Relaxed) != 0 {
-            word.store(0, Ordering::Relaxed);
-        }
-    }
+    bell().started.store(0, Ordering::Relaxed);
+    bell().asleep.store(0, Ordering::Relaxed);
     bell().forked.store(true, Ordering::Relaxed);
     CPU_US.store(0, Ordering::Relaxed);
 }
