@@ -23,9 +23,14 @@ pub fn mib(bytes: usize) -> f64 {
     bytes as f64 / f64::from(1 << 20)
 }
 
+/// `bytes` in MiB with `decimals` decimals, without the unit, for a column that says it.
+pub fn mib_number(bytes: usize, decimals: usize) -> String {
+    format!("{:.*}", decimals, mib(bytes))
+}
+
 /// `bytes` in whole MiB, with the unit, for a cell.
 pub fn mib_cell(bytes: usize) -> String {
-    format!("{:.0} MiB", mib(bytes))
+    format!("{} MiB", mib_number(bytes, 0))
 }
 
 /// Milliseconds for a cell: two decimals below 10 ms, one above.
@@ -56,6 +61,7 @@ mod tests {
     #[test]
     fn sizes_and_times_format_as_columns_read_them() {
         assert_eq!(mib(3 << 19), 1.5);
+        assert_eq!(mib_number(3 << 19, 1), "1.5");
         assert_eq!(mib_cell(64 << 20), "64 MiB");
         assert_eq!(mib_cell((64 << 20) + (1 << 19) - 1), "64 MiB");
         assert_eq!(ms(0.1234), "0.12 ms");

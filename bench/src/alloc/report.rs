@@ -49,8 +49,7 @@ pub fn table(cells: &[Cell], ws: &[&str], cs: &[&str]) -> String {
             let _ = write!(out, "{w:<13}");
             for c in cs {
                 let v = get(w, c).and_then(|x| x.median(|s| if f == 0 { s.peak as f64 } else { s.end as f64 }));
-                let _ =
-                    write!(out, " {:>12}", v.map_or("-".into(), |b| format!("{:.0}", crate::figures::mib(b as usize))));
+                let _ = write!(out, " {:>12}", v.map_or("-".into(), |b| crate::figures::mib_number(b as usize, 0)));
             }
             let _ = writeln!(out);
         }

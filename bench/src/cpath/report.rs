@@ -88,7 +88,7 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
         let _ = write!(out, "{:<9}", w.name);
         for c in cs {
             let v = peak(w.name, c);
-            let _ = write!(out, " {:>9}", v.map_or("-".into(), |b| format!("{:.1}", crate::figures::mib(b as usize))));
+            let _ = write!(out, " {:>9}", v.map_or("-".into(), |b| crate::figures::mib_number(b as usize, 1)));
         }
         let r = peak(w.name, "hugeheap").zip(peak(w.name, "jemalloc")).map(|(h, j)| h / j);
         let _ = writeln!(out, " {:>8}", r.map_or("-".into(), |r| format!("{r:.2}")));

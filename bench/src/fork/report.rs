@@ -7,6 +7,7 @@
 use super::child::{Measured, Sustained};
 use super::results::{Options, Row, measured};
 use crate::contestant::Contestant;
+use crate::figures::mib_number;
 use crate::machine::Machine;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -20,10 +21,6 @@ pub fn size_name(size: usize) -> String {
     } else {
         format!("{}M", size >> 20)
     }
-}
-
-fn mib(b: usize) -> String {
-    format!("{:.0}", crate::figures::mib(b))
 }
 
 fn opt(v: Option<f64>, prec: usize) -> String {
@@ -146,12 +143,12 @@ pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
                 ratio(ge, m.exec_med_ms),
                 m.build_s,
                 m.vm_pte >> 10,
-                mib(m.anon_huge),
-                mib(m.hugetlb),
-                mib(m.rss),
+                mib_number(m.anon_huge, 0),
+                mib_number(m.hugetlb, 0),
+                mib_number(m.rss, 0),
                 m.mappings,
                 opt(cow.map(|c| c.ms), 1),
-                cow.map_or("-".into(), |c| mib(c.extra_bytes)),
+                cow.map_or("-".into(), |c| mib_number(c.extra_bytes, 0)),
                 tail
             );
         }
@@ -190,8 +187,8 @@ fn sustained_table(out: &mut String, rows: &[Row], what: &str, lat: &str, pick: 
             s.cycles,
             s.exec_start_ms,
             s.exec_end_ms,
-            mib(s.huge_start),
-            mib(s.huge_end),
+            mib_number(s.huge_start, 0),
+            mib_number(s.huge_end, 0),
             s.vm_pte_start >> 10,
             s.vm_pte_end >> 10,
             s.writes_per_s / 1e6
