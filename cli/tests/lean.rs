@@ -1,7 +1,11 @@
 //! The installed command carries no benchmark: `hugeheap` links none of the contestants or the
 //! benchmarks' reporting crates (they are `hugeheap-bench`'s), and `hugeheap bench` without
-//! the benchmark program says how to get it.
+//! the benchmark program says how to get it. Nor does it link the preload library its build
+//! depends on for the library's source: the command allocates with the C library's malloc.
 
+mod common;
+
+use common::skip;
 use std::process::Command;
 
 #[test]
@@ -17,6 +21,22 @@ fn the_command_links_no_benchmark_crate() {
     for krate in ["tikv-jemallocator", "mimalloc", "plotters", "indicatif"] {
         assert!(!tree.lines().any(|l| l.starts_with(&format!("{krate} "))), "hugeheap links {krate}:\n{tree}");
     }
+}
+
+#[test]
+fn the_command_defines_no_allocation_function() {
+    let out = match Command::new("objdump").arg("-T").arg(env!("CARGO_BIN_EXE_hugeheap")).output() {
+        Ok(o) => o,
+        Err(e) => return skip("objdump", &format!("objdump cannot run: {e}; apt-get install binutils")),
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let defines = |name: &str| table.lines().any(|l| l.contains(".text") && l.split_whitespace().last() == Some(name));
+    assert!(!defines("malloc") && !defines("free"), "the command defines malloc or free:\n{table}");
+    assert!(
+        table.lines().any(|l| l.contains("*UND*") && l.ends_with(" malloc")),
+        "no malloc taken from the C library:\n{table}"
+    );
 }
 
 #[test]
