@@ -1,16 +1,15 @@
 //! A benchmark's hold on the hugetlb pools (`--pool-2m`, `--pool-1g`; root): sets them
 //! for each contestant, those that use pools getting the pages asked for and the others the
-//! pools as they were, and puts them back when dropped, whatever happens.
+//! pools as they were, and puts them back when dropped, whatever happens. The pools are read
+//! and resized through the command's own (`hugeheap pool`).
 
-const POOL_2M: &str = "/proc/sys/vm/nr_hugepages";
-const POOL_1G: &str = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
-
-fn read_pool(path: &str) -> Option<usize> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
+use hugeheap::PageKind;
+use hugeheap_cli::pool::sysfs;
+use std::path::Path;
 
 /// The run's hold on the hugetlb pools: sets them per contestant, restores them when dropped.
 pub struct Pools {
+    sys: sysfs::Pools,
     want: (usize, usize),
     old: (usize, usize),
 }
@@ -19,8 +18,9 @@ impl Pools {
     /// Takes hold of the pools, to give `want` (2 MiB, 1 GiB pages) to the contestants that use
     /// them; `None` where they cannot be read.
     pub fn take(want: (usize, usize)) -> Option<Pools> {
-        let old = (read_pool(POOL_2M)?, read_pool(POOL_1G).unwrap_or(0));
-        Some(Pools { want, old })
+        let sys = sysfs::Pools::at(Path::new("/"));
+        let old = (sys.read(PageKind::Mib2)?.total, sys.read(PageKind::Gib1).map_or(0, |p| p.total));
+        Some(Pools { sys, want, old })
     }
 
     /// Sets the pools for a contestant; returns a note when the kernel gave fewer pages.
@@ -33,11 +33,14 @@ impl Pools {
     /// fewer.
     pub fn set_exact(&self, p2: usize, p1: usize) -> Option<String> {
         let mut short = Vec::new();
-        for (path, n, label) in [(POOL_2M, p2, "2m"), (POOL_1G, p1, "1g")] {
-            if read_pool(path) != Some(n) {
-                let _ = std::fs::write(path, n.to_string());
-            }
-            let got = read_pool(path).unwrap_or(0);
+        for (kind, n, label) in [(PageKind::Mib2, p2, "2m"), (PageKind::Gib1, p1, "1g")] {
+            let Some(now) = self.sys.read(kind).map(|p| p.total) else {
+                if n > 0 {
+                    short.push(format!("no {label} pool on this kernel"));
+                }
+                continue;
+            };
+            let got = if now != n { self.sys.resize(kind, n).unwrap_or(now) } else { now };
             if got < n {
                 short.push(format!("{label} pool {got}/{n}"));
             }
@@ -48,7 +51,7 @@ impl Pools {
 
 impl Drop for Pools {
     fn drop(&mut self) {
-        let _ = std::fs::write(POOL_1G, self.old.1.to_string());
-        let _ = std::fs::write(POOL_2M, self.old.0.to_string());
+        let _ = self.sys.resize(PageKind::Gib1, self.old.1);
+        let _ = self.sys.resize(PageKind::Mib2, self.old.0);
     }
 }

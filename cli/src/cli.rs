@@ -23,6 +23,9 @@ pub enum Command {
     /// Print the path of the libhugeheap.so `run` preloads (writing out the copy this command
     /// carries, if that is the one), for LD_PRELOAD set by hand: a systemd unit, a Dockerfile.
     LibPath,
+    /// hugetlb pools: show them, reserve what a heap needs with its forked children's
+    /// copy-on-write counted (root), make them last across reboots, give them back.
+    Pool(PoolArgs),
     /// Benchmarks: fork latency, allocation speed (Rust and C paths), real programs. They are
     /// a program of their own, `hugeheap-bench`, run from beside this one or from PATH (`cargo
     /// install --path bench` in a checkout; `cargo bench --bench fork` there runs it too).
@@ -115,6 +118,45 @@ pub struct RunArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
     pub cmd: Vec<std::ffi::OsString>,
+}
+
+/// Options of `hugeheap pool`.
+#[derive(Args, Debug, Clone)]
+pub struct PoolArgs {
+    /// Reserve pages for a heap of this size (such as 512M, 4G), with the copies forked
+    /// children and HUGEHEAP_COW_RESERVE ask for; 1 GiB pages where the kernel finds them.
+    #[arg(long = "for", value_name = "SIZE", value_parser = heap_size, conflicts_with = "release")]
+    pub heap: Option<usize>,
+    /// Forked children that keep the heap alive at once (fork without exec: worker pools,
+    /// prefork servers, snapshots).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "heap")]
+    pub children: usize,
+    /// Put the pools back as they were before the first `--for` since boot.
+    #[arg(long)]
+    pub release: bool,
+    /// Print the sysctl.d, kernel command-line and systemd lines that keep the pools as they
+    /// are now across reboots.
+    #[arg(long)]
+    pub persist: bool,
+    /// With --persist: write the files (/etc/sysctl.d/90-hugeheap.conf and, for 1 GiB pages,
+    /// /etc/systemd/system/hugeheap-pools.service) instead of printing them.
+    #[arg(long, requires = "persist")]
+    pub write: bool,
+    /// With --write: the root the files go under (an image being built).
+    #[arg(long, value_name = "DIR", default_value = "/", requires = "write")]
+    pub prefix: PathBuf,
+    /// Read and resize the pools under this directory instead of / (for tests).
+    #[arg(long, hide = true, default_value = "/")]
+    pub root: PathBuf,
+}
+
+/// A heap size for `--for`: what `HUGEHEAP_MAX_HEAP` accepts, above zero.
+fn heap_size(v: &str) -> Result<usize, String> {
+    match hugeheap::internal::parse_size(v.as_bytes()) {
+        Some(0) => Err("a heap of 0 bytes needs no pool".into()),
+        Some(n) => Ok(n),
+        None => Err("expected a size such as 512M, 4G, 1T (suffixes K, M, G, T; powers of 1024)".into()),
+    }
 }
 
 /// Options of `hugeheap doctor`.

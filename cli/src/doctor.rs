@@ -168,8 +168,9 @@ fn advise(r: &mut Report, info: &OsInfo) {
         r.advice.push("2 MiB hugetlb pages: not supported by this kernel (no hugepages-2048kB in sysfs).".into());
     } else {
         r.advice.push(
-            "2 MiB hugetlb pages: the pool is empty. As root: `echo 1024 > /proc/sys/vm/nr_hugepages` (1024 x 2 MiB \
-             = 2 GiB), or let it grow on demand with `echo 1024 > /proc/sys/vm/nr_overcommit_hugepages`; to keep it \
+            "2 MiB hugetlb pages: the pool is empty. As root: `hugeheap pool --for 2G` reserves what a 2 GiB heap \
+             and one forked child need (1 GiB pages too where the kernel finds them; `--persist` keeps it), or by \
+             hand `echo 1024 > /proc/sys/vm/nr_hugepages` (1024 x 2 MiB = 2 GiB), or let it grow on demand with `echo 1024 > /proc/sys/vm/nr_overcommit_hugepages`; to keep it \
              across reboots put `vm.nr_hugepages = 1024` in /etc/sysctl.d/90-hugepages.conf."
                 .into(),
         );

@@ -11,6 +11,27 @@ fn main() {
             std::process::exit(127);
         }
         Command::Doctor(a) => hugeheap_cli::doctor::run(a.root.clone(), a.json),
+        Command::Pool(a) => {
+            let req = hugeheap_cli::pool::Request {
+                heap: a.heap,
+                children: a.children,
+                release: a.release,
+                persist: a.persist,
+                write: a.write,
+                root: a.root.clone(),
+                prefix: a.prefix.clone(),
+            };
+            match hugeheap_cli::pool::run(&req) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("hugeheap pool: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::LibPath => match hugeheap_cli::run::find_lib(None) {
             Ok(lib) => {
                 println!("{}", lib.display());

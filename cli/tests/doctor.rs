@@ -78,6 +78,7 @@ fn thp_never_and_empty_pools_leave_only_4k() {
     let a = advice(&v);
     assert!(a.contains("echo madvise > /sys/kernel/mm/transparent_hugepage/enabled"), "{a}");
     assert!(a.contains("echo 1024 > /proc/sys/vm/nr_hugepages"), "{a}");
+    assert!(a.contains("hugeheap pool --for 2G"), "{a}");
     assert!(a.contains("/etc/sysctl.d/"), "{a}");
     assert!(a.contains("hugepagesz=1G hugepages=4"), "{a}");
     assert_eq!(v["kernel"], "6.1.0-test");
