@@ -8,7 +8,8 @@
 //! package, copied under `OUT_DIR` and built there as a workspace of its own (a registry's
 //! source stays untouched). Either way a nested `cargo build` with the `preload` profile
 //! below builds it into a directory of its own beside the target's profiles (shared by every
-//! profile, so `cargo test`, `clippy` and `doc` build it once).
+//! profile, so `cargo test`, `clippy` and `doc` build it once), and copies it there as
+//! `libhugeheap.so` (`target/hugeheap-preload-embed/libhugeheap.so`).
 //! `HUGEHEAP_EMBED_LIB=/path/to/libhugeheap.so` embeds a library built elsewhere instead.
 
 use std::path::{Path, PathBuf};
@@ -74,7 +75,11 @@ fn build_preload(manifest: &Path, out: &Path) -> PathBuf {
     if !status.success() {
         fail("building libhugeheap.so (hugeheap-preload) failed; see the output above");
     }
-    dir.join("preload/libhugeheap.so")
+    // Under the name users preload, for the .deb and the checks (`scripts/`).
+    let lib = dir.join("libhugeheap.so");
+    std::fs::copy(dir.join("preload/libhugeheap_preload.so"), &lib)
+        .unwrap_or_else(|e| fail(&format!("cannot copy the built library to {}: {e}", lib.display())));
+    lib
 }
 
 /// Copies the unpacked preload package at `from` to `to` as a workspace of its own (so that

@@ -82,12 +82,17 @@ pub struct Stats {
     /// after a fork had split (each sweep visits every backed THP huge page, and answers for
     /// the forks made before it began).
     pub recollapse_passes: usize,
-    /// THP huge pages the sweeps collapsed again (or found whole).
+    /// THP huge pages the sweeps found in 4 KiB pages (split by copy-on-write, or the small
+    /// phase's once advised) and collapsed again: restored.
     pub recollapse_collapsed: usize,
+    /// THP huge pages the sweeps found whole (nothing to do).
+    pub recollapse_whole: usize,
     /// THP huge pages the sweeps left alone because a forked child still shared some of
     /// their memory (collapsing them would copy 2 MiB the child keeps); looked at again later.
     pub recollapse_shared: usize,
-    /// THP huge pages the kernel could not collapse again when asked.
+    /// THP huge pages the kernel could not collapse again when asked (or, where the pagemap
+    /// cannot be read, that were left to khugepaged). Found split: these and
+    /// `recollapse_collapsed`.
     pub recollapse_failures: usize,
     /// A sweep is wanted: a fork since the last completed one may have split THP huge pages
     /// (the helper thread sweeps, collapsing them once no child shares them; see
@@ -163,6 +168,7 @@ pub(crate) fn heap_stats() -> Stats {
         metadata: ph.metadata_bytes() + front_metadata,
         recollapse_passes: ph.counters.recollapse_passes,
         recollapse_collapsed: ph.counters.recollapse[Outcome::Collapsed as usize],
+        recollapse_whole: ph.counters.recollapse[Outcome::Whole as usize],
         recollapse_shared: ph.counters.recollapse[Outcome::Shared as usize],
         recollapse_failures: ph.counters.recollapse[Outcome::Failed as usize],
         recollapse_pending: ph.recollapse_pending(),
@@ -230,6 +236,7 @@ impl fmt::Debug for Stats {
             .field("metadata", &self.metadata)
             .field("recollapse_passes", &self.recollapse_passes)
             .field("recollapse_collapsed", &self.recollapse_collapsed)
+            .field("recollapse_whole", &self.recollapse_whole)
             .field("recollapse_shared", &self.recollapse_shared)
             .field("recollapse_failures", &self.recollapse_failures)
             .field("recollapse_pending", &self.recollapse_pending)
@@ -256,18 +263,21 @@ impl fmt::Display for Stats {
             Bytes(self.released_total)
         )?;
         writeln!(f, "  mappings     {:>10}   metadata  {:>10}", self.mappings, Bytes(self.metadata))?;
-        if self.recollapse_passes + self.recollapse_collapsed + self.recollapse_shared + self.recollapse_failures > 0 {
+        let looked =
+            self.recollapse_collapsed + self.recollapse_whole + self.recollapse_shared + self.recollapse_failures;
+        if self.recollapse_passes + looked > 0 {
             let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let split = self.recollapse_collapsed + self.recollapse_failures;
             writeln!(
                 f,
-                "  re-collapse  {} sweep{} of THP split by copy-on-write: {} huge page{} collapsed, {} left while a \
-                 child shared them, {} refused; {} ms of CPU",
+                "  re-collapse  {} sweep{} of THP split by copy-on-write: {split} huge page{} found split, {} restored; \
+                 {} found whole, {} left while a child shared them; {} ms of CPU",
                 self.recollapse_passes,
                 plural(self.recollapse_passes),
+                plural(split),
                 self.recollapse_collapsed,
-                plural(self.recollapse_collapsed),
+                self.recollapse_whole,
                 self.recollapse_shared,
-                self.recollapse_failures,
                 self.recollapse_cpu_us / 1000
             )?;
         }

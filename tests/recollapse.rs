@@ -409,7 +409,9 @@ fn a_process_that_cannot_read_its_pagemap_still_ends_its_sweeps() {
         // The helper's progress: pages looked at. Three sweeps' worth without one ending is a
         // sweep that never ends.
         let s = hugeheap::stats();
-        let looked = |s: &hugeheap::Stats| s.recollapse_collapsed + s.recollapse_shared + s.recollapse_failures;
+        let looked = |s: &hugeheap::Stats| {
+            s.recollapse_collapsed + s.recollapse_whole + s.recollapse_shared + s.recollapse_failures
+        };
         let (at_fork, pages) = (looked(&s), s.committed / HUGE);
         wait_for("the helper to look at the heap's pages", || {
             let s = hugeheap::stats();

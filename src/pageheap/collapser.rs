@@ -30,6 +30,7 @@
 //! numbers included when the parent opened it as root), and no fork waits for it.
 
 use super::fork_pages::bell;
+use super::keepup::{self, KeepUp};
 use super::recollapse::Outcome;
 use crate::os::{mem, thread};
 use crate::units::HUGE_SIZE;
@@ -73,6 +74,9 @@ pub fn cpu_us() -> u64 {
 pub fn kick() {
     if BUDGET.load(Ordering::Relaxed) == 0 {
         return;
+    }
+    if bell().advised.load(Ordering::Relaxed) == 1 {
+        keepup::tell(bell());
     }
     if bell().started.load(Ordering::Relaxed) == 0 && bell().started.swap(1, Ordering::AcqRel) == 0 {
         bell().kick.fetch_add(1, Ordering::Release);
@@ -200,6 +204,9 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     // Pages found shared by the sweep under way, and by the last one: while the count does
     // not fall (no child has let go of anything), the wait before the next sweep doubles.
     let (mut shared_now, mut shared_last) = (0usize, usize::MAX);
+    // Whether the sweeps keep up with copy-on-write, and `kick` when the sweep under way began.
+    let mut watch = KeepUp::new();
+    let mut sweep_kick = None;
     settle();
     loop {
         let kick = bell().kick.load(Ordering::Acquire);
@@ -210,6 +217,11 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
         };
         if n == 0 {
             retry = true;
+            let forked = sweep_kick.take().is_some_and(|k| k != bell().kick.load(Ordering::Acquire));
+            if let Some((split, looked)) = watch.sweep_end(forked) {
+                let thp = super::process_heap::helper_lock().as_ref().map_or(0, |ph| ph.thp_bytes());
+                bell().advise(split, looked, thp);
+            }
             let pending = super::process_heap::helper_lock().as_ref().is_some_and(|ph| ph.recollapse_pending());
             // A promotion's sweep is done when a sweep completes, or finds children sharing
             // pages (they would keep it pending, and urgent, as long as they live); one asked
@@ -240,6 +252,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             }
             continue;
         }
+        sweep_kick.get_or_insert(kick);
         let t0 = thread::cpu_time_us();
         if pagemap.is_none() && retry && private {
             pagemap = mem::Pagemap::open();
@@ -250,7 +263,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
                 Some(Some((0, _))) => Outcome::Empty,
                 // Mapped whole already (a sweep after each fork of a loop finds most so):
                 // `MADV_COLLAPSE` would only drain every CPU's page lists to say so.
-                Some(Some((_, 0))) if pagemap.as_ref().is_some_and(|p| p.whole_huge(addrs[i])) => Outcome::Collapsed,
+                Some(Some((_, 0))) if pagemap.as_ref().is_some_and(|p| p.whole_huge(addrs[i])) => Outcome::Whole,
                 Some(Some((_, 0))) => collapse(addrs[i]),
                 Some(_) => Outcome::Shared,
                 // The pagemap cannot be read (a process that changed its user is not dumpable,
@@ -260,6 +273,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
                 None => Outcome::Failed,
             };
             shared_now += usize::from(outcomes[i] == Outcome::Shared);
+            watch.page(outcomes[i]);
         }
         if let Some(ph) = super::process_heap::helper_lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);

@@ -31,6 +31,13 @@ pub struct Doorbell {
     /// Whether this process has forked or is a forked child: from then on another process may
     /// share its pages, and only the helper, which asks the pagemap first, collapses them.
     pub forked: AtomicBool,
+    /// The helper's word that THP does not keep up ([`super::keepup`]): 0 none, 1 to say,
+    /// [`Doorbell::SAID`] once said. With it, the sweep's figures and the THP heap's size.
+    pub advised: AtomicU32,
+    /// Pages the sweep that completed the streak found split, and looked at.
+    pub advice_pages: [AtomicU32; 2],
+    /// The THP heap's size then, MiB.
+    pub advice_mib: AtomicU32,
 }
 
 impl Doorbell {
@@ -43,7 +50,35 @@ impl Doorbell {
             promoted: AtomicU32::new(0),
             urgent: AtomicU32::new(0),
             forked: AtomicBool::new(false),
+            advised: AtomicU32::new(0),
+            advice_pages: [AtomicU32::new(0), AtomicU32::new(0)],
+            advice_mib: AtomicU32::new(0),
         }
+    }
+
+    /// `advised` once the word was said.
+    pub const SAID: u32 = 2;
+
+    /// In the helper: leaves word that THP does not keep up (a sweep found `split` of `looked`
+    /// pages split; the THP heap is `heap` bytes), unless word was left before.
+    pub fn advise(&self, split: usize, looked: usize, heap: usize) {
+        let word = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        self.advice_pages[0].store(word(split), Ordering::Relaxed);
+        self.advice_pages[1].store(word(looked), Ordering::Relaxed);
+        self.advice_mib.store(word(heap.div_ceil(1 << 20)), Ordering::Relaxed);
+        let _ = self.advised.compare_exchange(0, 1, Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// The word left by [`advise`](Doorbell::advise), taken once: (split, looked at, THP heap
+    /// bytes).
+    pub fn advice(&self) -> Option<(usize, usize, usize)> {
+        if self.advised.load(Ordering::Relaxed) != 1
+            || self.advised.compare_exchange(1, Self::SAID, Ordering::Acquire, Ordering::Relaxed).is_err()
+        {
+            return None;
+        }
+        let get = |a: &AtomicU32| a.load(Ordering::Relaxed) as usize;
+        Some((get(&self.advice_pages[0]), get(&self.advice_pages[1]), get(&self.advice_mib) << 20))
     }
 
     /// The small heap's pages were turned into THP (under the page heap's lock): wakes the

@@ -48,6 +48,7 @@ pub mod family;
 pub mod filler;
 pub mod fork_pages;
 pub mod hugemap;
+pub mod keepup;
 pub mod ladder;
 pub mod meta;
 pub mod pagemap;
@@ -504,6 +505,11 @@ impl<B: Backing> PageHeap<B> {
     /// In a forked child (its handler): the forks counted so far were its parent's.
     pub fn forget_forks(&mut self) {
         self.forks_counted = fork_pages::fork_count().load(Ordering::Relaxed);
+    }
+
+    /// Bytes the heap committed as THP.
+    pub fn thp_bytes(&self) -> usize {
+        self.arena.ladder.kinds[PageKind::Thp as usize].bytes
     }
 
     /// Whether a fork since the last completed re-collapse sweep may have split THP huge pages

@@ -35,7 +35,7 @@ pub struct Recollapse {
 /// What became of one huge page of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// Collapsed (or already whole).
+    /// Found in 4 KiB pages (split by copy-on-write, or never whole) and collapsed: restored.
     Collapsed = 0,
     /// Left alone: a child still shares some of its pages.
     Shared,
@@ -45,11 +45,13 @@ pub enum Outcome {
     Failed,
     /// Nothing of it is in memory: nothing to collapse (a fault there takes a huge page).
     Empty,
+    /// Mapped whole already: nothing to do.
+    Whole,
 }
 
 impl Outcome {
     /// How many outcomes there are (the length of a tally).
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 }
 
 impl Recollapse {
