@@ -155,7 +155,11 @@ pub const OPTIONS: [OptionRow; 10] = [
               outgrows it, at once; in a process that never forked, the allocating thread collapses \
               them itself, before the allocation returns). `0`: nothing collapsed by hugeheap, no \
               helper (split pages wait for khugepaged), for programs that must stay single-threaded \
-              (`unshare(CLONE_NEWUSER)`).",
+              (`unshare(CLONE_NEWUSER)`). A program that writes all over its heap while it forks \
+              back to back splits pages faster than any budget restores them (each costs a 2 MiB \
+              copy): when four sweeps in a row fall behind, forks during each, hugeheap says so \
+              once on stderr with the hugetlb pool that keeps its forks fast (`hugeheap pool --for \
+              SIZE`).",
         apply: |c, v| match leading_number(v) {
             Some((pct, b"" | b"%")) if pct <= 100 => {
                 c.collapse = pct as u32;

@@ -53,7 +53,7 @@ pub fn run_child<R: DeserializeOwned>(
     // What hugeheap tells a program about itself (THP that cannot keep up with copy-on-write)
     // is part of what the run shows.
     for line in stderr.lines().filter(|l| l.starts_with("hugeheap: pid ") && l.contains("hugeheap pool --for")) {
-        eprintln!("{}: {line}", c.name);
+        eprintln!("({}) {line}", c.name);
     }
     if let Some(line) = stderr.lines().find(|l| l.contains("Invalid conf") || l.contains("invalid conf")) {
         return Err(format!("option refused: {}", line.trim()));
