@@ -181,6 +181,8 @@ pub fn forget_in_child() {
     bell().started.store(0, Ordering::Relaxed);
     bell().asleep.store(0, Ordering::Relaxed);
     bell().forked.store(true, Ordering::Relaxed);
+    // The child's own sweeps, if it forks in turn, decide whether it is told.
+    bell().advised.store(0, Ordering::Relaxed);
     CPU_US.store(0, Ordering::Relaxed);
 }
 
