@@ -93,7 +93,7 @@ fn cpath_small_run_checks_outputs_and_writes_files() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    for w in ["churn", "pairs", "tight", "server", "threads", "large", "python3", "ruby", "sort"] {
+    for w in ["churn", "pairs", "tight", "server", "trace", "threads", "large", "python3", "ruby", "sort"] {
         let line = stdout.lines().find(|l| l.starts_with(&format!("{w} "))).unwrap_or_else(|| panic!("{w}:\n{stdout}"));
         if let Some(why) = stdout.lines().find(|l| l.starts_with(&format!("{w} glibc: SKIPPED"))) {
             skip(w, why);

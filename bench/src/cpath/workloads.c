@@ -219,6 +219,125 @@ static uint64_t server(void) {
     return sum;
 }
 
+/* A multi-thread allocation trace of the kind recorded from real programs: four threads, each
+ * with young objects (replaced often) and old ones (replaced rarely), sizes from a skewed mix
+ * (most 16-64 B, a tail to 64 KiB), calloc and realloc among them, and one object in sixteen
+ * handed to another thread, which keeps it a while in a short queue before freeing it. */
+static struct mailbox trace_boxes[WORKERS];
+
+static size_t trace_size(uint64_t r) {
+    unsigned k = (unsigned)(r % 100);
+    uint64_t v = r >> 8;
+    if (k < 60) return 16 + v % 49;
+    if (k < 85) return 65 + v % 192;
+    if (k < 95) return 257 + v % 1792;
+    if (k < 99) return 2049 + v % 14336;
+    return 16385 + v % 49152;
+}
+
+static void *trace_thread(void *a) {
+    struct server_arg *t = a;
+    enum { YOUNG = 256, OLD = 8192, HOLD = 64 };
+    unsigned char **young = calloc(YOUNG, sizeof *young), **old = calloc(OLD, sizeof *old);
+    size_t *ylen = calloc(YOUNG, sizeof *ylen);
+    unsigned char *held[HOLD] = {0};
+    int hold_at = 0;
+    long n = scaled(4e6);
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift(&t->seed);
+        size_t sz = trace_size(r);
+        unsigned char *p;
+        if ((r >> 40) % 20 == 0) {
+            p = calloc(1, sz);
+            if (!p) exit(2);
+        } else {
+            p = xmalloc(sz);
+        }
+        t->sum += touch(p, sz, r);
+        unsigned what = (unsigned)((r >> 48) % 64);
+        if (what < 4) {
+            /* Handed to another thread. */
+            struct mailbox *b = &trace_boxes[(t->id + 1 + (r >> 32) % (WORKERS - 1)) % WORKERS];
+            pthread_mutex_lock(&b->lock);
+            if (b->count < BOX) {
+                b->item[(b->head + b->count) % BOX] = p;
+                b->count++;
+                p = 0;
+            }
+            pthread_mutex_unlock(&b->lock);
+            free(p);
+        } else if (what < 8) {
+            size_t k = (r >> 20) % OLD;
+            free(old[k]);
+            old[k] = p;
+        } else {
+            size_t k = (r >> 20) % YOUNG;
+            if (young[k] && what < 12 && ylen[k] < 4096) {
+                /* Grown instead of replaced. */
+                free(p);
+                size_t nl = ylen[k] * 2;
+                unsigned char *q = realloc(young[k], nl);
+                if (!q) exit(2);
+                young[k] = q;
+                ylen[k] = nl;
+                t->sum += touch(q, nl, r);
+            } else {
+                free(young[k]);
+                young[k] = p;
+                ylen[k] = sz;
+            }
+        }
+        /* Take what others handed over: each waits in the queue of held objects, whose
+         * oldest is freed to make room. */
+        if ((i & 7) == 0) {
+            struct mailbox *mine = &trace_boxes[t->id];
+            pthread_mutex_lock(&mine->lock);
+            int take = mine->count < 16 ? mine->count : 16;
+            unsigned char *got[16];
+            for (int j = 0; j < take; j++) {
+                got[j] = mine->item[mine->head];
+                mine->head = (mine->head + 1) % BOX;
+            }
+            mine->count -= take;
+            pthread_mutex_unlock(&mine->lock);
+            for (int j = 0; j < take; j++) {
+                free(held[hold_at]);
+                held[hold_at] = got[j];
+                hold_at = (hold_at + 1) % HOLD;
+            }
+        }
+    }
+    for (int k = 0; k < YOUNG; k++) free(young[k]);
+    for (int k = 0; k < OLD; k++) free(old[k]);
+    for (int k = 0; k < HOLD; k++) free(held[k]);
+    free(young);
+    free(old);
+    free(ylen);
+    return 0;
+}
+
+static uint64_t trace(void) {
+    pthread_t th[WORKERS];
+    struct server_arg a[WORKERS];
+    for (int i = 0; i < WORKERS; i++) pthread_mutex_init(&trace_boxes[i].lock, 0);
+    for (int i = 0; i < WORKERS; i++) {
+        a[i] = (struct server_arg){.id = i, .seed = 0x9e3779b97f4a7c15ull * (i + 5), .pick = 0, .sum = 0};
+        pthread_create(&th[i], 0, trace_thread, &a[i]);
+    }
+    uint64_t sum = 0;
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(th[i], 0);
+        sum += a[i].sum;
+    }
+    for (int i = 0; i < WORKERS; i++)
+        while (trace_boxes[i].count) {
+            free(trace_boxes[i].item[trace_boxes[i].head]);
+            trace_boxes[i].head = (trace_boxes[i].head + 1) % BOX;
+            trace_boxes[i].count--;
+        }
+    return sum;
+}
+
 /* Short-lived threads: each allocates a few thousand objects, frees most, leaves some to its
  * successor, and exits. */
 static unsigned char *handed[256];
@@ -297,7 +416,7 @@ static uint64_t large(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s churn|pairs|tight|server|threads|large [scale]\n", argv[0]);
+        fprintf(stderr, "usage: %s churn|pairs|tight|server|trace|threads|large [scale]\n", argv[0]);
         return 2;
     }
     if (argc > 2) scale = atof(argv[2]);
@@ -307,6 +426,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(w, "pairs")) sum = pairs();
     else if (!strcmp(w, "tight")) sum = tight();
     else if (!strcmp(w, "server")) sum = server();
+    else if (!strcmp(w, "trace")) sum = trace();
     else if (!strcmp(w, "threads")) sum = short_threads();
     else if (!strcmp(w, "large")) sum = large();
     else {
