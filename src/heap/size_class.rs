@@ -119,19 +119,21 @@ pub const fn class_size(c: usize) -> usize {
     }
 }
 
-/// Bytes of a slab of class `c`: room for 16 blocks, rounded up to 64 KiB pages, at least one
-/// page and at most 1 MiB (so the largest classes, up to 256 KiB, get 4 to 16 blocks).
+/// Bytes of a slab of class `c`: one 64 KiB page for classes of up to 4 KiB (16 blocks or
+/// more); for larger ones, the fewest 64 KiB pages that hold at least 4 blocks with at most an
+/// eighth of the slab left over past the last whole block (at most 1 MiB: the largest classes,
+/// up to 256 KiB, get 4 blocks). A slab is a thread's and a class's: the fewer blocks it holds
+/// beyond what the thread keeps live, the less memory sits in slabs half empty (four threads
+/// keeping a few dozen objects each of 16-64 KiB held slabs of 16 such blocks, most of them
+/// free: docs/benchmarks.md, "A multi-thread trace, and its memory").
 #[inline]
 pub const fn slab_bytes(c: usize) -> usize {
-    let want = class_size(c) * 16;
-    let rounded = want.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-    if rounded < PAGE_SIZE {
-        PAGE_SIZE
-    } else if rounded > 16 * PAGE_SIZE {
-        16 * PAGE_SIZE
-    } else {
-        rounded
+    let size = class_size(c);
+    let mut bytes = PAGE_SIZE;
+    while bytes < 16 * PAGE_SIZE && (bytes / size < 4 || (bytes % size) * 8 > bytes) {
+        bytes += PAGE_SIZE;
     }
+    bytes
 }
 
 /// The block size a request of `size` bytes aligned to `align` gets from a slab, or `None` if
@@ -218,8 +220,14 @@ mod tests {
     fn slabs_hold_enough_blocks() {
         for c in 0..NCLASS {
             let b = slab_bytes(c);
+            let size = class_size(c);
             assert!(b % PAGE_SIZE == 0 && (PAGE_SIZE..=16 * PAGE_SIZE).contains(&b));
-            assert!(b / class_size(c) >= 4, "class {c}");
+            assert!(b / size >= 4, "class {c}");
+            assert!((b % size) * 8 <= b, "class {c}: {} of {b} left over", b % size);
+            assert!(size > 4096 || b == PAGE_SIZE, "class {c}: small classes fit one page");
+            // The fewest pages: one page less would break one of the rules.
+            let less = b - PAGE_SIZE;
+            assert!(less == 0 || less / size < 4 || (less % size) * 8 > less, "class {c}: {b} is not the fewest");
         }
     }
 }
