@@ -1,7 +1,7 @@
 //! Size classes: multiples of 16 up to 128 bytes, then eight classes per doubling up to 32 KiB
 //! (at most 12.5% rounding: the many mid-sized objects of an interpreter's heap, whose rounding
 //! is memory a forked child copies when it frees them), then four per doubling up to 256 KiB
-//! (at most 25%: fewer classes of slabs that hold only 4 to 16 blocks each), computed without a
+//! (at most 25%: fewer classes, of slabs that hold few blocks each), computed without a
 //! loop (the fast path reads the classes of
 //! sizes up to 1 KiB from a 65-byte table built from the same formula at compile time).
 //!
