@@ -157,53 +157,43 @@ struct server_arg {
     uint64_t seed, pick, sum;
 };
 
-static void *server_thread(void *a) {
-    struct server_arg *t = a;
-    enum { KEEP = 512 };
-    unsigned char *kept[KEEP] = {0};
-    long n = scaled(3e6);
-    for (long i = 0; i < n; i++) {
-        uint64_t r = xorshift(&t->seed);
-        size_t sz = (r & 3) == 0 ? 64 + (r >> 8) % 4000 : 16 + (r >> 8) % 200;
-        unsigned char *p = xmalloc(sz);
-        t->sum += touch(p, sz, r);
-        struct mailbox *b = &boxes[(t->id + 1 + (r >> 32) % (WORKERS - 1)) % WORKERS];
-        pthread_mutex_lock(&b->lock);
-        if (b->count < BOX) {
-            b->item[(b->head + b->count) % BOX] = p;
-            b->count++;
-            p = 0;
-        }
-        pthread_mutex_unlock(&b->lock);
-        free(p); /* the box was full: the sender drops the request */
-        /* Receive a batch: keep each in a random slot, freeing what was there. */
-        struct mailbox *mine = &boxes[t->id];
-        pthread_mutex_lock(&mine->lock);
-        int take = mine->count < 8 ? mine->count : 8;
-        unsigned char *got[8];
-        for (int j = 0; j < take; j++) {
-            got[j] = mine->item[mine->head];
-            mine->head = (mine->head + 1) % BOX;
-        }
-        mine->count -= take;
-        pthread_mutex_unlock(&mine->lock);
-        for (int j = 0; j < take; j++) {
-            size_t k = xorshift(&t->pick) % KEEP;
-            free(kept[k]);
-            kept[k] = got[j];
-        }
+/* Sends `p` from worker `id` to one of the other workers (picked by `r`); returns 0 when it was
+ * taken, else `p` (the box was full: the sender drops it). */
+static unsigned char *send_to_other(int id, uint64_t r, unsigned char *p) {
+    struct mailbox *b = &boxes[(id + 1 + (r >> 32) % (WORKERS - 1)) % WORKERS];
+    pthread_mutex_lock(&b->lock);
+    if (b->count < BOX) {
+        b->item[(b->head + b->count) % BOX] = p;
+        b->count++;
+        p = 0;
     }
-    for (int k = 0; k < KEEP; k++) free(kept[k]);
-    return 0;
+    pthread_mutex_unlock(&b->lock);
+    return p;
 }
 
-static uint64_t server(void) {
+/* Takes up to `max` items from worker `id`'s box into `got`; returns how many. */
+static int receive(int id, unsigned char **got, int max) {
+    struct mailbox *mine = &boxes[id];
+    pthread_mutex_lock(&mine->lock);
+    int take = mine->count < max ? mine->count : max;
+    for (int j = 0; j < take; j++) {
+        got[j] = mine->item[mine->head];
+        mine->head = (mine->head + 1) % BOX;
+    }
+    mine->count -= take;
+    pthread_mutex_unlock(&mine->lock);
+    return take;
+}
+
+/* Runs `f` in the workers (worker i's seed is `mul * (i + off)`), frees what is left in their
+ * boxes, and returns the sum of their sums. */
+static uint64_t run_workers(void *(*f)(void *), uint64_t mul, int off) {
     pthread_t th[WORKERS];
     struct server_arg a[WORKERS];
     for (int i = 0; i < WORKERS; i++) pthread_mutex_init(&boxes[i].lock, 0);
     for (int i = 0; i < WORKERS; i++) {
-        a[i] = (struct server_arg){.id = i, .seed = 0x2545f4914f6cdd1dull * (i + 3), .pick = i + 1, .sum = 0};
-        pthread_create(&th[i], 0, server_thread, &a[i]);
+        a[i] = (struct server_arg){.id = i, .seed = mul * (uint64_t)(i + off), .pick = i + 1, .sum = 0};
+        pthread_create(&th[i], 0, f, &a[i]);
     }
     uint64_t sum = 0;
     for (int i = 0; i < WORKERS; i++) {
@@ -219,12 +209,39 @@ static uint64_t server(void) {
     return sum;
 }
 
+static void *server_thread(void *a) {
+    struct server_arg *t = a;
+    enum { KEEP = 512 };
+    unsigned char *kept[KEEP] = {0};
+    long n = scaled(3e6);
+    for (long i = 0; i < n; i++) {
+        uint64_t r = xorshift(&t->seed);
+        size_t sz = (r & 3) == 0 ? 64 + (r >> 8) % 4000 : 16 + (r >> 8) % 200;
+        unsigned char *p = xmalloc(sz);
+        t->sum += touch(p, sz, r);
+        free(send_to_other(t->id, r, p));
+        /* Receive a batch: keep each in a random slot, freeing what was there. */
+        unsigned char *got[8];
+        int take = receive(t->id, got, 8);
+        for (int j = 0; j < take; j++) {
+            size_t k = xorshift(&t->pick) % KEEP;
+            free(kept[k]);
+            kept[k] = got[j];
+        }
+    }
+    for (int k = 0; k < KEEP; k++) free(kept[k]);
+    return 0;
+}
+
+static uint64_t server(void) {
+    return run_workers(server_thread, 0x2545f4914f6cdd1dull, 3);
+}
+
 /* A multi-thread allocation trace of the kind recorded from real programs: four threads, each
  * with young objects (replaced often) and old ones (replaced rarely), sizes from a skewed mix
  * (most 16-64 B, a tail to 64 KiB), calloc and realloc among them, and one object in sixteen
- * handed to another thread, which keeps it a while in a short queue before freeing it. */
-static struct mailbox trace_boxes[WORKERS];
-
+ * handed to another thread (through the server's mailboxes), which keeps it a while in a short
+ * queue before freeing it. */
 static size_t trace_size(uint64_t r) {
     unsigned k = (unsigned)(r % 100);
     uint64_t v = r >> 8;
@@ -257,15 +274,7 @@ static void *trace_thread(void *a) {
         unsigned what = (unsigned)((r >> 48) % 64);
         if (what < 4) {
             /* Handed to another thread. */
-            struct mailbox *b = &trace_boxes[(t->id + 1 + (r >> 32) % (WORKERS - 1)) % WORKERS];
-            pthread_mutex_lock(&b->lock);
-            if (b->count < BOX) {
-                b->item[(b->head + b->count) % BOX] = p;
-                b->count++;
-                p = 0;
-            }
-            pthread_mutex_unlock(&b->lock);
-            free(p);
+            free(send_to_other(t->id, r, p));
         } else if (what < 8) {
             size_t k = (r >> 20) % OLD;
             free(old[k]);
@@ -290,16 +299,8 @@ static void *trace_thread(void *a) {
         /* Take what others handed over: each waits in the queue of held objects, whose
          * oldest is freed to make room. */
         if ((i & 7) == 0) {
-            struct mailbox *mine = &trace_boxes[t->id];
-            pthread_mutex_lock(&mine->lock);
-            int take = mine->count < 16 ? mine->count : 16;
             unsigned char *got[16];
-            for (int j = 0; j < take; j++) {
-                got[j] = mine->item[mine->head];
-                mine->head = (mine->head + 1) % BOX;
-            }
-            mine->count -= take;
-            pthread_mutex_unlock(&mine->lock);
+            int take = receive(t->id, got, 16);
             for (int j = 0; j < take; j++) {
                 free(held[hold_at]);
                 held[hold_at] = got[j];
@@ -317,25 +318,7 @@ static void *trace_thread(void *a) {
 }
 
 static uint64_t trace(void) {
-    pthread_t th[WORKERS];
-    struct server_arg a[WORKERS];
-    for (int i = 0; i < WORKERS; i++) pthread_mutex_init(&trace_boxes[i].lock, 0);
-    for (int i = 0; i < WORKERS; i++) {
-        a[i] = (struct server_arg){.id = i, .seed = 0x9e3779b97f4a7c15ull * (i + 5), .pick = 0, .sum = 0};
-        pthread_create(&th[i], 0, trace_thread, &a[i]);
-    }
-    uint64_t sum = 0;
-    for (int i = 0; i < WORKERS; i++) {
-        pthread_join(th[i], 0);
-        sum += a[i].sum;
-    }
-    for (int i = 0; i < WORKERS; i++)
-        while (trace_boxes[i].count) {
-            free(trace_boxes[i].item[trace_boxes[i].head]);
-            trace_boxes[i].head = (trace_boxes[i].head + 1) % BOX;
-            trace_boxes[i].count--;
-        }
-    return sum;
+    return run_workers(trace_thread, 0x9e3779b97f4a7c15ull, 5);
 }
 
 /* Short-lived threads: each allocates a few thousand objects, frees most, leaves some to its
