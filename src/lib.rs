@@ -59,6 +59,7 @@ pub mod internal {
     }
     pub use crate::os::probe::{OsInfo, PoolInfo, ThpMode, cgroup_room};
     pub use crate::os::process::env_var;
+    pub use crate::pageheap::keepup::with_growth_steps;
 
     /// Checks the page heap's invariants (descriptor states, free map, filler lists,
     /// counters) and the calling thread's heap's (class lists, direct table, each listed

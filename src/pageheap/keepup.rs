@@ -62,10 +62,17 @@ impl KeepUp {
     }
 }
 
+/// A heap of `bytes` as a hugetlb pool must hold it: with the growth steps the page heap may
+/// commit ahead of need (an eighth more), rounded up to whole 2 MiB pages; `None` on overflow.
+/// The one rule for the advice below and for `hugeheap pool --for`.
+pub fn with_growth_steps(bytes: usize) -> Option<usize> {
+    bytes.checked_add(bytes / 8)?.checked_next_multiple_of(HUGE_SIZE)
+}
+
 /// The 2 MiB pages a pool needs for a THP heap of `bytes`: what `hugeheap pool --for` asks
-/// for (the heap with its growth steps, an eighth more, and one copy for a forked child).
+/// for (the heap with its growth steps, and one copy for a forked child).
 pub fn pool_pages(bytes: usize) -> usize {
-    (bytes + bytes / 8).div_ceil(HUGE_SIZE) * 2
+    with_growth_steps(bytes).map_or(usize::MAX, |b| b / HUGE_SIZE * 2)
 }
 
 /// In the parent, after a fork: says the helper's word, if it left one and it was not said

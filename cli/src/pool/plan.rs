@@ -2,7 +2,8 @@
 //! worked out without touching the machine.
 //!
 //! A heap of H bytes commits its huge pages in growth steps of up to an eighth of itself, so it
-//! is counted as H + H/8, rounded up to 2 MiB. Under `HUGEHEAP_PAGES=auto` its first GiB is in
+//! is counted as H + H/8, rounded up to 2 MiB (the library's `with_growth_steps`, which its
+//! advice to reserve a pool uses too). Under `HUGEHEAP_PAGES=auto` its first GiB is in
 //! 2 MiB pages and every whole GiB beyond in 1 GiB pages (where the 1 GiB pool has them).
 //! Copy-on-write after fork needs more of the same: the heap takes hugetlb pages only while
 //! the pool keeps `HUGEHEAP_COW_RESERVE` percent of what it holds free, and each forked child
@@ -37,7 +38,7 @@ impl Need {
         if heap == 0 {
             return None;
         }
-        let counted = heap.checked_add(heap / 8)?.checked_next_multiple_of(MIB2)?;
+        let counted = hugeheap::internal::with_growth_steps(heap)?;
         let copies = 1usize.checked_add(children.max((reserve as usize).div_ceil(100)))?;
         let gib_pages = counted.saturating_sub(GIB1) / GIB1;
         counted.checked_mul(copies)?;
