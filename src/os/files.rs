@@ -70,11 +70,7 @@ pub fn read_proc_file(path: &CStr, buf: &mut [u8]) -> Option<usize> {
 /// Opens `path` read-only and, if `accept` takes the descriptor, reads it into `buf`; closes
 /// it either way. The bytes read, or `None` (cannot be opened, or not accepted).
 fn read_opened(path: &CStr, buf: &mut [u8], accept: impl FnOnce(libc::c_int) -> bool) -> Option<usize> {
-    // SAFETY: path is NUL-terminated; the flags open read-only.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
+    let fd = open_read(path)?;
     let n = accept(fd).then(|| read_fd(fd, buf));
     // SAFETY: fd was opened above and is closed once.
     unsafe { libc::close(fd) };
@@ -95,11 +91,41 @@ fn read_fd(fd: libc::c_int, buf: &mut [u8]) -> usize {
     n
 }
 
-/// Reads a file holding one decimal number.
-pub fn read_number(path: &CStr) -> Option<usize> {
+/// Opens `path` read-only and close-on-exec; the descriptor, or `None`.
+pub fn open_read(path: &CStr) -> Option<libc::c_int> {
+    // SAFETY: path is NUL-terminated; the flags open read-only.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    (fd >= 0).then_some(fd)
+}
+
+/// The decimal number at the start of the open file `fd`, read from offset 0 (a sysfs
+/// attribute is produced afresh by each such read) up to its first newline: a one-line sysfs
+/// or procfs file comes whole in one read, so no read is spent finding the end.
+pub fn pread_number(fd: libc::c_int) -> Option<usize> {
     let mut buf = [0u8; 32];
-    let n = read_file(path, &mut buf)?;
-    parse_decimal(buf.get(..n)?)
+    let mut n = 0;
+    while n < buf.len() {
+        // SAFETY: the destination is the unfilled tail of `buf`; the offset is within the file.
+        let r = unsafe { libc::pread(fd, buf[n..].as_mut_ptr().cast(), buf.len() - n, n as libc::off_t) };
+        if r <= 0 {
+            break;
+        }
+        n += r as usize;
+        if buf[n - 1] == b'\n' {
+            break;
+        }
+    }
+    parse_decimal(&buf[..n])
+}
+
+/// Reads a file holding one decimal number (up to its first newline, as
+/// [`pread_number`]).
+pub fn read_number(path: &CStr) -> Option<usize> {
+    let fd = open_read(path)?;
+    let n = pread_number(fd);
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    n
 }
 
 /// Counts the lines of a file of any size, reading it through a small window.
@@ -170,6 +196,21 @@ mod tests {
         assert_eq!(parse_decimal(b"0"), Some(0));
         assert_eq!(parse_decimal(b"x1"), None);
         assert_eq!(parse_decimal(b"99999999999999999999999"), None);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "opens files")]
+    fn read_number_takes_the_first_line() {
+        let dir = std::env::temp_dir().join(format!("hugeheap-read-number-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (text, want) in [(&b"760\n"[..], Some(760)), (b"12", Some(12)), (b"5\n6\n", Some(5)), (b"", None)] {
+            let file = dir.join("n");
+            std::fs::write(&file, text).unwrap();
+            let path = std::ffi::CString::new(file.to_str().unwrap()).unwrap();
+            assert_eq!(read_number(&path), want, "{text:?}");
+        }
+        assert_eq!(read_number(c"/nonexistent/hugeheap"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

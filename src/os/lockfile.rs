@@ -7,15 +7,12 @@
 //! how one process of a family learns whether another still runs this program, with nothing
 //! it has to trust the other for. No lock is ever waited for.
 //!
-//! The descriptor is moved to a number of at least [`HIGH_FD`]: a program that closes 0-2 and
-//! opens `/dev/null` expects to get them back, and must not get this file instead. Before each
-//! use, the descriptor is checked to still be the family's (the program may have closed it and
-//! opened something else under its number: a lock must never land on a file of the program's).
+//! The descriptor is a [`Kept`] one: before each run of lock calls ([`LockFile::checked`]), it
+//! is checked to still be the family's (the program may have closed it and opened something
+//! else under its number: a lock must never land on a file of the program's).
 
+use super::kept::Kept;
 use core::ffi::CStr;
-
-/// The lowest descriptor number the file takes (when the process may have that many).
-const HIGH_FD: libc::c_int = 100;
 
 /// The bytes of the shared page: one of the kernel's.
 pub const PAGE: usize = crate::units::OS_PAGE_SIZE;
@@ -27,15 +24,11 @@ pub enum Hold {
     Taken,
     /// Another process holds it.
     Busy,
-    /// The descriptor is no longer the family's (closed by the program, or reused).
-    Lost,
 }
 
 /// This process's descriptor of its family's file, and the file's identity.
 pub struct LockFile {
-    fd: libc::c_int,
-    dev: u64,
-    ino: u64,
+    kept: Kept,
     page: usize,
 }
 
@@ -48,57 +41,54 @@ impl LockFile {
         if fd < 0 {
             return None;
         }
-        // SAFETY: duplicating the descriptor just made; both are ours.
-        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
-        let fd = if high >= 0 {
-            close(fd);
-            high
-        } else if fd > 2 {
-            fd
-        } else {
-            close(fd);
+        let kept = Kept::keep(fd)?;
+        let fd = kept.fd();
+        // SAFETY: sizing the file just made.
+        if unsafe { libc::ftruncate(fd, PAGE as libc::off_t) } != 0 {
+            kept.close();
             return None;
-        };
-        // SAFETY: sizing the file just made; mapping its one page shared, at an address of the
-        // kernel's choosing (nothing existing is touched).
+        }
+        // SAFETY: mapping the file's one page shared, at an address of the kernel's choosing
+        // (nothing existing is touched).
         let page = unsafe {
-            if libc::ftruncate(fd, PAGE as libc::off_t) != 0 {
-                close(fd);
-                return None;
-            }
             libc::mmap(core::ptr::null_mut(), PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
         };
         if page == libc::MAP_FAILED {
-            close(fd);
+            kept.close();
             return None;
         }
-        let Some((dev, ino)) = identity(fd) else {
-            // SAFETY: unmapping the page mapped just above, which nothing refers to yet.
-            unsafe { libc::munmap(page, PAGE) };
-            close(fd);
-            return None;
-        };
-        Some(LockFile { fd, dev, ino, page: page as usize })
-    }
-
-    /// The shared page's address ([`PAGE`] bytes, mapped for the process's life).
-    pub fn page(&self) -> usize {
-        self.page
+        Some(LockFile { kept, page: page as usize })
     }
 
     /// Whether the descriptor is still the family's file.
     pub fn ours(&self) -> bool {
-        identity(self.fd) == Some((self.dev, self.ino))
+        self.kept.ours()
+    }
+
+    /// The file's locks, once the descriptor is checked to still be the family's (one
+    /// `fstat`); `None` when it is not. Take one for a run of lock calls with no wait
+    /// between them, and again after any wait.
+    pub fn checked(&self) -> Option<Checked<'_>> {
+        self.ours().then_some(Checked(self))
+    }
+}
+
+/// A family file whose descriptor was found to be the family's (see [`LockFile::checked`]):
+/// its lock calls do not check again.
+#[derive(Clone, Copy)]
+pub struct Checked<'a>(&'a LockFile);
+
+impl Checked<'_> {
+    /// The shared page's address ([`PAGE`] bytes, mapped for the process's life).
+    pub fn page(&self) -> usize {
+        self.0.page
     }
 
     /// Takes the write lock on byte `at` for this process, without waiting.
     pub fn try_hold(&self, at: u32) -> Hold {
-        if !self.ours() {
-            return Hold::Lost;
-        }
         let mut fl = record(libc::F_WRLCK as i16, at);
-        // SAFETY: F_SETLK with a valid flock on our descriptor; it never waits.
-        match unsafe { libc::fcntl(self.fd, libc::F_SETLK, &mut fl) } {
+        // SAFETY: F_SETLK with a valid flock on the family's descriptor; it never waits.
+        match unsafe { libc::fcntl(self.0.kept.fd(), libc::F_SETLK, &mut fl) } {
             0 => Hold::Taken,
             _ => Hold::Busy,
         }
@@ -106,23 +96,17 @@ impl LockFile {
 
     /// Lets go of this process's lock on byte `at` (nothing if it holds none).
     pub fn release(&self, at: u32) {
-        if !self.ours() {
-            return;
-        }
         let mut fl = record(libc::F_UNLCK as i16, at);
-        // SAFETY: F_SETLK with a valid flock on our descriptor; unlocking never waits.
-        unsafe { libc::fcntl(self.fd, libc::F_SETLK, &mut fl) };
+        // SAFETY: F_SETLK with a valid flock on the family's descriptor; unlocking never waits.
+        unsafe { libc::fcntl(self.0.kept.fd(), libc::F_SETLK, &mut fl) };
     }
 
     /// Whether another process holds a lock on byte `at` (this process's own locks do not
-    /// count); `None` when the descriptor is no longer the family's or the kernel will not say.
+    /// count); `None` when the kernel will not say.
     pub fn held_by_another(&self, at: u32) -> Option<bool> {
-        if !self.ours() {
-            return None;
-        }
         let mut fl = record(libc::F_WRLCK as i16, at);
-        // SAFETY: F_GETLK with a valid flock on our descriptor; it only reports.
-        if unsafe { libc::fcntl(self.fd, libc::F_GETLK, &mut fl) } != 0 {
+        // SAFETY: F_GETLK with a valid flock on the family's descriptor; it only reports.
+        if unsafe { libc::fcntl(self.0.kept.fd(), libc::F_GETLK, &mut fl) } != 0 {
             return None;
         }
         Some(fl.l_type != libc::F_UNLCK as i16)
@@ -140,23 +124,10 @@ fn record(kind: i16, at: u32) -> libc::flock {
     fl
 }
 
-/// The device and inode of the file open as `fd`.
-fn identity(fd: libc::c_int) -> Option<(u64, u64)> {
-    // SAFETY: stat is plain data, filled by fstat.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fstat writes into our stat buffer.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
-}
-
-fn close(fd: libc::c_int) {
-    // SAFETY: closing a descriptor this module opened, once.
-    unsafe { libc::close(fd) };
-}
-
 /// For tests of this module and of its users.
 #[cfg(test)]
 pub mod testing {
-    use super::{Hold, LockFile};
+    use super::{Checked, Hold};
 
     /// A forked child that holds the lock on one byte of a family file until dropped (then it
     /// is killed and reaped).
@@ -166,7 +137,7 @@ pub mod testing {
         /// Forks a child that takes the lock on byte `hold` of `f`, after finding byte `busy`
         /// (if given) held off by its parent's lock; returns once this process sees the lock,
         /// `None` if it never does (within 3 s).
-        pub fn spawn(f: &LockFile, hold: u32, busy: Option<u32>) -> Option<LockingChild> {
+        pub fn spawn(f: Checked<'_>, hold: u32, busy: Option<u32>) -> Option<LockingChild> {
             // SAFETY: the child only takes locks and sleeps; it allocates nothing.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
@@ -209,15 +180,15 @@ mod tests {
 
     #[test]
     fn a_lock_is_the_holders_and_goes_with_it() {
-        let f = LockFile::create(c"hugeheap-test").expect("memfd");
-        assert!(f.ours());
+        let file = LockFile::create(c"hugeheap-test").expect("memfd");
+        let f = file.checked().expect("the descriptor just made is the file's");
         assert_eq!(f.held_by_another(3), Some(false));
         assert_eq!(f.try_hold(3), Hold::Taken);
         // Our own lock is not another's.
         assert_eq!(f.held_by_another(3), Some(false));
         // The parent's lock on byte 3 is not inherited, and holds the child off; the child's
         // lock on byte 5 shows once it has taken it.
-        let child = LockingChild::spawn(&f, 5, Some(3)).expect("the child's lock was never seen");
+        let child = LockingChild::spawn(f, 5, Some(3)).expect("the child's lock was never seen");
         drop(child);
         assert_eq!(f.held_by_another(5), Some(false), "the kernel dropped the lock of the child that died");
         f.release(3);

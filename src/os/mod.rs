@@ -5,6 +5,8 @@
 //!   collapsing it into huge pages again, mapping metadata;
 //! - [`files`]: reading /proc and /sys without allocating, under a root directory;
 //! - [`probe`]: the machine, probed once into plain data (THP mode, pools, cgroup room);
+//! - [`pool_counters`]: the hugetlb pools' counters, kept open for the reads before each fork;
+//! - [`kept`]: descriptors kept open across calls, checked to still be the library's;
 //! - [`kernel_view`]: what the kernel says this process holds;
 //! - [`process`]: errno, the environment, secure execution, pid, clock, random seed;
 //! - [`thread`]: yielding, thread-exit keys, fork and exit handlers, the helper thread;
@@ -21,9 +23,11 @@
 //! Linux only: the crate refuses to build elsewhere (see `lib.rs`).
 
 pub mod files;
+pub mod kept;
 pub mod kernel_view;
 pub mod lockfile;
 pub mod mem;
+pub mod pool_counters;
 pub mod probe;
 pub mod process;
 pub mod stderr;

@@ -92,10 +92,14 @@ impl PoolInfo {
     }
 
     /// As `read(root, kind).map(|p| p.available())`, reading only the files that figure takes
-    /// (three when the pool may not grow): it is asked before each fork of a process holding
-    /// hugetlb pages, and each sysfs file costs an open, two reads and a close.
+    /// (three when the pool may not grow).
     pub fn read_available(root: &[u8], kind: PageKind) -> Option<usize> {
-        let number = |file: &[u8]| pool_number(root, kind, file);
+        Self::available_from(|file| pool_number(root, kind, file))
+    }
+
+    /// [`available`](PoolInfo::available), with each counter read by `number` (given the
+    /// file's name in the pool's sysfs directory), and only the counters it takes.
+    pub fn available_from(number: impl Fn(&[u8]) -> Option<usize>) -> Option<usize> {
         let free = number(b"free_hugepages")?;
         let reserved = number(b"resv_hugepages").unwrap_or(0);
         let overcommit = number(b"nr_overcommit_hugepages").unwrap_or(0);
@@ -123,9 +127,11 @@ fn pool_number(root: &[u8], kind: PageKind, file: &[u8]) -> Option<usize> {
 }
 
 /// Pages of `kind` a new private mapping could reserve now (see [`PoolInfo::available`]);
-/// `None` where sysfs cannot be read.
+/// `None` where sysfs cannot be read. Read from counters kept open
+/// ([`super::pool_counters`]): it is asked before each fork of a process holding hugetlb
+/// pages.
 pub fn pool_available(kind: PageKind) -> Option<usize> {
-    PoolInfo::read_available(b"/", kind)
+    PoolInfo::available_from(|file| super::pool_counters::number(kind, file))
 }
 
 /// What the OS offers, read once at start.

@@ -29,7 +29,7 @@
 //! pages already promised: the SIGBUS the table is there to prevent, which any process can
 //! cause anyway by mapping the pool's free pages; docs/design.md, threat model), nothing more.
 
-use crate::os::lockfile::{self, Hold, LockFile};
+use crate::os::lockfile::{self, Checked, Hold, LockFile};
 use crate::os::thread;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -139,9 +139,10 @@ impl Family {
         self.file.is_some()
     }
 
-    /// The table and the file, while the file is still the family's.
-    fn usable(&self) -> Option<(&Table, &LockFile)> {
-        let f = self.file.as_ref().filter(|f| f.ours())?;
+    /// The table and the file's locks, while the file is still the family's (checked once
+    /// per call: a caller that waits calls again).
+    fn usable(&self) -> Option<(&Table, Checked<'_>)> {
+        let f = self.file.as_ref()?.checked()?;
         // SAFETY: the page is mapped shared for the process's life, zero-initialised, and
         // large enough for the table (asserted above); a Table is atomics only, valid for any
         // bytes, and is only ever read and written through them.
@@ -238,7 +239,7 @@ impl Family {
     /// or another child would need one more copy from the pools than they were promised.
     pub fn wait_for_move(&self, bytes: usize, now: impl Fn() -> u32) {
         let Decision::MoveOut(i, g) = self.decision else { return };
-        let Some((t, f)) = self.usable().filter(|_| i < SLOTS) else { return };
+        let Some((t, _)) = self.usable().filter(|_| i < SLOTS) else { return };
         let s = &t.slots[i];
         let gib = u32::try_from(bytes >> 30).unwrap_or(u32::MAX);
         let deadline = MOVE_MS.saturating_add(gib.saturating_mul(MOVE_MS_PER_GIB));
@@ -250,7 +251,8 @@ impl Family {
                 return; // moved (or the word was changed: nothing left to wait for)
             }
             let waited = now().wrapping_sub(start);
-            match f.held_by_another(i as u32) {
+            // Checked again after each wait: the program may close the descriptor meanwhile.
+            match self.usable().and_then(|(_, f)| f.held_by_another(i as u32)) {
                 Some(true) => started = true,
                 // Moved and gone, died, or (after a while) never started.
                 Some(false) if started || waited > START_MS => break,
@@ -273,7 +275,7 @@ impl Family {
     fn reserve(
         &self,
         t: &Table,
-        f: &LockFile,
+        f: Checked<'_>,
         held: [usize; 2],
         available: [Option<usize>; 2],
         now: u32,
@@ -287,7 +289,7 @@ impl Family {
 
     /// Sums the promises of live children and of children being forked, freeing the slots of
     /// children that exited or exec'd and reservations never taken.
-    fn live_promises(&self, t: &Table, f: &LockFile, now: u32) -> [usize; 2] {
+    fn live_promises(&self, t: &Table, f: Checked<'_>, now: u32) -> [usize; 2] {
         self.live_promises_with(t, f, now, None)
     }
 
@@ -296,7 +298,7 @@ impl Family {
     fn live_promises_with(
         &self,
         t: &Table,
-        f: &LockFile,
+        f: Checked<'_>,
         now: u32,
         fresh: Option<(usize, u32, [u32; 2])>,
     ) -> [usize; 2] {
@@ -360,7 +362,7 @@ fn covered(held: [usize; 2], available: [Option<usize>; 2], promised: [usize; 2]
 /// (its lock would pass for the new child's). The time and pages are written before the slot is
 /// published as well as after (a concurrent claim of the same slot may have overwritten them),
 /// so that no relative sees the reservation with another's time.
-fn claim(t: &Table, f: &LockFile, state_to: u32, pages: [u32; 2], now: u32) -> Option<(usize, u32)> {
+fn claim(t: &Table, f: Checked<'_>, state_to: u32, pages: [u32; 2], now: u32) -> Option<(usize, u32)> {
     for (i, s) in t.slots.iter().enumerate() {
         let w = s.word.load(Ordering::Acquire);
         if state(w) != FREE || f.held_by_another(i as u32) != Some(false) {
@@ -388,7 +390,7 @@ fn claim(t: &Table, f: &LockFile, state_to: u32, pages: [u32; 2], now: u32) -> O
 /// Makes reserved slot `i` (in word `expect`) this process's: locks its byte and marks it
 /// held. False, letting go of the lock, if another process holds the byte or the slot is no
 /// longer the reservation named.
-fn hold(t: &Table, f: &LockFile, i: usize, expect: u32) -> bool {
+fn hold(t: &Table, f: Checked<'_>, i: usize, expect: u32) -> bool {
     let Some(s) = t.slots.get(i) else { return false };
     if f.try_hold(i as u32) != Hold::Taken {
         return false;
