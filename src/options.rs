@@ -58,7 +58,9 @@ pub const OPTIONS: [OptionRow; 10] = [
         summary: "heap size from which `auto` uses huge pages (4 KiB pages below, as glibc)",
         doc: "Under `auto`, the heap is in plain 4 KiB pages (as glibc's, and left to THP's \
               `always` mode if the machine has it) until it reaches this size; from there on, \
-              huge pages, and the first part is advised and collapsed into THP too. A small \
+              huge pages, and the first part joins them: into the 2 MiB pool when the heap's \
+              next pieces come from it and the process has one thread, else advised and \
+              collapsed into THP. A small \
               process (a forked backend, a short helper) pays no 2 MiB granularity, and gives \
               back large blocks it frees at once, as glibc does: huge pages would cost a few MiB \
               of partly used 2 MiB pages, and their fork gain is small below this size \

@@ -87,9 +87,9 @@ fn pool_back_to(pages: usize) {
 fn writing_children_with_a_tight_pool_all_live() {
     let _serial = serial();
     let Some(prog) = build("children.c", "cc", &[]) else { return };
-    // 128 MiB of objects: ~100 MiB of it in hugetlb pages (the first 32 MiB are 4 KiB pages,
-    // HUGEHEAP_HUGE_FROM). 80 free pages: the copy-on-write reserve lets the heap take 40
-    // and keeps 40 for one child that writes; from the second on, there is no room.
+    // 128 MiB of objects, of which 80 MiB in hugetlb pages: 80 free pages, and the
+    // copy-on-write reserve lets the heap take 40 and keeps 40 for one child that writes;
+    // from the second on, there is no room.
     const POOL: usize = 80;
     let Some(_pool) = tight_pool(POOL) else { return };
     for n in 1..=4 {

@@ -355,28 +355,73 @@ pub fn resident(addr: usize) -> Option<bool> {
 /// Replaces the hugetlb memory `[addr, addr + len)` with anonymous memory advised for THP,
 /// holding the same contents in the 2 MiB pieces `keep(i)` says are worth copying and that are
 /// present ([`resident`]: a piece never touched is not read, since reading a private hugetlb
-/// hole would take a page from the pool); the others read as zero. Returns false, with nothing changed, when the
-/// memory for the copy cannot be had.
+/// hole would take a page from the pool); the others read as zero. Returns false, with nothing
+/// changed, when the memory for the copy cannot be had.
 ///
 /// # Safety
 /// `[addr, addr + len)` must be a whole hugetlb mapping of the arena (or whole 1 GiB pieces of
 /// one) that no other thread touches meanwhile; `keep(i)` false only for pieces whose contents
 /// do not matter.
 pub unsafe fn move_to_anon(addr: usize, len: usize, keep: impl Fn(usize) -> bool) -> bool {
-    const PIECE: usize = 2 << 20;
-    debug_assert!(addr % PIECE == 0 && len % PIECE == 0);
-    let Some(new) = map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE) else {
+    // A piece whose presence cannot be asked is copied (the safe side for its contents).
+    let copy = |i: usize| keep(i) && resident(addr + i * MOVE_PIECE).unwrap_or(true);
+    // SAFETY: this function's contract is `move_over`'s, for anonymous memory.
+    unsafe { move_over(addr, len, libc::MAP_PRIVATE, Some(libc::MADV_HUGEPAGE), copy) }
+}
+
+/// Replaces the anonymous memory `[addr, addr + len)` with private 2 MiB hugetlb pages holding
+/// the same contents in the 2 MiB pieces `keep(i)` says are worth copying; the others read as
+/// zero. The pool reserves every page before anything is copied: returns false, with nothing
+/// changed, when it cannot, or when the kernel cannot move hugetlb mappings (before 5.17).
+///
+/// # Safety
+/// `[addr, addr + len)` must be committed anonymous memory of the arena, 2 MiB aligned, that
+/// nothing else reads or writes meanwhile (no other thread, no signal handler); `keep(i)`
+/// false only for pieces whose contents do not matter.
+pub unsafe fn move_to_hugetlb(addr: usize, len: usize, keep: impl Fn(usize) -> bool) -> bool {
+    let flags = libc::MAP_PRIVATE | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB;
+    // SAFETY: this function's contract is `move_over`'s.
+    unsafe { move_over(addr, len, flags, None, keep) }
+}
+
+/// The unit [`move_to_anon`] and [`move_to_hugetlb`] copy in.
+const MOVE_PIECE: usize = 2 << 20;
+
+/// Maps `len` fresh bytes with `flags` (and `advice`), copies into them the 2 MiB pieces of
+/// `[addr, addr + len)` that `copy(i)` names, and moves the new mapping over the old one in
+/// one step (`mremap`), so that the range never reads as anything but its contents. False,
+/// with nothing changed, when the new mapping cannot be made or moved.
+///
+/// # Safety
+/// `[addr, addr + len)` must be a mapping of the arena, `MOVE_PIECE` aligned, that nothing
+/// else reads or writes meanwhile; `copy(i)` false only for pieces whose contents do not
+/// matter.
+unsafe fn move_over(
+    addr: usize,
+    len: usize,
+    flags: libc::c_int,
+    advice: Option<libc::c_int>,
+    copy: impl Fn(usize) -> bool,
+) -> bool {
+    debug_assert!(addr % MOVE_PIECE == 0 && len % MOVE_PIECE == 0 && len > 0);
+    let Some(new) = map_fresh(len, libc::PROT_READ | libc::PROT_WRITE, flags) else {
         return false;
     };
     let new = new as *mut libc::c_void;
-    // SAFETY: advice on the mapping just made.
-    unsafe { libc::madvise(new, len, libc::MADV_HUGEPAGE) };
-    for i in 0..len / PIECE {
-        // A piece whose presence cannot be asked is copied (the safe side for its contents).
-        if keep(i) && resident(addr + i * PIECE).unwrap_or(true) {
-            // SAFETY: both ranges are mapped and `PIECE` long at offset i; they do not overlap.
+    if let Some(advice) = advice {
+        // SAFETY: advice on the mapping just made.
+        unsafe { libc::madvise(new, len, advice) };
+    }
+    for i in 0..len / MOVE_PIECE {
+        if copy(i) {
+            // SAFETY: both ranges are mapped and `MOVE_PIECE` long at offset i; they do not
+            // overlap.
             unsafe {
-                core::ptr::copy_nonoverlapping((addr + i * PIECE) as *const u8, (new as *mut u8).add(i * PIECE), PIECE)
+                core::ptr::copy_nonoverlapping(
+                    (addr + i * MOVE_PIECE) as *const u8,
+                    (new as *mut u8).add(i * MOVE_PIECE),
+                    MOVE_PIECE,
+                )
             };
         }
     }

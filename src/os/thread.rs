@@ -48,6 +48,20 @@ pub fn c_library_single_threaded() -> bool {
     false
 }
 
+/// Whether the calling thread is the process's only one: the C library knows of no other
+/// ([`c_library_single_threaded`]) and the kernel counts one (`Threads:` of
+/// `/proc/self/status`, which counts threads the C library does not know, hugeheap's helper
+/// among them). False where either cannot say. Nothing can start another thread while the
+/// calling one is busy with something else, so the answer holds until it returns.
+pub fn only_thread() -> bool {
+    if !c_library_single_threaded() {
+        return false;
+    }
+    let mut buf = [0u8; 2048];
+    let Some(n) = super::files::read_proc_file(c"/proc/self/status", &mut buf) else { return false };
+    super::files::field_kib(&buf[..n], b"Threads:") == Some(1)
+}
+
 /// Registers fork handlers (`runtime.rs` says what hugeheap's do).
 pub fn atfork(prepare: unsafe extern "C" fn(), parent: unsafe extern "C" fn(), child: unsafe extern "C" fn()) {
     // SAFETY: the handlers are plain functions valid for the process's life.
@@ -443,7 +457,7 @@ fn read_fs(offset: usize) -> usize {
 
 /// Runs `f` with every signal blocked in the calling thread (a thread started meanwhile
 /// inherits that mask), then puts the mask back. `None` if the mask could not be changed.
-fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> Option<R> {
+pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> Option<R> {
     // SAFETY: both sets are plain values written by sigfillset and pthread_sigmask.
     let (mut all, mut old): (libc::sigset_t, libc::sigset_t) = unsafe { (core::mem::zeroed(), core::mem::zeroed()) };
     // SAFETY: `all` and `old` are valid sets; changing this thread's mask has no other effect.

@@ -62,8 +62,9 @@ pub struct Arena {
     last_kind: Option<PageKind>,
     /// The small heap's 4 KiB pages have been advised for THP (or that was not possible).
     promoted: bool,
-    /// Huge pages `[0, n)` advised for THP by the last growth, for the page heap to relabel.
-    just_promoted: Option<usize>,
+    /// Huge pages `[0, n)` of the small phase the last growth passed, and whether they were
+    /// advised for THP, for the page heap to relabel or move.
+    just_promoted: Option<(usize, bool)>,
     /// The settings and the machine, for the start line.
     config: Config,
     info: OsInfo,
@@ -217,23 +218,26 @@ impl Arena {
 
     /// The heap has outgrown its small phase (`HUGEHEAP_HUGE_FROM`): advises its 4 KiB part for
     /// THP, when THP can be had, so that it is collapsed (by the re-collapse sweep or
-    /// khugepaged) and forks no slower than the rest. Tried once.
+    /// khugepaged) and forks no slower than the rest; the page heap may instead move it into
+    /// the 2 MiB pool after the growth ([`take_promoted`](Arena::take_promoted)). Tried once.
     fn promote(&mut self, backing: &mut impl Backing) {
         self.promoted = true;
         let n = self.ladder.small_below();
         if !self.ladder.thp_usable(backing) {
+            self.just_promoted = Some((n, false));
             return;
         }
         // SAFETY: [0, n) is committed (the frontier is at n) and is arena memory in 4 KiB
         // pages; advice changes no contents.
-        if unsafe { backing.advise_thp(self.base, n * HUGE_SIZE) }.is_ok() {
+        let advised = unsafe { backing.advise_thp(self.base, n * HUGE_SIZE) }.is_ok();
+        if advised {
             self.ladder.promoted(n);
             if self.last_kind == Some(PageKind::Small) {
                 // It now merges with a THP piece that follows.
                 self.last_kind = Some(PageKind::Thp);
             }
-            self.just_promoted = Some(n);
         }
+        self.just_promoted = Some((n, advised));
     }
 
     /// The heap still grows in 4 KiB pages up to `HUGEHEAP_HUGE_FROM` and has not passed it.
@@ -247,8 +251,9 @@ impl Arena {
         if self.promoted { 0 } else { self.ladder.small_below().min(self.frontier) }
     }
 
-    /// The huge pages `[0, n)` the last growth turned from 4 KiB pages into THP, once.
-    pub fn take_promoted(&mut self) -> Option<usize> {
+    /// The huge pages `[0, n)` of the small phase the last growth left behind, once, and
+    /// whether they were advised for THP (they are THP pages then, else still 4 KiB ones).
+    pub fn take_promoted(&mut self) -> Option<(usize, bool)> {
         self.just_promoted.take()
     }
 

@@ -1,10 +1,10 @@
 //! What the page heap asks of the OS under its lock, behind one narrow interface: address
-//! space, commits with a page kind, giving memory back, moving memory out of the hugetlb pools,
-//! what the pools can give, whether THP is off for the process, and the clock (collapsing
+//! space, commits with a page kind, giving memory back, moving memory out of the hugetlb pools
+//! and into them, what the pools can give, whether THP is off for the process, and the clock (collapsing
 //! happens outside the lock, in `collapser`). [`OsBacking`] is the real one; tests put a fake
 //! in its place, so that release, decay and re-collapse are checked call by call, with a hand-turned clock.
 
-use crate::os::{mem, probe, process};
+use crate::os::{mem, probe, process, thread};
 use crate::pagekind::PageKind;
 
 /// The page heap's view of the OS. Implementations must not allocate through the global
@@ -48,6 +48,17 @@ pub trait Backing {
     /// # Safety
     /// As for [`mem::move_to_anon`].
     unsafe fn move_to_anon(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool;
+
+    /// Replaces anonymous memory with 2 MiB hugetlb pages holding the same contents in the
+    /// 2 MiB pieces `keep` names (see [`mem::move_to_hugetlb`]), when the calling thread is
+    /// the process's only one (no other could touch the memory meanwhile); false, with nothing
+    /// changed, when it is not, or the pool cannot take it.
+    ///
+    /// # Safety
+    /// `[addr, addr + len)` is committed anonymous memory of the arena, 2 MiB aligned, that no
+    /// code of the calling thread touches meanwhile (the page heap's lock is held); `keep`
+    /// false only for pieces whose contents do not matter.
+    unsafe fn move_to_hugetlb(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool;
 
     /// Pages of a hugetlb kind a new mapping could reserve now; `None` where unknown.
     fn pool_available(&self, kind: PageKind) -> Option<usize>;
@@ -106,6 +117,15 @@ impl Backing for OsBacking {
     unsafe fn move_to_anon(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool {
         // SAFETY: `move_to_anon`'s contract is `mem::move_to_anon`'s precondition, word for word.
         unsafe { mem::move_to_anon(addr, len, keep) }
+    }
+
+    unsafe fn move_to_hugetlb(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool {
+        // Signals blocked: a handler that reads or writes the heap could otherwise run between
+        // the copy and the move, and see the old memory or lose a write.
+        thread::only_thread()
+            // SAFETY: the caller's contract, and this thread is the process's only one with
+            // every signal blocked: nothing else touches the range meanwhile.
+            && thread::with_signals_blocked(|| unsafe { mem::move_to_hugetlb(addr, len, keep) }) == Some(true)
     }
 
     fn pool_available(&self, kind: PageKind) -> Option<usize> {

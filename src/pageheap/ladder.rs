@@ -287,6 +287,12 @@ impl Ladder {
         }
     }
 
+    /// Whether the pool of hugetlb `kind` can give `n` more pages now, under the copy-on-write
+    /// room (as a commit of them would be judged).
+    pub fn pool_takes(&self, backing: &impl Backing, kind: PageKind, n: usize) -> bool {
+        self.pool_pages(backing, kind).is_ok_and(|m| m >= n)
+    }
+
     /// Records a piece of `n` huge pages committed with `kind`.
     pub fn committed(&mut self, kind: PageKind, n: usize) {
         let rec = &mut self.kinds[kind as usize];
@@ -294,6 +300,15 @@ impl Ladder {
         rec.pieces += 1;
         rec.failed_at = None;
         self.report_fallbacks(kind, n);
+    }
+
+    /// Records that `n` huge pages of anonymous kind `from` were moved into hugetlb pages of
+    /// `kind` (a piece of their own).
+    pub fn moved_into(&mut self, from: PageKind, kind: PageKind, n: usize) {
+        let bytes = n * HUGE_SIZE;
+        debug_assert!(self.kinds[from as usize].bytes >= bytes);
+        self.kinds[from as usize].bytes -= bytes;
+        self.committed(kind, n);
     }
 
     /// Records that the first `n` huge pages, committed in 4 KiB pages for a small heap, were

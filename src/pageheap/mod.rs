@@ -57,6 +57,7 @@ pub mod recollapse;
 pub mod release;
 pub mod residency;
 pub mod resize;
+pub mod small_to_pool;
 pub mod tables;
 
 use crate::options::Config;
@@ -436,21 +437,26 @@ impl<B: Backing> PageHeap<B> {
                 anon += count;
             }
         });
-        if let Some(n) = self.arena.take_promoted() {
-            // The small heap's 4 KiB pages were advised for THP: they are THP pages now, to
-            // be collapsed by a sweep of the helper, started for it if no fork has started it
-            // (a program that forks right after building its heap would otherwise copy their
-            // page tables at every fork).
-            for d in &mut self.tables.descs()[..n] {
-                d.kind = PageKind::Thp as u8;
-            }
-            self.recollapse.request();
-            bell().promoted();
-        }
         self.mirror_release_from();
         self.tables.map().set_range(HugePage(frontier), HugePage(added), true);
         self.counters.free_bytes += added * HUGE_SIZE;
         self.res.free_anon_backed += anon;
+        if let Some((n, advised)) = self.arena.take_promoted() {
+            // The small heap's pages join the 2 MiB pool the growth took from, where they can
+            // (here, once the growth's pieces are counted: this growth may have committed
+            // part of the small phase too); else, advised for THP, they are THP pages now, to
+            // be collapsed by a sweep of the helper, started for it if no fork has started it
+            // (a program that forks right after building its heap would otherwise copy their
+            // page tables at every fork).
+            let moved = self.small_to_pool(n, advised);
+            if !moved && advised {
+                for d in &mut self.tables.descs()[..n] {
+                    d.kind = PageKind::Thp as u8;
+                }
+                self.recollapse.request();
+                bell().promoted();
+            }
+        }
         if added > anon {
             // Without the table (no shared page to be had), each child decides alone (see
             // `children`).

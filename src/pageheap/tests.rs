@@ -151,6 +151,8 @@ struct Fake {
     calls: &'static Cell<Vec<Call>>,
     /// What `cgroup_room` answers (0: no limit).
     room: &'static Cell<usize>,
+    /// Free pages of the 2 MiB pool, which commits and moves of that kind take.
+    pool: usize,
 }
 
 impl Backing for Fake {
@@ -178,7 +180,10 @@ impl Backing for Fake {
         let p = unsafe { std::alloc::alloc_zeroed(layout) };
         (!p.is_null()).then(|| p.expose_provenance())
     }
-    unsafe fn commit(&mut self, _: usize, _: usize, _: PageKind, _: bool) -> Result<(), i32> {
+    unsafe fn commit(&mut self, _: usize, len: usize, kind: PageKind, _: bool) -> Result<(), i32> {
+        if kind == PageKind::Mib2 {
+            self.pool = self.pool.checked_sub(len / HUGE_SIZE).ok_or(crate::os::ENOMEM)?;
+        }
         Ok(())
     }
     unsafe fn advise_thp(&mut self, _: usize, _: usize) -> Result<(), i32> {
@@ -190,8 +195,8 @@ impl Backing for Fake {
         self.calls.set(v);
         true
     }
-    fn pool_available(&self, _: PageKind) -> Option<usize> {
-        Some(0)
+    fn pool_available(&self, kind: PageKind) -> Option<usize> {
+        Some(if kind == PageKind::Mib2 { self.pool } else { 0 })
     }
     fn now_ms(&self) -> u32 {
         self.now.get()
@@ -204,6 +209,10 @@ impl Backing for Fake {
     }
     unsafe fn move_to_anon(&mut self, _: usize, _: usize, _: &dyn Fn(usize) -> bool) -> bool {
         true
+    }
+    unsafe fn move_to_hugetlb(&mut self, addr: usize, len: usize, _: &dyn Fn(usize) -> bool) -> bool {
+        debug_assert_eq!(addr % HUGE_SIZE, 0);
+        self.pool.checked_sub(len / HUGE_SIZE).map(|left| self.pool = left).is_some()
     }
 }
 
@@ -223,7 +232,7 @@ impl Rig {
         let now: &'static Cell<u32> = Box::leak(Box::new(Cell::new(1_000)));
         let calls: &'static Cell<Vec<Call>> = Box::leak(Box::new(Cell::new(Vec::new())));
         let room: &'static Cell<usize> = Box::leak(Box::new(Cell::new(room)));
-        let fake = Fake { now, calls, room };
+        let fake = Fake { now, calls, room, pool: 0 };
         let mut cfg = config(retain, decay_ms, PageKind::Thp);
         cfg.max_heap = 0;
         // A machine of its own, not this one's: THP on request, no pools.
@@ -297,6 +306,89 @@ fn the_release_scan_runs_at_most_four_times_per_decay() {
     unsafe { r.ph.free_span(d) };
     assert!(r.calls().is_empty(), "100 ms after the last scan: none, whatever is free");
     r.ph.check_invariants();
+}
+
+/// A heap in `auto` that outgrows a small phase of 8 huge pages, on a machine whose 2 MiB pool
+/// has `pool` free pages, some of the small phase's pages freed (one released) before: the
+/// small phase joins the pool when the pool can take it, and the residency counts follow.
+fn small_phase_then_pool(pool: usize) -> Rig {
+    let mut r = pool_rig(pool);
+    // The small phase, filled: a small span, a large one, and four whole free pages (one of
+    // them given back to the OS after the decay).
+    let small = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+    let large = r.ph.alloc_span(3 * HUGE_SIZE, HUGE_SIZE, false);
+    let freed = r.ph.alloc_span(4 * HUGE_SIZE, HUGE_SIZE, false);
+    assert_eq!(r.ph.arena.frontier, 8, "the small phase, exactly");
+    // SAFETY: freed is live and freed once.
+    unsafe { r.ph.free_span(freed) };
+    r.advance(2000);
+    let probe = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+    // SAFETY: probe is live and freed once.
+    unsafe { r.ph.free_span(probe) };
+    r.ph.check_invariants();
+    let _ = r.calls();
+    // Past it.
+    let big = r.ph.alloc_span(6 * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(!small.is_null() && !large.is_null() && !big.is_null());
+    r.ph.check_invariants();
+    r
+}
+
+/// A heap in `auto` with a small phase of 8 huge pages, on a machine whose 2 MiB pool has
+/// `pool` free pages.
+fn pool_rig(pool: usize) -> Rig {
+    let now: &'static Cell<u32> = Box::leak(Box::new(Cell::new(1_000)));
+    let calls: &'static Cell<Vec<Call>> = Box::leak(Box::new(Cell::new(Vec::new())));
+    let room: &'static Cell<usize> = Box::leak(Box::new(Cell::new(0)));
+    let fake = Fake { now, calls, room, pool };
+    let mut cfg = config(0, 1000, PageKind::Thp);
+    cfg.pages = PageChain::AUTO;
+    cfg.huge_from = 8 * HUGE_SIZE;
+    let info = OsInfo {
+        thp: crate::os::probe::ThpMode::Madvise,
+        thp_defrag: crate::os::probe::ThpMode::Madvise,
+        pool_2m: Some(crate::os::probe::PoolInfo { total: pool, free: pool, ..Default::default() }),
+        pool_1g: None,
+        phys_mem: 16 << 30,
+        cgroup_room: 0,
+    };
+    let ph = PageHeap::create(fake, &cfg, &info, 0).expect("page heap");
+    Rig { ph, now, calls, room }
+}
+
+#[test]
+fn the_small_phase_joins_the_pool_the_heap_grows_into() {
+    let mut r = small_phase_then_pool(100);
+    let kinds = &r.ph.arena.ladder.kinds;
+    assert_eq!(kinds[PageKind::Thp as usize].bytes + kinds[PageKind::Small as usize].bytes, 0);
+    assert!(r.ph.tables.descs()[..8].iter().all(|d| d.kind == PageKind::Mib2 as u8));
+    assert_eq!(r.ph.counters.released_now, 0, "a hugetlb page is never released");
+    assert!(!r.ph.recollapse_pending(), "nothing left for the helper");
+}
+
+/// One allocation larger than the small phase, into an empty heap: the growth commits the
+/// small phase's 4 KiB pages and the pool's pages at once, and the small phase joins the pool.
+#[test]
+fn a_first_allocation_past_the_small_phase_puts_it_all_in_the_pool() {
+    let mut r = pool_rig(100);
+    let big = r.ph.alloc_span(20 * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(!big.is_null());
+    r.ph.check_invariants();
+    let kinds = &r.ph.arena.ladder.kinds;
+    assert_eq!(kinds[PageKind::Thp as usize].bytes + kinds[PageKind::Small as usize].bytes, 0);
+    assert!(r.ph.tables.descs()[..8].iter().all(|d| d.kind == PageKind::Mib2 as u8));
+    // SAFETY: big is live and freed once.
+    unsafe { r.ph.free_span(big) };
+    r.ph.check_invariants();
+}
+
+#[test]
+fn a_pool_that_cannot_take_the_small_phase_leaves_it_thp() {
+    // Room for the growth's pieces, not for the small phase besides.
+    let mut r = small_phase_then_pool(12);
+    assert!(r.ph.arena.ladder.kinds[PageKind::Mib2 as usize].bytes > 0, "the growth took from the pool");
+    assert_eq!(r.ph.arena.ladder.kinds[PageKind::Thp as usize].bytes, 8 * HUGE_SIZE);
+    assert!(r.ph.tables.descs()[..8].iter().all(|d| d.kind == PageKind::Thp as u8));
 }
 
 /// Runs sweeps until none is pending, answering each page with `outcome(page index)`; returns
