@@ -127,10 +127,15 @@ fn pool_number(root: &[u8], kind: PageKind, file: &[u8]) -> Option<usize> {
 }
 
 /// Pages of `kind` a new private mapping could reserve now (see [`PoolInfo::available`]);
-/// `None` where sysfs cannot be read. Read from counters kept open
-/// ([`super::pool_counters`]): it is asked before each fork of a process holding hugetlb
-/// pages.
+/// `None` where sysfs cannot be read.
 pub fn pool_available(kind: PageKind) -> Option<usize> {
+    PoolInfo::read_available(b"/", kind)
+}
+
+/// As [`pool_available`], from counters kept open ([`super::pool_counters`]), for a process
+/// that asks before each of its forks (it holds hugetlb pages); a process that never does
+/// keeps no descriptor of them.
+pub fn pool_available_kept(kind: PageKind) -> Option<usize> {
     PoolInfo::available_from(|file| super::pool_counters::number(kind, file))
 }
 

@@ -63,6 +63,13 @@ pub trait Backing {
     /// Pages of a hugetlb kind a new mapping could reserve now; `None` where unknown.
     fn pool_available(&self, kind: PageKind) -> Option<usize>;
 
+    /// As [`pool_available`](Backing::pool_available), asked around each fork of a process
+    /// holding hugetlb pages, where it may keep what it reads from open (see
+    /// [`probe::pool_available_kept`]).
+    fn pool_available_at_fork(&self, kind: PageKind) -> Option<usize> {
+        self.pool_available(kind)
+    }
+
     /// A coarse monotonic clock, in milliseconds (wrapping).
     fn now_ms(&self) -> u32;
 
@@ -130,6 +137,10 @@ impl Backing for OsBacking {
 
     fn pool_available(&self, kind: PageKind) -> Option<usize> {
         probe::pool_available(kind)
+    }
+
+    fn pool_available_at_fork(&self, kind: PageKind) -> Option<usize> {
+        probe::pool_available_kept(kind)
     }
 
     fn now_ms(&self) -> u32 {

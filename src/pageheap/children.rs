@@ -29,7 +29,7 @@ impl<B: Backing> PageHeap<B> {
     /// (2 MiB, 1 GiB); `None` for a kind it holds none of, whose pool no decision reads.
     fn pools_available(&self, held: [usize; 2]) -> [Option<usize>; 2] {
         let kinds = [PageKind::Mib2, PageKind::Gib1];
-        [0, 1].map(|i| if held[i] == 0 { None } else { self.backing.pool_available(kinds[i]) })
+        [0, 1].map(|i| if held[i] == 0 { None } else { self.backing.pool_available_at_fork(kinds[i]) })
     }
 
     /// Before fork, in the parent (the page heap's lock held): decides for the child to be
@@ -66,7 +66,7 @@ impl<B: Backing> PageHeap<B> {
         let held = self.hugetlb_held();
         let now = self.backing.now_ms();
         let backing = &self.backing;
-        let available = || [PageKind::Mib2, PageKind::Gib1].map(|k| backing.pool_available(k));
+        let available = || [PageKind::Mib2, PageKind::Gib1].map(|k| backing.pool_available_at_fork(k));
         if self.family.take(held, now, available) {
             return;
         }
