@@ -357,6 +357,7 @@ fn pool_rig(pool: usize) -> Rig {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a heap holding hugetlb pages makes its family file (memfd), which Miri does not run")]
 fn the_small_phase_joins_the_pool_the_heap_grows_into() {
     let mut r = small_phase_then_pool(100);
     let kinds = &r.ph.arena.ladder.kinds;
@@ -369,6 +370,7 @@ fn the_small_phase_joins_the_pool_the_heap_grows_into() {
 /// One allocation larger than the small phase, into an empty heap: the growth commits the
 /// small phase's 4 KiB pages and the pool's pages at once, and the small phase joins the pool.
 #[test]
+#[cfg_attr(miri, ignore = "a heap holding hugetlb pages makes its family file (memfd), which Miri does not run")]
 fn a_first_allocation_past_the_small_phase_puts_it_all_in_the_pool() {
     let mut r = pool_rig(100);
     let big = r.ph.alloc_span(20 * HUGE_SIZE, HUGE_SIZE, false);
@@ -383,6 +385,7 @@ fn a_first_allocation_past_the_small_phase_puts_it_all_in_the_pool() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "a heap holding hugetlb pages makes its family file (memfd), which Miri does not run")]
 fn a_pool_that_cannot_take_the_small_phase_leaves_it_thp() {
     // Room for the growth's pieces, not for the small phase besides.
     let mut r = small_phase_then_pool(12);
