@@ -1,12 +1,11 @@
 //! The hugetlb pools' counters, kept open. A process holding hugetlb pages reads three of them
 //! before each fork (the copy-on-write decision, `pageheap::children`); other reads (a growth
 //! choosing its pages) open and close them, so that a process that holds no hugetlb page keeps
-//! no descriptor. Opening a sysfs file
-//! costs about 7 µs on this project's machine, reading one already open under 1 µs: three
-//! files were 21 µs of every such fork. So each counter's file is opened once, kept
-//! ([`super::kept`]: a high, close-on-exec descriptor checked before each read), and read at
-//! offset 0, where sysfs produces the value afresh. A forked child shares the descriptors;
-//! after exec the new program opens its own.
+//! no descriptor. Opening a sysfs file costs about 7 µs on this project's machine, reading one
+//! already open under 1 µs: three files were 21 µs of every such fork. So each counter's file
+//! is opened once, kept ([`super::kept`]: a high, close-on-exec descriptor checked before each
+//! read), and read at offset 0, where sysfs produces the value afresh. A forked child shares
+//! the descriptors; after exec the new program opens its own.
 
 use super::files;
 use super::kept::{Kept, KeptCell};

@@ -1,8 +1,9 @@
 //! What the page heap asks of the OS under its lock, behind one narrow interface: address
 //! space, commits with a page kind, giving memory back, moving memory out of the hugetlb pools
-//! and into them, what the pools can give, whether THP is off for the process, and the clock (collapsing
-//! happens outside the lock, in `collapser`). [`OsBacking`] is the real one; tests put a fake
-//! in its place, so that release, decay and re-collapse are checked call by call, with a hand-turned clock.
+//! and into them, what the pools can give, whether THP is off for the process, and the clock
+//! (collapsing happens outside the lock, in `collapser`). [`OsBacking`] is the real one; tests
+//! put a fake in its place, so that release, decay and re-collapse are checked call by call,
+//! with a hand-turned clock.
 
 use crate::os::{mem, probe, process, thread};
 use crate::pagekind::PageKind;

@@ -229,22 +229,27 @@ impl Rig {
     }
     /// As `new`, in a memory cgroup that leaves `room` bytes at start-up (0: none).
     fn with_cgroup_room(retain: usize, decay_ms: u32, room: usize) -> Rig {
+        let mut cfg = config(retain, decay_ms, PageKind::Thp);
+        cfg.max_heap = 0;
+        Rig::on_machine(&cfg, room, 0)
+    }
+    /// A page heap with `cfg` on a machine of its own, not this one's: THP on request, a memory
+    /// cgroup that leaves `room` bytes at start-up (0: none), and a 2 MiB pool of `pool` free
+    /// pages (0: no pool).
+    fn on_machine(cfg: &Config, room: usize, pool: usize) -> Rig {
         let now: &'static Cell<u32> = Box::leak(Box::new(Cell::new(1_000)));
         let calls: &'static Cell<Vec<Call>> = Box::leak(Box::new(Cell::new(Vec::new())));
         let room: &'static Cell<usize> = Box::leak(Box::new(Cell::new(room)));
-        let fake = Fake { now, calls, room, pool: 0 };
-        let mut cfg = config(retain, decay_ms, PageKind::Thp);
-        cfg.max_heap = 0;
-        // A machine of its own, not this one's: THP on request, no pools.
+        let fake = Fake { now, calls, room, pool };
         let info = OsInfo {
             thp: crate::os::probe::ThpMode::Madvise,
             thp_defrag: crate::os::probe::ThpMode::Madvise,
-            pool_2m: None,
+            pool_2m: (pool > 0).then(|| crate::os::probe::PoolInfo { total: pool, free: pool, ..Default::default() }),
             pool_1g: None,
             phys_mem: 16 << 30,
             cgroup_room: room.get(),
         };
-        let ph = PageHeap::create(fake, &cfg, &info, 0).expect("page heap");
+        let ph = PageHeap::create(fake, cfg, &info, 0).expect("page heap");
         Rig { ph, now, calls, room }
     }
     fn advance(&self, ms: u32) {
@@ -337,23 +342,10 @@ fn small_phase_then_pool(pool: usize) -> Rig {
 /// A heap in `auto` with a small phase of 8 huge pages, on a machine whose 2 MiB pool has
 /// `pool` free pages.
 fn pool_rig(pool: usize) -> Rig {
-    let now: &'static Cell<u32> = Box::leak(Box::new(Cell::new(1_000)));
-    let calls: &'static Cell<Vec<Call>> = Box::leak(Box::new(Cell::new(Vec::new())));
-    let room: &'static Cell<usize> = Box::leak(Box::new(Cell::new(0)));
-    let fake = Fake { now, calls, room, pool };
     let mut cfg = config(0, 1000, PageKind::Thp);
     cfg.pages = PageChain::AUTO;
     cfg.huge_from = 8 * HUGE_SIZE;
-    let info = OsInfo {
-        thp: crate::os::probe::ThpMode::Madvise,
-        thp_defrag: crate::os::probe::ThpMode::Madvise,
-        pool_2m: Some(crate::os::probe::PoolInfo { total: pool, free: pool, ..Default::default() }),
-        pool_1g: None,
-        phys_mem: 16 << 30,
-        cgroup_room: 0,
-    };
-    let ph = PageHeap::create(fake, &cfg, &info, 0).expect("page heap");
-    Rig { ph, now, calls, room }
+    Rig::on_machine(&cfg, 0, pool)
 }
 
 #[test]

@@ -3,13 +3,14 @@
 // "thread"; then reports what the kernel says the process holds and how many of its descriptors
 // are hugetlb pool counters, checks every object, and has a forked child check them too. Prints
 // "hugetlb_kib=N thp_kib=N pool_fds=N intact=1 child_ok=1".
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "fds.h"
 
 static long kib(const char *file, const char *key) {
     FILE *f = fopen(file, "r");
@@ -21,25 +22,6 @@ static long kib(const char *file, const char *key) {
         if (!strncmp(line, key, n)) v = atol(line + n);
     fclose(f);
     return v;
-}
-
-// Descriptors open on the hugetlb pools' sysfs files.
-static int pool_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], target[300];
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(path, target, sizeof target - 1);
-        if (len > 0) {
-            target[len] = 0;
-            if (strstr(target, "/hugepages/")) n++;
-        }
-    }
-    closedir(d);
-    return n;
 }
 
 static int pipefd[2];
@@ -87,7 +69,7 @@ int main(int argc, char **argv) {
         (void)!write(pipefd[1], "x", 1);
         pthread_join(t, NULL);
     }
-    printf("hugetlb_kib=%ld thp_kib=%ld pool_fds=%d intact=%d child_ok=%d\n", hugetlb, thp, pool_fds(), ok,
+    printf("hugetlb_kib=%ld thp_kib=%ld pool_fds=%d intact=%d child_ok=%d\n", hugetlb, thp, fds_naming("/hugepages/"), ok,
            WIFEXITED(status) && WEXITSTATUS(status) == 0);
     return ok ? 0 : 1;
 }

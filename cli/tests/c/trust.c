@@ -31,6 +31,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fds.h"
+
 static char **objs;
 static size_t nobjs;
 
@@ -75,21 +77,7 @@ static void fork_and_reap(void) {
 
 // Whether this process holds a descriptor to a pagemap file.
 static int holds_pagemap(void) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return 0;
-    int found = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char path[300], target[300];
-        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
-        ssize_t n = readlink(path, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = 0;
-            if (strstr(target, "pagemap")) found = 1;
-        }
-    }
-    closedir(d);
-    return found;
+    return fds_naming("pagemap") > 0;
 }
 
 
