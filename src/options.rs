@@ -155,9 +155,10 @@ pub const OPTIONS: [OptionRow; 10] = [
               again once no child shares \
               them, using at most this percentage of one CPU (the small phase's pages, when the heap \
               outgrows it, at once; in a process that never forked, the allocating thread collapses \
-              them itself, before the allocation returns). `0`: nothing collapsed by hugeheap, no \
-              helper (split pages wait for khugepaged), for programs that must stay single-threaded \
-              (`unshare(CLONE_NEWUSER)`). A program that writes all over its heap while it forks \
+              them itself, before the allocation returns). `0`: no helper, for programs that must \
+              stay single-threaded (`unshare(CLONE_NEWUSER)`): split pages wait for khugepaged, \
+              and only the small phase's pages are collapsed, by the allocating thread of a \
+              process that never forked. A program that writes all over its heap while it forks \
               back to back splits pages faster than any budget restores them (each costs a 2 MiB \
               copy): when four sweeps in a row fall behind, forks during each, hugeheap says so \
               once on stderr with the hugetlb pool that keeps its forks fast (`hugeheap pool --for \

@@ -300,9 +300,20 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
     assert_eq!(get("helper_big"), 1, "after a fork, growing past the small phase starts the helper");
     let (small, small_huge) = (get("small"), get("small_huge"));
     assert!(small_huge >= small / 10 * 9, "the small phase's {small} bytes: {small_huge} in huge pages after a fork");
-    // HUGEHEAP_COLLAPSE=0: no helper, ever, and nothing collapsed by hugeheap.
+    // HUGEHEAP_COLLAPSE=0: no helper, ever; after a fork, the small phase waits for khugepaged.
     let v = run_child(&[("HUGEHEAP_COLLAPSE", "0"), ("HH_TEST_FORK_FIRST", "1")]);
     assert_eq!(v.get("helper_big").map(String::as_str), Some("0"), "{v:?}");
+    // ... but a process that never forked has the small phase collapsed by the allocating thread
+    // all the same: that needs no thread.
+    let v = run_child(&[("HUGEHEAP_COLLAPSE", "0")]);
+    let get = |k: &str| number(&v, k);
+    assert_eq!(get("helper_big"), 0, "HUGEHEAP_COLLAPSE=0 starts no helper");
+    assert_eq!(get("pending_at_once"), 0, "the small phase's sweep is done when the allocation returns");
+    let (small, small_huge) = (get("small"), get("small_huge"));
+    assert!(
+        small_huge >= small / 10 * 9,
+        "HUGEHEAP_COLLAPSE=0: the small phase's {small} bytes: {small_huge} in huge pages"
+    );
 }
 
 #[test]

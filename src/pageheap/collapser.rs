@@ -10,8 +10,9 @@
 //! CPU (measured on its own CPU clock; it sleeps the rest) and sleeps on a futex when no sweep
 //! is pending; a fork wakes it. While children share pages, it looks again after a wait that
 //! doubles (50 ms to 1 s) as long as they go on sharing as many, and a fork does not cut that
-//! wait short. `HUGEHEAP_COLLAPSE=0` keeps it from starting (and THP split by copy-on-write
-//! then waits for khugepaged).
+//! wait short. `HUGEHEAP_COLLAPSE=0` keeps it from starting (THP split by copy-on-write then
+//! waits for khugepaged); the allocating thread's collapse of the small phase, which needs no
+//! thread, is still done.
 //!
 //! The thread is named `hugeheap-thp`. It is the only thread hugeheap starts, and a process
 //! that never forks and stays in the small phase, or has no THP, never gets it. A forked child
@@ -95,17 +96,19 @@ pub fn note_fork() {
 
 /// Collapses the small heap's pages if they were turned into THP since this was last asked
 /// (`Doorbell::promoted`): here, in the allocating thread, when the process has never forked
-/// (no page can be shared, so no pagemap is read), else by the helper, started if need be.
-/// Here, the collapse is done before the program can fork (a program that builds its heap and
-/// forks at once would find the helper still collapsing, its first forks waiting for it:
-/// docs/benchmarks.md, "Figures behind the code"); it costs the allocation that outgrew the
-/// small phase a copy of at most `HUGEHEAP_HUGE_FROM`, once. Called at the end of allocation
-/// slow paths, where no allocator lock is held and no thread heap is midway through a change:
-/// starting a thread may allocate.
+/// (no page can be shared, so no pagemap is read), else by the helper, started if need be
+/// (not with `HUGEHEAP_COLLAPSE=0`: they then wait for khugepaged). Here, the collapse is done
+/// before the program can fork (a program that builds its heap and forks at once would find
+/// the helper still collapsing, its first forks waiting for it: docs/benchmarks.md, "Figures
+/// behind the code"); it costs the allocation that outgrew the small phase a copy of at most
+/// `HUGEHEAP_HUGE_FROM`, once, and needs no thread, so it is done whatever the helper's budget
+/// (a program that must stay single-threaded would otherwise fork its first 32 MiB in 4 KiB
+/// pages for good). Called at the end of allocation slow paths, where no allocator lock is
+/// held and no thread heap is midway through a change: starting a thread may allocate.
 #[inline]
 pub fn start_if_promoted() {
     if bell().promoted.load(Ordering::Relaxed) != 0 && bell().promoted.swap(0, Ordering::Relaxed) != 0 {
-        let here = BUDGET.load(Ordering::Relaxed) > 0 && !bell().forked.load(Ordering::Relaxed);
+        let here = !bell().forked.load(Ordering::Relaxed);
         if !(here && collapse_unshared()) {
             kick();
         }
