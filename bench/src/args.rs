@@ -61,6 +61,10 @@ pub struct ForkArgs {
     /// fork() samples per contestant and size (at least 100 for the published figures).
     #[arg(long)]
     pub forks: Option<usize>,
+    /// Rounds up to 2 GiB heaps: each contestant once per round, in turns; the figures are the
+    /// median of the rounds' medians (default 3).
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// fork+exec samples per contestant and size.
     #[arg(long)]
     pub execs: Option<usize>,
@@ -213,6 +217,7 @@ pub fn bench_fork(a: &ForkArgs) -> std::io::Result<()> {
         o.sizes = s.clone();
     }
     o.forks = a.forks.unwrap_or(o.forks);
+    o.rounds = a.rounds.unwrap_or(o.rounds);
     o.execs = a.execs.unwrap_or(o.execs);
     o.only = a.common.only.clone();
     if let Some(s) = a.sustained_size {

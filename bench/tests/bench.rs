@@ -15,7 +15,7 @@ fn bench() -> Command {
 fn small_run_writes_every_output() {
     let dir = std::env::temp_dir().join(format!("hugeheap-bench-test-{}", std::process::id()));
     let out = bench()
-        .args(["fork", "--sizes", "16M", "--forks", "5", "--execs", "3", "--sustained-size", "16M"])
+        .args(["fork", "--sizes", "16M", "--forks", "5", "--rounds", "2", "--execs", "3", "--sustained-size", "16M"])
         .args([
             "--sustained-cycles",
             "10",
@@ -52,6 +52,12 @@ fn small_run_writes_every_output() {
     assert_eq!(rows.len(), 9, "{json}");
     let hh = rows.iter().find(|r| r["contestant"] == "hugeheap").unwrap();
     assert!(hh["measured"]["fork_med_ms"].as_f64().unwrap() > 0.0);
+    // Two rounds: each row's fork figures are the median of two processes'; the empty process
+    // is a row like the others.
+    for r in rows {
+        assert_eq!(r["measured"]["rounds"].as_u64(), Some(2), "{r}");
+    }
+    assert!(stdout.contains("each the median of 2 rounds' medians"), "{stdout}");
     assert!(hh["measured"]["cow"]["rewritten"].as_u64().unwrap() > 1 << 20);
     for mode in ["sustained", "sustained_nox"] {
         let s = &hh["measured"][mode];

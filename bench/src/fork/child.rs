@@ -74,6 +74,11 @@ pub struct Cow {
     pub child: String,
 }
 
+/// Rounds of a result written before there were rounds.
+fn one() -> usize {
+    1
+}
+
 /// What a child measured.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Measured {
@@ -89,6 +94,9 @@ pub struct Measured {
     /// own work after building, a helper's collapses, done), ms.
     #[serde(default)]
     pub fork_steady_ms: Option<f64>,
+    /// Rounds the fork and fork+exec figures are the median of (1: one process's).
+    #[serde(default = "one")]
+    pub rounds: usize,
     /// fork+exec+wait (or spawn+wait) median, ms.
     pub exec_med_ms: Option<f64>,
     /// ... p90.
@@ -134,6 +142,29 @@ impl Measured {
     }
 }
 
+impl Measured {
+    /// Folds the later rounds' figures of the same contestant and size into this, the first
+    /// round's: each fork and fork+exec figure becomes the median over the rounds; the rest
+    /// (the heap's pages, the sustained cycles, copy-on-write) stays the first round's.
+    pub fn fold_rounds(&mut self, later: &[Measured]) {
+        if later.is_empty() {
+            return;
+        }
+        self.rounds = 1 + later.len();
+        let fold = |mine: &mut Option<f64>, get: fn(&Measured) -> Option<f64>| {
+            let mut all: Vec<f64> = mine.iter().copied().chain(later.iter().filter_map(get)).collect();
+            if !all.is_empty() {
+                *mine = Some(median(&mut all));
+            }
+        };
+        fold(&mut self.fork_med_ms, |m| m.fork_med_ms);
+        fold(&mut self.fork_p90_ms, |m| m.fork_p90_ms);
+        fold(&mut self.fork_steady_ms, |m| m.fork_steady_ms);
+        fold(&mut self.exec_med_ms, |m| m.exec_med_ms);
+        fold(&mut self.exec_p90_ms, |m| m.exec_p90_ms);
+    }
+}
+
 /// The quiet time before the steady-state forks.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -155,6 +186,7 @@ pub fn run(spec: &ForkSpec) -> Measured {
         hugetlb_1g: hugetlb_of_size(1 << 20),
         rss: k.rss,
         mappings: k.mappings,
+        rounds: 1,
         ..Measured::default()
     };
     if spec.method == Method::Fork {
@@ -295,4 +327,32 @@ fn cow(heap: &mut Heap) -> Cow {
         format!("exit {}", libc::WEXITSTATUS(status))
     };
     Cow { ms: secs * 1e3, rewritten, extra_bytes: before.saturating_sub(after), child }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Measured;
+
+    #[test]
+    fn rounds_fold_into_the_median_of_their_medians() {
+        let m = |fork: f64, steady: Option<f64>| Measured {
+            fork_med_ms: Some(fork),
+            fork_steady_ms: steady,
+            vm_pte: fork as usize,
+            rounds: 1,
+            ..Measured::default()
+        };
+        let mut first = m(5.0, Some(1.0));
+        first.fold_rounds(&[m(1.0, Some(3.0)), m(2.0, None)]);
+        assert_eq!(first.rounds, 3);
+        assert_eq!(first.fork_med_ms, Some(2.0), "the middle of 5, 1, 2");
+        // A round without the figure does not count for it: the median of 1 and 3, the lower
+        // middle (`figures::median`), not of 1, 3 and nothing.
+        assert_eq!(first.fork_steady_ms, Some(1.0));
+        // The heap's other figures stay the first round's.
+        assert_eq!(first.vm_pte, 5);
+        let mut alone = m(4.0, None);
+        alone.fold_rounds(&[]);
+        assert_eq!((alone.rounds, alone.fork_med_ms, alone.fork_steady_ms), (1, Some(4.0), None));
+    }
 }

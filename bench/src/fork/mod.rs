@@ -32,19 +32,23 @@ fn fits(size: usize, pooled: bool) -> Result<(), String> {
     }
 }
 
-/// Runs the benchmark: every contestant at every size, then the report.
+/// Runs the benchmark: every contestant at every size, in rounds (the contestants taking turns;
+/// see [`Options::rounds`]), then the report.
 pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
     let exe = std::env::current_exe()?;
     let chosen: Vec<&Contestant> =
         FORK_CONTESTANTS.iter().filter(|c| opts.only.is_empty() || opts.only.iter().any(|o| o == c.name)).collect();
-    let mut plan: Vec<(&Contestant, usize)> = Vec::new();
-    if chosen.iter().any(|c| c.name == "empty") {
-        plan.push((chosen[0], 0));
-    }
-    for &size in &opts.sizes {
-        for &c in chosen.iter().filter(|c| c.name != "empty") {
-            if size > 0 || c.method == Method::Fork {
-                plan.push((c, size));
+    // (contestant, size, round); a contestant's first round comes before any second one.
+    let mut plan: Vec<(&Contestant, usize, usize)> = Vec::new();
+    for round in 0..opts.rounds.max(1) {
+        if chosen.iter().any(|c| c.name == "empty") && round < opts.rounds_at(0) {
+            plan.push((chosen[0], 0, round));
+        }
+        for &size in opts.sizes.iter().filter(|&&s| round < opts.rounds_at(s)) {
+            for &c in chosen.iter().filter(|c| c.name != "empty") {
+                if size > 0 || c.method == Method::Fork {
+                    plan.push((c, size, round));
+                }
             }
         }
     }
@@ -55,16 +59,31 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
     }
     let machine = crate::machine::Machine::read();
     eprint!("{}", report::run_header(&machine, &chosen, opts));
-    let mut rows = Vec::new();
-    for (c, size) in plan {
-        bar.set_message(format!("{} at {}", c.name, report::size_name(size)));
-        let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-        let mut row = Row { contestant: c.name, env, size, measured: None, got: None, short: false, note: None };
+    let mut rows: Vec<Row> = Vec::new();
+    // Each row's later rounds, until they are folded in.
+    let mut later: Vec<Vec<Measured>> = Vec::new();
+    for (c, size, round) in plan {
+        bar.set_message(format!("{} at {} (round {})", c.name, report::size_name(size), round + 1));
         let pooled = c.uses_pools && pools.is_some();
         let pool_note = pools.as_ref().and_then(|p| p.set(pooled));
+        if round > 0 {
+            // A later round: the fork and fork+exec figures again, for a row that ran.
+            let Some(i) = rows.iter().position(|r| r.contestant == c.name && r.size == size && r.measured.is_some())
+            else {
+                bar.inc(1);
+                continue;
+            };
+            if let Ok(m) = run_child(&exe, c, size, opts, false) {
+                later[i].push(m);
+            }
+            bar.inc(1);
+            continue;
+        }
+        let env = c.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let mut row = Row { contestant: c.name, env, size, measured: None, got: None, short: false, note: None };
         match fits(size, pooled) {
             Err(why) => row.note = Some(why),
-            Ok(()) => match run_child(&exe, c, size, opts) {
+            Ok(()) => match run_child(&exe, c, size, opts, true) {
                 Ok(m) => {
                     row.got = Some(report::got(&m));
                     row.short = size > 0 && m.share(c.promises) < 0.5;
@@ -77,25 +96,39 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
             row.note = Some(row.note.map_or(n.clone(), |w| format!("{w}; {n}")));
         }
         rows.push(row);
+        later.push(Vec::new());
         bar.inc(1);
     }
     bar.finish_and_clear();
     drop(pools);
+    for (row, more) in rows.iter_mut().zip(later) {
+        if let Some(m) = row.measured.as_mut() {
+            m.fold_rounds(&more);
+        }
+    }
     report::write(&rows, &machine, &chosen, opts)?;
     Ok(rows)
 }
 
-fn run_child(exe: &std::path::Path, c: &Contestant, size: usize, opts: &Options) -> Result<Measured, String> {
+/// Runs one child; `first`: the row's first round, which also measures the sustained cycles
+/// and copy-on-write (once per row: they take long, and are not compared by their medians).
+fn run_child(
+    exe: &std::path::Path,
+    c: &Contestant,
+    size: usize,
+    opts: &Options,
+    first: bool,
+) -> Result<Measured, String> {
     let spec = ForkSpec {
         size,
         forks: if c.method == Method::Fork { opts.forks } else { 0 },
         execs: opts.execs,
-        sustained: if opts.sustained_size == Some(size) && c.method == Method::Fork && c.name != "empty" {
+        sustained: if first && opts.sustained_size == Some(size) && c.method == Method::Fork && c.name != "empty" {
             opts.sustained_cycles
         } else {
             0
         },
-        cow: opts.cow,
+        cow: first && opts.cow,
         method: c.method,
     };
     harness::run_child(exe, JOB, &spec, c)

@@ -83,12 +83,20 @@ pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
         out,
         "floor (an empty process): fork {} ms, fork+exec {} ms\n\n\
          fork ms: median fork() as the parent sees it right after building the heap (p90 beside it); \
-         steady ms: the median again after a quiet second; glibc/fork: glibc's time over this one's \
+         steady ms: the median again after a quiet second; {rounds}glibc/fork: glibc's time over this one's \
          (higher is faster); fork/floor: this one over the empty process's; got: the heap's page kinds by the \
          kernel's count (! = not what the name promises); CoW: the parent rewrites a tenth of its heap while a \
          forked child lives (time, memory copied, how the child ended)\n",
         opt(floor_fork, 3),
-        opt(floor_exec, 3)
+        opt(floor_exec, 3),
+        rounds = match opts.rounds {
+            0 | 1 => String::new(),
+            r => format!(
+                "up to {}, each the median of {r} rounds' medians (a fresh process each round, the contestants \
+                 taking turns); ",
+                size_name(Options::ROUNDS_UP_TO)
+            ),
+        }
     );
     let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).filter(|&s| s > 0).collect();
     sizes.dedup();
@@ -202,7 +210,7 @@ fn csv(rows: &[Row]) -> String {
          anon_huge,hugetlb,hugetlb_2m,hugetlb_1g,rss,mappings,sustained_cycles,sustained_exec_start_ms,\
          sustained_exec_end_ms,sustained_huge_start,sustained_huge_end,sustained_writes_per_s,\
          nox_fork_start_ms,nox_fork_end_ms,nox_huge_start,nox_huge_end,nox_writes_per_s,cow_ms,cow_rewritten,\
-         cow_extra_bytes,cow_child,note,fork_steady_ms\n",
+         cow_extra_bytes,cow_child,note,fork_steady_ms,rounds\n",
     );
     let f = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.6}"));
     for r in rows {
@@ -213,7 +221,7 @@ fn csv(rows: &[Row]) -> String {
         let _ = writeln!(
             out,
             "{},\"{}\",{},\"{}\",{},{:.4},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6},{:.6},{},{},{:.0},{:.6},{:.6},{},{},{:.0},\
-             {:.3},{},{},\"{}\",\"{}\",{}",
+             {:.3},{},{},\"{}\",\"{}\",{},{}",
             r.contestant,
             r.env,
             r.size,
@@ -248,7 +256,8 @@ fn csv(rows: &[Row]) -> String {
             c.extra_bytes,
             c.child,
             r.note.as_deref().unwrap_or("").replace('"', "'"),
-            f(m.fork_steady_ms)
+            f(m.fork_steady_ms),
+            m.rounds
         );
     }
     out

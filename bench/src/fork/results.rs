@@ -10,8 +10,14 @@ use std::path::PathBuf;
 pub struct Options {
     /// Heap sizes, bytes.
     pub sizes: Vec<usize>,
-    /// fork() samples per contestant and size.
+    /// fork() samples per contestant and size, in each round.
     pub forks: usize,
+    /// Rounds at the sizes up to [`Options::ROUNDS_UP_TO`]: each contestant runs once per
+    /// round, in a fresh process, the contestants taking turns; the fork and fork+exec figures
+    /// are the median of the rounds' medians. One process's median follows where the machine's
+    /// noise fell during its run (the same contestant differs by a quarter between runs here),
+    /// so a comparison between contestants needs several.
+    pub rounds: usize,
     /// fork+exec samples.
     pub execs: usize,
     /// Size at which the sustained run happens (None: no sustained run).
@@ -30,11 +36,22 @@ pub struct Options {
 }
 
 impl Options {
-    /// The full run: sizes 0, 64M, 512M, 2G, 8G; 100 forks; sustained 1,000 cycles at 512M.
+    /// The largest heap measured in several rounds (a larger one takes long to build, and
+    /// its forks, milliseconds each, vary less).
+    pub const ROUNDS_UP_TO: usize = 2 << 30;
+
+    /// Rounds at heap size `size`.
+    pub fn rounds_at(&self, size: usize) -> usize {
+        if size <= Self::ROUNDS_UP_TO { self.rounds.max(1) } else { 1 }
+    }
+
+    /// The full run: sizes 0, 64M, 512M, 2G, 8G; 100 forks, 3 rounds up to 2G; sustained 1,000
+    /// cycles at 512M.
     pub fn full() -> Options {
         Options {
             sizes: vec![0, 64 << 20, 512 << 20, 2 << 30, 8 << 30],
             forks: 100,
+            rounds: 3,
             execs: 50,
             sustained_size: Some(512 << 20),
             sustained_cycles: 1000,
@@ -45,7 +62,7 @@ impl Options {
         }
     }
 
-    /// About a minute: sizes 64M and 512M, fewer samples, 100 sustained cycles.
+    /// A few minutes: sizes 64M and 512M, fewer samples (3 rounds), 100 sustained cycles.
     pub fn quick() -> Options {
         Options { sizes: vec![64 << 20, 512 << 20], forks: 30, execs: 15, sustained_cycles: 100, ..Options::full() }
     }
