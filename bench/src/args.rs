@@ -34,7 +34,7 @@ pub enum BenchCommand {
 /// Options both benchmarks take.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// About a minute: fewer sizes or a smaller scale, fewer samples.
+    /// A few minutes: fewer sizes or a smaller scale, fewer samples.
     #[arg(long)]
     pub quick: bool,
     /// Contestants to run, comma-separated (default: all; see --list).

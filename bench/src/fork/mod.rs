@@ -44,8 +44,9 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
         if chosen.iter().any(|c| c.name == "empty") && round < opts.rounds_at(0) {
             plan.push((chosen[0], 0, round));
         }
+        let order = round_order(&chosen, round);
         for &size in opts.sizes.iter().filter(|&&s| round < opts.rounds_at(s)) {
-            for &c in chosen.iter().filter(|c| c.name != "empty") {
+            for &c in order.iter().filter(|c| c.name != "empty") {
                 if size > 0 || c.method == Method::Fork {
                     plan.push((c, size, round));
                 }
@@ -108,6 +109,24 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
     }
     report::write(&rows, &machine, &chosen, opts)?;
     Ok(rows)
+}
+
+/// The contestants in the order they run in `round`: as listed in the first, shuffled (the
+/// same way in every run) in the others. A process runs on the memory the one before it left,
+/// and in a fixed order a contestant always follows the same neighbour: `hugeheap`, listed
+/// after mimalloc-large, forked 1.14-1.4x slower right after building than `hugeheap-thp` in
+/// three runs, and level with it when the two ran alone, in either order (docs/benchmarks.md,
+/// results of 2026-12-06; likely the VM's free page reporting: the 2 MiB blocks of a freed
+/// THP heap go back to the host, and page tables allocated from them fault there).
+fn round_order<'a>(chosen: &[&'a Contestant], round: usize) -> Vec<&'a Contestant> {
+    let mut order = chosen.to_vec();
+    if round > 0 {
+        let mut r = crate::rng::Rng::new(0x5EED + round as u64);
+        for i in (1..order.len()).rev() {
+            order.swap(i, (r.next_u64() % (i as u64 + 1)) as usize);
+        }
+    }
+    order
 }
 
 /// Runs one child; `first`: the row's first round, which also measures the sustained cycles
