@@ -83,7 +83,14 @@ pub fn word_value(text: &str, name: &str) -> Option<i64> {
 }
 
 pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hugeheap-preload-{}-{name}", std::process::id()));
+    // The process id alone repeats (pid_max is 32768 here, and a fork benchmark goes through
+    // it): a directory left by an earlier run with the same id would hand this one its files.
+    // The time of the first call makes the name this process's own; the tests of one binary
+    // share it.
+    static RUN: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let run = RUN
+        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let d = std::env::temp_dir().join(format!("hugeheap-preload-{}-{run}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
