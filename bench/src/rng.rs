@@ -16,6 +16,13 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+    /// Puts `v` in a random order (Fisher-Yates), the same for the same seed.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.next_u64() as usize % (i + 1);
+            v.swap(i, j);
+        }
+    }
     /// A size between `lo` and `hi`, log-uniform (small sizes as common as large ones per
     /// doubling).
     pub fn log_size(&mut self, lo: usize, hi: usize) -> usize {

@@ -73,11 +73,7 @@ pub fn random_order(scale: f64) -> u64 {
     batch_free(scale, |v, r| {
         let mut s = 0;
         let mut opts: Vec<Option<Box<[u8]>>> = v.drain(..).map(Some).collect();
-        let n = opts.len();
-        for i in (1..n).rev() {
-            let j = r.next_u64() as usize % (i + 1);
-            opts.swap(i, j);
-        }
+        r.shuffle(&mut opts);
         for b in opts.iter_mut() {
             s += b.take().map_or(0, |b| b[0] as u64);
         }

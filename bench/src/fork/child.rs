@@ -74,11 +74,6 @@ pub struct Cow {
     pub child: String,
 }
 
-/// Rounds of a result written before there were rounds.
-fn one() -> usize {
-    1
-}
-
 /// What a child measured.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Measured {
@@ -95,7 +90,6 @@ pub struct Measured {
     #[serde(default)]
     pub fork_steady_ms: Option<f64>,
     /// Rounds the fork and fork+exec figures are the median of (1: one process's).
-    #[serde(default = "one")]
     pub rounds: usize,
     /// fork+exec+wait (or spawn+wait) median, ms.
     pub exec_med_ms: Option<f64>,

@@ -69,13 +69,11 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
         let pool_note = pools.as_ref().and_then(|p| p.set(pooled));
         if round > 0 {
             // A later round: the fork and fork+exec figures again, for a row that ran.
-            let Some(i) = rows.iter().position(|r| r.contestant == c.name && r.size == size && r.measured.is_some())
-            else {
-                bar.inc(1);
-                continue;
-            };
-            if let Ok(m) = run_child(&exe, c, size, opts, false) {
-                later[i].push(m);
+            let ran = rows.iter().position(|r| r.contestant == c.name && r.size == size && r.measured.is_some());
+            if let Some(i) = ran {
+                if let Ok(m) = run_child(&exe, c, size, opts, false) {
+                    later[i].push(m);
+                }
             }
             bar.inc(1);
             continue;
@@ -121,10 +119,7 @@ pub fn run(opts: &Options) -> std::io::Result<Vec<Row>> {
 fn round_order<'a>(chosen: &[&'a Contestant], round: usize) -> Vec<&'a Contestant> {
     let mut order = chosen.to_vec();
     if round > 0 {
-        let mut r = crate::rng::Rng::new(0x5EED + round as u64);
-        for i in (1..order.len()).rev() {
-            order.swap(i, (r.next_u64() % (i as u64 + 1)) as usize);
-        }
+        crate::rng::Rng::new(0x5EED + round as u64).shuffle(&mut order);
     }
     order
 }
