@@ -5,8 +5,11 @@
 //! fresh process under each contestant — glibc (nothing preloaded), the Debian packages of
 //! jemalloc, mimalloc and tcmalloc, and `libhugeheap.so` — the contestants interleaved within
 //! each repetition, so that drift on a shared machine hits them alike. Figures: median wall
-//! time and peak RSS (the kernel's `ru_maxrss` for the process, read by a small launcher, `launch.c`); every contestant's output must
-//! be identical to glibc's, or its cell says so. A contestant whose library is missing is
+//! time and peak RSS (the kernel's `ru_maxrss` for the process, read by a small launcher,
+//! `launch.c`), and beside them the CPU time in the program and in the kernel and the memory
+//! the kernel first touched for it (its faults of 4 KiB and of 2 MiB pages), which tell a
+//! difference in the allocator's own work from one in the kernel's page clearing. Every
+//! contestant's output must be identical to glibc's, or its cell says so. A contestant whose library is missing is
 //! skipped, with the command that installs it.
 
 pub mod contestants;
@@ -31,7 +34,8 @@ pub struct Options {
     pub lib: PathBuf,
 }
 
-/// Runs `w` under `c` through the launcher: wall time, peak RSS and what it printed.
+/// Runs `w` under `c` through the launcher: wall time, peak RSS, CPU times and faults, and
+/// what it printed.
 fn run_one(w: &Workload, c: &Contestant, launch: &Path, rss_file: &Path) -> Result<(Sample, Vec<u8>), String> {
     let mut cmd = Command::new(launch);
     cmd.arg(rss_file).args(&w.argv).stdin(Stdio::null());
@@ -52,11 +56,11 @@ fn run_one(w: &Workload, c: &Contestant, launch: &Path, rss_file: &Path) -> Resu
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(format!("{}: {}", out.status, stderr.lines().last().unwrap_or("")));
     }
-    let kib: usize = std::fs::read_to_string(rss_file)
+    let sample = std::fs::read_to_string(rss_file)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| format!("the launcher wrote no peak RSS to {}", rss_file.display()))?;
-    Ok((Sample { secs, peak: kib * 1024 }, out.stdout))
+        .and_then(|s| Sample::from_launcher(&s, secs))
+        .ok_or_else(|| format!("the launcher wrote no figures to {}", rss_file.display()))?;
+    Ok((sample, out.stdout))
 }
 
 /// Runs the benchmark, prints the table and writes `cpath.{csv,json,txt}`.
@@ -109,8 +113,17 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
     let reporting = hugeheap_cli::doctor::free_page_reporting(std::path::Path::new("/"));
     let text = report::table(&cells, &ws, &names, pooled, reporting);
     let json = serde_json::json!({ "workloads": ws, "contestants": cs, "cells": cells });
-    crate::engine::write_results(&o.run.out_dir, "cpath", &text, &json, &cells, "secs,peak_bytes", |s| {
-        format!("{:.6},{}", s.secs, s.peak)
-    })?;
+    crate::engine::write_results(
+        &o.run.out_dir,
+        "cpath",
+        &text,
+        &json,
+        &cells,
+        "secs,peak_bytes,user_secs,sys_secs,faults,thp_faults",
+        |s| {
+            let thp = s.thp_faults.map_or(String::new(), |t| t.to_string());
+            format!("{:.6},{},{:.6},{:.6},{},{thp}", s.secs, s.peak, s.user, s.sys, s.faults)
+        },
+    )?;
     Ok(cells)
 }
