@@ -336,8 +336,8 @@ impl<B: Backing> PageHeap<B> {
         self.release_excess();
     }
 
-    /// Takes `n` wholly free huge pages aligned to `align` bytes: the run with the fewest
-    /// fresh pages while some free page holds memory, else the lowest run, growing the arena
+    /// Takes `n` wholly free huge pages aligned to `align` bytes: the window with the fewest
+    /// fresh pages, best fit, while some free page holds memory, else the lowest run, growing the arena
     /// if needed. Returns the first index; the pages are marked LARGE for the caller to adjust.
     fn take_huge(&mut self, n: HugePage, align: usize) -> Option<usize> {
         let base = self.arena.base;
@@ -346,10 +346,10 @@ impl<B: Backing> PageHeap<B> {
         }
         let aligned = move |i: usize| (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE;
         if self.res.free_resident > 0 {
-            // Memory the heap holds first: the run with the fewest fresh pages, lowest first. A
-            // fresh page faults in 2 MiB and grows the resident set (or costs a free resident
-            // page given back, see `claim`); a run that is fresh throughout is no better than
-            // the lowest, below.
+            // Memory the heap holds first: the window with the fewest fresh pages, in the
+            // shortest free run (best fit), lowest first. A fresh page faults in 2 MiB and grows
+            // the resident set (or costs a free resident page given back, see `claim`); a
+            // window that is fresh throughout is no better than the lowest, below.
             let frontier = self.arena.frontier;
             let (descs, map) = self.tables.both();
             let fresh = |i: usize| descs[i].dirty == 0 && descs[i].is_anon();
