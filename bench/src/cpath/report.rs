@@ -15,9 +15,9 @@ const WORST_TARGET: f64 = 1.10;
 /// and peak RSS at most this many times jemalloc's on workloads of 16 MiB or more.
 const RSS_TARGET: f64 = 1.05;
 /// A workload over `WORST_TARGET` is the kernel's first touch of memory every contestant
-/// touches alike (which the target excepts) when hugeheap has the kernel touch at most this
-/// many times the fastest peer's memory and spends at most `WORST_TARGET` of its CPU time in
-/// the program.
+/// touches alike (which the target excepts) when hugeheap has the kernel prepare (fault in or
+/// collapse) at most this many times the fastest peer's memory and spends at most
+/// `WORST_TARGET` of its CPU time in the program.
 const TOUCH_ALIKE: f64 = 1.10;
 
 /// The text report: time and peak RSS per workload and contestant, hugeheap's ratio to the
@@ -39,7 +39,7 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
         |w: &str| PEER_NAMES.iter().filter_map(|p| secs(w, p).map(|t| (t, *p))).min_by(|a, b| a.0.total_cmp(&b.0));
     // Says what hugeheap's time over the fastest peer's (`r`) is made of, and whether it is the
     // kernel's first touch: CPU time in the program within `WORST_TARGET` of the peer's, and
-    // memory first touched within `TOUCH_ALIKE` of it.
+    // memory prepared within `TOUCH_ALIKE` of it.
     let first_touch = |w: &str, who: &str, r: f64| -> (String, bool) {
         let ratio = |f: &dyn Fn(&str, &str) -> Option<f64>| {
             f(w, "hugeheap").zip(f(w, who)).filter(|&(_, p)| p > 0.0).map(|(h, p)| h / p)
@@ -48,14 +48,14 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
         let (u, k, t) = (ratio(&user), ratio(&sys), ratio(&touched));
         let alike = u.is_some_and(|u| u <= WORST_TARGET) && t.is_some_and(|t| t <= TOUCH_ALIKE);
         let why = if alike {
-            "the kernel's first touch: as much memory touched, in huge pages"
+            "the kernel's first touch: as much memory prepared, in huge pages"
         } else if t.is_some_and(|t| t > TOUCH_ALIKE) {
-            "hugeheap's own: it has the kernel touch more memory"
+            "hugeheap's own: it has the kernel prepare more memory"
         } else {
             "hugeheap's own: more CPU time in the program"
         };
         let line = format!(
-            "{w} {r:.2}x {who}: CPU in the program {}, in the kernel {}, memory first touched {} ({why})",
+            "{w} {r:.2}x {who}: CPU in the program {}, in the kernel {}, memory prepared {} ({why})",
             show(u),
             show(k),
             show(t)
@@ -140,8 +140,8 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
 
     let _ = writeln!(
         out,
-        "\nCPU time in the program + in the kernel, s, and memory the kernel first touched, MiB (its faults of 4 KiB \
-         and 2 MiB pages; `-`: the machine's THP fault count was unreadable)"
+        "\nCPU time in the program + in the kernel, s, and memory the kernel prepared, MiB (pages of 4 KiB and 2 MiB \
+         faulted in, huge pages collapsed; `-`: the machine's THP counts were unreadable)"
     );
     let _ = write!(out, "{:<9}", "workload");
     for c in cs {
@@ -175,7 +175,7 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
         let _ = writeln!(out, "geomean time, hugeheap / {peer}: {r:.2} (target {GEOMEAN_TARGET:.2}: {verdict})");
     }
     // A workload above the bound is the kernel's first touch when hugeheap's CPU time in the
-    // program is within the bound of that peer's and the memory first touched about the same:
+    // program is within the bound of that peer's and the memory prepared about the same:
     // what is left is the kernel clearing the same memory in pages of another size.
     let above: Vec<(String, bool)> = ws
         .iter()
@@ -227,11 +227,12 @@ mod tests {
     use crate::cpath::sample::Sample;
 
     /// A cell of one run of `secs`, `mib` peak RSS, all of it CPU time in the program and
-    /// 4 KiB pages first touched.
+    /// 4 KiB pages faulted in.
     fn cell(workload: &'static str, contestant: &'static str, secs: f64, mib: usize) -> Cell {
         let mut c = Cell::new(workload, contestant, None);
         let faults = (mib as u64) << 8;
-        c.samples.push(Sample { secs, peak: mib << 20, user: secs, sys: 0.0, faults, thp_faults: Some(0) });
+        let (thp_faults, collapses) = (Some(0), Some(0));
+        c.samples.push(Sample { secs, peak: mib << 20, user: secs, sys: 0.0, faults, thp_faults, collapses });
         c
     }
 
@@ -292,9 +293,7 @@ mod tests {
             "{report}"
         );
         assert!(
-            report.contains(
-                "touch 1.30x mimalloc: CPU in the program 0.90x, in the kernel -, memory first touched 1.00x"
-            ),
+            report.contains("touch 1.30x mimalloc: CPU in the program 0.90x, in the kernel -, memory prepared 1.00x"),
             "{report}"
         );
         // `more`: as fast in the program, but 130 huge pages: 2.6 times the memory.
@@ -305,7 +304,7 @@ mod tests {
             report.contains("worst workload against the fastest peer: touch 1.30x (target 1.10x: NOT met)"),
             "{report}"
         );
-        assert!(report.contains("memory first touched 2.60x (hugeheap's own"), "{report}");
+        assert!(report.contains("memory prepared 2.60x (hugeheap's own"), "{report}");
         // Slower in the program, the same memory: not the kernel's.
         let slow = cells_of("touch", t, (1.2, 0.1, 50));
         let report = table(&slow, &ws[..1], &cs, 0, false);
