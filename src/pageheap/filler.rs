@@ -15,6 +15,9 @@ use crate::units::PAGES_PER_HUGE;
 /// No huge page (list terminator).
 pub const NONE: u32 = u32::MAX;
 
+/// How many huge pages [`Filler::free_prefixes`] looks at, at most.
+pub const PREFIX_LOOK: usize = 256;
+
 /// What the filler keeps per huge page (a view into the page heap's descriptor).
 pub trait FillerSlot {
     /// Bit `i` set: page `i` is in use.
@@ -147,6 +150,29 @@ impl Filler {
         None
     }
 
+    /// Huge pages in the filler whose first `n` pages (1..=31) are free, into `out`: where
+    /// the tail of a large span can go when the free huge pages right before one hold its
+    /// whole ones. Looks at no more than [`PREFIX_LOOK`] huge pages; returns how many it found.
+    pub fn free_prefixes<S: FillerSlot>(&self, slots: &mut [S], n: u32, out: &mut [u32]) -> usize {
+        debug_assert!((1..PAGES_PER_HUGE as u32).contains(&n));
+        let (mut found, mut looked) = (0, 0);
+        let mut lists = self.nonempty & !((1u32 << n) - 1);
+        while lists != 0 && found < out.len() {
+            let run = lists.trailing_zeros();
+            lists &= lists - 1;
+            let mut hp = self.heads[run as usize];
+            while hp != NONE && found < out.len() && looked < PREFIX_LOOK {
+                looked += 1;
+                if slots[hp as usize].used() & run_mask(0, n) == 0 {
+                    out[found] = hp;
+                    found += 1;
+                }
+                hp = *slots[hp as usize].links().0;
+            }
+        }
+        found
+    }
+
     /// Marks pages `[start, start + n)` of `hp` free. Returns true when the huge page became
     /// wholly free: it has then left the filler, and the caller owns it again.
     pub fn free<S: FillerSlot>(&mut self, slots: &mut [S], hp: u32, start: u32, n: u32) -> bool {
@@ -203,6 +229,26 @@ mod tests {
         assert_eq!(find_run(u32::MAX >> 1, 2, 1), None);
         assert_eq!(run_mask(30, 2), 0xC000_0000);
         assert_eq!(run_mask(0, 32), u32::MAX);
+    }
+
+    #[test]
+    fn free_prefixes_are_the_huge_pages_whose_first_pages_are_free() {
+        // 0: pages 0-7 free; 1: page 0 used; 2: pages 0-3 free; 3: full.
+        let mut slots = vec![slot(0xFFFF_FF00), slot(0x0000_0001), slot(0xFFFF_FFF0), slot(u32::MAX)];
+        let mut f = Filler::new();
+        for hp in 0..4 {
+            f.insert(&mut slots, hp);
+        }
+        let mut out = [NONE; 4];
+        let n = f.free_prefixes(&mut slots, 4, &mut out);
+        let mut got = out[..n].to_vec();
+        got.sort_unstable();
+        assert_eq!(got, [0, 2]);
+        assert_eq!(f.free_prefixes(&mut slots, 5, &mut out), 1);
+        assert_eq!(out[0], 0);
+        assert_eq!(f.free_prefixes(&mut slots, 9, &mut out), 0);
+        // It stops when `out` is full.
+        assert_eq!(f.free_prefixes(&mut slots, 1, &mut out[..1]), 1);
     }
 
     #[test]
