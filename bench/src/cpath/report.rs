@@ -55,7 +55,7 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
             "hugeheap's own: more CPU time in the program"
         };
         let line = format!(
-            "{w} {r:.2}x {who}: CPU in the program {}, in the kernel {}, memory prepared {} ({why})",
+            "{w} {r:.2}x over {who}; CPU in the program {}, in the kernel {}, memory prepared {} ({why})",
             show(u),
             show(k),
             show(t)
@@ -293,7 +293,9 @@ mod tests {
             "{report}"
         );
         assert!(
-            report.contains("touch 1.30x mimalloc: CPU in the program 0.90x, in the kernel -, memory prepared 1.00x"),
+            report.contains(
+                "touch 1.30x over mimalloc; CPU in the program 0.90x, in the kernel -, memory prepared 1.00x"
+            ),
             "{report}"
         );
         // `more`: as fast in the program, but 130 huge pages: 2.6 times the memory.
