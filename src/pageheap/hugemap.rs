@@ -93,8 +93,9 @@ impl<'a> HugeMap<'a> {
     /// Finds a window of `n` free huge pages below `end`, its first index satisfying
     /// `aligned(index)`, with the fewest pages that `costly` takes, and says how many it has.
     /// Among those, the window in the shortest free run (best fit: a short request fills a
-    /// hole, and the long runs stay whole for long ones), the lowest of those. Looks at no more than about `look`
-    /// pages (it settles for the best window seen by then); `None` if it saw none.
+    /// hole, and the long runs stay whole for long ones), the lowest of those. Looks at no
+    /// more than about `look` pages (it settles for the best window seen by then); `None` if
+    /// it saw none.
     ///
     /// Measured on a replay of `hugeheap bench cpath`'s `large` in 48 runs of four shapes (12
     /// seeds each; `pageheap::tests::large_replays_fault_in_little`): best fit faults in 16-21%
