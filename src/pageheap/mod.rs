@@ -295,6 +295,14 @@ impl<B: Backing> PageHeap<B> {
         }
         let count = full + (tail > 0) as usize;
         let s = self.take_huge(HugePage(count), align.max(HUGE_SIZE))?;
+        Some((base + s * HUGE_SIZE, self.mark_large(s, full, tail)))
+    }
+
+    /// Marks the huge pages of a large span starting at huge page `s`: `full` whole ones
+    /// `LARGE`, and the first `tail` pages of the next one used in the filler (a huge page
+    /// just taken, or one the filler holds, whose first pages are free). Every page marked
+    /// dirty; returns whether the span's memory was known to be zero.
+    fn mark_large(&mut self, s: usize, full: usize, tail: u32) -> bool {
         let mut zeroed = true;
         let descs = self.tables.descs();
         for d in &mut descs[s..s + full] {
@@ -304,15 +312,22 @@ impl<B: Backing> PageHeap<B> {
             d.dirty = u32::MAX;
         }
         if tail > 0 {
-            let d = &mut descs[s + full];
+            let hp = s + full;
             let mask = run_mask(0, tail);
-            d.state = FILLER;
-            d.used = mask;
+            if descs[hp].state == FILLER {
+                self.filler.remove(descs, hp as u32);
+                debug_assert!(descs[hp].used & mask == 0);
+            } else {
+                descs[hp].state = FILLER;
+                descs[hp].used = 0;
+            }
+            let d = &mut descs[hp];
+            d.used |= mask;
             zeroed &= d.dirty & mask == 0;
             d.dirty |= mask;
-            self.filler.insert(descs, (s + full) as u32);
+            self.filler.insert(descs, hp as u32);
         }
-        Some((base + s * HUGE_SIZE, zeroed))
+        zeroed
     }
 
     /// A large span of `full` whole huge pages and `tail` pages more (`tail` in 1..=31), placed
@@ -324,50 +339,20 @@ impl<B: Backing> PageHeap<B> {
     /// spans. None when no such place is found among the huge pages the filler looks at
     /// ([`filler::PREFIX_LOOK`]).
     fn take_before_filler(&mut self, full: usize, tail: u32) -> Option<(usize, bool)> {
+        debug_assert!(full > 0 && (1..PAGES_PER_HUGE as u32).contains(&tail));
         let mut found = [0u32; 32];
         let n = self.filler.free_prefixes(self.tables.descs(), tail, &mut found);
-        let mut best: Option<(usize, usize)> = None;
-        {
-            let (descs, map) = self.tables.both();
-            for &hp in &found[..n] {
-                let hp = hp as usize;
-                if hp < full || !(hp - full..hp).all(|i| map.is_free(i)) {
-                    continue;
-                }
-                let fresh = (hp - full..hp).filter(|&i| descs[i].dirty == 0 && descs[i].is_anon()).count();
-                if best.is_none_or(|(_, f)| fresh < f) {
-                    best = Some((hp - full, fresh));
-                }
-            }
-        }
         // Only where none is fresh: taking fresh huge pages here rather than the cheapest
         // window of `take_huge` faulted in more (the replays of `large_replays_fault_in_little`:
         // 15,106 fresh pages with one allowed, 16,500 with any, 13,971 with none).
-        let (s, fresh) = best?;
-        if fresh > 0 {
-            return None;
-        }
-        debug_assert!(full > 0);
+        let s = {
+            let (descs, map) = self.tables.both();
+            let held = |i: usize| map.is_free(i) && !(descs[i].dirty == 0 && descs[i].is_anon());
+            found[..n].iter().filter_map(|&hp| (hp as usize).checked_sub(full)).find(|&s| (s..s + full).all(held))?
+        };
         self.claim(s, full);
-        let hp = s + full;
-        self.arena.note_use(hp + 1);
-        let mut zeroed = true;
-        let descs = self.tables.descs();
-        for d in &mut descs[s..hp] {
-            d.state = LARGE;
-            d.used = u32::MAX;
-            zeroed &= d.dirty == 0;
-            d.dirty = u32::MAX;
-        }
-        self.filler.remove(descs, hp as u32);
-        let mask = run_mask(0, tail);
-        let d = &mut descs[hp];
-        debug_assert!(d.state == FILLER && d.used & mask == 0);
-        d.used |= mask;
-        zeroed &= d.dirty & mask == 0;
-        d.dirty |= mask;
-        self.filler.insert(descs, hp as u32);
-        Some((self.arena.base + s * HUGE_SIZE, zeroed))
+        self.arena.note_use(s + full + 1);
+        Some((self.arena.base + s * HUGE_SIZE, self.mark_large(s, full, tail)))
     }
 
     /// Gives back a span's pages to the huge map and the filler; `releases`: in the small
@@ -399,8 +384,9 @@ impl<B: Backing> PageHeap<B> {
     }
 
     /// Takes `n` wholly free huge pages aligned to `align` bytes: the window with the fewest
-    /// fresh pages, best fit, while some free page holds memory, else the lowest run, growing the arena
-    /// if needed. Returns the first index; the pages are marked LARGE for the caller to adjust.
+    /// fresh pages, best fit, while some free page holds memory, else the lowest run, growing
+    /// the arena if needed. Returns the first index; the pages are marked LARGE for the caller
+    /// to adjust.
     fn take_huge(&mut self, n: HugePage, align: usize) -> Option<usize> {
         let base = self.arena.base;
         if align > self.arena.len.bytes() {
