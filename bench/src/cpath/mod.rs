@@ -8,10 +8,10 @@
 //! time and peak RSS (the kernel's `ru_maxrss` for the process, read by a small launcher,
 //! `launch.c`), and beside them the CPU time in the program and in the kernel and the memory
 //! the kernel prepared for it (pages of 4 KiB and 2 MiB faulted in, huge pages filled by
-//! collapsing 4 KiB ones), which tell a
-//! difference in the allocator's own work from one in the kernel's page clearing. Every
-//! contestant's output must be identical to glibc's, or its cell says so. A contestant whose library is missing is
-//! skipped, with the command that installs it.
+//! collapsing 4 KiB ones), which tell a difference in the allocator's own work from one in
+//! the kernel's page clearing. Every contestant's output must be identical to glibc's, or its
+//! cell says so. A contestant whose library is missing is skipped, with the command that
+//! installs it.
 
 pub mod contestants;
 pub mod report;
@@ -120,10 +120,11 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         &text,
         &json,
         &cells,
-        "secs,peak_bytes,user_secs,sys_secs,faults,thp_faults",
+        "secs,peak_bytes,user_secs,sys_secs,faults,thp_faults,thp_collapses",
         |s| {
-            let thp = s.thp_faults.map_or(String::new(), |t| t.to_string());
-            format!("{:.6},{},{:.6},{:.6},{},{thp}", s.secs, s.peak, s.user, s.sys, s.faults)
+            let known = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+            let (thp, collapses) = (known(s.thp_faults), known(s.collapses));
+            format!("{:.6},{},{:.6},{:.6},{},{thp},{collapses}", s.secs, s.peak, s.user, s.sys, s.faults)
         },
     )?;
     Ok(cells)
