@@ -59,8 +59,9 @@ pub struct Stats {
     /// Bytes committed with each page kind, indexed by `PageKind as usize` (read it with
     /// [`Stats::bytes`]). THP bytes are what was advised, not what the kernel gave.
     pub by_kind: [usize; 4],
-    /// Mappings (VMAs) the heap is made of, metadata and the unused reservation included, as
-    /// hugeheap made them. The kernel merges neighbouring mappings whose flags agree: when the
+    /// Mappings (VMAs) the heap is made of, metadata, the unused reservation and the pages
+    /// moved where they were wanted (each a mapping of its own) included, as hugeheap made
+    /// them. The kernel merges neighbouring mappings whose flags agree: when the
     /// metadata mapping lies just below the arena and the arena's first piece is plain 4 KiB
     /// memory, `/proc/self/maps` shows the two as one line until that piece is advised for THP.
     pub mappings: usize,
@@ -76,6 +77,10 @@ pub struct Stats {
     pub released_total: usize,
     /// Bytes currently given back (committed but not backed).
     pub released_now: usize,
+    /// Bytes of free memory the heap held that were moved, without a copy, to where fresh huge
+    /// pages were wanted, so far (not faulted in afresh, and not given back; see
+    /// `pageheap::relocate`).
+    pub moved_total: usize,
     /// Metadata bytes touched (approximate).
     pub metadata: usize,
     /// Sweeps that asked the kernel to collapse, again, the THP huge pages that copy-on-write
@@ -173,7 +178,8 @@ pub(crate) fn heap_stats() -> Stats {
         recollapse_failures: ph.counters.recollapse[Outcome::Failed as usize],
         recollapse_pending: ph.recollapse_pending(),
         recollapse_cpu_us: crate::pageheap::collapser::cpu_us(),
-        mappings: arena.mappings + 1 + usize::from(arena.frontier < arena.len.0),
+        moved_total: ph.counters.moved_total,
+        mappings: arena.mappings + ph.moved_mappings() + 1 + usize::from(arena.frontier < arena.len.0),
         metadata_base,
         metadata_reserved,
         ..Stats::default()
@@ -233,6 +239,7 @@ impl fmt::Debug for Stats {
             .field("fallbacks", &PerKind(&self.fallbacks))
             .field("released_total", &self.released_total)
             .field("released_now", &self.released_now)
+            .field("moved_total", &self.moved_total)
             .field("metadata", &self.metadata)
             .field("recollapse_passes", &self.recollapse_passes)
             .field("recollapse_collapsed", &self.recollapse_collapsed)
@@ -257,10 +264,11 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "  free         {:>10}   of which given back to the OS {} (so far in all {})",
+            "  free         {:>10}   of which given back to the OS {} (so far in all {}); moved where wanted so far {}",
             Bytes(self.free),
             Bytes(self.released_now),
-            Bytes(self.released_total)
+            Bytes(self.released_total),
+            Bytes(self.moved_total)
         )?;
         writeln!(f, "  mappings     {:>10}   metadata  {:>10}", self.mappings, Bytes(self.metadata))?;
         let looked =

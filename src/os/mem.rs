@@ -181,6 +181,92 @@ pub unsafe fn release(addr: usize, len: usize) -> bool {
     unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) == 0 }
 }
 
+/// The kernel refused [`move_memory`] once (before Linux 5.7, `MREMAP_DONTUNMAP` is unknown):
+/// the page heap stops asking.
+static MOVE_REFUSED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Moves the memory of `[from, from + len)` to `[to, to + len)`, page tables and all, without
+/// copying or faulting it in again (`mremap` with `MREMAP_DONTUNMAP`): `to` afterwards holds
+/// what `from` held, `from` stays mapped and reads as zero, as after [`release`]. Whole THP
+/// huge pages move as they are. The memory at `to` keeps the mapping offset it had at `from`,
+/// so the kernel makes it a mapping of its own unless its neighbours' offsets follow on
+/// ([`renew_thp`] gives a range its own again). False, with nothing changed, when the kernel
+/// refuses (and from then on without asking).
+///
+/// # Safety
+/// Both ranges must be committed anonymous memory of the arena, 2 MiB aligned, apart, with the
+/// same protection and advice; nothing may live at `to` (it is replaced) and nothing may
+/// refer to `from`'s contents any more except through `to`.
+pub unsafe fn move_memory(from: usize, to: usize, len: usize) -> bool {
+    debug_assert!(from % (2 << 20) == 0 && to % (2 << 20) == 0 && len % (2 << 20) == 0 && len > 0);
+    debug_assert!(from + len <= to || to + len <= from);
+    if MOVE_REFUSED.load(core::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    let flags = libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP;
+    // SAFETY: both ranges are committed anonymous arena memory (this function's contract);
+    // `to` holds nothing live, so replacing it loses nothing, and `from`'s contents are wanted
+    // only at `to`.
+    let p = unsafe { libc::mremap(from as *mut libc::c_void, len, len, flags, to as *mut libc::c_void) };
+    if p == libc::MAP_FAILED {
+        if errno() == libc::EINVAL {
+            MOVE_REFUSED.store(true, core::sync::atomic::Ordering::Relaxed);
+        }
+        return false;
+    }
+    debug_assert_eq!(p as usize, to);
+    true
+}
+
+/// What [`renew_thp`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewed {
+    /// The range is a fresh zeroed THP mapping with its own offset.
+    Yes,
+    /// The kernel refused; the range is mapped as before.
+    Kept,
+    /// The kernel dropped the old mapping and could not map the range again: a hole, which
+    /// nothing may be placed in.
+    Lost,
+}
+
+/// Maps `[addr, addr + len)` afresh, zeroed, readable and writable and advised for THP, as a
+/// commit of THP memory maps it: the range gets back the mapping offset of its address, so
+/// that the kernel merges it with its neighbours again after [`move_memory`] left it one of
+/// its own.
+///
+/// # Safety
+/// The range must be committed anonymous THP memory of the arena holding nothing live.
+pub unsafe fn renew_thp(addr: usize, len: usize) -> Renewed {
+    debug_assert!(addr % 4096 == 0 && len % 4096 == 0 && len > 0);
+    let prot = libc::PROT_READ | libc::PROT_WRITE;
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+    let ptr = addr as *mut libc::c_void;
+    // SAFETY: the range is arena memory holding nothing live (this function's contract):
+    // replacing it destroys nothing anyone uses.
+    let mut p = unsafe { libc::mmap(ptr, len, prot, flags | libc::MAP_FIXED, -1, 0) };
+    if p == libc::MAP_FAILED {
+        // Kernels before 6.12 may have unmapped the range before failing: fill the hole, if
+        // there is one (NOREPLACE fails where the old mapping is still there).
+        // SAFETY: as above; NOREPLACE replaces nothing.
+        p = unsafe { libc::mmap(ptr, len, prot, flags | libc::MAP_FIXED_NOREPLACE, -1, 0) };
+        if p == libc::MAP_FAILED {
+            return if errno() == libc::EEXIST { Renewed::Kept } else { Renewed::Lost };
+        }
+    }
+    if p != ptr {
+        // Only the second try, on a kernel that takes NOREPLACE as a hint (before 4.17), maps
+        // elsewhere: the range was a hole, and still is.
+        // SAFETY: the mapping just made elsewhere, which nothing knows of.
+        unsafe { libc::munmap(p, len) };
+        return Renewed::Lost;
+    }
+    // SAFETY: advice on the mapping just made; it changes no contents. Refused, the range is
+    // memory of 4 KiB pages, correct all the same.
+    unsafe { libc::madvise(ptr, len, libc::MADV_HUGEPAGE) };
+    Renewed::Yes
+}
+
 /// Asks the kernel to back `[addr, addr + len)` with transparent huge pages again now
 /// (`MADV_COLLAPSE`, Linux 6.1+), after copy-on-write has split them. The error is the errno:
 /// `EAGAIN` when some page was busy (locked, in use elsewhere: worth another try later),

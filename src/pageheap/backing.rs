@@ -1,7 +1,8 @@
 //! What the page heap asks of the OS under its lock, behind one narrow interface: address
-//! space, commits with a page kind, giving memory back, moving memory out of the hugetlb pools
-//! and into them, what the pools can give, whether THP is off for the process, and the clock
-//! (collapsing happens outside the lock, in `collapser`). [`OsBacking`] is the real one; tests
+//! space, commits with a page kind, giving memory back, moving held memory where it is wanted,
+//! moving memory out of the hugetlb pools and into them, what the pools can give, whether THP
+//! is off for the process, whether it has forked, and the clock (collapsing happens outside
+//! the lock, in `collapser`). [`OsBacking`] is the real one; tests
 //! put a fake in its place, so that release, decay and re-collapse are checked call by call,
 //! with a hand-turned clock.
 
@@ -42,6 +43,25 @@ pub trait Backing {
     /// # Safety
     /// As for [`mem::release`]: committed anonymous memory holding nothing live.
     unsafe fn release(&mut self, addr: usize, len: usize) -> bool;
+
+    /// Moves the memory of `[from, from + len)` to `[to, to + len)` without copying or faulting
+    /// it in again; `from` then reads as zero (see [`mem::move_memory`]). False, with nothing
+    /// changed, when the OS cannot.
+    ///
+    /// # Safety
+    /// As for [`mem::move_memory`].
+    unsafe fn move_memory(&mut self, from: usize, to: usize, len: usize) -> bool;
+
+    /// Maps THP memory `[addr, addr + len)` afresh, with the mapping offset of its address
+    /// (see [`mem::renew_thp`]).
+    ///
+    /// # Safety
+    /// As for [`mem::renew_thp`].
+    unsafe fn renew_thp(&mut self, addr: usize, len: usize) -> mem::Renewed;
+
+    /// Whether another process may share the heap's pages: this one has forked, or is a forked
+    /// child.
+    fn may_share(&self) -> bool;
 
     /// Replaces hugetlb memory with anonymous (THP) memory holding the same contents in the
     /// 2 MiB pieces `keep` names (see [`mem::move_to_anon`]).
@@ -120,6 +140,20 @@ impl Backing for OsBacking {
         // SAFETY: a committed anonymous part of the arena holding nothing live: `release`'s
         // contract, `mem::release`'s precondition.
         unsafe { mem::release(addr, len) }
+    }
+
+    unsafe fn move_memory(&mut self, from: usize, to: usize, len: usize) -> bool {
+        // SAFETY: `move_memory`'s contract is `mem::move_memory`'s precondition, word for word.
+        unsafe { mem::move_memory(from, to, len) }
+    }
+
+    unsafe fn renew_thp(&mut self, addr: usize, len: usize) -> mem::Renewed {
+        // SAFETY: `renew_thp`'s contract is `mem::renew_thp`'s precondition, word for word.
+        unsafe { mem::renew_thp(addr, len) }
+    }
+
+    fn may_share(&self) -> bool {
+        super::fork_pages::bell().forked.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     unsafe fn move_to_anon(&mut self, addr: usize, len: usize, keep: &dyn Fn(usize) -> bool) -> bool {

@@ -39,6 +39,12 @@ pub struct HpDesc {
     /// Being looked at by the re-collapse helper (outside the lock): not to be released
     /// meanwhile.
     pub collapsing: bool,
+    /// Where the offset of the mapping that holds it points, in huge pages from this one: 0
+    /// for its own, else the memory was moved here from a mapping elsewhere (`relocate`),
+    /// whose offset the kernel keeps. The kernel merges neighbouring mappings only where the
+    /// offsets follow on, so a THP huge page whose shift differs from its THP neighbour's
+    /// starts a mapping of its own.
+    pub shift: i32,
 }
 
 impl HpDesc {

@@ -29,7 +29,8 @@ pub struct Doorbell {
     /// program forking soon after building its heap finds it whole.
     pub urgent: AtomicU32,
     /// Whether this process has forked or is a forked child: from then on another process may
-    /// share its pages, and only the helper, which asks the pagemap first, collapses them.
+    /// share its pages: only the helper, which asks the pagemap first, collapses them, and the
+    /// page heap moves no held memory (`relocate`).
     pub forked: AtomicBool,
     /// The helper's word that THP does not keep up ([`super::keepup`]): 0 none, 1 to say,
     /// [`Doorbell::SAID`] once said. With it, the sweep's figures and the THP heap's size.

@@ -57,6 +57,7 @@ pub mod pagemap;
 pub mod process_heap;
 pub mod recollapse;
 pub mod release;
+pub mod relocate;
 pub mod residency;
 pub mod resize;
 pub mod small_to_pool;
@@ -81,7 +82,7 @@ use tables::Tables;
 
 use fork_pages::bell;
 pub use pagemap::LOOKUP;
-use residency::{Residency, SMALL_RELEASE_FROM, SmallRelease};
+use residency::{Moves, Residency, SMALL_RELEASE_FROM, SmallRelease};
 pub use residency::{release_from, small_phase};
 
 /// How many free huge pages a search for the run with the fewest fresh pages looks at, about,
@@ -104,6 +105,8 @@ pub struct PageCounters {
     pub recollapse: [usize; Outcome::COUNT],
     /// Bytes this process (a forked child) moved out of the hugetlb pools (see `children`).
     pub moved_out: usize,
+    /// Bytes of free held memory moved into fresh huge pages so far ([`relocate`]).
+    pub moved_total: usize,
 }
 
 /// The page heap, over the backing `B` (the OS, or a fake in tests).
@@ -120,6 +123,8 @@ pub struct PageHeap<B: Backing = OsBacking> {
     span_space: Space,
     /// What it holds of the OS's memory, and when it gives some back (see [`release`]).
     res: Residency,
+    /// Held memory moved where it is wanted (see [`relocate`]).
+    moves: Moves,
     recollapse: Recollapse,
     /// The value of the parent's fork count ([`fork_pages::fork_count`]) last counted in.
     forks_counted: u32,
@@ -173,6 +178,7 @@ impl<B: Backing> PageHeap<B> {
             arena,
             filler: Filler::new(),
             res: Residency::new(cfg.retain / HUGE_SIZE, cfg.decay_ms, now),
+            moves: Moves::default(),
             recollapse: Recollapse::default(),
             forks_counted: 0,
             family: Family::none(),
@@ -364,12 +370,14 @@ impl<B: Backing> PageHeap<B> {
         let tail = (pages % PAGES_PER_HUGE) as u32;
         if full > 0 {
             self.make_free(first, full);
+            self.send_home(first, full);
         }
         if tail > 0 {
             let hp = first + full;
             let descs = self.tables.descs();
             if self.filler.free(descs, hp as u32, offset, tail) {
                 self.make_free(hp, 1);
+                self.send_home(hp, 1);
             }
         }
         if releases && first + pages.div_ceil(PAGES_PER_HUGE) <= self.arena.small_end() {
@@ -426,10 +434,12 @@ impl<B: Backing> PageHeap<B> {
     }
 
     /// Takes the wholly free huge pages `[s, s + n)` out of the huge map, as LARGE; the caller
-    /// marks every one of them dirty. Fresh anonymous pages among them (to be faulted in)
-    /// that would take the resident set past [`Residency::limit`] are
-    /// paid for by giving back as many free pages holding memory elsewhere ([`release_for_fresh`](PageHeap::release_for_fresh)).
+    /// marks every one of them dirty. Free pages holding memory elsewhere are moved into the
+    /// fresh ones among them first ([`relocate`]); fresh pages left (to be faulted in) that
+    /// would take the resident set past [`Residency::limit`] are paid for by giving back as
+    /// many free pages holding memory elsewhere ([`release_for_fresh`](PageHeap::release_for_fresh)).
     fn claim(&mut self, s: usize, n: usize) {
+        self.move_held_into(s, n);
         let descs = self.tables.descs();
         let anon = descs[s..s + n].iter().filter(|d| d.is_anon()).count();
         let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
@@ -659,6 +669,7 @@ impl<B: Backing> PageHeap<B> {
         assert_eq!((resident, free_resident), (self.res.resident, self.res.free_resident));
         assert!(self.res.resident - self.res.free_resident <= self.res.in_use_peak);
         assert_eq!(free_bytes, self.counters.free_bytes);
+        assert_eq!(self.count_moved_mappings(), self.moves.breaks, "mappings the moves added");
         let descs = self.tables.descs();
         self.filler.check(descs, |i, d: &HpDesc| i < frontier && d.state == FILLER);
     }

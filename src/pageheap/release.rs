@@ -121,8 +121,18 @@ impl<B: Backing> PageHeap<B> {
         if !unsafe { self.backing.release(self.arena.addr(lo), count * HUGE_SIZE) } {
             return false;
         }
+        self.mark_released(lo, count);
+        self.counters.released_total += count * HUGE_SIZE;
+        self.renew_moved(lo, count);
+        true
+    }
+
+    /// Counts the free anonymous huge pages `[lo, lo + count)` (none released) as holding no
+    /// memory any more: given back, or moved elsewhere.
+    pub(super) fn mark_released(&mut self, lo: usize, count: usize) {
         let descs = self.tables.descs();
         for d in &mut descs[lo..lo + count] {
+            debug_assert!(!d.released && d.is_anon());
             if d.dirty != 0 {
                 self.res.resident -= 1;
                 self.res.free_resident -= 1;
@@ -132,8 +142,6 @@ impl<B: Backing> PageHeap<B> {
         }
         self.res.free_anon_backed -= count;
         self.counters.released_now += count * HUGE_SIZE;
-        self.counters.released_total += count * HUGE_SIZE;
-        true
     }
 
     /// Keeps [`release_from`] and [`small_phase`] in step with this heap, if it is the process's.

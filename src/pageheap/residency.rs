@@ -1,6 +1,7 @@
 //! What the page heap holds of the OS's memory and the rules for giving it back, as state
-//! and settings (`release.rs` applies them): the residency counts and the decay, the small
-//! phase's rationed releases at free, and the hints the thread heaps read without the lock.
+//! and settings (`release.rs` and `relocate.rs` apply them): the residency counts and the
+//! decay, the small phase's rationed releases at free, what moving held memory cost in
+//! mappings, and the hints the thread heaps read without the lock.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -63,6 +64,15 @@ impl Residency {
     pub(super) fn limit(&self) -> usize {
         self.in_use_peak + (self.in_use_peak / 16).max(2) + self.retain
     }
+}
+
+/// Held memory moved where it is wanted (`relocate`): what the moves cost in mappings.
+#[derive(Debug, Default)]
+pub(super) struct Moves {
+    /// Mappings the moved pages add to the heap's own: THP neighbours whose shifts differ.
+    pub(super) breaks: usize,
+    /// The OS refused a move or lost a range: no more moves.
+    pub(super) off: bool,
 }
 
 /// The small phase's releases at free, rationed (see [`SMALL_RELEASE_BURST`]).

@@ -1,0 +1,316 @@
+//! Moving held memory to where it is wanted: before fresh THP huge pages are handed out, free
+//! huge pages that still hold memory elsewhere in the arena are moved into their place
+//! (`mremap`, page tables and all, in runs), so the kernel neither faults in nor clears a
+//! fresh 2 MiB page, and the resident set does not grow. Large blocks of changing sizes leave
+//! free huge pages in runs the next requests do not fit; without moves, each fresh page is
+//! either more memory held or a page given back for one faulted in (`release`'s exchange),
+//! and a move costs a few microseconds where a fresh THP costs a fault and a 2 MiB clear
+//! (docs/benchmarks.md, "Figures behind the code").
+//!
+//! The price is mappings: the kernel keeps moved memory's mapping offset, so a run moved
+//! together is a mapping of its own, and each fork copies every mapping. The mappings moves
+//! add are counted ([`Moves::breaks`](super::residency::Moves::breaks)), and no move takes
+//! them past [`MOVED_MAPPINGS_MAX`]. They go away with the blocks that needed them: a moved
+//! run freed whole goes back where it came from when that place is free and holds nothing
+//! ([`send_home`](PageHeap::send_home)), and a place moved memory leaves, or a moved run
+//! given back, is mapped afresh with its own offset where that merges it with its
+//! neighbours ([`renew_moved`](PageHeap::renew_moved)).
+//!
+//! No move once another process may share the pages (after a fork, or in a forked child): a
+//! shared page moved and then written would be split and copied 4 KiB at a time, where a fresh
+//! one is whole.
+
+use super::PageHeap;
+use super::backing::Backing;
+use super::desc::{FREE, HpDesc, LARGE};
+use crate::os::mem::Renewed;
+use crate::pagekind::PageKind;
+use crate::units::{HUGE_SIZE, HugePage};
+
+/// Most mappings moves may add to the heap's own: each fork copies them (about 1.3 µs each on
+/// the test VM, where a fork of a 512 MiB THP heap takes about 0.6 ms), so they cost a
+/// process that forks after moving at most about 40 µs a fork.
+pub const MOVED_MAPPINGS_MAX: usize = 32;
+
+/// How many free huge pages one search for pages to move looks at, at most.
+const MOVE_LOOK: usize = 4096;
+
+/// Where a search for free huge pages holding memory has got to: below `below`, having looked
+/// at `looked` pages, never in `skip` (the pages being handed out).
+struct Search {
+    below: usize,
+    looked: usize,
+    skip: core::ops::Range<usize>,
+}
+
+/// Whether huge pages `i - 1` and `i` lie in two mappings because of a move: both THP, below
+/// the frontier, with shifts that differ.
+fn splits(descs: &[HpDesc], frontier: usize, i: usize) -> bool {
+    let thp = |d: &HpDesc| d.kind == PageKind::Thp as u8;
+    i > 0 && i < frontier && thp(&descs[i - 1]) && thp(&descs[i]) && descs[i - 1].shift != descs[i].shift
+}
+
+impl<B: Backing> PageHeap<B> {
+    /// Before the free huge pages `[s, s + n)` are handed out: moves into the fresh THP ones
+    /// among them (never faulted in, or given back) free huge pages that hold memory
+    /// elsewhere, highest first and in runs (a run moved whole is one mapping), as long as
+    /// such pages are found among [`MOVE_LOOK`] and the mappings allow. The pages moved into
+    /// hold memory, free and dirty, for `claim`.
+    pub(super) fn move_held_into(&mut self, s: usize, n: usize) {
+        if self.moves.off || self.res.free_resident == 0 || self.backing.may_share() {
+            return;
+        }
+        let mut search = Search { below: self.arena.frontier, looked: 0, skip: s..s + n };
+        let mut i = s;
+        while i < s + n {
+            if !self.takes_a_move(i) {
+                i += 1;
+                continue;
+            }
+            // A run of fresh pages of one offset (as each stays where it was given back).
+            let mut end = i + 1;
+            while end < s + n
+                && self.takes_a_move(end)
+                && self.tables.descs()[end].shift == self.tables.descs()[i].shift
+            {
+                end += 1;
+            }
+            while i < end {
+                if self.res.free_resident == 0 {
+                    return;
+                }
+                let Some((j, k)) = self.held_run(&mut search, end - i) else { return };
+                if !self.move_run(j, i, k) {
+                    return;
+                }
+                i += k;
+            }
+        }
+    }
+
+    /// The highest run of free huge pages holding memory, THP, whose mapping offsets follow on
+    /// (equal shifts), below `search.below` and outside `search.skip`: its top `want` pages
+    /// at most. Moves the search below it.
+    fn held_run(&mut self, search: &mut Search, want: usize) -> Option<(usize, usize)> {
+        let (descs, map) = self.tables.both();
+        let held = |d: &HpDesc| !d.released && !d.collapsing && d.dirty != 0 && d.kind == PageKind::Thp as u8;
+        loop {
+            if search.looked >= MOVE_LOOK {
+                return None;
+            }
+            let top = map.prev_free(search.below)?;
+            search.looked += 1;
+            search.below = top;
+            if search.skip.contains(&top) {
+                search.below = search.skip.start;
+                continue;
+            }
+            if !held(&descs[top]) {
+                continue;
+            }
+            let mut lo = top;
+            while top + 1 - lo < want
+                && lo > 0
+                && !search.skip.contains(&(lo - 1))
+                && map.is_free(lo - 1)
+                && held(&descs[lo - 1])
+                && descs[lo - 1].shift == descs[top].shift
+            {
+                lo -= 1;
+            }
+            search.looked += top - lo;
+            search.below = lo;
+            return Some((lo, top + 1 - lo));
+        }
+    }
+
+    /// After the huge pages `[lo, lo + count)` became free: sends each run of them whose
+    /// memory was moved there together back where it came from, if that is free and holds no
+    /// memory, so that it merges with its neighbours there, and the place it leaves can be
+    /// mapped afresh: the mappings moves added go with the blocks that needed them.
+    pub(super) fn send_home(&mut self, lo: usize, count: usize) {
+        if self.moves.off || self.moves.breaks == 0 || self.backing.may_share() {
+            return;
+        }
+        let mut a = lo;
+        while a < lo + count {
+            let shift = self.tables.descs()[a].shift;
+            let mut b = a + 1;
+            while b < lo + count && self.tables.descs()[b].shift == shift {
+                b += 1;
+            }
+            let k = b - a;
+            let home = a as i64 + shift as i64;
+            if shift != 0 && home >= 0 && (shift.unsigned_abs() as usize) >= k {
+                let home = home as usize;
+                let shift0 = self.tables.descs().get(home).map(|d| d.shift);
+                let free_there = home + k <= self.arena.frontier
+                    && (home..home + k).all(|h| self.takes_a_move(h) && Some(self.tables.descs()[h].shift) == shift0);
+                let held = self.tables.descs()[a..b].iter().all(|d| !d.released && !d.collapsing && d.dirty != 0);
+                if free_there && held && !self.move_run(a, home, k) {
+                    return;
+                }
+            }
+            a = b;
+        }
+    }
+
+    /// Whether a move may bring memory to huge page `i`: a fresh free THP page, not at the
+    /// frontier (the arena's next piece would not merge with a moved page), whose neighbours
+    /// are THP pages too (a mapping of another kind may share its flags and be merged with it).
+    fn takes_a_move(&mut self, i: usize) -> bool {
+        let frontier = self.arena.frontier;
+        let descs = self.tables.descs();
+        let thp = |k: usize| descs[k].kind == PageKind::Thp as u8;
+        let d = &descs[i];
+        d.state == FREE
+            && d.dirty == 0
+            && !d.collapsing
+            && thp(i)
+            && i + 1 < frontier
+            && thp(i + 1)
+            && (i == 0 || thp(i - 1))
+    }
+
+    /// The mappings moves add along the edges of huge pages `[a, a + k)` and `[b, b + k)`
+    /// (each boundary counted once where the two touch).
+    fn breaks_along(&mut self, a: usize, b: usize, k: usize) -> usize {
+        let frontier = self.arena.frontier;
+        let descs = self.tables.descs();
+        let count = |lo: usize, hi: usize| (lo..=hi).filter(|&p| splits(descs, frontier, p)).count();
+        let (lo, hi) = (a.min(b), a.max(b));
+        if hi <= lo + k { count(lo, hi + k) } else { count(a, a + k) + count(b, b + k) }
+    }
+
+    /// Moves the memory of the `k` free huge pages from `j` (held, offsets following on) into
+    /// the `k` free fresh huge pages from `i` (of one offset), if the mappings allow. False when they do not,
+    /// or the OS refused (nothing changed).
+    fn move_run(&mut self, j: usize, i: usize, k: usize) -> bool {
+        debug_assert!(k > 0 && (j + k <= i || i + k <= j));
+        debug_assert!({
+            let d = self.tables.descs();
+            d[i..i + k].iter().all(|t| t.shift == d[i].shift) && d[j..j + k].iter().all(|f| f.shift == d[j].shift)
+        });
+        let before = self.breaks_along(i, j, k);
+        let old = [self.tables.descs()[i].shift, self.tables.descs()[j].shift];
+        // Arena indices fit an i32 (2^31 huge pages would be 4 PiB).
+        let shift = (j as i64 + old[1] as i64 - i as i64) as i32;
+        let set = |ph: &mut Self, t: i32| ph.tables.descs()[i..i + k].iter_mut().for_each(|d| d.shift = t);
+        // The sources keep their offsets here: mapped afresh afterwards only where that takes
+        // mappings away (`renew_moved`).
+        set(self, shift);
+        let after = self.breaks_along(i, j, k);
+        set(self, old[0]);
+        if self.moves.breaks + after > MOVED_MAPPINGS_MAX + before {
+            return false;
+        }
+        let (from, to) = (self.arena.addr(j), self.arena.addr(i));
+        // SAFETY: [j, j + k) and [i, i + k) are free committed THP huge pages of the arena, apart,
+        // with the same protection and advice (`takes_a_move`, `held_run`); nothing lives in
+        // either, and the sources' contents are nobody's.
+        if !unsafe { self.backing.move_memory(from, to, k * HUGE_SIZE) } {
+            self.moves.off = true;
+            return false;
+        }
+        let before = self.breaks_along(i, j, k);
+        set(self, shift);
+        self.moves.breaks = self.moves.breaks + self.breaks_along(i, j, k) - before;
+        self.mark_released(j, k);
+        for p in 0..k {
+            self.hold_moved(i + p);
+        }
+        self.renew_moved(j, k);
+        self.counters.moved_total += k * HUGE_SIZE;
+        true
+    }
+
+    /// Counts free huge page `i`, which was fresh, as holding the memory just moved into it.
+    fn hold_moved(&mut self, i: usize) {
+        let d = &mut self.tables.descs()[i];
+        debug_assert!(d.state == FREE && d.dirty == 0);
+        if d.released {
+            d.released = false;
+            self.counters.released_now -= HUGE_SIZE;
+            self.res.free_anon_backed += 1;
+        }
+        d.dirty = u32::MAX;
+        self.res.resident += 1;
+        self.res.free_resident += 1;
+    }
+
+    /// Maps the free, released huge pages `[lo, lo + count)` afresh, with their own offsets,
+    /// where that takes mappings away: each run of them moved there together (one offset)
+    /// then merges with its neighbours again. Not part of such a run (mapped afresh, it would
+    /// cut the rest's mapping). A range the OS lost is never handed out again.
+    pub(super) fn renew_moved(&mut self, lo: usize, count: usize) {
+        let frontier = self.arena.frontier;
+        let mut a = lo;
+        while a < lo + count {
+            let descs = self.tables.descs();
+            let shift = descs[a].shift;
+            let mut b = a + 1;
+            while b < lo + count && descs[b].shift == shift {
+                b += 1;
+            }
+            if shift != 0 {
+                debug_assert!(
+                    descs[a..b].iter().all(|d| d.state == FREE && d.released && d.kind == PageKind::Thp as u8)
+                );
+                let ends = |descs: &[HpDesc]| splits(descs, frontier, a) as usize + splits(descs, frontier, b) as usize;
+                let before = ends(descs);
+                descs[a..b].iter_mut().for_each(|d| d.shift = 0);
+                let after = ends(descs);
+                descs[a..b].iter_mut().for_each(|d| d.shift = shift);
+                if after < before {
+                    self.renew(a, b - a, before - after);
+                }
+            }
+            a = b;
+        }
+    }
+
+    /// Maps `[a, a + k)` afresh (see [`renew_moved`](PageHeap::renew_moved)), which takes
+    /// `fewer` mappings away.
+    fn renew(&mut self, a: usize, k: usize, fewer: usize) {
+        // SAFETY: free, released THP huge pages of the arena (`renew_moved`'s caller): nothing
+        // lives there.
+        match unsafe { self.backing.renew_thp(self.arena.addr(a), k * HUGE_SIZE) } {
+            Renewed::Yes => {
+                self.tables.descs()[a..a + k].iter_mut().for_each(|d| d.shift = 0);
+                self.moves.breaks -= fewer;
+            }
+            Renewed::Kept => {}
+            Renewed::Lost => (a..a + k).for_each(|i| self.retire_lost(i)),
+        }
+    }
+
+    /// Takes free, released huge page `i`, which the OS left unmapped, out of use for good (as
+    /// a large page nobody frees), and stops moving.
+    fn retire_lost(&mut self, i: usize) {
+        self.moves.off = true;
+        self.tables.map().set_range(HugePage(i), HugePage(1), false);
+        let d = &mut self.tables.descs()[i];
+        debug_assert!(d.state == FREE && d.released);
+        d.released = false;
+        d.state = LARGE;
+        d.used = u32::MAX;
+        d.dirty = u32::MAX;
+        self.counters.released_now -= HUGE_SIZE;
+        self.counters.free_bytes -= HUGE_SIZE;
+        self.res.resident += 1;
+        self.res.in_use_peak = self.res.in_use_peak.max(self.res.resident - self.res.free_resident);
+    }
+
+    /// Mappings moves added to the heap's own.
+    pub fn moved_mappings(&self) -> usize {
+        self.moves.breaks
+    }
+
+    /// Counts the mappings moves added from the descriptors, for `check_invariants`.
+    #[cfg(any(test, feature = "check"))]
+    pub(super) fn count_moved_mappings(&mut self) -> usize {
+        let frontier = self.arena.frontier;
+        let descs = self.tables.descs();
+        (1..frontier).filter(|&i| splits(descs, frontier, i)).count()
+    }
+}

@@ -1,0 +1,120 @@
+//! Held memory moved where it is wanted (`pageheap::relocate`), on the real kernel: blocks
+//! freed in runs the next requests do not fit have their huge pages moved into the fresh ones
+//! those requests take, which then read as zero where zeroed memory was asked for, hold what
+//! is written, and leave the heap's mappings as `stats()` counts them, fewer again once the
+//! blocks are freed; after a fork, nothing is moved (the pages may be shared). Each test runs in a child process of its own; where
+//! THP is `never`, the tests are skipped, and say so.
+
+mod common;
+
+use common::{as_child, assert_ok, child, child_values, mappings_in, skip, thp_mode};
+use hugeheap::HugeAlloc;
+use std::collections::HashMap;
+
+#[global_allocator]
+static A: HugeAlloc = HugeAlloc::new();
+
+const MIB: usize = 1 << 20;
+const HUGE: usize = 2 * MIB;
+
+/// Blocks of one huge page built, every other one freed, then zeroed blocks of two huge pages
+/// taken: none fits where a block was freed, so each takes a fresh huge page, into which a
+/// freed block's page is moved. Prints what it saw.
+fn build_free_and_take(tag: &str) {
+    let blocks: Vec<Vec<u8>> = (0..32).map(|i| vec![i as u8 + 1; HUGE]).collect();
+    let mut kept = Vec::new();
+    for (i, b) in blocks.into_iter().enumerate() {
+        if i % 2 == 1 {
+            kept.push(b);
+        }
+    }
+    let s = hugeheap::stats();
+    let moved_before = s.moved_total;
+    let pairs: Vec<Vec<u8>> = (0..8).map(|_| vec![0u8; 2 * HUGE]).collect();
+    let zero = pairs.iter().all(|p| p.iter().all(|&b| b == 0));
+    let mut pairs = pairs;
+    for (i, p) in pairs.iter_mut().enumerate() {
+        p.fill(0x40 + i as u8);
+    }
+    let intact = pairs.iter().enumerate().all(|(i, p)| p.iter().all(|&b| b == 0x40 + i as u8))
+        && kept.iter().enumerate().all(|(i, b)| b.iter().all(|&x| x == 2 * i as u8 + 2));
+    let s = hugeheap::stats();
+    let arena_maps = mappings_in(s.base, s.base + s.reserved);
+    println!(
+        "@{tag}_moved={} {tag}_zero={} {tag}_intact={} {tag}_maps={arena_maps} {tag}_stats_maps={}",
+        s.moved_total - moved_before,
+        zero as u8,
+        intact as u8,
+        s.mappings
+    );
+    drop(pairs);
+    let s = hugeheap::stats();
+    println!("@{tag}_maps_freed={} {tag}_stats_maps_freed={}", mappings_in(s.base, s.base + s.reserved), s.mappings);
+    drop(kept);
+}
+
+fn run_child(env: &[(&str, &str)]) -> HashMap<String, String> {
+    let out = child("run", env);
+    assert_ok(&out);
+    child_values(&out)
+}
+
+fn number(v: &HashMap<String, String>, k: &str) -> usize {
+    v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse().unwrap()
+}
+
+const THP_FROM_THE_START: [(&str, &str); 2] = [("HUGEHEAP_PAGES", "thp"), ("HUGEHEAP_HUGE_FROM", "0")];
+
+#[test]
+fn freed_huge_pages_are_moved_where_new_blocks_go_and_read_as_zero() {
+    if as_child(|| build_free_and_take("first")) {
+        return;
+    }
+    if thp_mode() == "never" {
+        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
+        return;
+    }
+    let v = run_child(&THP_FROM_THE_START);
+    println!("{v:?}");
+    // Eight blocks of two huge pages, each in a window of a freed page and a fresh one: eight
+    // fresh pages, each with a freed page moved in.
+    assert!(number(&v, "first_moved") >= 8 * HUGE, "{v:?}");
+    assert_eq!(number(&v, "first_zero"), 1, "zeroed blocks read as zero where memory was moved in");
+    assert_eq!(number(&v, "first_intact"), 1, "blocks hold what was written");
+    // The arena's mappings in /proc/self/maps are what stats() counts (the metadata mapping lies
+    // outside the arena), the moved pages' own included.
+    assert_eq!(number(&v, "first_maps") + 1, number(&v, "first_stats_maps"), "{v:?}");
+    assert!(number(&v, "first_maps") > 1, "moved pages are mappings of their own: {v:?}");
+    // Freed, the blocks' pages go back where they came from, and the mappings with them.
+    assert_eq!(number(&v, "first_maps_freed") + 1, number(&v, "first_stats_maps_freed"), "{v:?}");
+    assert!(number(&v, "first_maps_freed") < number(&v, "first_maps"), "{v:?}");
+}
+
+#[test]
+fn nothing_is_moved_once_the_process_has_forked() {
+    if as_child(|| {
+        // SAFETY: the child exits at once; it allocates nothing.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: _exit skips the test harness's atexit work, as a forked child should.
+            unsafe { libc::_exit(0) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        build_free_and_take("forked");
+    }) {
+        return;
+    }
+    if thp_mode() == "never" {
+        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
+        return;
+    }
+    let v = run_child(&THP_FROM_THE_START);
+    println!("{v:?}");
+    assert_eq!(number(&v, "forked_moved"), 0, "a page a child may share is not moved: {v:?}");
+    assert_eq!(number(&v, "forked_zero"), 1);
+    assert_eq!(number(&v, "forked_intact"), 1);
+    assert_eq!(number(&v, "forked_maps") + 1, number(&v, "forked_stats_maps"), "{v:?}");
+}
