@@ -257,8 +257,9 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "  in use       {:>10}   committed {:>10}   reserved (address space) {:>10}",
+            "  in use       {:>10}   in spans {:>10}   committed {:>10}   reserved (address space) {:>10}",
             Bytes(self.in_use),
+            Bytes(self.active),
             Bytes(self.committed),
             Bytes(self.reserved)
         )?;
