@@ -118,3 +118,71 @@ fn nothing_is_moved_once_the_process_has_forked() {
     assert_eq!(number(&v, "forked_intact"), 1);
     assert_eq!(number(&v, "forked_maps") + 1, number(&v, "forked_stats_maps"), "{v:?}");
 }
+
+/// Four threads replace blocks of 64 KiB to 4 MiB at random, each block filled with a pattern
+/// of its own (half of them asked zeroed first) and checked whole before it is freed: whatever
+/// the moves do under them, every block reads as zero when asked so and keeps what was written.
+fn churn_large_blocks() {
+    fn worker(t: u64) -> (bool, bool) {
+        let (mut zero, mut intact) = (true, true);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(t + 1) | 1;
+        let mut slots: Vec<Option<(Vec<u8>, u8)>> = (0..16).map(|_| None).collect();
+        for i in 0..800u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = (x % 16) as usize;
+            if let Some((v, fill)) = slots[k].take() {
+                intact &= v.iter().all(|&b| b == fill);
+            }
+            let len = ((64usize << 10) << ((x >> 8) % 7)) + ((x >> 16) as usize % (64 << 10));
+            let fill = (t as u8).wrapping_mul(31).wrapping_add(i as u8) | 1;
+            let mut v = if (x >> 40) % 2 == 0 {
+                let v = vec![0u8; len];
+                zero &= v.iter().all(|&b| b == 0);
+                v
+            } else {
+                Vec::with_capacity(len)
+            };
+            v.clear();
+            v.resize(len, fill);
+            slots[k] = Some((v, fill));
+        }
+        for (v, fill) in slots.into_iter().flatten() {
+            intact &= v.iter().all(|&b| b == fill);
+        }
+        (zero, intact)
+    }
+    let results: Vec<(bool, bool)> = (0..4)
+        .map(|t| std::thread::spawn(move || worker(t)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let s = hugeheap::stats();
+    println!(
+        "@churn_moved={} churn_zero={} churn_intact={} churn_maps={} churn_stats_maps={}",
+        s.moved_total,
+        results.iter().all(|r| r.0) as u8,
+        results.iter().all(|r| r.1) as u8,
+        mappings_in(s.base, s.base + s.reserved),
+        s.mappings
+    );
+}
+
+#[test]
+fn blocks_replaced_by_threads_while_memory_moves_keep_their_contents() {
+    if as_child(churn_large_blocks) {
+        return;
+    }
+    if thp_mode() == "never" {
+        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
+        return;
+    }
+    let v = run_child(&THP_FROM_THE_START);
+    println!("{v:?}");
+    assert!(number(&v, "churn_moved") > 0, "the churn moved memory: {v:?}");
+    assert_eq!(number(&v, "churn_zero"), 1, "zeroed blocks read as zero");
+    assert_eq!(number(&v, "churn_intact"), 1, "blocks keep what was written");
+    assert_eq!(number(&v, "churn_maps") + 1, number(&v, "churn_stats_maps"), "{v:?}");
+}
