@@ -568,8 +568,11 @@ fn fresh_pages_past_the_peak_in_use_are_paid_for_by_free_resident_ones() {
 
 #[test]
 fn free_pages_holding_memory_are_moved_into_fresh_ones_while_the_mappings_allow() {
+    // Under Miri a quarter of the pages (minutes under tree borrows otherwise): the moves then
+    // stop for want of free pages, before the bound.
+    let n = if cfg!(miri) { 16 } else { 64 };
     let mut r = Rig::new(0, u32::MAX);
-    let singles: Vec<*mut Span> = (0..64).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+    let singles: Vec<*mut Span> = (0..n).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
     // SAFETY: every span here is live until freed once.
     let start = |s: *mut Span| unsafe { (*s).start };
     let freed: Vec<usize> = singles.iter().step_by(2).map(|&s| start(s)).collect();
@@ -578,10 +581,10 @@ fn free_pages_holding_memory_are_moved_into_fresh_ones_while_the_mappings_allow(
         unsafe { r.ph.free_span(s) };
     }
     assert!(r.calls().is_empty());
-    // Thirty-two free pages holding memory, none next to another: each span of two huge pages
+    // Free pages holding memory (32), none next to another: each span of two huge pages
     // takes a fresh one, into which the highest free held page is moved, until the moved
     // pages' mappings reach the bound; the fresh pages past it are faulted in.
-    let pairs: Vec<*mut Span> = (0..32).map(|_| r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false)).collect();
+    let pairs: Vec<*mut Span> = (0..n / 2).map(|_| r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false)).collect();
     r.ph.check_invariants();
     let calls = r.calls();
     let moves: Vec<(usize, usize)> = calls
@@ -594,9 +597,15 @@ fn free_pages_holding_memory_are_moved_into_fresh_ones_while_the_mappings_allow(
             _ => None,
         })
         .collect();
-    assert!(moves.len() >= 8, "{calls:?}");
+    assert!(moves.len() >= n / 8, "{calls:?}");
     assert!(r.ph.moves.breaks <= relocate::MOVED_MAPPINGS_MAX);
-    assert!(r.ph.moves.breaks + 2 > relocate::MOVED_MAPPINGS_MAX, "moves stopped at the bound: {}", r.ph.moves.breaks);
+    if !cfg!(miri) {
+        assert!(
+            r.ph.moves.breaks + 2 > relocate::MOVED_MAPPINGS_MAX,
+            "moves stopped at the bound: {}",
+            r.ph.moves.breaks
+        );
+    }
     assert!(moves.iter().all(|(from, to)| freed.contains(from) && !freed.contains(to)), "{moves:?}");
     assert!(moves.windows(2).all(|w| w[0].0 > w[1].0), "highest first: {moves:?}");
     assert_eq!(r.ph.counters.moved_total, moves.len() * HUGE_SIZE);
@@ -609,12 +618,12 @@ fn free_pages_holding_memory_are_moved_into_fresh_ones_while_the_mappings_allow(
     let unmoved = {
         let mut r = Rig::new(0, u32::MAX);
         r.forked.set(true);
-        let singles: Vec<*mut Span> = (0..64).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+        let singles: Vec<*mut Span> = (0..n).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
         for &s in singles.iter().step_by(2) {
             // SAFETY: live, freed once (the rest is left to the leaked rig).
             unsafe { r.ph.free_span(s) };
         }
-        let _pairs: Vec<*mut Span> = (0..32).map(|_| r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false)).collect();
+        let _pairs: Vec<*mut Span> = (0..n / 2).map(|_| r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false)).collect();
         let calls = r.calls();
         faulted(&r, &calls)
     };
