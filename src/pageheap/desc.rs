@@ -52,6 +52,17 @@ impl HpDesc {
     pub fn is_anon(&self) -> bool {
         !PageKind::ALL[self.kind as usize].is_hugetlb()
     }
+
+    /// Backed by THP memory.
+    pub fn is_thp(&self) -> bool {
+        self.kind == PageKind::Thp as u8
+    }
+
+    /// Holds memory the heap could give back or move now: handed out since it was last zero,
+    /// not released, and not being looked at by the re-collapse helper.
+    pub fn holds_memory(&self) -> bool {
+        !self.released && !self.collapsing && self.dirty != 0
+    }
 }
 
 impl FillerSlot for HpDesc {

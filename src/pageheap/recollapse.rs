@@ -14,7 +14,6 @@
 //! takes it.
 
 use super::desc::{FILLER, FREE, HpDesc, LARGE};
-use crate::pagekind::PageKind;
 
 /// Where the sweep stands.
 #[derive(Clone, Copy, Debug, Default)]
@@ -93,7 +92,7 @@ impl Recollapse {
             self.at += 1;
             let d = &mut descs[hp];
             // Backed: in use, or free and not given back (it will be reused as it is).
-            if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.kind == PageKind::Thp as u8 {
+            if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.is_thp() {
                 d.collapsing = true;
                 out[n] = hp;
                 n += 1;

@@ -67,7 +67,7 @@ impl<B: Backing> PageHeap<B> {
     /// Looks at no more than [`EXCHANGE_LOOK`] free huge pages, so that the cost stays bounded
     /// (below one huge page's fault) in a heap with many free pages.
     pub(super) fn release_for_fresh(&mut self, s: usize, n: usize, over: usize) {
-        let holds = |d: &HpDesc| !d.released && !d.collapsing && d.dirty != 0 && d.is_anon();
+        let holds = |d: &HpDesc| d.holds_memory() && d.is_anon();
         self.release_highest(over.min(self.res.free_resident), s..s + n, EXCHANGE_LOOK, holds);
     }
 

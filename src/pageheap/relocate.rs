@@ -24,7 +24,6 @@ use super::PageHeap;
 use super::backing::Backing;
 use super::desc::{FREE, HpDesc, LARGE};
 use crate::os::mem::Renewed;
-use crate::pagekind::PageKind;
 use crate::units::{HUGE_SIZE, HugePage};
 
 /// Most mappings moves may add to the heap's own: each fork copies them (about 1.3 µs each on
@@ -46,8 +45,14 @@ struct Search {
 /// Whether huge pages `i - 1` and `i` lie in two mappings because of a move: both THP, below
 /// the frontier, with shifts that differ.
 fn splits(descs: &[HpDesc], frontier: usize, i: usize) -> bool {
-    let thp = |d: &HpDesc| d.kind == PageKind::Thp as u8;
-    i > 0 && i < frontier && thp(&descs[i - 1]) && thp(&descs[i]) && descs[i - 1].shift != descs[i].shift
+    i > 0 && i < frontier && descs[i - 1].is_thp() && descs[i].is_thp() && descs[i - 1].shift != descs[i].shift
+}
+
+/// The end of the run of huge pages from `a` (below `end`) that share `a`'s shift: memory
+/// moved there together, or pages of one mapping.
+fn same_shift_end(descs: &[HpDesc], a: usize, end: usize) -> usize {
+    let shift = descs[a].shift;
+    (a + 1..end).find(|&b| descs[b].shift != shift).unwrap_or(end)
 }
 
 impl<B: Backing> PageHeap<B> {
@@ -68,13 +73,8 @@ impl<B: Backing> PageHeap<B> {
                 continue;
             }
             // A run of fresh pages of one offset (as each stays where it was given back).
-            let mut end = i + 1;
-            while end < s + n
-                && self.takes_a_move(end)
-                && self.tables.descs()[end].shift == self.tables.descs()[i].shift
-            {
-                end += 1;
-            }
+            let same = same_shift_end(self.tables.descs(), i, s + n);
+            let end = (i + 1..same).find(|&e| !self.takes_a_move(e)).unwrap_or(same);
             while i < end {
                 if self.res.free_resident == 0 {
                     return;
@@ -93,7 +93,7 @@ impl<B: Backing> PageHeap<B> {
     /// at most. Moves the search below it.
     fn held_run(&mut self, search: &mut Search, want: usize) -> Option<(usize, usize)> {
         let (descs, map) = self.tables.both();
-        let held = |d: &HpDesc| !d.released && !d.collapsing && d.dirty != 0 && d.kind == PageKind::Thp as u8;
+        let held = |d: &HpDesc| d.holds_memory() && d.is_thp();
         loop {
             if search.looked >= MOVE_LOOK {
                 return None;
@@ -135,10 +135,7 @@ impl<B: Backing> PageHeap<B> {
         let mut a = lo;
         while a < lo + count {
             let shift = self.tables.descs()[a].shift;
-            let mut b = a + 1;
-            while b < lo + count && self.tables.descs()[b].shift == shift {
-                b += 1;
-            }
+            let b = same_shift_end(self.tables.descs(), a, lo + count);
             let k = b - a;
             let home = a as i64 + shift as i64;
             if shift != 0 && home >= 0 && (shift.unsigned_abs() as usize) >= k {
@@ -146,7 +143,7 @@ impl<B: Backing> PageHeap<B> {
                 let shift0 = self.tables.descs().get(home).map(|d| d.shift);
                 let free_there = home + k <= self.arena.frontier
                     && (home..home + k).all(|h| self.takes_a_move(h) && Some(self.tables.descs()[h].shift) == shift0);
-                let held = self.tables.descs()[a..b].iter().all(|d| !d.released && !d.collapsing && d.dirty != 0);
+                let held = self.tables.descs()[a..b].iter().all(HpDesc::holds_memory);
                 if free_there && held && !self.move_run(a, home, k) {
                     return;
                 }
@@ -161,15 +158,14 @@ impl<B: Backing> PageHeap<B> {
     fn takes_a_move(&mut self, i: usize) -> bool {
         let frontier = self.arena.frontier;
         let descs = self.tables.descs();
-        let thp = |k: usize| descs[k].kind == PageKind::Thp as u8;
         let d = &descs[i];
         d.state == FREE
             && d.dirty == 0
             && !d.collapsing
-            && thp(i)
+            && d.is_thp()
             && i + 1 < frontier
-            && thp(i + 1)
-            && (i == 0 || thp(i - 1))
+            && descs[i + 1].is_thp()
+            && (i == 0 || descs[i - 1].is_thp())
     }
 
     /// The mappings moves add along the edges of huge pages `[a, a + k)` and `[b, b + k)`
@@ -212,9 +208,8 @@ impl<B: Backing> PageHeap<B> {
             self.moves.off = true;
             return false;
         }
-        let before = self.breaks_along(i, j, k);
         set(self, shift);
-        self.moves.breaks = self.moves.breaks + self.breaks_along(i, j, k) - before;
+        self.moves.breaks = self.moves.breaks + after - before;
         self.mark_released(j, k);
         for p in 0..k {
             self.hold_moved(i + p);
@@ -248,14 +243,9 @@ impl<B: Backing> PageHeap<B> {
         while a < lo + count {
             let descs = self.tables.descs();
             let shift = descs[a].shift;
-            let mut b = a + 1;
-            while b < lo + count && descs[b].shift == shift {
-                b += 1;
-            }
+            let b = same_shift_end(descs, a, lo + count);
             if shift != 0 {
-                debug_assert!(
-                    descs[a..b].iter().all(|d| d.state == FREE && d.released && d.kind == PageKind::Thp as u8)
-                );
+                debug_assert!(descs[a..b].iter().all(|d| d.state == FREE && d.released && d.is_thp()));
                 let ends = |descs: &[HpDesc]| splits(descs, frontier, a) as usize + splits(descs, frontier, b) as usize;
                 let before = ends(descs);
                 descs[a..b].iter_mut().for_each(|d| d.shift = 0);
