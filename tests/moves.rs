@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{as_child, assert_ok, child, child_values, mappings_in, skip, thp_mode};
+use common::{as_child, fork_a_child_that_exits, mappings_in, number, run_child, skip, thp_mode};
 use hugeheap::HugeAlloc;
 use std::collections::HashMap;
 
@@ -53,29 +53,26 @@ fn build_free_and_take(tag: &str) {
     drop(kept);
 }
 
-fn run_child(env: &[(&str, &str)]) -> HashMap<String, String> {
-    let out = child("run", env);
-    assert_ok(&out);
-    child_values(&out)
-}
-
-fn number(v: &HashMap<String, String>, k: &str) -> usize {
-    v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse().unwrap()
-}
-
 const THP_FROM_THE_START: [(&str, &str); 2] = [("HUGEHEAP_PAGES", "thp"), ("HUGEHEAP_HUGE_FROM", "0")];
+
+/// Runs the calling test as a child with THP from the first byte and returns what it printed;
+/// `None`, the test skipped and said so, where THP is `never`.
+fn run_with_thp() -> Option<HashMap<String, String>> {
+    if thp_mode() == "never" {
+        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
+        return None;
+    }
+    let v = run_child(&THP_FROM_THE_START);
+    println!("{v:?}");
+    Some(v)
+}
 
 #[test]
 fn freed_huge_pages_are_moved_where_new_blocks_go_and_read_as_zero() {
     if as_child(|| build_free_and_take("first")) {
         return;
     }
-    if thp_mode() == "never" {
-        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
-        return;
-    }
-    let v = run_child(&THP_FROM_THE_START);
-    println!("{v:?}");
+    let Some(v) = run_with_thp() else { return };
     // Eight blocks of two huge pages, each in a window of a freed page and a fresh one: eight
     // fresh pages, each with a freed page moved in.
     assert!(number(&v, "first_moved") >= 8 * HUGE, "{v:?}");
@@ -93,26 +90,12 @@ fn freed_huge_pages_are_moved_where_new_blocks_go_and_read_as_zero() {
 #[test]
 fn nothing_is_moved_once_the_process_has_forked() {
     if as_child(|| {
-        // SAFETY: the child exits at once; it allocates nothing.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // SAFETY: _exit skips the test harness's atexit work, as a forked child should.
-            unsafe { libc::_exit(0) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        fork_a_child_that_exits();
         build_free_and_take("forked");
     }) {
         return;
     }
-    if thp_mode() == "never" {
-        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
-        return;
-    }
-    let v = run_child(&THP_FROM_THE_START);
-    println!("{v:?}");
+    let Some(v) = run_with_thp() else { return };
     assert_eq!(number(&v, "forked_moved"), 0, "a page a child may share is not moved: {v:?}");
     assert_eq!(number(&v, "forked_zero"), 1);
     assert_eq!(number(&v, "forked_intact"), 1);
@@ -175,12 +158,7 @@ fn blocks_replaced_by_threads_while_memory_moves_keep_their_contents() {
     if as_child(churn_large_blocks) {
         return;
     }
-    if thp_mode() == "never" {
-        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
-        return;
-    }
-    let v = run_child(&THP_FROM_THE_START);
-    println!("{v:?}");
+    let Some(v) = run_with_thp() else { return };
     assert!(number(&v, "churn_moved") > 0, "the churn moved memory: {v:?}");
     assert_eq!(number(&v, "churn_zero"), 1, "zeroed blocks read as zero");
     assert_eq!(number(&v, "churn_intact"), 1, "blocks keep what was written");

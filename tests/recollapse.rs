@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{as_child, assert_ok, child, child_values, skip, thp_mode};
+use common::{as_child, fork_a_child_that_exits, number, run_child, skip, thp_mode};
 use hugeheap::{HugeAlloc, PageKind};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -37,19 +37,6 @@ fn huge_in(start: usize, end: usize) -> usize {
         println!("@no_pagemap_scan=1");
         0
     })
-}
-
-/// Runs the calling test as a child with `env`, asserts it exited 0, and returns the values it
-/// printed.
-fn run_child(env: &[(&str, &str)]) -> HashMap<String, String> {
-    let out = child("run", env);
-    assert_ok(&out);
-    child_values(&out)
-}
-
-/// The child's value `k` as a number; panics, showing them all, when it is missing.
-fn number(v: &HashMap<String, String>, k: &str) -> usize {
-    v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse().unwrap()
 }
 
 /// Waits until `done()` holds; panics after [`HANG`].
@@ -180,15 +167,7 @@ fn a_small_heap_stays_in_4k_pages_and_turns_huge_when_it_grows() {
         // A fork starts the helper, which collapses the first 32 MiB too once no child
         // shares them (they share one mapping with the THP that follows, if any: its huge
         // pages are what the kernel can tell).
-        // SAFETY: the child exits at once.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            // SAFETY: as above.
-            unsafe { libc::_exit(0) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        fork_a_child_that_exits();
         wait_for("a complete sweep", || !hugeheap::stats().recollapse_pending);
         let s = hugeheap::stats();
         let small_end = s.base + small_committed.next_multiple_of(HUGE);
@@ -248,14 +227,7 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
         if std::env::var_os("HH_TEST_FORK_FIRST").is_some() {
             // A fork while the heap is small (no THP yet: the helper does not start): from
             // now on another process may share its pages.
-            // SAFETY: the child only exits.
-            let pid = unsafe { libc::fork() };
-            if pid == 0 {
-                // SAFETY: ends the child at once.
-                unsafe { libc::_exit(0) };
-            }
-            // SAFETY: waits for that child.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            fork_a_child_that_exits();
         }
         // Grow past HUGEHEAP_HUGE_FROM: the allocation that does it has the small phase collapsed.
         let (big, _, _) = huge_buffer(96 * MIB);
@@ -407,16 +379,7 @@ fn a_process_that_cannot_read_its_pagemap_still_ends_its_sweeps() {
         let dropped = unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 };
         let readable = std::fs::File::open("/proc/self/pagemap").is_ok();
         let (v, _, _) = huge_buffer(32 * MIB);
-        // SAFETY: the child only exits; it allocates nothing.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            // SAFETY: _exit skips the test harness's atexit work, as a forked child should.
-            unsafe { libc::_exit(0) };
-        }
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        fork_a_child_that_exits();
         // The helper's progress: pages looked at. Three sweeps' worth without one ending is a
         // sweep that never ends.
         let s = hugeheap::stats();

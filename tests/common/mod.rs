@@ -89,6 +89,32 @@ pub fn assert_ok(out: &Output) {
     );
 }
 
+/// Runs the calling test as a child with `env`, asserts it exited 0, and returns the values it
+/// printed.
+pub fn run_child(env: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    let out = child("run", env);
+    assert_ok(&out);
+    child_values(&out)
+}
+
+/// The child's value `k` as a number; panics, showing them all, when it is missing.
+pub fn number(v: &std::collections::HashMap<String, String>, k: &str) -> usize {
+    v.get(k).unwrap_or_else(|| panic!("{k} missing: {v:?}")).parse().unwrap()
+}
+
+/// Forks a child that exits at once, and waits for it: from then on this process has forked.
+pub fn fork_a_child_that_exits() {
+    // SAFETY: the child only exits; it allocates nothing.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: _exit skips the test harness's atexit work, as a forked child should.
+        unsafe { libc::_exit(0) };
+    }
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+}
+
 /// The THP mode in force, as the library reads it (`unknown` without THP).
 pub fn thp_mode() -> String {
     hugeheap::internal::OsInfo::probe().thp.name().to_string()
