@@ -61,7 +61,8 @@ pub struct Stats {
     pub by_kind: [usize; 4],
     /// Mappings (VMAs) the heap is made of, metadata, the unused reservation and the pages
     /// moved where they were wanted (each a mapping of its own) included, as hugeheap made
-    /// them. The kernel merges neighbouring mappings whose flags agree: when the
+    /// them (after many moves the kernel may keep one or two more apart: see
+    /// `pageheap::relocate::MOVED_MAPPINGS_MAX`). The kernel merges neighbouring mappings whose flags agree: when the
     /// metadata mapping lies just below the arena and the arena's first piece is plain 4 KiB
     /// memory, `/proc/self/maps` shows the two as one line until that piece is advised for THP.
     pub mappings: usize,

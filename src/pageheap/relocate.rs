@@ -28,7 +28,11 @@ use crate::units::{HUGE_SIZE, HugePage};
 
 /// Most mappings moves may add to the heap's own: each fork copies them (about 1.3 µs each on
 /// the test VM, where a fork of a 512 MiB THP heap takes about 0.6 ms), so they cost a
-/// process that forks after moving at most about 40 µs a fork.
+/// process that forks after moving about 40 µs a fork at most. The count follows the mapping
+/// offsets; the kernel may keep a few more apart, which it does not see: a range mapped afresh
+/// where no neighbour's offset followed on takes an anon_vma of its own when first touched,
+/// and the kernel joins no mappings whose anon_vmas differ (one or two more after many moves
+/// by four threads, `tests/moves.rs`).
 pub const MOVED_MAPPINGS_MAX: usize = 32;
 
 /// How many free huge pages one search for pages to move looks at, at most.
