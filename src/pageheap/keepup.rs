@@ -7,10 +7,13 @@
 //!
 //! The sign, watched by the helper at the end of each sweep (each visits every backed THP
 //! page): [`STREAK`] sweeps in a row, each with a fork during it, each finding at least an
-//! eighth of the pages it looked at split (and at least [`MIN_SPLIT`]). A program that forks
-//! now and then (a save every few seconds) has its pages restored between forks: the sweep that
-//! finds them split ends before the next fork, and the streak starts over. A program that forks
-//! often but writes little finds few split.
+//! eighth of the pages it looked at split (and at least [`MIN_SPLIT`]). Split counts the pages
+//! the sweep restored or could not, and the pages a child still shares that are no longer
+//! mapped whole: a program that forks back to back always has a child sharing its heap, so the
+//! sweep can restore almost nothing, and those pages are the ones falling behind. A program
+//! that forks now and then (a save every few seconds) has its pages restored between forks: the
+//! sweep that finds them split ends before the next fork, and the streak starts over. A program
+//! that forks often but writes little finds few split: its children share pages still whole.
 //!
 //! The helper has no standard error (its descriptor table is its own and empty), so it leaves
 //! word on the doorbell ([`Doorbell::advise`](super::doorbell::Doorbell)) and the parent's
@@ -45,10 +48,17 @@ impl KeepUp {
         KeepUp { split: 0, looked: 0, streak: 0 }
     }
 
-    /// One page of the current sweep, and what became of it.
-    pub fn page(&mut self, outcome: Outcome) {
+    /// One page of the current sweep, and what became of it; for a page a child shares,
+    /// `whole` asks whether it is still mapped by one huge entry (`None`: the kernel cannot
+    /// tell, and the page does not count as split).
+    pub fn page(&mut self, outcome: Outcome, whole: impl FnOnce() -> Option<bool>) {
         self.looked += usize::from(outcome != Outcome::Empty);
-        self.split += usize::from(matches!(outcome, Outcome::Collapsed | Outcome::Failed));
+        let split = match outcome {
+            Outcome::Collapsed | Outcome::Failed => true,
+            Outcome::Shared => whole() == Some(false),
+            Outcome::Busy | Outcome::Empty | Outcome::Whole => false,
+        };
+        self.split += usize::from(split);
     }
 
     /// The current sweep ended; `forked`: a fork came during it. Returns the split and looked-at
@@ -101,10 +111,14 @@ pub fn tell(bell: &Doorbell) {
 mod tests {
     use super::*;
 
+    fn unasked() -> Option<bool> {
+        unreachable!("only a shared page is asked whether it is whole")
+    }
+
     fn sweep(w: &mut KeepUp, split: usize, whole: usize, forked: bool) -> Option<(usize, usize)> {
-        (0..split).for_each(|_| w.page(Outcome::Collapsed));
-        (0..whole).for_each(|_| w.page(Outcome::Whole));
-        (0..3).for_each(|_| w.page(Outcome::Empty));
+        (0..split).for_each(|_| w.page(Outcome::Collapsed, unasked));
+        (0..whole).for_each(|_| w.page(Outcome::Whole, unasked));
+        (0..3).for_each(|_| w.page(Outcome::Empty, unasked));
         w.sweep_end(forked)
     }
 
@@ -131,6 +145,28 @@ mod tests {
             // Forks in a loop, few writes.
             assert_eq!(sweep(&mut w, 20, 236, true), None, "fewer than an eighth");
             assert_eq!(sweep(&mut w, MIN_SPLIT - 1, 0, true), None, "too few to count");
+        }
+    }
+
+    #[test]
+    fn shared_pages_count_as_split_only_when_no_longer_whole() {
+        // Forks back to back under writes: a child always shares the heap, and the sweep
+        // restores nothing; the pages it leaves are split.
+        let mut w = KeepUp::new();
+        let mut told = None;
+        for _ in 0..STREAK {
+            (0..200).for_each(|_| w.page(Outcome::Shared, || Some(false)));
+            (0..56).for_each(|_| w.page(Outcome::Shared, || Some(true)));
+            told = told.or(w.sweep_end(true));
+        }
+        assert_eq!(told, Some((200, 256)));
+        // Forks back to back with few writes: the children share pages still whole; or the
+        // kernel cannot tell.
+        let mut w = KeepUp::new();
+        for _ in 0..3 * STREAK {
+            (0..128).for_each(|_| w.page(Outcome::Shared, || Some(true)));
+            (0..128).for_each(|_| w.page(Outcome::Shared, || None));
+            assert_eq!(w.sweep_end(true), None);
         }
     }
 
