@@ -149,14 +149,16 @@ pub const OPTIONS: [OptionRow; 10] = [
         summary: "CPU the helper that collapses THP split by copy-on-write may use (0: no helper)",
         doc: "After a fork, writes split the THP a child shares into 4 KiB pages, and the next fork \
               copies their page tables. A helper thread (`hugeheap-thp`, started at the first fork \
-              of a process with THP or when the heap of a process that has forked outgrows \
-              `HUGEHEAP_HUGE_FROM`, every signal blocked, unknown to the C library so that forks keep \
+              of a process with THP or when its heap outgrows `HUGEHEAP_HUGE_FROM`, every signal blocked, unknown to the C library so that forks keep \
               its single-threaded path, holding no privilege: root's runs as nobody) collapses them \
               again once no child shares \
               them, using at most this percentage of one CPU (the small phase's pages, when the heap \
               outgrows it, at once; in a process that never forked, the allocating thread collapses \
-              them itself, before the allocation returns). `0`: no helper, for programs that must \
-              stay single-threaded (`unshare(CLONE_NEWUSER)`): split pages wait for khugepaged, \
+              them itself, before the allocation returns). Until the first fork, the helper also \
+              populates the free huge pages a growing THP heap of 32 MiB or more takes next, at \
+              most two ahead, so that the program's own thread does not wait for the kernel to \
+              clear them. `0`: no \
+              helper, for programs that must stay single-threaded (`unshare(CLONE_NEWUSER)`): split pages wait for khugepaged, \
               and only the small phase's pages are collapsed, by the allocating thread of a \
               process that never forked. A program that writes all over its heap while it forks \
               back to back splits pages faster than any budget restores them (each costs a 2 MiB \

@@ -82,6 +82,9 @@ pub struct Stats {
     /// pages were wanted, so far (not faulted in afresh, and not given back; see
     /// `pageheap::relocate`).
     pub moved_total: usize,
+    /// Bytes of free huge pages the helper thread populated ahead of use while the heap grew,
+    /// so far (see `pageheap::prefault`).
+    pub prefaulted_total: usize,
     /// Metadata bytes touched (approximate).
     pub metadata: usize,
     /// Sweeps that asked the kernel to collapse, again, the THP huge pages that copy-on-write
@@ -180,6 +183,7 @@ pub(crate) fn heap_stats() -> Stats {
         recollapse_pending: ph.recollapse_pending(),
         recollapse_cpu_us: crate::pageheap::collapser::cpu_us(),
         moved_total: ph.counters.moved_total,
+        prefaulted_total: ph.counters.prefaulted_total,
         mappings: arena.mappings + ph.moved_mappings() + 1 + usize::from(arena.frontier < arena.len.0),
         metadata_base,
         metadata_reserved,
@@ -241,6 +245,7 @@ impl fmt::Debug for Stats {
             .field("released_total", &self.released_total)
             .field("released_now", &self.released_now)
             .field("moved_total", &self.moved_total)
+            .field("prefaulted_total", &self.prefaulted_total)
             .field("metadata", &self.metadata)
             .field("recollapse_passes", &self.recollapse_passes)
             .field("recollapse_collapsed", &self.recollapse_collapsed)
@@ -266,11 +271,12 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "  free         {:>10}   of which given back to the OS {} (so far in all {}); moved where wanted so far {}",
+            "  free         {:>10}   of which given back to the OS {} (so far in all {}); moved where wanted so far {}; populated ahead so far {}",
             Bytes(self.free),
             Bytes(self.released_now),
             Bytes(self.released_total),
-            Bytes(self.moved_total)
+            Bytes(self.moved_total),
+            Bytes(self.prefaulted_total)
         )?;
         writeln!(f, "  mappings     {:>10}   metadata  {:>10}", self.mappings, Bytes(self.metadata))?;
         let looked =

@@ -254,7 +254,8 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
         return;
     }
     // A process that never forked: collapsed by the allocating thread before the allocation
-    // returns, with no helper thread and no sweep left pending.
+    // returns, with no helper thread and no sweep left pending (the heap held under 32 MiB
+    // when it took the buffer, so nothing is populated ahead either: `pageheap::prefault`).
     let v = run_child(&[]);
     let get = |k: &str| number(&v, k);
     assert_eq!(get("helper_small"), 0, "a small heap that never forked has no helper thread");

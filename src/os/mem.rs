@@ -280,6 +280,22 @@ pub fn collapse(addr: usize, len: usize) -> Result<(), i32> {
     }
 }
 
+/// Faults in `[addr, addr + len)` writable now, as a write by the program would
+/// (`MADV_POPULATE_WRITE`, Linux 5.14+); pages already in memory are left as they are, so
+/// what the range holds never changes. The error is the errno: `EINVAL` on kernels without
+/// it, `ENOMEM`/`EFAULT` when the memory could not be had.
+pub fn populate_write(addr: usize, len: usize) -> Result<(), i32> {
+    const MADV_POPULATE_WRITE: libc::c_int = 23;
+    // SAFETY: the range is committed heap memory; populating keeps its contents.
+    match unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_POPULATE_WRITE) } {
+        0 => Ok(()),
+        _ => Err(errno()),
+    }
+}
+
+/// `EINVAL`, for callers outside this module.
+pub const EINVAL: i32 = libc::EINVAL;
+
 /// `EAGAIN`, for callers outside this module.
 pub const EAGAIN: i32 = libc::EAGAIN;
 

@@ -60,9 +60,14 @@ impl<B: Backing> PageHeap<B> {
         self.family.wait_for_move(bytes, || backing.now_ms());
     }
 
-    /// In a child right after fork (the page heap's lock held, the only thread): takes the
-    /// promise its parent reserved, or moves its hugetlb memory out of the pools.
+    /// In a child right after fork (the page heap's lock held, the only thread): takes back
+    /// the pages lent to the parent's helper, and takes the promise its parent reserved, or
+    /// moves its hugetlb memory out of the pools.
     pub fn after_fork_in_child(&mut self) {
+        // The parent's helper is not here: what was lent to it is this heap's again (written
+        // only where set, so that the child copies no descriptor page for nothing).
+        let frontier = self.arena.frontier;
+        self.tables.descs()[..frontier].iter_mut().filter(|d| d.lent).for_each(|d| d.lent = false);
         let held = self.hugetlb_held();
         let now = self.backing.now_ms();
         let backing = &self.backing;

@@ -14,8 +14,12 @@
 //! waits for khugepaged); the allocating thread's collapse of the small phase, which needs no
 //! thread, is still done.
 //!
+//! Before the first fork, it also populates the free huge pages a growing heap takes next
+//! ([`super::prefault`]): a process that never forks starts it when its THP heap, holding
+//! 32 MiB or more, grows.
+//!
 //! The thread is named `hugeheap-thp`. It is the only thread hugeheap starts, and a process
-//! that never forks and stays in the small phase, or has no THP, never gets it. A forked child
+//! that stays in the small phase and never forks, or has no THP, never gets it. A forked child
 //! has none (threads do not survive fork) until it forks or grows in turn. It runs with every
 //! signal blocked, so the signals a program blocks to collect them (`sigwait`, `signalfd`)
 //! still reach the program. It is a thread the C library does not know, holding no privilege
@@ -32,6 +36,7 @@
 
 use super::fork_pages::bell;
 use super::keepup::{self, KeepUp};
+use super::prefault::Populated;
 use super::recollapse::Outcome;
 use crate::os::{mem, thread};
 use crate::units::HUGE_SIZE;
@@ -113,6 +118,9 @@ pub fn start_if_promoted() {
             kick();
         }
     }
+    if bell().populate.load(Ordering::Relaxed) != 0 && bell().populate.swap(0, Ordering::Relaxed) != 0 {
+        kick();
+    }
 }
 
 /// Works through the sweep a promotion asked for, in this thread, collapsing each page the
@@ -160,7 +168,8 @@ fn collapse(addr: usize) -> Outcome {
 /// promotion's sweep (`urgent`) does not wait.
 fn settle() {
     let mut waited = 0;
-    while bell().urgent.load(Ordering::Relaxed) == 0 && waited < SETTLE_MS.1 {
+    // Before any fork, the rings are the page heap's (a promotion, pages to populate).
+    while bell().forked.load(Ordering::Relaxed) && bell().urgent.load(Ordering::Relaxed) == 0 && waited < SETTLE_MS.1 {
         let k = bell().kick.load(Ordering::Acquire);
         thread::sleep_us(u64::from(SETTLE_MS.0) * 1000);
         waited += SETTLE_MS.0;
@@ -189,6 +198,34 @@ pub fn forget_in_child() {
     CPU_US.store(0, Ordering::Relaxed);
 }
 
+/// Populates the free huge pages the page heap wants populated ahead ([`super::prefault`]),
+/// batch by batch, until it wants none.
+fn populate_ahead(addrs: &mut [usize; BATCH]) {
+    let mut done = [Populated::No; BATCH];
+    loop {
+        let n = match super::process_heap::helper_lock().as_mut() {
+            Some(ph) => ph.prefault_batch(addrs),
+            None => return,
+        };
+        if n == 0 {
+            return;
+        }
+        for i in 0..n {
+            done[i] = match mem::populate_write(addrs[i], HUGE_SIZE) {
+                Ok(()) => Populated::Yes,
+                Err(mem::EINVAL) => Populated::Refused,
+                Err(_) => Populated::No,
+            };
+        }
+        if let Some(ph) = super::process_heap::helper_lock().as_mut() {
+            ph.prefault_done(&addrs[..n], &done[..n]);
+        }
+        if done[..n].contains(&Populated::No) {
+            return;
+        }
+    }
+}
+
 extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     // What this thread opens (its pagemap) must never reach a child another thread forks.
     let private = thread::private_descriptors();
@@ -214,7 +251,9 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     let mut sweep_kick = None;
     settle();
     loop {
+        // Read before the populating: a ring after it wakes the sleep below.
         let kick = bell().kick.load(Ordering::Acquire);
+        populate_ahead(&mut addrs);
         let n = {
             let mut guard = super::process_heap::helper_lock();
             let Some(ph) = guard.as_mut() else { return core::ptr::null_mut() };

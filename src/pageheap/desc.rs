@@ -36,9 +36,14 @@ pub struct HpDesc {
     pub released: bool,
     /// When it last became wholly free (the backing's clock, ms), for the decay.
     pub freed_at: u32,
-    /// Being looked at by the re-collapse helper (outside the lock): not to be released
-    /// meanwhile.
-    pub collapsing: bool,
+    /// Lent to the helper thread, which looks at it, collapses it or populates it outside
+    /// the lock: not to be released, moved or lent again meanwhile.
+    pub lent: bool,
+    /// Populated ahead while free ([`prefault`](super::prefault)): it holds memory (`dirty`
+    /// is all ones, so every count takes it as held) that reads as zero. Only a `FREE`,
+    /// unreleased THP page is so; [`claim`](super::PageHeap) turns it back into a page whose
+    /// `dirty` bits say what was handed out, none yet.
+    pub zero: bool,
     /// Where the offset of the mapping that holds it points, in huge pages from this one: 0
     /// for its own, else the memory was moved here from a mapping elsewhere (`relocate`),
     /// whose offset the kernel keeps. The kernel merges neighbouring mappings only where the
@@ -61,7 +66,7 @@ impl HpDesc {
     /// Holds memory the heap could give back or move now: handed out since it was last zero,
     /// not released, and not being looked at by the re-collapse helper.
     pub fn holds_memory(&self) -> bool {
-        !self.released && !self.collapsing && self.dirty != 0
+        !self.released && !self.lent && self.dirty != 0
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Doorbell {
     /// started if it is not running: taken by `collapser::start_if_promoted` at the next point
     /// where no allocator lock is held and no thread heap is midway through a change.
     pub promoted: AtomicU32,
+    /// 1 when the page heap wants free pages populated ahead (`prefault`) and the helper is
+    /// not running: taken, like `promoted`, by `collapser::start_if_promoted`, which starts it.
+    pub populate: AtomicU32,
     /// 1 while the sweep asked for by a promotion is under way: the helper does it without its
     /// CPU budget's rests (at most `HUGEHEAP_HUGE_FROM` of memory, collapsed once), so that a
     /// program forking soon after building its heap finds it whole.
@@ -49,6 +52,7 @@ impl Doorbell {
             kick: AtomicU32::new(0),
             asleep: AtomicU32::new(0),
             promoted: AtomicU32::new(0),
+            populate: AtomicU32::new(0),
             urgent: AtomicU32::new(0),
             forked: AtomicBool::new(false),
             advised: AtomicU32::new(0),
@@ -91,6 +95,17 @@ impl Doorbell {
             self.ring();
         } else {
             self.promoted.store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The page heap took fresh or populated pages (under its lock) and wants the next ones
+    /// populated: wakes the helper if it runs, else leaves word for the allocating thread to
+    /// start it once its locks are released.
+    pub fn populate(&self) {
+        if self.started.load(Ordering::Relaxed) != 0 {
+            self.ring();
+        } else {
+            self.populate.store(1, Ordering::Relaxed);
         }
     }
 

@@ -13,7 +13,8 @@
 //!   without a lock; [`meta`] lays out the metadata and hands out space for the layers above;
 //! - [`release`] gives whole free huge pages back after a decay, and a small heap's free runs
 //!   of 128 KiB or more at free (rationed); [`recollapse`] keeps the
-//!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out
+//!   sweeps that collapse THP split by copy-on-write, which [`collapser`]'s thread carries out,
+//!   and [`prefault`] chooses the free pages it populates ahead of a growing heap
 //!   (woken through [`doorbell`], so this module does not depend on the thread that depends on
 //!   it); [`resize`] grows large spans in place;
 //! - [`process_heap`] is the process's page heap behind its lock, and [`fork_pages`] the
@@ -33,7 +34,8 @@
 //!   pages of anonymous (THP or 4 KiB) kind that are not released; once they have stayed free
 //!   for `decay_ms`, the highest are released until it is down to `retain`;
 //! - `resident` counts the anonymous huge pages holding memory (a page handed out since it
-//!   was committed or last released: `dirty != 0`), `free_resident` those of them that are
+//!   was committed or last released, or populated ahead: `dirty != 0`; a `zero` page, populated
+//!   ahead and free, is all ones there and reads as zero), `free_resident` those of them that are
 //!   `FREE`; past the most ever in use, a sixteenth and `retain`, a fresh page is faulted in
 //!   only when no free page holding memory is left to give back in exchange (see [`release`]);
 //! - hugetlb huge pages are never released;
@@ -54,6 +56,7 @@ pub mod keepup;
 pub mod ladder;
 pub mod meta;
 pub mod pagemap;
+pub mod prefault;
 pub mod process_heap;
 pub mod recollapse;
 pub mod release;
@@ -82,7 +85,7 @@ use tables::Tables;
 
 use fork_pages::bell;
 pub use pagemap::LOOKUP;
-use residency::{Moves, Residency, SMALL_RELEASE_FROM, SmallRelease};
+use residency::{Ahead, Moves, Residency, SMALL_RELEASE_FROM, SmallRelease};
 pub use residency::{release_from, small_phase};
 
 /// How many free huge pages a search for the run with the fewest fresh pages looks at, about,
@@ -107,6 +110,8 @@ pub struct PageCounters {
     pub moved_out: usize,
     /// Bytes of free held memory moved into fresh huge pages so far ([`relocate`]).
     pub moved_total: usize,
+    /// Bytes of free huge pages populated ahead of use so far ([`prefault`]).
+    pub prefaulted_total: usize,
 }
 
 /// The page heap, over the backing `B` (the OS, or a fake in tests).
@@ -125,6 +130,8 @@ pub struct PageHeap<B: Backing = OsBacking> {
     res: Residency,
     /// Held memory moved where it is wanted (see [`relocate`]).
     moves: Moves,
+    /// Free huge pages populated ahead of use (see [`prefault`]).
+    ahead: Ahead,
     recollapse: Recollapse,
     /// The value of the parent's fork count ([`fork_pages::fork_count`]) last counted in.
     forks_counted: u32,
@@ -179,6 +186,7 @@ impl<B: Backing> PageHeap<B> {
             filler: Filler::new(),
             res: Residency::new(cfg.retain / HUGE_SIZE, cfg.decay_ms, now),
             moves: Moves::default(),
+            ahead: Ahead::default(),
             recollapse: Recollapse::default(),
             forks_counted: 0,
             family: Family::none(),
@@ -444,6 +452,14 @@ impl<B: Backing> PageHeap<B> {
         let anon = descs[s..s + n].iter().filter(|d| d.is_anon()).count();
         let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
         self.res.in_use_peak = self.res.in_use_peak.max(self.res.resident - self.res.free_resident + anon);
+        let populated = descs[s..s + n].iter().filter(|d| d.zero).count();
+        if (fresh > 0 || populated > 0) && !self.ahead.wanted && self.populates_ahead() {
+            // Growing: the helper populates the next pages (see `prefault`).
+            self.ahead.wanted = true;
+            if self.published {
+                bell().populate();
+            }
+        }
         if fresh > 0 {
             let over = (self.res.resident + fresh).saturating_sub(self.res.limit());
             if over > 0 && self.res.free_resident > 0 {
@@ -463,6 +479,12 @@ impl<B: Backing> PageHeap<B> {
                 if d.dirty != 0 {
                     self.res.free_resident -= 1;
                 }
+            }
+            if d.zero {
+                // Populated ahead: still counted as held (`resident`), and all of it zero
+                // for the caller's zero test; the caller marks what it hands out.
+                d.zero = false;
+                d.dirty = 0;
             }
             self.counters.free_bytes -= HUGE_SIZE;
             d.state = LARGE;
@@ -651,6 +673,10 @@ impl<B: Backing> PageHeap<B> {
             assert_eq!(map.is_free(i), d.state == FREE, "free bit of huge page {i}");
             assert!(d.state == FREE || d.dirty != 0, "huge page {i} is in use and not dirty");
             assert!(!d.released || d.dirty == 0, "huge page {i} is released and dirty");
+            assert!(
+                !d.zero || (d.state == FREE && d.dirty == u32::MAX && !d.released && d.is_thp()),
+                "huge page {i} is populated ahead but not a free THP page held whole"
+            );
             if d.is_anon() && d.dirty != 0 {
                 resident += 1;
                 free_resident += (d.state == FREE) as usize;

@@ -92,8 +92,9 @@ impl Recollapse {
             self.at += 1;
             let d = &mut descs[hp];
             // Backed: in use, or free and not given back (it will be reused as it is).
-            if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.is_thp() {
-                d.collapsing = true;
+            // (Not one lent already: being populated, it holds nothing to collapse.)
+            if matches!(d.state, FREE | FILLER | LARGE) && !d.released && d.is_thp() && !d.lent {
+                d.lent = true;
                 out[n] = hp;
                 n += 1;
             }
@@ -122,7 +123,7 @@ impl Recollapse {
     ) {
         debug_assert_eq!(batch.len(), outcomes.len());
         for (&hp, &o) in batch.iter().zip(outcomes) {
-            descs[hp].collapsing = false;
+            descs[hp].lent = false;
             tally[o as usize] += 1;
             if matches!(o, Outcome::Shared | Outcome::Busy) {
                 self.skipped = true;

@@ -56,8 +56,7 @@ impl<B: Backing> PageHeap<B> {
     /// until at most `keep` of them stay backed (or none is left to release).
     fn release_down_to(&mut self, keep: usize, decay: u32, now: u32) {
         let want = self.res.free_anon_backed.saturating_sub(keep);
-        let releasable =
-            |d: &HpDesc| !d.released && !d.collapsing && d.is_anon() && now.wrapping_sub(d.freed_at) >= decay;
+        let releasable = |d: &HpDesc| !d.released && !d.lent && d.is_anon() && now.wrapping_sub(d.freed_at) >= decay;
         self.release_highest(want, 0..0, usize::MAX, releasable);
     }
 
@@ -139,6 +138,7 @@ impl<B: Backing> PageHeap<B> {
             }
             d.released = true;
             d.dirty = 0;
+            d.zero = false;
         }
         self.res.free_anon_backed -= count;
         self.counters.released_now += count * HUGE_SIZE;
@@ -237,6 +237,7 @@ impl<B: Backing> PageHeap<B> {
             let d = &mut self.tables.descs()[hp];
             let held = d.dirty != 0;
             d.dirty &= !run_mask(first, n);
+            d.zero = false;
             if held && d.dirty == 0 && d.is_anon() {
                 self.res.resident -= 1;
                 self.res.free_resident -= whole_free as usize;

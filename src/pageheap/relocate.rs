@@ -165,7 +165,7 @@ impl<B: Backing> PageHeap<B> {
         let d = &descs[i];
         d.state == FREE
             && d.dirty == 0
-            && !d.collapsing
+            && !d.lent
             && d.is_thp()
             && i + 1 < frontier
             && descs[i + 1].is_thp()

@@ -75,6 +75,16 @@ pub(super) struct Moves {
     pub(super) off: bool,
 }
 
+/// Populating ahead of use (`prefault`).
+#[derive(Debug, Default)]
+pub(super) struct Ahead {
+    /// The page heap took fresh or populated huge pages since the helper last found nothing
+    /// to populate.
+    pub(super) wanted: bool,
+    /// The OS refused: no more populating ahead.
+    pub(super) off: bool,
+}
+
 /// The small phase's releases at free, rationed (see [`SMALL_RELEASE_BURST`]).
 pub(super) struct SmallRelease {
     /// Releases at free the small phase may still make now...

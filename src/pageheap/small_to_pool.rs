@@ -37,7 +37,7 @@ impl<B: Backing> PageHeap<B> {
         }
         let descs = self.tables.descs();
         // The only thread: no helper was looking at any of them.
-        debug_assert!(descs[..n].iter().all(|d| d.is_anon() && !d.collapsing));
+        debug_assert!(descs[..n].iter().all(|d| d.is_anon() && !d.lent));
         for d in &mut descs[..n] {
             // Anonymous no more: out of the residency counts.
             if d.dirty != 0 {
@@ -53,6 +53,7 @@ impl<B: Backing> PageHeap<B> {
                 }
                 // Not copied: fresh pool pages, which read as zero.
                 d.dirty = 0;
+                d.zero = false;
             }
             d.kind = PageKind::Mib2 as u8;
         }

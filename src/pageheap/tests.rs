@@ -880,3 +880,126 @@ fn large_replays_fault_in_little() {
     assert!(fresh <= 10_500, "{fresh} fresh huge pages (9,977 when written)");
     assert!(peak <= 5_780, "a peak of {peak} huge pages (5,680 when written)");
 }
+
+/// Populates what the page heap lends for it (the helper's part, `prefault`), with `result`
+/// for every page; returns their indices.
+fn populate(r: &mut Rig, result: prefault::Populated) -> Vec<usize> {
+    let mut out = [0usize; 8];
+    let n = r.ph.prefault_batch(&mut out);
+    r.ph.check_invariants();
+    let lent: Vec<usize> = out[..n].iter().map(|&a| r.ph.hp_index(a)).collect();
+    assert!(lent.iter().all(|&i| r.ph.tables.descs()[i].lent));
+    r.ph.prefault_done(&out[..n], &vec![result; n]);
+    r.ph.check_invariants();
+    lent
+}
+
+#[test]
+fn a_growing_heap_has_the_next_free_pages_populated_held_and_still_known_zero() {
+    use prefault::{AHEAD, FROM, Populated};
+    let mut r = Rig::new(4 * HUGE_SIZE, u32::MAX);
+    // Nothing taken yet: nothing wanted; then a heap under FROM huge pages, committed ahead as
+    // growth steps commit: still nothing (it gets no thread for it).
+    assert!(populate(&mut r, Populated::Yes).is_empty());
+    let small = r.ph.alloc_span((FROM - 1) * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(r.ph.grow_to(FROM + 32));
+    assert!(populate(&mut r, Populated::Yes).is_empty(), "under FROM huge pages");
+    let a = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    assert!(populate(&mut r, Populated::Yes).is_empty(), "FROM reached by this claim, not before");
+    let base = FROM;
+    // SAFETY: live spans, read before they are freed.
+    let first = |ph: &PageHeap<Fake>, s: *mut Span| ph.hp_index(unsafe { (*s).start });
+    let a1 = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    let a0 = first(&r.ph, a1);
+    // A fresh page was taken: the lowest free ones are lent, AHEAD of them, and come back held.
+    let lent = populate(&mut r, Populated::Yes);
+    assert_eq!(lent, (a0 + 1..a0 + 1 + AHEAD).collect::<Vec<_>>());
+    assert_eq!((r.ph.res.resident, r.ph.res.free_resident), (base + 1 + AHEAD, AHEAD));
+    assert_eq!(r.ph.counters.prefaulted_total, AHEAD * HUGE_SIZE);
+    assert!(populate(&mut r, Populated::Yes).is_empty(), "AHEAD at most, held at once");
+    // The next span takes them, faults nothing in, and knows them zero.
+    let b = r.ph.alloc_span(AHEAD * HUGE_SIZE, HUGE_SIZE, false);
+    assert_eq!(first(&r.ph, b), a0 + 1);
+    // SAFETY: b is live.
+    assert!(unsafe { (*b).zeroed });
+    assert_eq!((r.ph.res.resident, r.ph.res.free_resident), (base + 1 + AHEAD, 0));
+    r.ph.check_invariants();
+    // Small spans from a populated page: zero, each of them, until one is handed out again.
+    assert_eq!(populate(&mut r, Populated::Yes).len(), AHEAD);
+    let smalls: Vec<*mut Span> = (0..3).map(|_| r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false)).collect();
+    // SAFETY: live spans.
+    assert!(smalls.iter().all(|&s| unsafe { (*s).zeroed }));
+    assert_eq!(r.ph.res.resident, base + 1 + 2 * AHEAD, "taken, not faulted in");
+    // SAFETY: live, freed once.
+    unsafe { r.ph.free_span(smalls[1]) };
+    let again = r.ph.alloc_span(PAGE_SIZE, PAGE_SIZE, false);
+    // SAFETY: live.
+    assert!(!unsafe { (*again).zeroed }, "handed out before: not known zero");
+    r.ph.check_invariants();
+    // Pages lent, then taken by the heap before the helper is back: counted as taken (the
+    // invariants count what holds memory), the others as populated.
+    let mut out = [0usize; 8];
+    let n = r.ph.prefault_batch(&mut out);
+    assert!(n > 0);
+    let c = r.ph.alloc_span(4 * HUGE_SIZE, HUGE_SIZE, false);
+    let lent: Vec<usize> = out[..n].iter().map(|&a| r.ph.hp_index(a)).collect();
+    let taken: Vec<bool> = lent.iter().map(|&i| r.ph.tables.descs()[i].state != FREE).collect();
+    assert!(taken.contains(&true), "the span took the lowest free pages");
+    r.ph.prefault_done(&out[..n], &[Populated::Yes; 8][..n]);
+    r.ph.check_invariants();
+    for (&i, &t) in lent.iter().zip(&taken) {
+        let d = &r.ph.tables.descs()[i];
+        assert!(!d.lent && d.zero != t && d.dirty == u32::MAX, "huge page {i}");
+    }
+    // Memory that could not be had is not counted; a kernel that cannot populate ends it.
+    let _ = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    let before = r.ph.res.resident;
+    let lent = populate(&mut r, Populated::No);
+    assert!(!lent.is_empty());
+    assert_eq!(r.ph.res.resident, before);
+    let _ = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    assert!(!populate(&mut r, Populated::Refused).is_empty());
+    let _ = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    assert!(populate(&mut r, Populated::Yes).is_empty(), "refused: no more");
+    // SAFETY: live spans, freed once.
+    unsafe {
+        for s in [small, a, a1, b, c, again, smalls[0], smalls[2]] {
+            r.ph.free_span(s);
+        }
+    }
+    r.ph.check_invariants();
+}
+
+#[test]
+fn nothing_is_populated_ahead_once_a_child_may_share_the_heap_and_held_pages_decay() {
+    use prefault::Populated;
+    let mut r = Rig::new(0, 1000);
+    let held = r.ph.alloc_span(prefault::FROM * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(r.ph.grow_to(prefault::FROM + 16));
+    let a = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    let lent = populate(&mut r, Populated::Yes);
+    assert!(!lent.is_empty());
+    // Unused, they go back after the decay like any free page holding memory.
+    r.advance(5000);
+    // SAFETY: live, freed once.
+    unsafe { r.ph.free_span(a) };
+    r.ph.check_invariants();
+    assert_eq!(r.ph.res.resident, prefault::FROM + 1, "in use, and the page just freed: {:?}", r.calls());
+    assert!(lent.iter().all(|&i| r.ph.tables.descs()[i].released));
+    // Grown again (past the held page): released pages are populated too (the lowest free
+    // ones), and held again.
+    let b = r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false);
+    let again = populate(&mut r, Populated::Yes);
+    assert!(!again.is_empty() && again.iter().all(|i| lent.contains(i) || *i > lent[lent.len() - 1]));
+    assert!(again.iter().all(|&i| !r.ph.tables.descs()[i].released && r.ph.tables.descs()[i].zero));
+    r.forked.set(true);
+    let c = r.ph.alloc_span(4 * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(populate(&mut r, Populated::Yes).is_empty(), "a child may share the heap");
+    // SAFETY: live, freed once.
+    unsafe {
+        r.ph.free_span(b);
+        r.ph.free_span(c);
+        r.ph.free_span(held);
+    }
+    r.ph.check_invariants();
+}
