@@ -108,7 +108,7 @@ pub struct Stats {
     /// `HUGEHEAP_COLLAPSE`), or a small heap's 4 KiB pages were advised for THP (swept after
     /// the next fork, collapsed by khugepaged meanwhile).
     pub recollapse_pending: bool,
-    /// CPU time the re-collapse helper thread has used, microseconds.
+    /// CPU time the helper thread has used (its sweeps, and populating ahead), microseconds.
     pub recollapse_cpu_us: u64,
     /// What the kernel says the process holds, read when the snapshot was taken: the truth
     /// behind `by_kind` (THP is advice the kernel may not follow, or may have been switched

@@ -199,17 +199,19 @@ pub fn forget_in_child() {
 }
 
 /// Populates the free huge pages the page heap wants populated ahead ([`super::prefault`]),
-/// batch by batch, until it wants none.
-fn populate_ahead(addrs: &mut [usize; BATCH]) {
+/// batch by batch, until it wants none; whether it populated any.
+fn populate_ahead(addrs: &mut [usize; BATCH]) -> bool {
     let mut done = [Populated::No; BATCH];
+    let mut any = false;
     loop {
         let n = match super::process_heap::helper_lock().as_mut() {
             Some(ph) => ph.prefault_batch(addrs),
-            None => return,
+            None => return any,
         };
         if n == 0 {
-            return;
+            return any;
         }
+        any = true;
         for i in 0..n {
             done[i] = match mem::populate_write(addrs[i], HUGE_SIZE) {
                 Ok(()) => Populated::Yes,
@@ -221,7 +223,7 @@ fn populate_ahead(addrs: &mut [usize; BATCH]) {
             ph.prefault_done(&addrs[..n], &done[..n]);
         }
         if done[..n].contains(&Populated::No) {
-            return;
+            return any;
         }
     }
 }
@@ -253,7 +255,9 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
     loop {
         // Read before the populating: a ring after it wakes the sleep below.
         let kick = bell().kick.load(Ordering::Acquire);
-        populate_ahead(&mut addrs);
+        if populate_ahead(&mut addrs) {
+            CPU_US.store(thread::cpu_time_us() - spent_base, Ordering::Relaxed);
+        }
         let n = {
             let mut guard = super::process_heap::helper_lock();
             let Some(ph) = guard.as_mut() else { return core::ptr::null_mut() };

@@ -14,9 +14,13 @@
 //!   them). After a fork, a child sharing the heap would
 //!   make the populating compete with copy-on-write, and each fork would wait for the memory-
 //!   map lock a fault in progress holds.
+//! - Only while the heap grows to a new peak (in use within [`AHEAD`] huge pages of the most
+//!   ever in use): a heap that frees and takes back below its peak takes held pages, or
+//!   exchanges them for fresh ones near its resident limit, and a page populated there would
+//!   be given back unused.
 //! - At most [`AHEAD`] free huge pages are held populated and unused at once, and never past
 //!   the resident limit ([`Residency::limit`](super::residency::Residency)): what a heap that
-//!   stops growing holds in excess is that, until the decay gives it back.
+//!   stops growing holds in excess is that, within `HUGEHEAP_RETAIN`.
 //! - The pages chosen are the lowest free ones that hold nothing: the ones the page heap
 //!   takes next. Each is lent to the helper while it works outside the lock (nothing
 //!   releases, moves or lends it meanwhile); the page heap may still hand it out, and the
@@ -61,6 +65,12 @@ impl<B: Backing> PageHeap<B> {
     /// again).
     pub fn prefault_batch(&mut self, out: &mut [usize]) -> usize {
         if !self.ahead.wanted || !self.populates_ahead() {
+            self.ahead.wanted = false;
+            return 0;
+        }
+        let in_use = self.res.resident - self.res.free_resident;
+        if in_use + AHEAD < self.res.in_use_peak {
+            // Below its peak: not growing (see the module doc).
             self.ahead.wanted = false;
             return 0;
         }

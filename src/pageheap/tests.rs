@@ -1003,3 +1003,34 @@ fn nothing_is_populated_ahead_once_a_child_may_share_the_heap_and_held_pages_dec
     }
     r.ph.check_invariants();
 }
+
+#[test]
+fn a_heap_below_its_peak_populates_nothing() {
+    use prefault::{AHEAD, FROM, Populated};
+    // Free pages go back at once: what a heap below its peak takes is fresh again.
+    let mut r = Rig::new(0, 0);
+    let held = r.ph.alloc_span(FROM * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(r.ph.grow_to(FROM + 64));
+    let peak = r.ph.alloc_span(8 * HUGE_SIZE, HUGE_SIZE, false);
+    // Growing to a new peak: populated (as far as the resident limit leaves room).
+    assert!(!populate(&mut r, Populated::Yes).is_empty());
+    r.advance(10);
+    // SAFETY: live, freed once.
+    unsafe { r.ph.free_span(peak) };
+    r.advance(10);
+    let one = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    r.advance(10);
+    // SAFETY: live, freed once.
+    unsafe { r.ph.free_span(one) };
+    assert_eq!(r.ph.res.free_resident, 0, "given back: {:?}", r.calls());
+    // Below the peak, taking fresh pages again: nothing populated (it would be given back).
+    let again = r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(r.ph.res.resident - r.ph.res.free_resident + AHEAD < r.ph.res.in_use_peak);
+    assert!(populate(&mut r, Populated::Yes).is_empty(), "below the peak");
+    // SAFETY: live, freed once.
+    unsafe {
+        r.ph.free_span(again);
+        r.ph.free_span(held);
+    }
+    r.ph.check_invariants();
+}
