@@ -453,8 +453,8 @@ impl<B: Backing> PageHeap<B> {
         let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
         self.res.in_use_peak = self.res.in_use_peak.max(self.res.resident - self.res.free_resident + anon);
         let populated = descs[s..s + n].iter().filter(|d| d.zero).count();
-        if (fresh > 0 || populated > 0) && !self.ahead.wanted && self.populates_ahead() {
-            // Growing: the helper populates the next pages (see `prefault`).
+        if n == 1 && (fresh > 0 || populated > 0) && !self.ahead.wanted && self.populates_ahead() {
+            // Growing page by page: the helper populates the next pages (see `prefault`).
             self.ahead.wanted = true;
             if self.published {
                 bell().populate();

@@ -6,8 +6,11 @@
 //! in the next free huge pages before the program reaches them (`MADV_POPULATE_WRITE`, which
 //! leaves a page already in memory as it is), on another CPU where there is one.
 //!
-//! - The page heap asks for it when it takes fresh or populated pages ([`PageHeap::claim`]),
-//!   and only once it holds [`FROM`] huge pages or more, past the small phase, with THP,
+//! - The page heap asks for it when it takes a fresh or populated huge page on its own
+//!   ([`PageHeap::claim`]): a heap growing page by page (small spans, filled as the program
+//!   fills them) is one whose next pages the helper can foresee; a large span of several is
+//!   written by its owner at once, and the runs that come next are of any length. And only
+//!   once it holds [`FROM`] huge pages or more, past the small phase, with THP,
 //!   before any fork. A smaller heap's faults cost little, and a program that stays small
 //!   gets no thread (some system calls refuse a multi-threaded process: `unshare` of a user
 //!   namespace, as `unshare(1)` makes; `HUGEHEAP_COLLAPSE=0` for a large program that needs

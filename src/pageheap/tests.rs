@@ -917,11 +917,11 @@ fn a_growing_heap_has_the_next_free_pages_populated_held_and_still_known_zero() 
     assert_eq!((r.ph.res.resident, r.ph.res.free_resident), (base + 1 + AHEAD, AHEAD));
     assert_eq!(r.ph.counters.prefaulted_total, AHEAD * HUGE_SIZE);
     assert!(populate(&mut r, Populated::Yes).is_empty(), "AHEAD at most, held at once");
-    // The next span takes them, faults nothing in, and knows them zero.
-    let b = r.ph.alloc_span(AHEAD * HUGE_SIZE, HUGE_SIZE, false);
-    assert_eq!(first(&r.ph, b), a0 + 1);
-    // SAFETY: b is live.
-    assert!(unsafe { (*b).zeroed });
+    // The next spans take them, fault nothing in, and know them zero.
+    let b: Vec<*mut Span> = (0..AHEAD).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
+    assert_eq!(first(&r.ph, b[0]), a0 + 1);
+    // SAFETY: live spans.
+    assert!(b.iter().all(|&s| unsafe { (*s).zeroed }));
     assert_eq!((r.ph.res.resident, r.ph.res.free_resident), (base + 1 + AHEAD, 0));
     r.ph.check_invariants();
     // Small spans from a populated page: zero, each of them, until one is handed out again.
@@ -963,7 +963,7 @@ fn a_growing_heap_has_the_next_free_pages_populated_held_and_still_known_zero() 
     assert!(populate(&mut r, Populated::Yes).is_empty(), "refused: no more");
     // SAFETY: live spans, freed once.
     unsafe {
-        for s in [small, a, a1, b, c, again, smalls[0], smalls[2]] {
+        for s in [small, a, a1, c, again, smalls[0], smalls[2]].into_iter().chain(b) {
             r.ph.free_span(s);
         }
     }
@@ -1011,20 +1011,29 @@ fn a_heap_below_its_peak_populates_nothing() {
     let mut r = Rig::new(0, 0);
     let held = r.ph.alloc_span(FROM * HUGE_SIZE, HUGE_SIZE, false);
     assert!(r.ph.grow_to(FROM + 64));
-    let peak = r.ph.alloc_span(8 * HUGE_SIZE, HUGE_SIZE, false);
+    let peak: Vec<*mut Span> = (0..8).map(|_| r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false)).collect();
     // Growing to a new peak: populated (as far as the resident limit leaves room).
     assert!(!populate(&mut r, Populated::Yes).is_empty());
+    assert!(populate(&mut r, Populated::Yes).is_empty() && !r.ph.ahead.wanted);
+    // A span of several fresh huge pages, at a new peak: asks for nothing.
+    let several = r.ph.alloc_span(4 * HUGE_SIZE, HUGE_SIZE, false);
+    assert!(!r.ph.ahead.wanted, "a span of several huge pages");
     r.advance(10);
     // SAFETY: live, freed once.
-    unsafe { r.ph.free_span(peak) };
+    unsafe { r.ph.free_span(several) };
+    for s in peak {
+        // SAFETY: live, freed once.
+        unsafe { r.ph.free_span(s) };
+    }
     r.advance(10);
     let one = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
     r.advance(10);
     // SAFETY: live, freed once.
     unsafe { r.ph.free_span(one) };
     assert_eq!(r.ph.res.free_resident, 0, "given back: {:?}", r.calls());
-    // Below the peak, taking fresh pages again: nothing populated (it would be given back).
-    let again = r.ph.alloc_span(2 * HUGE_SIZE, HUGE_SIZE, false);
+    // Below the peak, taking a fresh page again: nothing populated (it would be given back).
+    let again = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+    assert!(r.ph.ahead.wanted);
     assert!(r.ph.res.resident - r.ph.res.free_resident + AHEAD < r.ph.res.in_use_peak);
     assert!(populate(&mut r, Populated::Yes).is_empty(), "below the peak");
     // SAFETY: live, freed once.
