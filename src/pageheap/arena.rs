@@ -291,6 +291,11 @@ impl Arena {
         }
     }
 
+    /// Whether the cap is the room the memory cgroup's limit leaves.
+    pub fn cap_is_cgroup(&self) -> bool {
+        self.cap_source == CapSource::Cgroup
+    }
+
     /// When the cap is the room the memory cgroup left, reads the room again (the group's
     /// other processes may have freed memory, the kernel may have reclaimed cache): the cap
     /// becomes the `charged` huge pages (those of the heap that hold memory charged to the

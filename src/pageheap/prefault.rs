@@ -21,6 +21,9 @@
 //!   ever in use): a heap that frees and takes back below its peak takes held pages, or
 //!   exchanges them for fresh ones near its resident limit, and a page populated there would
 //!   be given back unused.
+//! - In a memory cgroup whose limit caps the heap, only within half the room it leaves: a
+//!   page populated is charged at once, and near the limit the kernel's OOM killer, not a
+//!   clean NULL, answers the charge (the cgroup's other memory may have taken the room meanwhile).
 //! - At most [`AHEAD`] free huge pages are held populated and unused at once, and never past
 //!   the resident limit ([`Residency::limit`](super::residency::Residency)): what a heap that
 //!   stops growing holds in excess is that, within `HUGEHEAP_RETAIN`.
@@ -57,9 +60,14 @@ pub const AHEAD: usize = 2;
 
 impl<B: Backing> PageHeap<B> {
     /// Whether the page heap should populate ahead now: it holds [`FROM`] huge pages, has
-    /// left the small phase, may not share its pages with a child, and the OS did not refuse.
+    /// left the small phase, may not share its pages with a child, is within half the room a
+    /// memory cgroup's limit leaves it, and the OS did not refuse.
     pub(super) fn populates_ahead(&self) -> bool {
-        !self.ahead.off && self.res.resident >= FROM && !self.backing.may_share() && !self.arena.in_small_phase()
+        !self.ahead.off
+            && self.res.resident >= FROM
+            && (!self.arena.cap_is_cgroup() || self.res.resident + AHEAD <= self.arena.cap / 2)
+            && !self.backing.may_share()
+            && !self.arena.in_small_phase()
     }
 
     /// The next free huge pages for the helper to populate (their addresses, at most

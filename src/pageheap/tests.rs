@@ -1043,3 +1043,21 @@ fn a_heap_below_its_peak_populates_nothing() {
     }
     r.ph.check_invariants();
 }
+
+#[test]
+fn a_heap_capped_by_its_cgroup_populates_only_within_half_the_room() {
+    use prefault::{FROM, Populated};
+    for (room_mib, wanted) in [(64, false), (1024, true)] {
+        let mut r = Rig::with_cgroup_room(0, u32::MAX, room_mib << 20);
+        let held = r.ph.alloc_span(FROM * HUGE_SIZE, HUGE_SIZE, false);
+        assert!(r.ph.grow_to(FROM + 8));
+        let one = r.ph.alloc_span(HUGE_SIZE, HUGE_SIZE, false);
+        assert_eq!(!populate(&mut r, Populated::Yes).is_empty(), wanted, "room {room_mib} MiB");
+        // SAFETY: live, freed once.
+        unsafe {
+            r.ph.free_span(one);
+            r.ph.free_span(held);
+        }
+        r.ph.check_invariants();
+    }
+}
