@@ -15,21 +15,7 @@ fn lone_command(name: &str) -> (PathBuf, PathBuf) {
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let exe = bin.join("hugeheap");
-    std::fs::copy(env!("CARGO_BIN_EXE_hugeheap"), &exe).unwrap();
-    // A child another test thread forked while the copy was open for writing holds that
-    // descriptor until it execs, and exec of the copy fails meanwhile (ETXTBSY). Once the copy
-    // has run, no writer is left: the copy's own descriptor is closed.
-    for attempt in 0.. {
-        match Command::new(&exe).arg("--version").output() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 1000 => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
-            }
-            r => {
-                r.expect("run the copied command");
-                break;
-            }
-        }
-    }
+    copy_command(&exe);
     (exe, root.join("cache"))
 }
 

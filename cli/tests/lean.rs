@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::skip;
+use common::{copy_command, skip};
 use std::process::Command;
 
 #[test]
@@ -44,7 +44,7 @@ fn bench_without_the_benchmark_program_says_how_to_get_it() {
     let dir = std::env::temp_dir().join(format!("hugeheap-lean-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join("hugeheap");
-    std::fs::copy(env!("CARGO_BIN_EXE_hugeheap"), &exe).unwrap();
+    copy_command(&exe);
     let out = Command::new(&exe).args(["bench", "fork", "--list"]).env("PATH", &dir).output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let err = String::from_utf8_lossy(&out.stderr);

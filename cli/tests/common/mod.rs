@@ -136,3 +136,23 @@ pub fn assert_ran_on_hugeheap(out: &Output, ok_line: &str) {
     assert_eq!(stderr.matches("hugeheap: pages=").count(), 1, "exactly one start-up line:\n{stderr}");
     assert!(stderr.contains("hugeheap: at exit"), "exit stats:\n{stderr}");
 }
+
+/// Copies this build's `hugeheap` command to `exe`, and returns once the copy runs. A child
+/// another test thread forked while the copy was open for writing holds that descriptor until
+/// it execs, and exec of the copy fails meanwhile (ETXTBSY). Once the copy has run, no writer
+/// is left: the copy's own descriptor is closed.
+pub fn copy_command(exe: &Path) {
+    std::fs::copy(env!("CARGO_BIN_EXE_hugeheap"), exe)
+        .unwrap_or_else(|e| panic!("copy the command to {}: {e}", exe.display()));
+    for attempt in 0.. {
+        match Command::new(exe).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 1000 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            r => {
+                r.expect("run the copied command");
+                break;
+            }
+        }
+    }
+}
