@@ -396,11 +396,17 @@ impl Pagemap {
         Some(total)
     }
 
+    /// Whether the 2 MiB at `addr` are mapped by one huge entry; `None` when the kernel cannot
+    /// tell (no `PAGEMAP_SCAN`).
+    pub fn whole(&self, addr: usize) -> Option<bool> {
+        debug_assert!(addr % (2 << 20) == 0);
+        self.huge_bytes(addr, addr + (2 << 20)).map(|b| b == 2 << 20)
+    }
+
     /// Whether the 2 MiB at `addr` are mapped by one huge entry (nothing to collapse); false
     /// when they are not, or the kernel cannot tell.
     pub fn whole_huge(&self, addr: usize) -> bool {
-        debug_assert!(addr % (2 << 20) == 0);
-        self.huge_bytes(addr, addr + (2 << 20)) == Some(2 << 20)
+        self.whole(addr) == Some(true)
     }
 
     /// Reads the entries of the pages from `addr` on into `out`; false on a short read.

@@ -321,9 +321,7 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
                 None => Outcome::Failed,
             };
             shared_now += usize::from(outcomes[i] == Outcome::Shared);
-            watch.page(outcomes[i], || {
-                pagemap.as_ref().and_then(|p| p.huge_bytes(addrs[i], addrs[i] + HUGE_SIZE)).map(|b| b == HUGE_SIZE)
-            });
+            watch.page(outcomes[i], || pagemap.as_ref().and_then(|p| p.whole(addrs[i])));
         }
         if let Some(ph) = super::process_heap::helper_lock().as_mut() {
             ph.collapse_done(&addrs[..n], &outcomes[..n]);

@@ -452,8 +452,7 @@ impl<B: Backing> PageHeap<B> {
         let anon = descs[s..s + n].iter().filter(|d| d.is_anon()).count();
         let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
         self.res.in_use_peak = self.res.in_use_peak.max(self.res.resident - self.res.free_resident + anon);
-        let populated = descs[s..s + n].iter().filter(|d| d.zero).count();
-        if n == 1 && (fresh > 0 || populated > 0) && !self.ahead.wanted && self.populates_ahead() {
+        if n == 1 && (fresh > 0 || descs[s].zero) && !self.ahead.wanted && self.populates_ahead() {
             // Growing page by page: the helper populates the next pages (see `prefault`).
             self.ahead.wanted = true;
             if self.published {
@@ -543,6 +542,21 @@ impl<B: Backing> PageHeap<B> {
             let _ = self.family.ensure();
         }
         grew
+    }
+
+    /// Counts free anonymous huge page `i`, which held nothing (fresh or released), as holding
+    /// memory now: moved into it ([`relocate`]) or populated ([`prefault`]).
+    fn hold_free(&mut self, i: usize) {
+        let d = &mut self.tables.descs()[i];
+        debug_assert!(d.state == FREE && d.dirty == 0 && d.is_anon());
+        if d.released {
+            d.released = false;
+            self.counters.released_now -= HUGE_SIZE;
+            self.res.free_anon_backed += 1;
+        }
+        d.dirty = u32::MAX;
+        self.res.resident += 1;
+        self.res.free_resident += 1;
     }
 
     fn make_free(&mut self, s: usize, n: usize) {

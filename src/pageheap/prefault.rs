@@ -121,16 +121,9 @@ impl<B: Backing> PageHeap<B> {
             if p != Populated::Yes || d.state != FREE || d.dirty != 0 || !d.is_thp() {
                 continue;
             }
-            if d.released {
-                d.released = false;
-                self.counters.released_now -= HUGE_SIZE;
-                self.res.free_anon_backed += 1;
-            }
-            d.dirty = u32::MAX;
             d.zero = true;
             d.freed_at = now;
-            self.res.resident += 1;
-            self.res.free_resident += 1;
+            self.hold_free(i);
             self.counters.prefaulted_total += HUGE_SIZE;
         }
     }

@@ -216,25 +216,11 @@ impl<B: Backing> PageHeap<B> {
         self.moves.breaks = self.moves.breaks + after - before;
         self.mark_released(j, k);
         for p in 0..k {
-            self.hold_moved(i + p);
+            self.hold_free(i + p);
         }
         self.renew_moved(j, k);
         self.counters.moved_total += k * HUGE_SIZE;
         true
-    }
-
-    /// Counts free huge page `i`, which was fresh, as holding the memory just moved into it.
-    fn hold_moved(&mut self, i: usize) {
-        let d = &mut self.tables.descs()[i];
-        debug_assert!(d.state == FREE && d.dirty == 0);
-        if d.released {
-            d.released = false;
-            self.counters.released_now -= HUGE_SIZE;
-            self.res.free_anon_backed += 1;
-        }
-        d.dirty = u32::MAX;
-        self.res.resident += 1;
-        self.res.free_resident += 1;
     }
 
     /// Maps the free, released huge pages `[lo, lo + count)` afresh, with their own offsets,
