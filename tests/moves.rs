@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{as_child, fork_a_child_that_exits, mappings_in, number, run_child, skip, thp_mode};
+use common::{as_child, fork_a_child_that_exits, mappings_in, number, run_child_with_thp};
 use hugeheap::HugeAlloc;
 use std::collections::HashMap;
 
@@ -62,13 +62,7 @@ const THP_FROM_THE_START: [(&str, &str); 3] =
 /// Runs the calling test as a child with THP from the first byte and returns what it printed;
 /// `None`, the test skipped and said so, where THP is `never`.
 fn run_with_thp() -> Option<HashMap<String, String>> {
-    if thp_mode() == "never" {
-        skip("thp", "THP is `never` here: the heap is in 4 KiB pages, which are not moved");
-        return None;
-    }
-    let v = run_child(&THP_FROM_THE_START);
-    println!("{v:?}");
-    Some(v)
+    run_child_with_thp(&THP_FROM_THE_START, "the heap is in 4 KiB pages, which are not moved")
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{as_child, fork_a_child_that_exits, number, run_child, skip, thp_mode};
+use common::{as_child, fork_a_child_that_exits, number, run_child_with_thp};
 use hugeheap::HugeAlloc;
 use std::time::{Duration, Instant};
 
@@ -49,15 +49,9 @@ fn grow(total: usize, wait: bool) {
 /// Runs the calling test's child with THP and `env`; `None`, the test skipped and said so,
 /// where THP is `never`.
 fn run_with_thp(env: &[(&str, &str)]) -> Option<std::collections::HashMap<String, String>> {
-    if thp_mode() == "never" {
-        skip("thp", "THP is `never` here: nothing is populated ahead");
-        return None;
-    }
     let mut all = vec![("HUGEHEAP_PAGES", "thp")];
     all.extend_from_slice(env);
-    let v = run_child(&all);
-    println!("{v:?}");
-    Some(v)
+    run_child_with_thp(&all, "nothing is populated ahead")
 }
 
 #[test]

@@ -120,6 +120,18 @@ pub fn thp_mode() -> String {
     hugeheap::internal::OsInfo::probe().thp.name().to_string()
 }
 
+/// Runs the calling test as a child with `env` and returns what it printed (printed here
+/// too); `None`, the test skipped and said so with `why_not`, where THP is `never`.
+pub fn run_child_with_thp(env: &[(&str, &str)], why_not: &str) -> Option<std::collections::HashMap<String, String>> {
+    if thp_mode() == "never" {
+        skip("thp", &format!("THP is `never` here: {why_not}"));
+        return None;
+    }
+    let v = run_child(env);
+    println!("{v:?}");
+    Some(v)
+}
+
 /// The mappings of `maps` (the text of /proc/self/maps): start, end and the line.
 pub fn parse_maps(maps: &str) -> Vec<(usize, usize, &str)> {
     maps.lines()
