@@ -156,8 +156,9 @@ pub const OPTIONS: [OptionRow; 10] = [
               outgrows it, at once; in a process that never forked, the allocating thread collapses \
               them itself, before the allocation returns). Until the first fork, the helper also \
               populates the free huge pages a growing THP heap of 32 MiB or more takes next, at \
-              most two ahead, so that the program's own thread does not wait for the kernel to \
-              clear them. `0`: no \
+              most two ahead, and the next 2 MiB chunk of the program's own small mappings once \
+              they pass 32 MiB (`HUGEHEAP_MMAP`), so that the program's own thread does not \
+              wait for the kernel to clear them. `0`: no \
               helper, for programs that must stay single-threaded (`unshare(CLONE_NEWUSER)`): split pages wait for khugepaged, \
               and only the small phase's pages are collapsed, by the allocating thread of a \
               process that never forked. A program that writes all over its heap while it forks \
@@ -212,11 +213,12 @@ pub const OPTIONS: [OptionRow; 10] = [
         accepts: "huge or kernel",
         default: "huge",
         summary: "where a program's own 64 KiB-1 MiB anonymous mappings go (libhugeheap.so)",
-        doc: "Interpreters map their object memory themselves (CPython's 1 MiB arenas, Ruby's 64 KiB \
-              heap pages), one `mmap` at a time, and the kernel backs such mappings with 4 KiB pages \
+        doc: "Interpreters map their object memory themselves (CPython's 1 MiB arenas, Ruby 3.1's 16 KiB \
+              heap pages cut from 32 KiB mappings), one `mmap` at a time, and the kernel backs such mappings with 4 KiB pages \
               whatever the THP mode. Under `libhugeheap.so`, `huge` places private anonymous \
-              read-write mappings of 64 KiB to 1 MiB made without an address in 2 MiB chunks mapped \
-              whole and advised for THP; `munmap`, `mremap` and `mprotect` work on them as on any \
+              read-write mappings of 16 KiB to 1 MiB made without an address in 2 MiB chunks mapped \
+              whole and advised for THP (past 32 MiB, before any fork, the helper of \
+              `HUGEHEAP_COLLAPSE` populates the next chunk before the program reaches it); `munmap`, `mremap` and `mprotect` work on them as on any \
               mapping, and a chunk wholly unmapped goes back to the OS. `kernel`: every `mmap` goes \
               to the kernel as made. Off where THP is `never`.",
         apply: |c, v| match trim(v) {

@@ -82,8 +82,9 @@ pub struct Stats {
     /// pages were wanted, so far (not faulted in afresh, and not given back; see
     /// `pageheap::relocate`).
     pub moved_total: usize,
-    /// Bytes of free huge pages the helper thread populated ahead of use while the heap grew,
-    /// so far (see `pageheap::prefault`).
+    /// Bytes the helper thread populated ahead of use while the heap grew, so far: free huge
+    /// pages, and the chunks of the program's own small mappings that `libhugeheap.so`
+    /// places in huge pages (`HUGEHEAP_MMAP`; see `pageheap::prefault`).
     pub prefaulted_total: usize,
     /// Metadata bytes touched (approximate).
     pub metadata: usize,

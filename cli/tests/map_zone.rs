@@ -125,3 +125,32 @@ fn interpreters_own_object_memory_is_in_huge_pages() {
         skip("python3", "python3 is not installed");
     }
 }
+
+/// A zone grown past 32 MiB by a process that never forked has its next chunk populated by
+/// the helper before the program reaches it; not after a fork, nor with no helper
+/// (`HUGEHEAP_COLLAPSE=0`). Either way, new mappings read as zero and old ones keep what the
+/// program wrote.
+#[test]
+fn a_growing_zone_has_its_next_chunk_populated_ahead_until_the_first_fork() {
+    if !thp_on() {
+        skip("thp", "THP is off here: nothing is populated ahead");
+        return;
+    }
+    let Some(prog) = build("zone_ahead.c", "cc", &[]) else { return };
+    let p = prog.to_str().unwrap();
+    // Up to 120 s for the helper to do it: a guard against waiting forever on a machine too
+    // busy to run it, not a timing check. Where nothing is to be populated, 300 ms in which a
+    // helper would have had time to act, had it been asked.
+    let (wait, short) = ([p, "120000"], [p, "300"]);
+    let forked = [p, "300", "fork"];
+    let no_helper = [("HUGEHEAP_COLLAPSE", "0")];
+    let cases = [(&wait[..], &[][..], 1), (&forked[..], &[][..], 0), (&short[..], &no_helper[..], 0)];
+    for (args, env, ahead) in cases {
+        let out = under(args, env);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?} {env:?}: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert_eq!(field(&out, "own"), 0, "{args:?} {env:?}: the mappings are in the zone: {text}");
+        assert_eq!(field(&out, "ahead"), ahead, "{args:?} {env:?}: {text}");
+        assert_eq!(field(&out, "zero") + field(&out, "intact"), 2, "{args:?} {env:?}: {text}");
+    }
+}

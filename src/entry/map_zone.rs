@@ -14,6 +14,12 @@
 //! again), and `mremap` moves or shrinks it. Not served in the zone: `MREMAP_FIXED` and
 //! `MREMAP_DONTUNMAP` on zone memory (`EINVAL`), which interpreters do not use.
 //!
+//! A zone that grows past its first 32 MiB, in a process that has never forked, commits the
+//! chunk after the one it starts on as well, and the helper thread populates it before the
+//! program reaches it (`pageheap::prefault`, `pageheap::collapser::populate_later`): the
+//! kernel's 2 MiB fault, a clear of the whole page, then costs another CPU, not the program's.
+//! At most one chunk is so held ahead of use.
+//!
 //! Invariants: `used` has a bit for every 4 KiB page of the committed chunks, set exactly while
 //! the page belongs to a mapping the program holds; `dirty` is set for every page that may hold
 //! non-zero bytes (set when handed out, cleared when zeroed); `free[c]` counts the clear `used`
@@ -21,6 +27,7 @@
 //! placement).
 
 use crate::os::{self, EINVAL, ENOMEM};
+use crate::pageheap;
 use crate::pagekind::PageKind;
 use crate::sync::SpinLock;
 use core::ffi::{c_int, c_void};
@@ -131,8 +138,9 @@ impl Zone {
     }
 
     /// Places a mapping of `pages` 4 KiB pages: the highest run that fits in the lowest
-    /// committed chunk that has one, else a new chunk. Returns its address, zeroed.
-    fn place(&mut self, pages: usize) -> Option<usize> {
+    /// committed chunk that has one, else a new chunk. Returns its address, zeroed, and the
+    /// address of a chunk committed ahead for the helper to populate (see the module doc).
+    fn place(&mut self, pages: usize) -> Option<(usize, Option<usize>)> {
         if self.base == 0 {
             self.base = os::mem::reserve(CHUNKS * CHUNK, CHUNK).unwrap_or(usize::MAX);
         }
@@ -145,23 +153,23 @@ impl Zone {
         let (c, page) = match found {
             Some(f) => f,
             None => {
-                if self.committed == CHUNKS {
-                    return None;
-                }
                 let c = self.committed;
-                // SAFETY: chunk c is a PROT_NONE part of the zone's own reservation, never
-                // handed out, 2 MiB aligned. (Its mprotect, through the exported one, misses
-                // the committed range, which ends at this chunk.)
-                if unsafe { os::mem::commit(self.addr(c, 0), CHUNK, PageKind::Thp, false) }.is_err() {
+                if !self.commit_next() {
                     return None;
                 }
-                self.committed += 1;
-                BASE.store(self.base, Ordering::Release);
-                END.store(self.addr(self.committed, 0), Ordering::Release);
-                self.free[c] = PAGES as u16;
                 (c, PAGES - pages)
             }
         };
+        // The program reached the highest chunk: the next is committed for the helper to
+        // populate (once the zone holds FROM chunks, before any fork).
+        let mut ahead = None;
+        if c + 1 == self.committed
+            && self.committed >= pageheap::prefault::FROM
+            && pageheap::collapser::may_populate_later()
+            && self.commit_next()
+        {
+            ahead = Some(self.addr(c + 1, 0));
+        }
         let addr = self.addr(c, page);
         if count_bits(&self.dirty[c], page, pages) > 0 {
             // SAFETY: the pages are the zone's (their used bits are clear) and mapped
@@ -171,7 +179,27 @@ impl Zone {
         set_bits(&mut self.used[c], page, pages, true);
         set_bits(&mut self.dirty[c], page, pages, true);
         self.free[c] -= pages as u16;
-        Some(addr)
+        Some((addr, ahead))
+    }
+
+    /// Commits the next chunk (mapped read-write, advised for THP, all its pages free);
+    /// whether it could.
+    fn commit_next(&mut self) -> bool {
+        let c = self.committed;
+        if c == CHUNKS {
+            return false;
+        }
+        // SAFETY: chunk c is a PROT_NONE part of the zone's own reservation, never handed
+        // out, 2 MiB aligned. (Its mprotect, through the exported one, misses the committed
+        // range, which ends at this chunk.)
+        if unsafe { os::mem::commit(self.addr(c, 0), CHUNK, PageKind::Thp, false) }.is_err() {
+            return false;
+        }
+        self.committed += 1;
+        BASE.store(self.base, Ordering::Release);
+        END.store(self.addr(self.committed, 0), Ordering::Release);
+        self.free[c] = PAGES as u16;
+        true
     }
 
     /// Takes back the pages of `[addr, addr + len)` (4 KiB aligned) that lie in the committed
@@ -235,7 +263,15 @@ pub unsafe fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd:
             // Before the lock: registering may allocate.
             os::thread::atfork(before_fork, after_fork, after_fork);
         }
-        if let Some(p) = ZONE.lock().place(len.div_ceil(4096)) {
+        let placed = {
+            let mut zone = ZONE.lock();
+            zone.place(len.div_ceil(4096)).map(|(p, ahead)| (p, ahead, zone.committed * CHUNK))
+        };
+        if let Some((p, ahead, held)) = placed {
+            if let Some(a) = ahead {
+                // After the zone's lock: this may start the helper thread.
+                pageheap::collapser::populate_later(a, held);
+            }
             return p as *mut c_void;
         }
     }

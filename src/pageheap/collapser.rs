@@ -16,7 +16,8 @@
 //!
 //! Before the first fork, it also populates the free huge pages a growing heap takes next
 //! ([`super::prefault`]): a process that never forks starts it when its THP heap, holding
-//! 32 MiB or more, grows.
+//! 32 MiB or more, grows, and the next chunk of the program's own mappings that the entry
+//! layer places in huge pages ([`populate_later`]).
 //!
 //! The thread is named `hugeheap-thp`. It is the only thread hugeheap starts, and a process
 //! that stays in the small phase and never forks, or has no THP, never gets it. A forked child
@@ -92,6 +93,31 @@ pub fn kick() {
         return;
     }
     bell().ring();
+}
+
+/// Whether [`populate_later`] would be heard now: the helper may run and the process has
+/// never forked.
+pub fn may_populate_later() -> bool {
+    BUDGET.load(Ordering::Relaxed) != 0 && !bell().forked.load(Ordering::Relaxed)
+}
+
+/// Asks the helper to populate `[addr, addr + 2 MiB)` ahead of use, memory outside the page
+/// heap that the program takes next (the mapping zone's next chunk) and whose owner holds
+/// `held` bytes, under the rules of the page heap's own populating ([`super::prefault`]);
+/// starts the helper if need be. One request at a time: a newer one replaces one not yet
+/// taken (that memory is then faulted in by the program, as it would have been). Populating
+/// never changes what the memory holds, so the owner may hand it out, write it or give it
+/// back meanwhile; it must stay the owner's (mapped or reserved) for good.
+///
+/// Called where no allocator lock is held: starting a thread may allocate.
+pub fn populate_later(addr: usize, held: usize) {
+    debug_assert!(addr % HUGE_SIZE == 0 && addr != 0);
+    if !may_populate_later() {
+        return;
+    }
+    bell().other_held.store(held, Ordering::Relaxed);
+    bell().other.store(addr, Ordering::Release);
+    kick();
 }
 
 /// Before every fork (the prepare handler): marks the process as one that has forked.
@@ -199,7 +225,8 @@ pub fn forget_in_child() {
 }
 
 /// Populates the free huge pages the page heap wants populated ahead ([`super::prefault`]),
-/// batch by batch, until it wants none; whether it populated any.
+/// batch by batch, until it wants none, then the memory outside it asked for
+/// ([`populate_later`]); whether it populated any.
 fn populate_ahead(addrs: &mut [usize; BATCH]) -> bool {
     let mut done = [Populated::No; BATCH];
     let mut any = false;
@@ -209,15 +236,11 @@ fn populate_ahead(addrs: &mut [usize; BATCH]) -> bool {
             None => return any,
         };
         if n == 0 {
-            return any;
+            break;
         }
         any = true;
         for i in 0..n {
-            done[i] = match mem::populate_write(addrs[i], HUGE_SIZE) {
-                Ok(()) => Populated::Yes,
-                Err(mem::EINVAL) => Populated::Refused,
-                Err(_) => Populated::No,
-            };
+            done[i] = populate(addrs[i]);
         }
         if let Some(ph) = super::process_heap::helper_lock().as_mut() {
             ph.prefault_done(&addrs[..n], &done[..n]);
@@ -225,6 +248,25 @@ fn populate_ahead(addrs: &mut [usize; BATCH]) -> bool {
         if done[..n].contains(&Populated::No) {
             return any;
         }
+    }
+    let other = bell().other.swap(0, Ordering::Acquire);
+    let held = bell().other_held.load(Ordering::Relaxed);
+    if other == 0 || !super::process_heap::helper_lock().as_ref().is_some_and(|ph| ph.populates_other(held)) {
+        return any;
+    }
+    let populated = populate(other);
+    if let Some(ph) = super::process_heap::helper_lock().as_mut() {
+        ph.other_done(populated);
+    }
+    true
+}
+
+/// Populates the 2 MiB at `addr`.
+fn populate(addr: usize) -> Populated {
+    match mem::populate_write(addr, HUGE_SIZE) {
+        Ok(()) => Populated::Yes,
+        Err(mem::EINVAL) => Populated::Refused,
+        Err(_) => Populated::No,
     }
 }
 

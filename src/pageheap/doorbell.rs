@@ -7,7 +7,7 @@
 //! with a zeroed one (no helper).
 
 use crate::os::thread;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 /// The words the page heap and the helper share.
 pub struct Doorbell {
@@ -27,6 +27,11 @@ pub struct Doorbell {
     /// 1 when the page heap wants free pages populated ahead (`prefault`) and the helper is
     /// not running: taken, like `promoted`, by `collapser::start_if_promoted`, which starts it.
     pub populate: AtomicU32,
+    /// The next 2 MiB of memory outside the page heap to populate ahead (the mapping zone's
+    /// next chunk; `collapser::populate_later`), 0 for none; and the bytes that memory's
+    /// owner holds with it.
+    pub other: AtomicUsize,
+    pub other_held: AtomicUsize,
     /// 1 while the sweep asked for by a promotion is under way: the helper does it without its
     /// CPU budget's rests (at most `HUGEHEAP_HUGE_FROM` of memory, collapsed once), so that a
     /// program forking soon after building its heap finds it whole.
@@ -53,6 +58,8 @@ impl Doorbell {
             asleep: AtomicU32::new(0),
             promoted: AtomicU32::new(0),
             populate: AtomicU32::new(0),
+            other: AtomicUsize::new(0),
+            other_held: AtomicUsize::new(0),
             urgent: AtomicU32::new(0),
             forked: AtomicBool::new(false),
             advised: AtomicU32::new(0),

@@ -110,7 +110,8 @@ pub struct PageCounters {
     pub moved_out: usize,
     /// Bytes of free held memory moved into fresh huge pages so far ([`relocate`]).
     pub moved_total: usize,
-    /// Bytes of free huge pages populated ahead of use so far ([`prefault`]).
+    /// Bytes populated ahead of use so far ([`prefault`]): free huge pages, and the memory
+    /// outside the page heap the helper was asked to populate.
     pub prefaulted_total: usize,
 }
 

@@ -33,6 +33,10 @@
 //!   program write it, since populating never changes what a page holds. Back under the lock,
 //!   a page still free and empty is counted as held and marked `zero` (its spans are still
 //!   known to be zero).
+//! - Memory the program maps itself outside the page heap and that grows as a heap does (the
+//!   entry layer's mapping zone: an interpreter's object memory) has its next 2 MiB chunk
+//!   populated by the same helper under the same rules ([`PageHeap::populates_other`]), asked
+//!   for through `collapser::populate_later` when it commits a chunk past its first [`FROM`].
 
 use super::PageHeap;
 use super::backing::Backing;
@@ -68,6 +72,25 @@ impl<B: Backing> PageHeap<B> {
             && (!self.arena.cap_is_cgroup() || self.res.resident + AHEAD <= self.arena.cap / 2)
             && !self.backing.may_share()
             && !self.arena.in_small_phase()
+    }
+
+    /// Whether the helper should populate 2 MiB of memory outside the page heap whose owner
+    /// holds `held` bytes (see the module doc): as for the page heap's own pages, but whatever
+    /// the page heap holds, with the owner's memory counted against a memory cgroup's room.
+    pub fn populates_other(&self, held: usize) -> bool {
+        let room = |pages: usize| pages.saturating_mul(HUGE_SIZE);
+        !self.ahead.off
+            && (!self.arena.cap_is_cgroup()
+                || room(self.res.resident + 1).saturating_add(held) <= room(self.arena.cap) / 2)
+            && !self.backing.may_share()
+    }
+
+    /// Takes back what became of 2 MiB outside the page heap the helper was to populate.
+    pub fn other_done(&mut self, populated: Populated) {
+        self.ahead.off |= populated == Populated::Refused;
+        if populated == Populated::Yes {
+            self.counters.prefaulted_total += HUGE_SIZE;
+        }
     }
 
     /// The next free huge pages for the helper to populate (their addresses, at most

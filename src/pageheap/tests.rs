@@ -1061,3 +1061,25 @@ fn a_heap_capped_by_its_cgroup_populates_only_within_half_the_room() {
         r.ph.check_invariants();
     }
 }
+
+#[test]
+fn memory_outside_the_heap_is_populated_under_the_same_rules_and_counted() {
+    use prefault::Populated;
+    // Whatever the page heap holds (here nothing), before a fork: yes; counted when done.
+    let mut r = Rig::new(0, u32::MAX);
+    assert!(r.ph.populates_other(64 << 20));
+    r.ph.other_done(Populated::Yes);
+    r.ph.other_done(Populated::No);
+    assert_eq!(r.ph.counters.prefaulted_total, HUGE_SIZE, "only what was populated");
+    // A kernel that cannot populate ends it, for the heap's own pages too.
+    r.ph.other_done(Populated::Refused);
+    assert!(!r.ph.populates_other(0) && r.ph.ahead.off);
+    // After a fork: no.
+    let r = Rig::new(0, u32::MAX);
+    r.forked.set(true);
+    assert!(!r.ph.populates_other(0));
+    // In a cgroup, within half the room, the owner's memory counted with the heap's.
+    let r = Rig::with_cgroup_room(0, u32::MAX, 256 << 20);
+    assert!(r.ph.populates_other(64 << 20));
+    assert!(!r.ph.populates_other(128 << 20), "the heap's next 2 MiB and 128 MiB: past half of 256");
+}
