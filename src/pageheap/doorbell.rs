@@ -28,9 +28,9 @@ pub struct Doorbell {
     /// not running: taken, like `promoted`, by `collapser::start_if_promoted`, which starts it.
     pub populate: AtomicU32,
     /// The next 2 MiB of memory outside the page heap to populate ahead (the mapping zone's
-    /// next chunk; `collapser::populate_later`), 0 for none; and the bytes that memory's
-    /// owner holds with it.
+    /// next chunk; `collapser::populate_later`), 0 for none.
     pub other: AtomicUsize,
+    /// The bytes the owner of `other` holds with it (for a memory cgroup's room).
     pub other_held: AtomicUsize,
     /// 1 while the sweep asked for by a promotion is under way: the helper does it without its
     /// CPU budget's rests (at most `HUGEHEAP_HUGE_FROM` of memory, collapsed once), so that a
