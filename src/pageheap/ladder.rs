@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn cow_takeable_is_the_largest_safe_take() {
         // Every case natively; a sparse grid under Miri, which interprets each iteration (all
-        // of them took 40 s there, as long as every other test of the page heap together).
+        // of them took 40 s there, twice as long as every other test Miri runs together).
         let step = if cfg!(miri) { 13 } else { 1 };
         for pct in [0, 50, 100, 300] {
             for free in (0..300).step_by(step) {

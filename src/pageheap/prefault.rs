@@ -58,31 +58,38 @@ pub enum Populated {
 /// default end).
 pub const FROM: usize = 16;
 
+/// The bytes of `pages` huge pages.
+fn bytes(pages: usize) -> usize {
+    pages.saturating_mul(HUGE_SIZE)
+}
+
 /// Most free huge pages held populated ahead of use at once (4 MiB: what a heap that stops
 /// growing holds beyond its need until the decay).
 pub const AHEAD: usize = 2;
 
 impl<B: Backing> PageHeap<B> {
     /// Whether the page heap should populate ahead now: it holds [`FROM`] huge pages, has
-    /// left the small phase, may not share its pages with a child, is within half the room a
-    /// memory cgroup's limit leaves it, and the OS did not refuse.
+    /// left the small phase, and [`may_populate`](PageHeap::may_populate) its next
+    /// [`AHEAD`] huge pages.
     pub(super) fn populates_ahead(&self) -> bool {
-        !self.ahead.off
-            && self.res.resident >= FROM
-            && (!self.arena.cap_is_cgroup() || self.res.resident + AHEAD <= self.arena.cap / 2)
-            && !self.backing.may_share()
-            && !self.arena.in_small_phase()
+        self.res.resident >= FROM && !self.arena.in_small_phase() && self.may_populate(bytes(self.res.resident + AHEAD))
     }
 
     /// Whether the helper should populate 2 MiB of memory outside the page heap whose owner
-    /// holds `held` bytes (see the module doc): as for the page heap's own pages, but whatever
-    /// the page heap holds, with the owner's memory counted against a memory cgroup's room.
+    /// holds `held` bytes (see the module doc): the page heap's own rule
+    /// ([`may_populate`](PageHeap::may_populate)), whatever the page heap holds, with the
+    /// owner's memory counted against a memory cgroup's room.
     pub fn populates_other(&self, held: usize) -> bool {
-        let room = |pages: usize| pages.saturating_mul(HUGE_SIZE);
+        self.may_populate(bytes(self.res.resident + 1).saturating_add(held))
+    }
+
+    /// The rule every populating ahead follows: the OS did not refuse, no child may share the
+    /// pages, and where a memory cgroup's limit caps the heap, `total` bytes (what would be
+    /// charged with the populating done) stay within half the room it leaves.
+    fn may_populate(&self, total: usize) -> bool {
         !self.ahead.off
-            && (!self.arena.cap_is_cgroup()
-                || room(self.res.resident + 1).saturating_add(held) <= room(self.arena.cap) / 2)
             && !self.backing.may_share()
+            && (!self.arena.cap_is_cgroup() || total <= bytes(self.arena.cap) / 2)
     }
 
     /// Takes back what became of 2 MiB outside the page heap the helper was to populate.
