@@ -10,15 +10,15 @@
 //! Fork: the forking thread takes the fork gate, which keeps the helper off the page heap;
 //! then, unless the process is single-threaded for the C library and the fork has nothing to
 //! decide for the child (see `pageheap::fork_pages`: such a fork writes no page that fork
-//! copies), the thread heaps' lock (when the C library knows of other threads: only they use
-//! it) and the page heap's, so that no thread is inside either when the address space is
-//! copied; both sides release what it took. The parent counts the fork for the helper
+//! copies), the thread heaps' locks (their registry's and the shared classes', when the C
+//! library knows of other threads: only they use them) and the page heap's, so that no thread
+//! is inside any of them when the address space is copied; both sides release what it took. The parent counts the fork for the helper
 //! (copy-on-write will split its THP from now on). In the child,
 //! heaps of threads that no longer exist are simply never adopted (they are not on the
-//! abandoned list): their memory stays theirs, and frees into them still land in their
-//! lock-free inboxes.
+//! abandoned list): their memory stays theirs (their caches of shared classes too, at most
+//! 32 KiB a class), and frees into them still land in their lock-free inboxes.
 
-use crate::heap::{lifecycle, misuse, storage};
+use crate::heap::{central, lifecycle, misuse, storage};
 use crate::options::{Config, ThpOff};
 use crate::os::probe::ThpMode;
 use crate::os::{OsInfo, StackWriter, process, stderr, thread};
@@ -153,6 +153,7 @@ unsafe extern "C" fn fork_prepare() {
     };
     if took & TOOK_STORAGE != 0 {
         storage::lock_for_fork();
+        central::lock_for_fork();
     }
     if took & TOOK_HEAP != 0 {
         lock.raw_lock();
@@ -180,6 +181,7 @@ unsafe extern "C" fn fork_parent() {
             });
             lock.force_unlock();
             if took & TOOK_STORAGE != 0 {
+                central::unlock_after_fork();
                 storage::unlock_after_fork();
             }
             has_thp
@@ -221,6 +223,7 @@ unsafe extern "C" fn fork_child() {
         }
         lock.force_unlock();
         if took & TOOK_STORAGE != 0 {
+            central::unlock_after_fork();
             storage::unlock_after_fork();
         }
     }

@@ -92,9 +92,10 @@ pub const NO_OWNER: usize = usize::MAX;
 pub const FULL: u32 = 1 << 31;
 
 impl Span {
-    /// A span with nothing in it: the sentinel every empty slot of a heap points to, so the
-    /// fast path never tests for null. It is never written.
-    #[allow(clippy::declare_interior_mutable_const)] // only used to initialise one static
+    /// A span with nothing in it: the value of the sentinel every empty slot of a heap points
+    /// to, so the fast path never tests for null (that one is never written), and of a heap's
+    /// caches of shared classes before their first use.
+    #[allow(clippy::declare_interior_mutable_const)] // only initialises statics' fields
     pub const EMPTY: Span = Span {
         free: ptr::null_mut(),
         used: AtomicU32::new(0),

@@ -1,16 +1,18 @@
 //! A thread's heap from its first allocation to its exit. A thread starts with the sentinel
 //! heap; its first slow path gives it a heap of its own, an abandoned one if there is one
 //! (adopted with whatever is still allocated from it and whatever frees are still in flight),
-//! else a fresh one. When the thread exits, its heap is flushed, its empty slabs go back to
-//! the page heap, and it is left on the abandoned list; frees that arrive after that are
+//! else a fresh one. When the thread exits, its heap is flushed (its caches of shared classes
+//! too, back to the central slabs), its empty slabs go back to the page heap, and it is left on
+//! the abandoned list; frees that arrive after that are
 //! brought home by the threads that post them (see `remote`).
 //!
 //! Thread exit is seen through a thread-specific key (created without allocating; glibc keeps
 //! the first 32 keys' values in the thread descriptor); `__cxa_thread_atexit_impl` is not used
 //! (it calls `calloc`).
 
+use super::central;
 use super::remote::{drain_inbox, flush_remote};
-use super::size_class::{GRANULES, NCLASS};
+use super::size_class::{GRANULES, NCLASS, SHARED_FROM};
 use super::slab::{retire, unlink};
 use super::storage::{self, Storage};
 use super::thread_heap::{ABANDONED, Heap, OWNED, empty_heap, empty_span, set_thread_heap};
@@ -39,7 +41,8 @@ pub fn thread_start() -> *mut Heap {
         return heap;
     }
     if fresh {
-        // SAFETY: heap is a fresh heap, ours alone; its other fields are valid all zero.
+        // SAFETY: heap is a fresh heap, ours alone; its other fields (the caches too) are
+        // valid all zero.
         unsafe {
             (*heap).direct = [empty_span(); GRANULES];
             (*heap).current = [empty_span(); NCLASS];
@@ -80,8 +83,10 @@ unsafe extern "C" fn thread_exit(arg: *mut core::ffi::c_void) {
     unsafe {
         flush_remote(heap);
         drain_inbox(heap);
+        central::flush_all(heap);
     }
-    for c in 0..NCLASS {
+    // The shared classes have no slabs of the heap's own.
+    for c in 0..SHARED_FROM {
         // SAFETY: heap is this thread's heap; c is a class.
         let mut span = unsafe { (*heap).current[c] };
         while span != empty_span() && !span.is_null() {

@@ -9,21 +9,24 @@
 //!   the page heap, retiring empty ones;
 //! - [`remote`], [`stack`]: frees from other threads, carried home in batches on lock-free
 //!   stacks;
+//! - [`central`]: the classes past 4 KiB, whose slabs the process shares, reached through a
+//!   small cache in each thread;
 //! - [`storage`]: where heaps and messages live, and the heaps of exited threads;
 //! - [`lifecycle`]: a thread's first allocation and its exit;
 //! - [`misuse`]: free marks and the checks that catch double and interior frees;
 //! - `check` (tests and the `check` feature): the walk that checks the invariants below.
 //!
 //! Files depend one way: `size_class`, `misuse`, `stack`, then `thread_heap`; `slab` and
-//! `storage` on those; `remote` on `slab` and `storage`; `lifecycle` on `remote`; this file
-//! on all.
+//! `storage` on those; `central` on `slab`; `remote` on `slab` and `storage`; `lifecycle` on
+//! `remote` and `central`; this file on all.
 //!
 //! The thread heaps sit on the page heap and know only its span and metadata interface; the
 //! page heap knows nothing of them (a slab names its heap by an opaque id).
 //!
 //! Invariants:
 //! - `current[c]` is the head of class `c`'s list of non-full slabs, or `EMPTY_SPAN`, and
-//!   `last[c]` its last slab while it has one; a slab that stops being full joins at the end;
+//!   `last[c]` its last slab while it has one; a slab that stops being full joins at the end
+//!   (for a shared class, `current[c]` is the heap's cache of it instead: see `central`);
 //! - `direct[g] == current[class_of(16 * g)]` for every granule `g` (sizes up to 1 KiB);
 //! - a slab is in its heap's list iff not marked `FULL` (marked when an allocation finds it
 //!   with no free block, until `slab::rejoin_at` blocks are back or none is out); `used`
@@ -32,6 +35,7 @@
 //! - `span.owner` never changes while the slab has live blocks, so a freeing thread always
 //!   finds the right inbox.
 
+pub mod central;
 #[cfg(any(test, feature = "check"))]
 pub mod check;
 pub mod lifecycle;
@@ -48,7 +52,8 @@ use size_class::class_of;
 use thread_heap::{Heap, empty_heap, heap_of, id, thread_heap};
 
 /// A block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its alignment)
-/// from the current slab of its class: the whole fast path of allocation. Null when that slab
+/// from the current slab of its class (or the thread's cache of a shared class): the whole
+/// fast path of allocation. Null when that slab
 /// has no free block (or the thread has no heap yet: the sentinel's slabs never do); then
 /// [`alloc_small`] is the way on.
 ///
@@ -126,11 +131,11 @@ unsafe fn alloc_slow(mut heap: *mut Heap, c: usize) -> *mut u8 {
     let p = if size_class::class_size(c) > size_class::SMALL_PHASE_SLAB_MAX && crate::pageheap::small_phase() {
         crate::pageheap::process_heap::alloc_block(size_class::class_size(c), crate::units::PAGE_SIZE).0
     } else {
-        // SAFETY: heap is this thread's own heap (not the sentinel).
+        // SAFETY: heap is this thread's own heap (not the sentinel); c is a class.
         unsafe {
             remote::flush_remote(heap);
             remote::drain_inbox(heap);
-            slab::refill(heap, c)
+            if size_class::is_shared(c) { central::refill(heap, c) } else { slab::refill(heap, c) }
         }
     };
     // The refill is complete and no lock is held: the helper may be started here.
@@ -169,8 +174,9 @@ pub unsafe fn free_own(p: *mut u8, span: *mut Span) {
     unsafe { slab::free_local(thread_heap(), span, b) }
 }
 
-/// Frees a block of another thread's slab: it is carried home by `remote`. A pointer that is
-/// not the start of a block aborts with a message.
+/// Frees a block of another heap's slab: a central slab's goes to this thread's cache of its
+/// class (`central`), another thread's is carried home by `remote`. A pointer that is not the
+/// start of a block aborts with a message.
 ///
 /// # Safety
 /// `span` must be a live slab of another heap whose pages hold `p`, and `p` a live block of it
@@ -181,7 +187,14 @@ pub unsafe fn free_foreign(p: *mut u8, span: *mut Span) {
     debug_assert!(unsafe { (*span).is_slab() });
     // SAFETY: span is a live slab whose pages hold p (caller).
     let b = unsafe { misuse::block_at(p, span) };
-    // SAFETY: b is a live block of span (caller), so span.owner is stable and names a live
-    // heap other than this thread's.
-    unsafe { remote::free_remote(thread_heap(), heap_of((*span).owner), b) }
+    // SAFETY: b is a live block of span (caller), so span.owner is stable: the central heap's
+    // id, or one naming a live heap other than this thread's.
+    unsafe {
+        let owner = (*span).owner;
+        if owner == id(thread_heap::central_heap()) {
+            central::free(span, b)
+        } else {
+            remote::free_remote(thread_heap(), heap_of(owner), b)
+        }
+    }
 }

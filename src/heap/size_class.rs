@@ -35,6 +35,19 @@ pub const SMALL_PHASE_SLAB_MAX: usize = 32 << 10;
 /// Largest alignment slabs can honour (their start is 64 KiB aligned).
 pub const SMALL_ALIGN_MAX: usize = PAGE_SIZE;
 
+/// The first shared class (`heap::central`): blocks past 4 KiB. Their slabs hold 16 blocks or
+/// fewer, so a slab each thread kept of each such class sat half empty in every thread that
+/// used the class (docs/benchmarks.md, "A multi-thread trace, and its memory").
+pub const SHARED_FROM: usize = class_by_formula(4096) + 1;
+/// Number of shared classes.
+pub const NSHARED: usize = NCLASS - SHARED_FROM;
+
+/// Whether class `c` is shared: its slabs are the process's, not a thread's.
+#[inline(always)]
+pub const fn is_shared(c: usize) -> bool {
+    c >= SHARED_FROM
+}
+
 /// Sizes up to this many bytes find their class in [`SMALL_CLASS`], one load.
 pub const TABLE_MAX: usize = 1024;
 
@@ -122,10 +135,10 @@ pub const fn class_size(c: usize) -> usize {
 /// Bytes of a slab of class `c`: one 64 KiB page for classes of up to 4 KiB (16 blocks or
 /// more); for larger ones, the fewest 64 KiB pages that hold at least 4 blocks with at most an
 /// eighth of the slab left over past the last whole block (at most 1 MiB: the largest classes,
-/// up to 256 KiB, get 4 blocks). A slab is a thread's and a class's: the fewer blocks it holds
-/// beyond what the thread keeps live, the less memory sits in slabs half empty (four threads
-/// keeping a few dozen objects each of 16-64 KiB held slabs of 16 such blocks, most of them
-/// free: docs/benchmarks.md, "A multi-thread trace, and its memory").
+/// up to 256 KiB, get 4 blocks). The fewer blocks a slab holds, the less memory sits in slabs
+/// part empty (four threads keeping a few dozen objects each of 16-64 KiB held slabs of 16
+/// such blocks, most of them free: docs/benchmarks.md, "A multi-thread trace, and its
+/// memory"); the classes past 4 KiB are also shared between threads (`heap::central`).
 #[inline]
 pub const fn slab_bytes(c: usize) -> usize {
     let size = class_size(c);
@@ -173,6 +186,15 @@ mod tests {
             prev = s;
         }
         assert_eq!(class_of(0), 0);
+    }
+
+    /// The shared classes are exactly those past 4 KiB, all past the direct table's sizes (a
+    /// shared class's `current` entry is a thread's cache, never a granule's).
+    #[test]
+    fn the_shared_classes_are_those_past_4_kib() {
+        assert_eq!(class_size(SHARED_FROM - 1), 4096);
+        assert!(class_size(SHARED_FROM) > 4096 && !is_shared(SHARED_FROM - 1) && is_shared(SHARED_FROM));
+        assert!(granules_of(SHARED_FROM).is_empty() && SHARED_FROM + NSHARED == NCLASS);
     }
 
     #[test]

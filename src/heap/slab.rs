@@ -2,6 +2,10 @@
 //! allocation and free (`pop`, `free_local`), refilling a class when its current slab runs out
 //! (threading never-used blocks, then a new slab from the page heap), keeping the list of
 //! non-full slabs, and giving empty slabs back.
+//!
+//! "This thread's heap", in the contracts below, is also the central heap for a shared class
+//! whose lock this thread holds (`central`): while it holds it, that class's lists and slabs
+//! are this thread's alone.
 
 use super::misuse::{self, free_mark};
 use super::size_class::{class_size, granules_of, slab_bytes};
@@ -17,12 +21,13 @@ use core::ptr;
 /// the list's next link, which may be the program's data, is followed; see `misuse`).
 ///
 /// # Safety
-/// `span` must be a slab of this thread's heap, or the sentinel.
+/// `span` must be a slab of this thread's heap, this thread's cache of a shared class
+/// (`central`), or the sentinel.
 #[inline(always)]
 pub unsafe fn pop(span: *mut Span) -> *mut u8 {
     debug_assert!(!span.is_null());
-    // SAFETY: `span` is a slab of this thread's heap or the sentinel (this function's
-    // contract): a live header whose local fields only this thread touches.
+    // SAFETY: `span` is a slab of this thread's heap, a cache of it, or the sentinel (this
+    // function's contract): a live header whose local fields only this thread touches.
     let b = unsafe { (*span).free };
     // SAFETY: a non-null head of a slab's free list is one of the slab's blocks (at least 16
     // bytes, mapped for the process's life), so its mark can be read whatever the program
@@ -32,11 +37,11 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
     }
     // SAFETY: `b` is a free block of the slab with its mark intact, so its link is the list's
     // next entry; the slab's fields are this thread's (as above), and clearing the mark hands
-    // the block to the program.
+    // the block to the program. (The count wraps: a cache's runs below zero, see `central`.)
     unsafe {
         (*span).free = (*b).next;
         (*b).mark = 0;
-        (*span).set_used_word((*span).used_word() + 1);
+        (*span).set_used_word((*span).used_word().wrapping_add(1));
     }
     b.cast()
 }

@@ -1,7 +1,7 @@
 //! The thread heap itself: its fields, the messages that carry frees between heaps, the
 //! sentinel every thread starts with, and the thread-local slot naming a thread's heap.
 
-use super::size_class::{GRANULES, NCLASS};
+use super::size_class::{GRANULES, NCLASS, NSHARED};
 use super::stack::Linked;
 use crate::span::{Block, Span};
 use core::cell::UnsafeCell;
@@ -95,6 +95,12 @@ pub struct Heap {
     /// Who has the heap: its thread (`OWNED`), nobody (`ABANDONED`: exited), or a thread
     /// bringing frees home for it (`CLAIMED`); see `lifecycle` and `remote`.
     pub state: AtomicU8,
+    /// Per shared class (`size_class::is_shared`, from `SHARED_FROM`), the thread's cache of
+    /// that class's blocks: a span header whose free list holds them, so that `current[c]`
+    /// names it once the class is used and the fast path pops from it as from a slab (see
+    /// `central`). All zero until then. The owner's, on lines of their own (a span header is
+    /// 64-aligned) past those other threads write.
+    pub caches: [Span; NSHARED],
 }
 
 /// Bytes of the owner's fields, and the padding that ends their last cache line.
@@ -116,21 +122,46 @@ unsafe impl<T> Sync for Sentinel<T> {}
 /// The sentinel slab: no free blocks.
 static EMPTY_SPAN: Sentinel<Span> = Sentinel(UnsafeCell::new(Span::EMPTY));
 
+/// A heap with every class empty: the sentinel's value and the central heap's first.
+macro_rules! blank_heap {
+    () => {
+        Heap {
+            direct: [EMPTY_SPAN.0.get(); GRANULES],
+            current: [EMPTY_SPAN.0.get(); NCLASS],
+            last: [ptr::null_mut(); NCLASS],
+            batch: [ptr::null_mut(); BATCHES],
+            spare: ptr::null_mut(),
+            next_abandoned: ptr::null_mut(),
+            _pad: [0; OWNER_PAD],
+            msg_inbox: AtomicPtr::new(ptr::null_mut()),
+            inbox: AtomicPtr::new(ptr::null_mut()),
+            returned: AtomicPtr::new(ptr::null_mut()),
+            state: AtomicU8::new(OWNED),
+            caches: [const { Span::EMPTY }; NSHARED],
+        }
+    };
+}
+
 /// The sentinel heap of threads that have none yet: every class points to `EMPTY_SPAN`, so
 /// the fast path falls into the slow path, which sets the thread up.
-static EMPTY_HEAP: Sentinel<Heap> = Sentinel(UnsafeCell::new(Heap {
-    direct: [EMPTY_SPAN.0.get(); GRANULES],
-    current: [EMPTY_SPAN.0.get(); NCLASS],
-    last: [ptr::null_mut(); NCLASS],
-    batch: [ptr::null_mut(); BATCHES],
-    spare: ptr::null_mut(),
-    next_abandoned: ptr::null_mut(),
-    _pad: [0; OWNER_PAD],
-    msg_inbox: AtomicPtr::new(ptr::null_mut()),
-    inbox: AtomicPtr::new(ptr::null_mut()),
-    returned: AtomicPtr::new(ptr::null_mut()),
-    state: AtomicU8::new(OWNED),
-}));
+static EMPTY_HEAP: Sentinel<Heap> = Sentinel(UnsafeCell::new(blank_heap!()));
+
+/// The central heap: the slabs of the shared classes, which every thread's cache takes blocks
+/// from and gives them back to (`central`). Only its `current` and `last` entries of shared
+/// classes are used, each class's under that class's lock in `central`.
+struct Guarded<T>(UnsafeCell<T>);
+
+// SAFETY: every access to the value goes through `central_heap()` and `central`'s per-class
+// locks: the fields of a class are read and written only by the thread holding its lock.
+unsafe impl<T> Sync for Guarded<T> {}
+
+static CENTRAL: Guarded<Heap> = Guarded(UnsafeCell::new(blank_heap!()));
+
+/// The central heap (its classes' fields only under `central`'s locks).
+#[inline]
+pub fn central_heap() -> *mut Heap {
+    CENTRAL.0.get()
+}
 
 /// The sentinel slab's address (never to be written through).
 #[inline]

@@ -13,7 +13,7 @@ use core::sync::atomic::AtomicU8;
 
 /// [`fork_took`]: the prepare handler took the page heap's lock.
 pub const TOOK_HEAP: u8 = 1;
-/// [`fork_took`]: the prepare handler took the thread heaps' lock.
+/// [`fork_took`]: the prepare handler took the thread heaps' locks (registry, shared classes).
 pub const TOOK_STORAGE: u8 = 2;
 
 /// The page heap behind its lock (`None` before start-up, or if it failed), on a page of its

@@ -51,6 +51,29 @@ int main(int argc, char **argv) {
         pthread_create(&t, NULL, freer, p);
         pthread_join(t, NULL);
         q = malloc(5000);
+    } else if (!strcmp(m, "shared-double")) {
+        /* A block past 4 KiB: a shared class's, freed into this thread's cache of it. */
+        char *volatile s = malloc(8000);
+        s[0] = 1;
+        free(s);
+        free(s);
+    } else if (!strcmp(m, "shared-double-later")) {
+        char *volatile s = malloc(8000), *volatile t = malloc(8000);
+        s[0] = t[0] = 1;
+        free(s);
+        free(t);
+        free(s);
+        for (int i = 0; i < 4; i++) {
+            char *volatile r = malloc(8000);
+            r[0] = 4;
+        }
+    } else if (!strcmp(m, "shared-write-after-free")) {
+        char *volatile s = malloc(8000);
+        s[0] = 1;
+        free(s);
+        memset(s, 5, 16);
+        char *volatile r = malloc(8000);
+        r[0] = 4;
     } else if (!strcmp(m, "interior")) {
         free(p + 16);
     } else if (!strcmp(m, "foreign")) {

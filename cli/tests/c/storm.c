@@ -1,5 +1,8 @@
 /* Threads allocate and free while the main thread forks in a loop; every child allocates,
-   frees and exits 0. A child that hangs is killed by its alarm, which fails the run. */
+   frees and exits 0. A child that hangs is killed by its alarm, which fails the run. A quarter
+   of the workers' blocks, and some of each child's, are of the classes past 4 KiB, whose
+   slabs the threads share under per-class locks: a fork while a worker holds one must leave
+   the child able to take it. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,7 +20,9 @@ static void *worker(void *arg) {
         x ^= x << 13; x ^= x >> 17; x ^= x << 5;
         int i = x % 512;
         free(keep[i]);
-        size_t n = (x >> 10) % 100 == 0 ? (x % (4 << 20)) + 1 : (x >> 9) % 2000 + 1;
+        size_t n = (x >> 10) % 100 == 0 ? (x % (4 << 20)) + 1
+                 : (x >> 10) % 4 == 0   ? 4097 + (x >> 9) % 60000
+                                        : (x >> 9) % 2000 + 1;
         keep[i] = malloc(n);
         memset(keep[i], i, n < 64 ? n : 64);
     }
@@ -36,6 +41,8 @@ int main(void) {
             char *v[1000];
             for (int i = 0; i < 1000; i++) { v[i] = malloc(i + 1); memset(v[i], 1, i + 1); }
             for (int i = 0; i < 1000; i++) free(v[i]);
+            for (int i = 0; i < 200; i++) { v[i] = malloc(4097 + i * 300); memset(v[i], 3, 4097); }
+            for (int i = 0; i < 200; i++) free(v[i]);
             void *big = malloc(8 << 20);
             memset(big, 2, 8 << 20);
             free(big);
