@@ -37,8 +37,9 @@ pub struct Block {
 pub struct Span {
     /// First byte of the span.
     pub start: usize,
-    /// Slab: the id of the thread heap that owns it (opaque to this layer, never 0 and never
-    /// [`NO_OWNER`]); `NO_OWNER` for large spans, 0 for the empty sentinel. A free compares it
+    /// Slab: the id of the thread heap that owns it, or of the central heap of the shared
+    /// classes (opaque to this layer, never 0 and never [`NO_OWNER`]); `NO_OWNER` for large
+    /// spans, 0 for the empty sentinel. A free compares it
     /// with the freeing thread's id first: equal means a slab of that thread's own heap.
     pub owner: usize,
     /// Slab: `ceil(2^64 / block_size)`. For an offset `n` below 2^32, `n * div` (wrapping) is

@@ -45,15 +45,30 @@ pub const CACHE_BYTES: usize = 32 << 10;
 
 /// The most blocks a cache of class `c` holds after a free.
 #[inline]
-pub const fn cache_max(c: usize) -> u32 {
-    let n = CACHE_BYTES / class_size(c);
-    if n == 0 { 1 } else { n as u32 }
+pub fn cache_max(c: usize) -> u32 {
+    debug_assert!(is_shared(c) && c < NCLASS);
+    CACHE_MAX[c - SHARED_FROM] as u32
 }
+
+/// [`cache_max`] of each shared class, computed at build time (a free reads it; a division
+/// there cost a few dozen cycles).
+static CACHE_MAX: [u8; NSHARED] = {
+    let mut t = [0u8; NSHARED];
+    let mut i = 0;
+    while i < NSHARED {
+        let n = CACHE_BYTES / class_size(SHARED_FROM + i);
+        t[i] = if n == 0 { 1 } else { n as u8 };
+        i += 1;
+    }
+    t
+};
+
+const _: () = assert!(CACHE_BYTES / 4096 <= u8::MAX as usize);
 
 /// How many blocks a refill or a flush leaves in a cache of class `c` (a refill also returns
 /// one more).
 #[inline]
-const fn batch(c: usize) -> u32 {
+fn batch(c: usize) -> u32 {
     cache_max(c) / 2
 }
 
@@ -160,10 +175,13 @@ pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
 /// heap (one that is exiting), straight back under the class's lock. A block freed twice in a
 /// row (it heads the cache) aborts with a message.
 ///
+/// Out of line: inlined into the entry layer's path for other heaps' blocks, it made every
+/// remote free of a small block save and restore five more registers.
+///
 /// # Safety
 /// `span` must be a live central slab and `b` one of its blocks, out, unless the program frees
 /// it twice.
-#[inline]
+#[inline(never)]
 pub unsafe fn free(span: *mut Span, b: *mut Block) {
     // SAFETY: a live slab (caller).
     let c = unsafe { (*span).class } as usize;
@@ -306,7 +324,7 @@ mod tests {
     use crate::HugeAlloc;
     use crate::heap::check;
     use crate::heap::size_class::{class_of, is_shared};
-    use crate::heap::thread_heap::{central_heap, id, thread_heap};
+    use crate::heap::thread_heap::{CENTRAL_ID, thread_heap};
     use crate::pageheap::LOOKUP;
     use core::alloc::{GlobalAlloc, Layout};
     use std::collections::BTreeSet;
@@ -329,7 +347,6 @@ mod tests {
         // SAFETY: a non-zero layout; every block is freed once, below or by the thread.
         let mine: Vec<usize> = (0..200).map(|_| unsafe { a.alloc(layout) } as usize).collect();
         assert!(mine.iter().all(|&p| p != 0));
-        let central = id(central_heap());
         let slabs: BTreeSet<usize> = mine.iter().map(|&p| LOOKUP.span_of(p) as usize).collect();
         let mut capacity = 0;
         for &s in &slabs {
@@ -337,7 +354,7 @@ mod tests {
             // SAFETY: the span of live blocks: its owner and capacity do not change while they
             // are live.
             let (owner, cap) = unsafe { ((*s).owner, (*s).capacity) };
-            assert_eq!(owner, central, "a block past 4 KiB is a central slab's");
+            assert_eq!(owner, CENTRAL_ID, "a block past 4 KiB is a central slab's");
             capacity += cap as usize;
         }
         check::this_thread();

@@ -6,7 +6,7 @@
 use super::central::{cache_max, with_central};
 use super::misuse::free_mark;
 use super::size_class::{GRANULES, NCLASS, SHARED_FROM, class_of, class_size, is_shared};
-use super::thread_heap::{Heap, central_heap, empty_heap, empty_span, id, thread_heap};
+use super::thread_heap::{CENTRAL_ID, Heap, empty_heap, empty_span, owner_id, thread_heap};
 use crate::pageheap::LOOKUP;
 use crate::span::{FULL, Span};
 use core::ptr;
@@ -73,7 +73,7 @@ unsafe fn check_cache(heap: *mut Heap, c: usize) {
         // SAFETY: a live span (the page map names only live spans) holding a cached block,
         // which is the allocator's: its link and mark are readable.
         let (owner, class, mark, next) = unsafe { ((*span).owner, (*span).class, (*b).mark, (*b).next) };
-        assert_eq!(owner, id(central_heap()), "class {c}: cached block {b:p} is not a central slab's");
+        assert_eq!(owner, CENTRAL_ID, "class {c}: cached block {b:p} is not a central slab's");
         assert_eq!(class as usize, c, "class {c}: cached block {b:p} is of class {class}");
         assert_eq!(mark, free_mark(b), "class {c}: cached block {b:p} lost its free mark");
         seen += 1;
@@ -87,7 +87,7 @@ unsafe fn check_cache(heap: *mut Heap, c: usize) {
 /// # Safety
 /// `heap` must be a live heap whose lists of those classes no thread changes during the call.
 unsafe fn check_lists(heap: *mut Heap, classes: core::ops::Range<usize>) {
-    let me = id(heap);
+    let me = owner_id(heap);
     for c in classes {
         // SAFETY: the caller's heap, unchanged meanwhile.
         let (head, last) = unsafe { ((*heap).current[c], (*heap).last[c]) };

@@ -188,10 +188,10 @@ pub unsafe fn free_foreign(p: *mut u8, span: *mut Span) {
     // SAFETY: span is a live slab whose pages hold p (caller).
     let b = unsafe { misuse::block_at(p, span) };
     // SAFETY: b is a live block of span (caller), so span.owner is stable: the central heap's
-    // id, or one naming a live heap other than this thread's.
+    // `CENTRAL_ID`, or the id of a live heap other than this thread's.
     unsafe {
         let owner = (*span).owner;
-        if owner == id(thread_heap::central_heap()) {
+        if owner == thread_heap::CENTRAL_ID {
             central::free(span, b)
         } else {
             remote::free_remote(thread_heap(), heap_of(owner), b)

@@ -9,7 +9,7 @@
 
 use super::misuse::{self, free_mark};
 use super::size_class::{class_size, granules_of, slab_bytes};
-use super::thread_heap::{Heap, empty_span, id};
+use super::thread_heap::{Heap, empty_span, owner_id};
 use crate::pageheap;
 use crate::span::{Block, FULL, Span};
 use crate::units::PAGE_SIZE;
@@ -66,7 +66,7 @@ pub unsafe fn pop(span: *mut Span) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn free_local(heap: *mut Heap, span: *mut Span, b: *mut Block) {
     // SAFETY: span is a live slab (caller).
-    debug_assert!(unsafe { (*span).owner } == id(heap));
+    debug_assert!(unsafe { (*span).owner } == owner_id(heap));
     // SAFETY: span is a live slab of this thread's heap, whose free list this thread alone
     // touches; b is one of its blocks (caller).
     let head = unsafe { (*span).free };
@@ -218,7 +218,7 @@ unsafe fn new_slab(heap: *mut Heap, c: usize) -> *mut Span {
         (*span).bump = 0;
         (*span).free = ptr::null_mut();
         (*span).set_used_word(0);
-        (*span).owner = id(heap);
+        (*span).owner = owner_id(heap);
     }
     span
 }
@@ -232,7 +232,7 @@ pub unsafe fn push_front(heap: *mut Heap, span: *mut Span) {
     // list (this function's contract): only this thread reads or writes the heap's tables and
     // the slab's links, and the list's head, when not the sentinel, is a live slab of it.
     unsafe {
-        debug_assert!(!(*span).is_full() && (*span).owner == id(heap));
+        debug_assert!(!(*span).is_full() && (*span).owner == owner_id(heap));
         let c = (*span).class as usize;
         let head = (*heap).current[c];
         (*span).prev = ptr::null_mut();
@@ -275,7 +275,7 @@ pub unsafe fn push_back(heap: *mut Heap, span: *mut Span) {
     // SAFETY: as `push_front`'s contract (this function's): this thread's heap and a live slab
     // of it outside its list; the list's last slab, when the list is not empty, is live.
     unsafe {
-        debug_assert!(!(*span).is_full() && (*span).owner == id(heap));
+        debug_assert!(!(*span).is_full() && (*span).owner == owner_id(heap));
         let c = (*span).class as usize;
         if (*heap).current[c] == empty_span() {
             return push_front(heap, span);
@@ -338,7 +338,7 @@ pub fn rejoin_at(capacity: u32) -> u32 {
 #[inline(never)]
 pub unsafe fn free_local_slow(heap: *mut Heap, span: *mut Span) {
     // SAFETY: span is a live slab (caller).
-    debug_assert!(unsafe { (*span).owner } == id(heap));
+    debug_assert!(unsafe { (*span).owner } == owner_id(heap));
     // SAFETY: `span` is a live slab of `heap`, this thread's heap (this function's contract):
     // its local fields are this thread's alone.
     let (full, used, capacity) = unsafe { ((*span).is_full(), (*span).used(), (*span).capacity) };

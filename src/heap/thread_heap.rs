@@ -163,6 +163,19 @@ pub fn central_heap() -> *mut Heap {
     CENTRAL.0.get()
 }
 
+/// The owner the central heap's slabs carry: a constant, so that a free tells them from other
+/// threads' slabs with one compare. No thread heap's id (those are multiples of 64, the heaps'
+/// alignment), nor `span::NO_OWNER`.
+pub const CENTRAL_ID: usize = usize::MAX - 1;
+
+const _: () = assert!(CENTRAL_ID % align_of::<Heap>() != 0 && CENTRAL_ID != crate::span::NO_OWNER);
+
+/// The owner the slabs of `heap` carry: its [`id`], or [`CENTRAL_ID`] for the central heap.
+#[inline]
+pub fn owner_id(heap: *mut Heap) -> usize {
+    if heap == central_heap() { CENTRAL_ID } else { id(heap) }
+}
+
 /// The sentinel slab's address (never to be written through).
 #[inline]
 pub fn empty_span() -> *mut Span {
