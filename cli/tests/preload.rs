@@ -33,6 +33,7 @@ fn misuse_aborts_with_a_message() {
         ("shared-double", "free(): double free detected"),
         ("shared-double-later", "malloc(): a free block was freed twice or written after free"),
         ("shared-write-after-free", "malloc(): a free block was freed twice or written after free"),
+        ("shared-write-after-free-flush", "malloc(): a free block was freed twice or written after free"),
         ("interior", "free(): invalid pointer (not the start of a block)"),
         ("foreign", "free(): invalid pointer (not allocated by hugeheap, or already freed)"),
         ("stack", "free(): invalid pointer (not allocated by hugeheap, or already freed)"),

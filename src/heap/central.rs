@@ -184,12 +184,12 @@ pub unsafe fn refill(heap: *mut Heap, c: usize) -> *mut u8 {
 #[inline(never)]
 pub unsafe fn free(span: *mut Span, b: *mut Block) {
     // SAFETY: a live slab (caller).
-    let c = unsafe { (*span).class } as usize;
-    debug_assert!(is_shared(c) && c < NCLASS);
+    let (c, owner) = unsafe { ((*span).class as usize, (*span).owner) };
+    debug_assert!(is_shared(c) && c < NCLASS && owner == super::thread_heap::CENTRAL_ID);
     let heap = thread_heap();
     if heap == empty_heap() {
-        // SAFETY: one block of a central slab (caller).
-        return unsafe { give_back(c, b, 1) };
+        // SAFETY: one block of a central slab (caller), not in a cache (no mark).
+        return unsafe { give_back(c, b, 1, false) };
     }
     // SAFETY: this thread's heap; `c` is a shared class (the slab's).
     let cs = unsafe { cache_of(heap, c) };
@@ -216,7 +216,8 @@ pub unsafe fn free(span: *mut Span, b: *mut Block) {
 }
 
 /// Gives all but the first `keep` of the `n` blocks of `heap`'s cache `cs` of class `c` back to
-/// the central slabs.
+/// the central slabs. A block that lost its free mark aborts with a message before its link,
+/// which may be the program's data, is followed (see [`give_back`]).
 ///
 /// # Safety
 /// `heap` must be this thread's heap (or one being torn down by its thread), `cs` its cache of
@@ -230,6 +231,9 @@ unsafe fn flush(heap: *mut Heap, c: usize, cs: *mut Span, n: u32, keep: u32) {
         let mut prev = ptr::null_mut::<Block>();
         let mut rest = (*cs).free;
         for _ in 0..keep {
+            if (*rest).mark != free_mark(rest) {
+                misuse::free_block_damaged(rest);
+            }
             prev = rest;
             rest = (*rest).next;
         }
@@ -241,25 +245,27 @@ unsafe fn flush(heap: *mut Heap, c: usize, cs: *mut Span, n: u32, keep: u32) {
         }
         rest
     };
-    // SAFETY: `rest` lists the other `n - keep` blocks, of class `c`'s central slabs.
-    unsafe { give_back(c, rest, n - keep) };
+    // SAFETY: `rest` lists the other `n - keep` blocks, of class `c`'s central slabs, marked.
+    unsafe { give_back(c, rest, n - keep, true) };
 }
 
 /// Puts the `n` blocks listed from `b` (linked through `next`; the last link is not read)
-/// back on their central slabs, under class `c`'s lock. A block that lost its free mark aborts
-/// with a message: it was handed out again after a double free, or written after its free.
+/// back on their central slabs, under class `c`'s lock. When they come from a cache
+/// (`marked`), a block that lost its free mark aborts with a message before its link is
+/// followed: it was handed out again after a double free, or written after its free.
 ///
 /// # Safety
 /// The blocks must be `n` blocks of central slabs of class `c`, out of them (`used`), no
-/// longer the program's; a single block (`n == 1`) needs no mark.
-unsafe fn give_back(c: usize, mut b: *mut Block, n: u32) {
+/// longer the program's; each with its free mark if `marked`, else `n == 1`.
+unsafe fn give_back(c: usize, mut b: *mut Block, n: u32, marked: bool) {
+    debug_assert!(marked || n == 1);
     let central = central_heap();
     let _class = lock(c);
     for i in 0..n {
         // SAFETY: one of the blocks given (caller): at least 16 bytes, mapped for the
         // process's life, so its link and mark can be read whatever the program did to it.
         let (next, mark) = unsafe { ((*b).next, (*b).mark) };
-        if n > 1 && mark != free_mark(b) {
+        if marked && mark != free_mark(b) {
             misuse::free_block_damaged(b);
         }
         let span = LOOKUP.span_of(b as usize);

@@ -74,6 +74,16 @@ int main(int argc, char **argv) {
         memset(s, 5, 16);
         char *volatile r = malloc(8000);
         r[0] = 4;
+    } else if (!strcmp(m, "shared-write-after-free-flush")) {
+        /* Written after its free, then pushed deep into the cache by other frees: caught when
+         * the full cache gives it back, before its overwritten link is followed. */
+        char *volatile s = malloc(8000);
+        char *t[8];
+        for (int i = 0; i < 8; i++) { t[i] = malloc(8000); t[i][0] = 1; }
+        s[0] = 1;
+        free(s);
+        memset(s, 5, 16);
+        for (int i = 0; i < 8; i++) free(t[i]);
     } else if (!strcmp(m, "interior")) {
         free(p + 16);
     } else if (!strcmp(m, "foreign")) {
