@@ -31,6 +31,12 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
+    /* The heap passes hugeheap's quiet size here, before any fork, so that the start-up line
+     * (`--verbose`) is this process's: a child whose heap passed it first would say it with
+     * its own pid, which happened when a loaded machine ran the fork loop before the workers. */
+    char *volatile warm = malloc(16 << 20); /* volatile: the compiler may not drop the pair */
+    memset((char *)warm, 1, 16 << 20);
+    free((char *)warm);
     pthread_t t[4];
     for (long i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, (void *)i);
     int bad = 0;
