@@ -16,7 +16,7 @@
 //! (copy-on-write will split its THP from now on). In the child,
 //! heaps of threads that no longer exist are simply never adopted (they are not on the
 //! abandoned list): their memory stays theirs (their caches of shared classes too, at most
-//! 32 KiB a class), and frees into them still land in their lock-free inboxes.
+//! 32 KiB or one block a class), and frees into them still land in their lock-free inboxes.
 
 use crate::heap::{central, lifecycle, misuse, storage};
 use crate::options::{Config, ThpOff};

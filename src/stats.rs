@@ -50,6 +50,9 @@ pub struct Stats {
     /// Bytes committed (mapped readable and writable), whatever backs them.
     pub committed: usize,
     /// Bytes in live allocations (block sizes for small objects, requested sizes for large).
+    /// Small blocks freed but not yet back on their slab count too: those on their way to
+    /// another thread, and those in a thread's cache of a class past 4 KiB (at most 32 KiB, or
+    /// one block, a class and thread).
     pub in_use: usize,
     /// Bytes of the spans that hold them (slabs whole, large spans rounded up to 64 KiB): what
     /// the live allocations occupy, fragmentation inside slabs included.
