@@ -3,8 +3,8 @@
 //! (adopted with whatever is still allocated from it and whatever frees are still in flight),
 //! else a fresh one. When the thread exits, its heap is flushed (its caches of shared classes
 //! too, back to the central slabs), its empty slabs go back to the page heap, and it is left on
-//! the abandoned list; frees that arrive after that are
-//! brought home by the threads that post them (see `remote`).
+//! the abandoned list; frees that arrive after that are brought home by the threads that post
+//! them (see `remote`).
 //!
 //! Thread exit is seen through a thread-specific key (created without allocating; glibc keeps
 //! the first 32 keys' values in the thread descriptor); `__cxa_thread_atexit_impl` is not used

@@ -53,9 +53,8 @@ use thread_heap::{Heap, empty_heap, heap_of, id, thread_heap};
 
 /// A block of at least `size` bytes (`size <= SMALL_MAX`, already rounded for its alignment)
 /// from the current slab of its class (or the thread's cache of a shared class): the whole
-/// fast path of allocation. Null when that slab
-/// has no free block (or the thread has no heap yet: the sentinel's slabs never do); then
-/// [`alloc_small`] is the way on.
+/// fast path of allocation. Null when that slab has no free block (or the thread has no heap
+/// yet: the sentinel's slabs never do); then [`alloc_small`] is the way on.
 ///
 /// # Safety
 /// None beyond those of `GlobalAlloc::alloc`; marked unsafe because it hands out raw memory.
