@@ -12,11 +12,12 @@
 //! decide for the child (see `pageheap::fork_pages`: such a fork writes no page that fork
 //! copies), the thread heaps' locks (their registry's and the shared classes', when the C
 //! library knows of other threads: only they use them) and the page heap's, so that no thread
-//! is inside any of them when the address space is copied; both sides release what it took. The parent counts the fork for the helper
-//! (copy-on-write will split its THP from now on). In the child,
-//! heaps of threads that no longer exist are simply never adopted (they are not on the
-//! abandoned list): their memory stays theirs (their caches of shared classes too, at most
-//! 32 KiB or one block a class), and frees into them still land in their lock-free inboxes.
+//! is inside any of them when the address space is copied; both sides release what it took.
+//! The parent counts the fork for the helper (copy-on-write will split its THP from now on).
+//! In the child, heaps of threads that no longer exist are simply never adopted (they are not
+//! on the abandoned list): their memory stays theirs (their caches of shared classes too, at
+//! most 32 KiB or one block a class), and frees into them still land in their lock-free
+//! inboxes.
 
 use crate::heap::{central, lifecycle, misuse, storage};
 use crate::options::{Config, ThpOff};

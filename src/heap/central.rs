@@ -91,7 +91,7 @@ fn lock(c: usize) -> SpinGuard<'static, ()> {
 /// # Safety
 /// `heap` must be a live heap; `c` a shared class.
 #[inline]
-unsafe fn cache_of(heap: *mut Heap, c: usize) -> *mut Span {
+pub(super) unsafe fn cache_of(heap: *mut Heap, c: usize) -> *mut Span {
     debug_assert!(is_shared(c) && c < NCLASS);
     // SAFETY: a live heap (caller); c - SHARED_FROM < NSHARED (c is a shared class), so the
     // place is in bounds; no reference is made.
@@ -101,9 +101,10 @@ unsafe fn cache_of(heap: *mut Heap, c: usize) -> *mut Span {
 /// Blocks in cache `cs` (`capacity - used`, see the module's doc).
 ///
 /// # Safety
-/// `cs` must be a cache of this thread's heap.
+/// `cs` must be a cache of a live heap that no other thread changes meanwhile (its thread's,
+/// or one the invariant walk reads).
 #[inline]
-unsafe fn cached(cs: *mut Span) -> u32 {
+pub(super) unsafe fn cached(cs: *mut Span) -> u32 {
     // SAFETY: this thread's cache (caller), live with its heap.
     unsafe { (*cs).capacity.wrapping_sub((*cs).used_word()) }
 }

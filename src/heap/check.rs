@@ -3,7 +3,7 @@
 //! the heap's caches of shared classes, and the central heap's lists (the invariants in the
 //! [`super`] and [`super::central`] modules' docs).
 
-use super::central::{cache_max, with_central};
+use super::central::{cache_max, cache_of, cached, with_central};
 use super::misuse::free_mark;
 use super::size_class::{GRANULES, NCLASS, SHARED_FROM, class_of, class_size, is_shared};
 use super::thread_heap::{CENTRAL_ID, Heap, empty_heap, empty_span, owner_id, thread_heap};
@@ -56,14 +56,14 @@ unsafe fn check(heap: *mut Heap) {
 /// `heap` must be a live thread heap that no thread changes during the call.
 unsafe fn check_cache(heap: *mut Heap, c: usize) {
     debug_assert!(is_shared(c));
-    // SAFETY: the caller's heap, unchanged meanwhile; c - SHARED_FROM is in bounds.
-    let (current, cs) = unsafe { ((*heap).current[c], &raw mut (*heap).caches[c - SHARED_FROM]) };
+    // SAFETY: the caller's heap, unchanged meanwhile; c is a shared class.
+    let (current, cs) = unsafe { ((*heap).current[c], cache_of(heap, c)) };
     if current == empty_span() {
         return;
     }
     assert_eq!(current, cs, "class {c}: `current` is neither the cache nor empty");
     // SAFETY: the heap's cache, unchanged meanwhile.
-    let (mut b, n) = unsafe { ((*cs).free, (*cs).capacity.wrapping_sub((*cs).used_word())) };
+    let (mut b, n) = unsafe { ((*cs).free, cached(cs)) };
     assert!(n <= cache_max(c), "class {c}: the cache holds {n} blocks, past its bound");
     let mut seen = 0;
     while !b.is_null() {
