@@ -189,8 +189,8 @@ pub unsafe fn free(span: *mut Span, b: *mut Block) {
     debug_assert!(is_shared(c) && c < NCLASS && owner == super::thread_heap::CENTRAL_ID);
     let heap = thread_heap();
     if heap == empty_heap() {
-        // SAFETY: one block of a central slab (caller), not in a cache (no mark).
-        return unsafe { give_back(c, b, 1, false) };
+        // SAFETY: one block of a central slab (caller), out of it.
+        return unsafe { give_back(c, b, 1) };
     }
     // SAFETY: this thread's heap; `c` is a shared class (the slab's).
     let cs = unsafe { cache_of(heap, c) };
@@ -217,8 +217,13 @@ pub unsafe fn free(span: *mut Span, b: *mut Block) {
 }
 
 /// Gives all but the first `keep` of the `n` blocks of `heap`'s cache `cs` of class `c` back to
-/// the central slabs. A block that lost its free mark aborts with a message before its link,
-/// which may be the program's data, is followed (see [`give_back`]).
+/// the central slabs.
+///
+/// Before any block moves, every one is checked in list order, its free mark cleared: a block
+/// that lost its mark (written after its free) aborts with a message before its link, which
+/// may be the program's data, is followed, and so does a block met a second time (freed twice
+/// with other frees between, it makes the list loop back to itself: given back twice, it would
+/// be handed out twice). The blocks kept are marked again.
 ///
 /// # Safety
 /// `heap` must be this thread's heap (or one being torn down by its thread), `cs` its cache of
@@ -227,14 +232,26 @@ pub unsafe fn free(span: *mut Span, b: *mut Block) {
 #[inline(never)]
 unsafe fn flush(heap: *mut Heap, c: usize, cs: *mut Span, n: u32, keep: u32) {
     debug_assert!(n >= keep);
-    // SAFETY: this thread's cache (caller): its list holds `n` blocks, each with its link.
+    // SAFETY: this thread's cache (caller): its list holds `n` blocks, each with its link and
+    // mark, at least 16 bytes mapped for the process's life, so they can be read (and the
+    // allocator's fields written) whatever the program did to them; a link is followed only
+    // once its block's mark is found intact.
     let rest = unsafe {
-        let mut prev = ptr::null_mut::<Block>();
-        let mut rest = (*cs).free;
-        for _ in 0..keep {
-            if (*rest).mark != free_mark(rest) {
-                misuse::free_block_damaged(rest);
+        let first = (*cs).free;
+        let mut b = first;
+        for i in 0..n {
+            if (*b).mark != free_mark(b) {
+                misuse::free_block_damaged(b);
             }
+            (*b).mark = 0;
+            if i + 1 < n {
+                b = (*b).next;
+            }
+        }
+        let mut prev = ptr::null_mut::<Block>();
+        let mut rest = first;
+        for _ in 0..keep {
+            (*rest).mark = free_mark(rest);
             prev = rest;
             rest = (*rest).next;
         }
@@ -242,33 +259,27 @@ unsafe fn flush(heap: *mut Heap, c: usize, cs: *mut Span, n: u32, keep: u32) {
             set_cache(heap, c, cs, ptr::null_mut(), 0);
         } else {
             (*prev).next = ptr::null_mut();
-            set_cache(heap, c, cs, (*cs).free, keep);
+            set_cache(heap, c, cs, first, keep);
         }
         rest
     };
-    // SAFETY: `rest` lists the other `n - keep` blocks, of class `c`'s central slabs, marked.
-    unsafe { give_back(c, rest, n - keep, true) };
+    // SAFETY: `rest` lists the other `n - keep` blocks, distinct blocks of class `c`'s central
+    // slabs (checked above).
+    unsafe { give_back(c, rest, n - keep) };
 }
 
 /// Puts the `n` blocks listed from `b` (linked through `next`; the last link is not read)
-/// back on their central slabs, under class `c`'s lock. When they come from a cache
-/// (`marked`), a block that lost its free mark aborts with a message before its link is
-/// followed: it was handed out again after a double free, or written after its free.
+/// back on their central slabs, under class `c`'s lock.
 ///
 /// # Safety
-/// The blocks must be `n` blocks of central slabs of class `c`, out of them (`used`), no
-/// longer the program's; each with its free mark if `marked`, else `n == 1`.
-unsafe fn give_back(c: usize, mut b: *mut Block, n: u32, marked: bool) {
-    debug_assert!(marked || n == 1);
+/// The blocks must be `n` distinct blocks of central slabs of class `c`, out of them (`used`),
+/// no longer the program's, their links intact.
+unsafe fn give_back(c: usize, mut b: *mut Block, n: u32) {
     let central = central_heap();
     let _class = lock(c);
     for i in 0..n {
-        // SAFETY: one of the blocks given (caller): at least 16 bytes, mapped for the
-        // process's life, so its link and mark can be read whatever the program did to it.
-        let (next, mark) = unsafe { ((*b).next, (*b).mark) };
-        if marked && mark != free_mark(b) {
-            misuse::free_block_damaged(b);
-        }
+        // SAFETY: one of the blocks given, its link intact (caller).
+        let next = unsafe { (*b).next };
         let span = LOOKUP.span_of(b as usize);
         debug_assert!(!span.is_null());
         // SAFETY: a block of a central slab of class `c` (caller), whose lists this thread may

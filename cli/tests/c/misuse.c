@@ -1,6 +1,8 @@
 /* Heap misuse, one kind per run (argv[1]); each should be caught by hugeheap and abort with
  * a message naming it. "ok" does nothing wrong, and "late" is a double free hugeheap cannot see
- * (the block was handed out again in between), to show what is not detected. */
+ * (the block was handed out again in between), to show what is not detected. A mode prefixed
+ * "shared-" does the same with blocks past 4 KiB, whose classes the threads share: a free
+ * puts such a block in the freeing thread's cache of its class, not on its slab. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,25 +17,30 @@ static void *freer(void *p) {
 
 int main(int argc, char **argv) {
     const char *m = argc > 1 ? argv[1] : "ok";
+    size_t size = 48;
+    if (!strncmp(m, "shared-", 7)) {
+        m += 7;
+        size = 8000;
+    }
     static char not_heap[64];
-    char *p = malloc(48);
-    char *q = malloc(48);
-    memset(p, 1, 48);
-    memset(q, 2, 48);
+    char *p = malloc(size);
+    char *q = malloc(size);
+    memset(p, 1, size);
+    memset(q, 2, size);
     if (!strcmp(m, "double")) {
         free(p);
         free(p);
     } else if (!strcmp(m, "double-later")) {
-        /* Another free in between: the block is no longer at the head of its list, and the
-         * free does not see it (other blocks of the slab are out); the allocation that would
-         * hand it out a second time does. */
-        char *volatile keep1 = malloc(48), *volatile keep2 = malloc(48);
+        /* Another free in between: the block is no longer at the head of its list (its slab's,
+         * or the cache's), and the free does not see it (other blocks of the slab are out);
+         * the allocation that would hand it out a second time does. */
+        char *volatile keep1 = malloc(size), *volatile keep2 = malloc(size);
         keep1[0] = keep2[0] = 6;
         free(p);
         free(q);
         free(p);
         for (int i = 0; i < 3; i++) {
-            char *volatile r = malloc(48);
+            char *volatile r = malloc(size);
             r[0] = 4;
         }
     } else if (!strcmp(m, "write-after-free")) {
@@ -41,7 +48,7 @@ int main(int argc, char **argv) {
          * before the overwritten link is followed. */
         free(p);
         memset(p, 5, 16);
-        char *volatile r = malloc(48);
+        char *volatile r = malloc(size);
         r[0] = 4;
     } else if (!strcmp(m, "double-remote")) {
         /* Freed here, then again by another thread: caught when this thread takes the block
@@ -51,38 +58,14 @@ int main(int argc, char **argv) {
         pthread_create(&t, NULL, freer, p);
         pthread_join(t, NULL);
         q = malloc(5000);
-    } else if (!strcmp(m, "shared-double")) {
-        /* A block past 4 KiB: a shared class's, freed into this thread's cache of it. */
-        char *volatile s = malloc(8000);
-        s[0] = 1;
-        free(s);
-        free(s);
-    } else if (!strcmp(m, "shared-double-later")) {
-        char *volatile s = malloc(8000), *volatile t = malloc(8000);
-        s[0] = t[0] = 1;
-        free(s);
-        free(t);
-        free(s);
-        for (int i = 0; i < 4; i++) {
-            char *volatile r = malloc(8000);
-            r[0] = 4;
-        }
-    } else if (!strcmp(m, "shared-write-after-free")) {
-        char *volatile s = malloc(8000);
-        s[0] = 1;
-        free(s);
-        memset(s, 5, 16);
-        char *volatile r = malloc(8000);
-        r[0] = 4;
-    } else if (!strcmp(m, "shared-write-after-free-flush")) {
-        /* Written after its free, then pushed deep into the cache by other frees: caught when
+    } else if (!strcmp(m, "write-after-free-flush")) {
+        /* Shared blocks only ("shared-" prefix; a slab's block is not caught this way).
+         * Written after its free, then pushed deep into the cache by other frees: caught when
          * the full cache gives it back, before its overwritten link is followed. */
-        char *volatile s = malloc(8000);
         char *t[8];
-        for (int i = 0; i < 8; i++) { t[i] = malloc(8000); t[i][0] = 1; }
-        s[0] = 1;
-        free(s);
-        memset(s, 5, 16);
+        for (int i = 0; i < 8; i++) { t[i] = malloc(size); t[i][0] = 1; }
+        free(p);
+        memset(p, 5, 16);
         for (int i = 0; i < 8; i++) free(t[i]);
     } else if (!strcmp(m, "interior")) {
         free(p + 16);
