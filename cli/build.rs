@@ -6,17 +6,21 @@
 //! this script (`DEP_HUGEHEAP_PRELOAD_SOURCE`, from its `links` metadata): in the workspace
 //! that is `../preload`, built where it is; installed from crates.io it is the unpacked
 //! package, copied under `OUT_DIR` and built there as a workspace of its own (a registry's
-//! source stays untouched). Either way a nested `cargo build` with the `preload` profile
-//! below builds it into a directory of its own beside the target's profiles (shared by every
-//! profile, so `cargo test`, `clippy` and `doc` build it once), and copies it there as
-//! `libhugeheap.so` (`target/hugeheap-preload-embed/libhugeheap.so`).
+//! source stays untouched). Either way a nested `cargo rustc` with the `preload` profile
+//! below builds the cdylib alone into a directory of its own beside the target's profiles
+//! (shared by every profile, so `cargo test`, `clippy` and `doc` build it once), and copies it
+//! there as `libhugeheap.so` (`target/hugeheap-preload-embed/libhugeheap.so`).
 //! `HUGEHEAP_EMBED_LIB=/path/to/libhugeheap.so` embeds a library built elsewhere instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The library's profile: release with one optimisation unit, so the C entry points reach the
-/// page map and the thread-local slot directly, not through the GOT; it never unwinds.
+/// The library's profile: release with one optimisation unit and fat LTO, so the C entry points
+/// reach the page map and the heap's other statics directly, not through the GOT; it never
+/// unwinds. The build asks for the cdylib alone: built beside the crate's rlib (its manifest
+/// lists both), the library's code kept every static behind a GOT load and every call to the
+/// slow paths behind a GOT jump (twice the size, and the free fast path one dependent load
+/// longer).
 const PROFILE: [&str; 4] = [
     "profile.preload.inherits=\"release\"",
     "profile.preload.lto=\"fat\"",
@@ -57,7 +61,9 @@ fn build_preload(manifest: &Path, out: &Path) -> PathBuf {
     }
     .join("hugeheap-preload-embed");
     let mut cargo = Command::new(var("CARGO"));
-    cargo.args(["build", "--profile", "preload", "--lib", "--manifest-path"]).arg(crate_dir.join("Cargo.toml"));
+    cargo
+        .args(["rustc", "--profile", "preload", "--lib", "--crate-type", "cdylib", "--manifest-path"])
+        .arg(crate_dir.join("Cargo.toml"));
     for setting in PROFILE {
         cargo.args(["--config", setting]);
     }
