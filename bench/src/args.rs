@@ -134,7 +134,8 @@ pub struct CpathArgs {
     /// Repetitions, scale, workloads.
     #[command(flatten)]
     pub work: WorkArgs,
-    /// Contestants to run, comma-separated: glibc, jemalloc, mimalloc, tcmalloc, hugeheap.
+    /// Contestants to run, comma-separated: glibc, jemalloc, mimalloc, tcmalloc, hugeheap, hh-4k
+    /// (hugeheap in 4 KiB pages).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// The library and the results directory.
@@ -250,9 +251,9 @@ pub fn bench_cpath(a: &CpathArgs) -> std::io::Result<()> {
     use crate::cpath;
     let names = cpath::workload_names();
     let (reps, scale, workloads) = a.work.resolve(&names, a.quick)?;
-    const CONTESTANTS: [&str; 5] = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "hugeheap"];
-    if let Some(c) = a.only.iter().find(|c| !CONTESTANTS.contains(&c.as_str())) {
-        return Err(std::io::Error::other(format!("unknown contestant {c:?} (one of {})", CONTESTANTS.join(", "))));
+    let known = cpath::contestants::NAMES;
+    if let Some(c) = a.only.iter().find(|c| !known.contains(&c.as_str())) {
+        return Err(std::io::Error::other(format!("unknown contestant {c:?} (one of {})", known.join(", "))));
     }
     let (lib, out_dir) = a.preload.resolve()?;
     let o =

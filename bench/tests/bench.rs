@@ -89,8 +89,8 @@ fn list_names_every_contestant() {
     assert!(text.contains("GLIBC_TUNABLES=glibc.malloc.hugetlb=2") && text.contains("_RJEM_MALLOC_CONF=hpa:true"));
 }
 
-/// The C-path benchmark, run small: every workload runs under glibc and hugeheap with the same
-/// output (a differing output or a failure would show in its cell), the peers are there or
+/// The C-path benchmark, run small: every workload runs under glibc and hugeheap (in its own
+/// pages and in 4 KiB ones) with the same output (a differing output or a failure would show in its cell), the peers are there or
 /// skipped with their install command, and the files are written.
 #[test]
 fn cpath_small_run_checks_outputs_and_writes_files() {
@@ -108,7 +108,7 @@ fn cpath_small_run_checks_outputs_and_writes_files() {
         assert!(!line.contains(" - "), "{w} has a cell that did not run: {line}\n{stdout}");
     }
     // A cell that failed is reported as "WORKLOAD CONTESTANT: why".
-    for c in ["glibc", "hugeheap"] {
+    for c in ["glibc", "hugeheap", "hh-4k"] {
         let failed = |l: &&str| l.split_whitespace().nth(1) == Some(format!("{c}:").as_str()) && !l.contains("SKIPPED");
         if let Some(l) = stdout.lines().find(failed) {
             panic!("{c} failed a workload: {l}");

@@ -3,8 +3,9 @@
 //! friends: allocation work written in C (`workloads.c`, built here with `cc`) and real
 //! programs (python3 and ruby on small-object scripts, `sort` of a large file). Each runs as a
 //! fresh process under each contestant — glibc (nothing preloaded), the Debian packages of
-//! jemalloc, mimalloc and tcmalloc, and `libhugeheap.so` — the contestants interleaved within
-//! each repetition, so that drift on a shared machine hits them alike. Figures: median wall
+//! jemalloc, mimalloc and tcmalloc, and `libhugeheap.so`, also in 4 KiB pages (`hh-4k`, not a
+//! peer: the same allocator without the kernel's cost of fresh huge pages) — the contestants
+//! interleaved within each repetition, so that drift on a shared machine hits them alike. Figures: median wall
 //! time and peak RSS (the kernel's `ru_maxrss` for the process, read by a small launcher,
 //! `launch.c`), and beside them the CPU time in the program and in the kernel and the memory
 //! the kernel prepared for it (pages of 4 KiB and 2 MiB faulted in, huge pages filled by
@@ -46,6 +47,7 @@ fn run_one(w: &Workload, c: &Contestant, launch: &Path, rss_file: &Path) -> Resu
         }
     }
     cmd.envs(w.env.iter().map(|(k, v)| (k, v)));
+    cmd.envs(c.env.iter().copied());
     if let Some(lib) = &c.lib {
         cmd.env("LD_PRELOAD", lib);
     }

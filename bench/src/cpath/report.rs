@@ -1,5 +1,6 @@
 //! The C path's text report.
 
+use super::contestants::HH_4K;
 use super::sample::Cell;
 use super::workloads::Workload;
 use std::fmt::Write as _;
@@ -54,16 +55,27 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
         } else {
             "hugeheap's own: more CPU time in the program"
         };
-        let line = format!(
+        let mut line = format!(
             "{w} {r:.2}x over {who}; CPU in the program {}, in the kernel {}, memory prepared {} ({why})",
             show(u),
             show(k),
             show(t)
         );
+        if let Some(r4) = secs(w, HH_4K).zip(secs(w, who)).map(|(h, p)| h / p) {
+            let k4 = sys(w, HH_4K).zip(sys(w, who)).filter(|&(_, p)| p > 0.0).map(|(h, p)| h / p);
+            let _ = write!(line, "; in 4 KiB pages {r4:.2}x, in the kernel {}", show(k4));
+        }
         (line, alike)
     };
     let mut out = String::new();
     let _ = writeln!(out, "C path (LD_PRELOAD): median wall time, ms; hh/best: hugeheap over the fastest peer");
+    if cs.contains(&HH_4K) {
+        let _ = writeln!(
+            out,
+            "(hh-4k: hugeheap in 4 KiB pages, HUGEHEAP_PAGES=4k; no peer, and not in the targets: the same \
+             allocator without the kernel's cost of fresh huge pages)"
+        );
+    }
     if reporting {
         let _ = writeln!(
             out,
@@ -314,5 +326,22 @@ mod tests {
             report.contains("(target 1.10x: NOT met)") && report.contains("more CPU time in the program"),
             "{report}"
         );
+    }
+
+    /// hugeheap in 4 KiB pages is shown beside a workload over the bound, and is no peer: a
+    /// time faster than every peer's is neither the fastest nor in the targets.
+    #[test]
+    fn hugeheap_in_4k_pages_is_shown_and_is_no_peer() {
+        let cs = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "hugeheap", HH_4K];
+        let ws = [workload("w")];
+        let mut cells = cells_of("w", [2.0, 2.0, 1.0, 1.5, 1.3], (0.9, 0.4, 50));
+        cells.push(cell("w", HH_4K, 0.5, 100));
+        let report = table(&cells, &ws, &cs, 0, false);
+        assert!(report.contains("(hh-4k: hugeheap in 4 KiB pages"), "{report}");
+        assert!(report.contains("w 1.30x over mimalloc;") && report.contains("; in 4 KiB pages 0.50x"), "{report}");
+        assert!(report.contains("worst workload against the fastest peer: w 1.30x"), "{report}");
+        assert!(report.contains("geomean time, hugeheap / mimalloc: 1.30"), "{report}");
+        let report = table(&cells[..5], &ws, &cs[..5], 0, false);
+        assert!(!report.contains("hh-4k") && !report.contains("in 4 KiB pages"), "{report}");
     }
 }
