@@ -46,7 +46,9 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
             f(w, "hugeheap").zip(f(w, who)).filter(|&(_, p)| p > 0.0).map(|(h, p)| h / p)
         };
         let show = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}x"));
-        let (u, k, t) = (ratio(&user), ratio(&sys), ratio(&touched));
+        // Kernel time under 10 ms is too little to divide by.
+        let kernel = |c: &str| sys(w, c).zip(sys(w, who)).filter(|&(_, p)| p >= 0.01).map(|(h, p)| h / p);
+        let (u, k, t) = (ratio(&user), kernel("hugeheap"), ratio(&touched));
         let alike = u.is_some_and(|u| u <= WORST_TARGET) && t.is_some_and(|t| t <= TOUCH_ALIKE);
         let why = if alike {
             "the kernel's first touch: as much memory prepared, in huge pages"
@@ -62,8 +64,7 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
             show(t)
         );
         if let Some(r4) = secs(w, HH_4K).zip(secs(w, who)).map(|(h, p)| h / p) {
-            let k4 = sys(w, HH_4K).zip(sys(w, who)).filter(|&(_, p)| p > 0.0).map(|(h, p)| h / p);
-            let _ = write!(line, "; in 4 KiB pages {r4:.2}x, in the kernel {}", show(k4));
+            let _ = write!(line, "; in 4 KiB pages {r4:.2}x, in the kernel {}", show(kernel(HH_4K)));
         }
         (line, alike)
     };
