@@ -17,9 +17,10 @@ use std::process::Command;
 
 /// The library's profile: release with one optimisation unit and fat LTO, so the C entry points
 /// reach the page map and the heap's other statics directly, not through the GOT; it never
-/// unwinds. The build asks for the cdylib alone: built beside the crate's rlib (its manifest
-/// lists both), the library's code kept every static behind a GOT load and every call to the
-/// slow paths behind a GOT jump (twice the size, and the free fast path one dependent load
+/// unwinds. The build asks for the cdylib alone: for a build that also makes the crate's rlib
+/// (its manifest lists both), Cargo passes no `-C lto` at all (an rlib is not link-time
+/// optimised), and the library's code kept every static behind a GOT load and every call to
+/// the slow paths behind a GOT jump (twice the size, and the free fast path one dependent load
 /// longer).
 const PROFILE: [&str; 4] = [
     "profile.preload.inherits=\"release\"",

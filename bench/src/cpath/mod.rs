@@ -5,12 +5,12 @@
 //! fresh process under each contestant — glibc (nothing preloaded), the Debian packages of
 //! jemalloc, mimalloc and tcmalloc, and `libhugeheap.so`, also in 4 KiB pages (`hh-4k`, not a
 //! peer: the same allocator without the kernel's cost of fresh huge pages) — the contestants
-//! interleaved within each repetition, so that drift on a shared machine hits them alike. Figures: median wall
-//! time and peak RSS (the kernel's `ru_maxrss` for the process, read by a small launcher,
-//! `launch.c`), and beside them the CPU time in the program and in the kernel and the memory
-//! the kernel prepared for it (pages of 4 KiB and 2 MiB faulted in, huge pages filled by
-//! collapsing 4 KiB ones), which tell a difference in the allocator's own work from one in
-//! the kernel's page clearing. Every contestant's output must be identical to glibc's, or its
+//! interleaved within each repetition, so that drift on a shared machine hits them alike.
+//! Figures: median wall time and peak RSS (the kernel's `ru_maxrss` for the process, read by a
+//! small launcher, `launch.c`), and beside them the CPU time in the program and in the kernel
+//! and the memory the kernel prepared for it (pages of 4 KiB and 2 MiB faulted in, huge pages
+//! filled by collapsing 4 KiB ones), which tell a difference in the allocator's own work from
+//! one in the kernel's page clearing. Every contestant's output must be identical to glibc's, or its
 //! cell says so. A contestant whose library is missing is skipped, with the command that
 //! installs it.
 
