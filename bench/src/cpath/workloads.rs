@@ -32,7 +32,7 @@ pub const C_WORKLOADS: [(&str, &str); 7] = [
     ("churn", "1 thread, small objects of mixed lifetimes, realloc growth (a bignum calculator, a compiler)"),
     ("pairs", "same-size malloc/free pairs, 16 B to 1 KiB (glibc's bench-malloc)"),
     ("tight", "4 threads, malloc/free of random small sizes in tight loops"),
-    ("server", "4 threads hand requests to each other, freed in random order (a server)"),
+    ("server", "4 threads hand requests to each other, each freed by its receiver in random order (a server)"),
     (
         "trace",
         "4 threads, young and old objects of a skewed size mix, calloc and realloc, 1 in 16 handed to another thread",
