@@ -153,8 +153,8 @@ pub const OPTIONS: [OptionRow; 10] = [
               its single-threaded path, holding no privilege: root's runs as nobody) collapses them \
               again once no child shares \
               them, using at most this percentage of one CPU (the small phase's pages, when the heap \
-              outgrows it, at once; in a process that never forked, the allocating thread collapses \
-              them itself, before the allocation returns). Until the first fork, the helper also \
+              outgrows it, at once, off the program's path; a fork before it is done finishes them \
+              itself, so that the child finds them whole). Until the first fork, the helper also \
               populates the free huge pages a growing THP heap of 32 MiB or more takes next, at \
               most two ahead, and the next 2 MiB chunk of the program's own small mappings once \
               they pass 32 MiB (`HUGEHEAP_MMAP`), so that the program's own thread does not \

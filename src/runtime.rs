@@ -128,6 +128,7 @@ pub fn map_zone_on() -> bool {
 }
 
 unsafe extern "C" fn fork_prepare() {
+    collapser::finish_before_fork();
     collapser::note_fork();
     // The helper keeps off the page heap from here to the parent's handler.
     fork_pages::gate().raw_lock();

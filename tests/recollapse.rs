@@ -253,14 +253,12 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
     if !thp_available() {
         return;
     }
-    // A process that never forked: collapsed by the allocating thread before the allocation
-    // returns, with no helper thread and no sweep left pending (the heap held under 32 MiB
-    // when it took the buffer, so nothing is populated ahead either: `pageheap::prefault`).
+    // A process that never forked: collapsed by the helper, which the allocation that outgrew
+    // the small phase started, off the program's path.
     let v = run_child(&[]);
     let get = |k: &str| number(&v, k);
     assert_eq!(get("helper_small"), 0, "a small heap that never forked has no helper thread");
-    assert_eq!(get("helper_big"), 0, "a process that never forked collapses without the helper");
-    assert_eq!(get("pending_at_once"), 0, "the small phase's sweep is done when the allocation returns");
+    assert_eq!(get("helper_big"), 1, "growing past the small phase starts the helper");
     if skipped_without_scan(&v) {
         return;
     }
@@ -287,6 +285,54 @@ fn a_heap_that_outgrows_the_small_phase_is_collapsed_without_a_fork() {
         small_huge >= small / 10 * 9,
         "HUGEHEAP_COLLAPSE=0: the small phase's {small} bytes: {small_huge} in huge pages"
     );
+}
+
+/// A fork at once after the heap outgrew the small phase, before the helper can have collapsed
+/// it: the fork does what is left, so the child finds the small phase's pages whole (the
+/// child counts them in its own page tables, as the fork copied them).
+#[test]
+fn a_fork_right_after_the_small_phase_ends_finds_it_whole() {
+    if as_child(|| {
+        let small: Vec<Box<[u8; 200]>> = (0..20_000).map(|i| Box::new([i as u8; 200])).collect();
+        let small_end = hugeheap::stats().base + hugeheap::stats().committed.next_multiple_of(HUGE);
+        // Past HUGEHEAP_HUGE_FROM, nothing written: the fork follows the promotion at once.
+        let big: Vec<u8> = std::hint::black_box(Vec::with_capacity(96 * MIB));
+        let base = hugeheap::stats().base;
+        let (r, w) = pipe();
+        // SAFETY: the child counts its huge pages, writes the count to the pipe and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let n = common::huge_bytes_in(base, small_end).map_or(u64::MAX, |n| n as u64);
+            // SAFETY: an 8-byte buffer to the pipe's write end; then the child exits at once.
+            unsafe {
+                libc::write(w, (&raw const n).cast(), 8);
+                libc::_exit(0);
+            }
+        }
+        let mut n = 0u64;
+        // SAFETY: reads 8 bytes into `n` from the pipe's read end; then waits for our child.
+        unsafe {
+            assert_eq!(libc::read(r, (&raw mut n).cast(), 8), 8);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        if n == u64::MAX {
+            println!("@no_pagemap_scan=1");
+        }
+        println!("@small={} child_small_huge={n}", small_end - base);
+        drop((small, big));
+    }) {
+        return;
+    }
+    if !thp_available() {
+        return;
+    }
+    let v = run_child(&[]);
+    if skipped_without_scan(&v) {
+        return;
+    }
+    let (small, huge) = (number(&v, "small"), number(&v, "child_small_huge"));
+    assert!(huge >= small / 10 * 9, "the child found {huge} of the small phase's {small} bytes in huge pages");
 }
 
 #[test]

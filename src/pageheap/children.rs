@@ -68,6 +68,7 @@ impl<B: Backing> PageHeap<B> {
         // only where set, so that the child copies no descriptor page for nothing).
         let frontier = self.arena.frontier;
         self.tables.descs()[..frontier].iter_mut().filter(|d| d.lent).for_each(|d| d.lent = false);
+        self.recollapse.forget_batches_out();
         let held = self.hugetlb_held();
         let now = self.backing.now_ms();
         let backing = &self.backing;

@@ -1,8 +1,8 @@
 //! The re-collapse helper: one thread, started at the first fork of a process whose heap has
-//! THP, or when the heap of a process that has forked outgrows the small phase
-//! (`HUGEHEAP_HUGE_FROM`: its 4 KiB pages are then collapsed at once, without the CPU budget's
-//! rests, so that a fork soon after finds them whole; a process that never forked has them
-//! collapsed by the allocating thread instead, see [`start_if_promoted`]), that works through
+//! THP, or when the heap outgrows the small phase (`HUGEHEAP_HUGE_FROM`: its 4 KiB pages are
+//! then collapsed at once, without the CPU budget's rests, and a fork before it is done
+//! finishes the job itself, so that the child finds them whole; see [`start_if_promoted`]),
+//! that works through
 //! the sweeps [`super::recollapse`] hands out, off `malloc`'s path: for each huge page, it
 //! reads `/proc/self/pagemap` and leaves alone a page a child still shares, else asks the
 //! kernel to collapse it (where the pagemap cannot be read, it collapses nothing: whether a
@@ -11,8 +11,8 @@
 //! is pending; a fork wakes it. While children share pages, it looks again after a wait that
 //! doubles (50 ms to 1 s) as long as they go on sharing as many, and a fork does not cut that
 //! wait short. `HUGEHEAP_COLLAPSE=0` keeps it from starting (THP split by copy-on-write then
-//! waits for khugepaged); the allocating thread's collapse of the small phase, which needs no
-//! thread, is still done.
+//! waits for khugepaged); the small phase of a process that never forked is then collapsed by
+//! the allocating thread, which needs no thread.
 //!
 //! Before the first fork, it also populates the free huge pages a growing heap takes next
 //! ([`super::prefault`]): a process that never forks starts it when its THP heap, holding
@@ -120,26 +120,49 @@ pub fn populate_later(addr: usize, held: usize) {
     kick();
 }
 
+/// In the prepare handler of a process that has never forked, before it takes any lock: the
+/// collapse a promotion asked for, if the helper has not finished it (a program that builds
+/// its heap and forks at once), done here, so that the child and the forks after it find the
+/// small phase's pages whole (a page a child shares is never collapsed after).
+/// Pages the helper is collapsing at that moment are waited for (at most [`FINISH_WAIT_MS`]:
+/// a page busy for longer is left to the sweeps after the fork).
+pub fn finish_before_fork() {
+    let mut waited = 0;
+    while bell().urgent.load(Ordering::Relaxed) != 0 && !bell().forked.load(Ordering::Relaxed) {
+        if collapse_unshared() || waited >= FINISH_WAIT_MS {
+            return;
+        }
+        thread::sleep_us(1000);
+        waited += 1;
+    }
+}
+
+/// The longest a fork waits for the helper's collapse of the small phase's pages, ms (a batch
+/// takes a few milliseconds, tens where the host backs each fresh huge page).
+const FINISH_WAIT_MS: u32 = 200;
+
 /// Before every fork (the prepare handler): marks the process as one that has forked.
 pub fn note_fork() {
     bell().forked.store(true, Ordering::Relaxed);
 }
 
-/// Collapses the small heap's pages if they were turned into THP since this was last asked
-/// (`Doorbell::promoted`): here, in the allocating thread, when the process has never forked
-/// (no page can be shared, so no pagemap is read), else by the helper, started if need be
-/// (not with `HUGEHEAP_COLLAPSE=0`: they then wait for khugepaged). Here, the collapse is done
-/// before the program can fork (a program that builds its heap and forks at once would find
-/// the helper still collapsing, its first forks waiting for it: docs/benchmarks.md, "Figures
-/// behind the code"); it costs the allocation that outgrew the small phase a copy of at most
-/// `HUGEHEAP_HUGE_FROM`, once, and needs no thread, so it is done whatever the helper's budget
-/// (a program that must stay single-threaded would otherwise fork its first 32 MiB in 4 KiB
-/// pages for good). Called at the end of allocation slow paths, where no allocator lock is
-/// held and no thread heap is midway through a change: starting a thread may allocate.
+/// Has the small heap's pages collapsed if they were turned into THP since this was last
+/// asked (`Doorbell::promoted`): by the helper, started if need be, without its budget's
+/// rests; here, in the allocating thread, when there is no helper (`HUGEHEAP_COLLAPSE=0`) and
+/// the process has never forked (no page can be shared, so no pagemap is read: a program that
+/// must stay single-threaded would otherwise fork its first 32 MiB in 4 KiB pages for good).
+/// Not here when there is a helper: the copy of up to `HUGEHEAP_HUGE_FROM` into fresh huge
+/// pages held up the allocation that outgrew the small phase, and every thread waiting on
+/// that one, for up to a tenth of a second on this VM, whose host backs each fresh huge page
+/// (docs/benchmarks.md, "The small phase's pages collapsed off the program's path"). A
+/// program that forks before the helper is done has the rest collapsed by its first fork
+/// ([`finish_before_fork`]), so that the child finds the pages whole. Called at the end of
+/// allocation slow paths, where no allocator lock is held and no thread heap is midway
+/// through a change: starting a thread may allocate.
 #[inline]
 pub fn start_if_promoted() {
     if bell().promoted.load(Ordering::Relaxed) != 0 && bell().promoted.swap(0, Ordering::Relaxed) != 0 {
-        let here = !bell().forked.load(Ordering::Relaxed);
+        let here = BUDGET.load(Ordering::Relaxed) == 0 && !bell().forked.load(Ordering::Relaxed);
         if !(here && collapse_unshared()) {
             kick();
         }
@@ -348,7 +371,16 @@ extern "C" fn helper(_: *mut core::ffi::c_void) -> *mut core::ffi::c_void {
             pagemap = mem::Pagemap::open();
             retry = false;
         }
+        // Before any fork no other process can share a page (a promotion's sweep): collapsed
+        // without asking the pagemap, which may be unreadable (a fork that comes meanwhile
+        // leaves its child the pages as they were, the parent a copy of what was shared).
+        let unshared = !bell().forked.load(Ordering::Relaxed);
         for i in 0..n {
+            if unshared {
+                // Not a split by copy-on-write: nothing for `watch`.
+                outcomes[i] = collapse(addrs[i]);
+                continue;
+            }
             outcomes[i] = match pagemap.as_ref().map(|p| p.sharing(addrs[i], HUGE_SIZE)) {
                 Some(Some((0, _))) => Outcome::Empty,
                 // Mapped whole already (a sweep after each fork of a loop finds most so):

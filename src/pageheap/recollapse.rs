@@ -7,7 +7,9 @@
 //!
 //! The bookkeeping is here, under the page heap's lock, and hands out batches of huge pages to
 //! look at; the looking and collapsing happen outside the lock, in the helper thread of
-//! [`super::collapser`], never on `malloc`'s path. A sweep is complete when it has passed every
+//! [`super::collapser`], off `malloc`'s path (the small phase's pages of a process that never
+//! forked also in the fork that comes before the helper is done, or in the allocating thread
+//! where there is no helper: several takers of one sweep). A sweep is complete when it has passed every
 //! backed THP huge page with no fork during it and no page skipped as shared; otherwise
 //! another follows. The parent's fork handler counts its forks on the wiped page
 //! ([`super::fork_pages::fork_count`]); the page heap counts them in here when the helper next
@@ -29,6 +31,10 @@ pub struct Recollapse {
     pass: u32,
     /// A page was skipped in the current sweep because a child still shared it.
     skipped: bool,
+    /// Pages of the current sweep handed out in batches and not yet taken back: the sweep
+    /// is not complete until they are (two threads may take batches of one sweep: the helper,
+    /// and a fork finishing a promotion's, `collapser::finish_before_fork`).
+    out: usize,
 }
 
 /// What became of one huge page of a batch.
@@ -63,6 +69,12 @@ impl Recollapse {
     /// 4 KiB pages, and collapsing it is the same work.
     pub fn request(&mut self) {
         self.forks = self.forks.wrapping_add(1);
+    }
+
+    /// In a forked child: the batches its parent's helper had out are not coming back (the
+    /// child takes their pages back itself).
+    pub fn forget_batches_out(&mut self) {
+        self.out = 0;
     }
 
     /// Whether a fork since the last completed sweep may have split THP huge pages that no
@@ -100,7 +112,12 @@ impl Recollapse {
             }
         }
         if n > 0 {
+            self.out += n;
             return (n, false);
+        }
+        // Past the last page, some still being looked at elsewhere: not over yet.
+        if self.out > 0 {
+            return (0, false);
         }
         // Past the last page: the sweep is over; complete if nothing was left shared (and, if
         // a fork came during it, the next sweep answers for that one).
@@ -122,6 +139,8 @@ impl Recollapse {
         tally: &mut [usize; Outcome::COUNT],
     ) {
         debug_assert_eq!(batch.len(), outcomes.len());
+        debug_assert!(batch.len() <= self.out);
+        self.out -= batch.len();
         for (&hp, &o) in batch.iter().zip(outcomes) {
             descs[hp].lent = false;
             tally[o as usize] += 1;

@@ -1083,3 +1083,33 @@ fn memory_outside_the_heap_is_populated_under_the_same_rules_and_counted() {
     assert!(r.ph.populates_other(64 << 20));
     assert!(!r.ph.populates_other(128 << 20), "the heap's next 2 MiB and 128 MiB: past half of 256");
 }
+
+/// Two takers of one sweep (the helper, and a fork finishing a promotion's): the sweep is not
+/// complete while one of them still has a batch out, however far the other got.
+#[test]
+fn a_sweep_is_not_complete_while_a_batch_is_out() {
+    use recollapse::Outcome;
+    let mut r = Rig::new(64 << 20, 1000);
+    let a = r.ph.alloc_span(12 * HUGE_SIZE, HUGE_SIZE, false);
+    r.ph.on_fork();
+    let (mut first, mut second) = ([0usize; 8], [0usize; 8]);
+    let n = r.ph.collapse_batch(&mut first);
+    assert_eq!(n, 8);
+    // The other taker goes through the rest, and finds the sweep unfinished.
+    loop {
+        let m = r.ph.collapse_batch(&mut second);
+        r.ph.collapse_done(&second[..m], &[Outcome::Collapsed; 8][..m]);
+        if m == 0 {
+            break;
+        }
+    }
+    assert!(r.ph.recollapse_pending(), "complete with 8 pages still being collapsed");
+    assert_eq!(r.ph.counters.recollapse_passes, 0);
+    r.ph.collapse_done(&first[..n], &[Outcome::Collapsed; 8]);
+    assert_eq!(r.ph.collapse_batch(&mut second), 0);
+    assert!(!r.ph.recollapse_pending(), "complete once the batch is back");
+    assert_eq!(r.ph.counters.recollapse_passes, 1);
+    // SAFETY: a live span, freed once.
+    unsafe { r.ph.free_span(a) };
+    r.ph.check_invariants();
+}
