@@ -85,7 +85,7 @@ pub fn table(rows: &[Row], machine: &Machine, chosen: &[&Contestant], opts: &Opt
          fork ms: median fork() as the parent sees it right after building the heap (p90 beside it); \
          steady ms: the median again after a quiet second; {rounds}glibc/fork: glibc's time over this one's \
          (higher is faster); fork/floor: this one over the empty process's; got: the heap's page kinds by the \
-         kernel's count (! = not what the name promises); CoW: the parent rewrites a tenth of its heap while a \
+         kernel's count after the first fork (! = not what the name promises); CoW: the parent rewrites a tenth of its heap while a \
          forked child lives (time, memory copied, how the child ended)\n",
         opt(floor_fork, 3),
         opt(floor_exec, 3),
