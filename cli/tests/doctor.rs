@@ -175,4 +175,17 @@ fn a_balloon_that_reports_free_pages_is_named() {
     let v = t.json();
     assert_eq!(v["free_page_reporting"], true);
     assert!(advice(&v).contains("virtio free page reporting"), "{}", advice(&v));
+    // No wait to read (upstream's fixed 2 s): nothing said of it.
+    assert_eq!(v["reporting_wait_ms"], serde_json::Value::Null);
+    assert!(!advice(&v).contains("min_free_ms"), "{}", advice(&v));
+    // A kernel that reports a block as soon as it is free: the way to make it wait is given.
+    t.put("sys/module/page_reporting/parameters/min_free_ms", "0\n");
+    let v = t.json();
+    assert_eq!(v["reporting_wait_ms"], 0);
+    assert!(advice(&v).contains("echo 10000 > /sys/module/page_reporting/parameters/min_free_ms"), "{}", advice(&v));
+    // One that waits as long as upstream's does: nothing to change.
+    t.put("sys/module/page_reporting/parameters/min_free_ms", "5000\n");
+    let v = t.json();
+    assert_eq!(v["reporting_wait_ms"], 5000);
+    assert!(!advice(&v).contains("min_free_ms"), "{}", advice(&v));
 }

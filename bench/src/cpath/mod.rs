@@ -113,7 +113,9 @@ pub fn run(o: &Options) -> std::io::Result<Vec<Cell>> {
         }
     });
     let names: Vec<&str> = cs.iter().map(|c| c.name).collect();
-    let reporting = hugeheap_cli::doctor::free_page_reporting(std::path::Path::new("/"));
+    let root = std::path::Path::new("/");
+    let reporting =
+        hugeheap_cli::doctor::free_page_reporting(root).then(|| hugeheap_cli::doctor::reporting_wait_ms(root));
     let text = report::table(&cells, &ws, &names, pooled, reporting);
     let json = serde_json::json!({ "workloads": ws, "contestants": cs, "cells": cells });
     crate::engine::write_results(

@@ -25,8 +25,10 @@ const TOUCH_ALIKE: f64 = 1.10;
 /// fastest peer and to jemalloc's RSS, geometric means, and the targets checked; `pooled`: the
 /// free hugetlb pool pages there were when the run began (its RSS figures are then not
 /// comparable); `reporting`: the machine is a VM that hands free memory back to its host
-/// (`doctor::free_page_reporting`), which makes hugeheap's fresh huge pages slow to touch.
-pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, reporting: bool) -> String {
+/// (`doctor::free_page_reporting`), which makes hugeheap's fresh huge pages slow to touch,
+/// with how long a block stays free before it goes back where the kernel says
+/// (`doctor::reporting_wait_ms`).
+pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, reporting: Option<Option<u64>>) -> String {
     let get = |w: &str, c: &str| cells.iter().find(|x| x.workload == w && x.contestant == c);
     let secs = |w: &str, c: &str| get(w, c).and_then(|x| x.median(|s| s.secs));
     let peak = |w: &str, c: &str| get(w, c).and_then(|x| x.median(|s| s.peak as f64));
@@ -77,11 +79,16 @@ pub fn table(cells: &[Cell], ws: &[Workload], cs: &[&str], pooled: usize, report
              allocator without the kernel's cost of fresh huge pages)"
         );
     }
-    if reporting {
+    if let Some(wait) = reporting {
+        let when = match wait {
+            Some(ms) => format!(", each free 2 MiB block once it has been free {ms} ms (page_reporting.min_free_ms)"),
+            None => String::new(),
+        };
         let _ = writeln!(
             out,
-            "(this VM's balloon reports free memory to its host: each fresh huge page hugeheap touches faults on \
-             the host, where the peers' 4 KiB pages mostly come from memory the guest still holds; `hugeheap doctor`)"
+            "(this VM's balloon reports free memory to its host{when}: each fresh huge page hugeheap touches \
+             faults on the host, where the peers' 4 KiB pages mostly come from memory the guest still holds; \
+             `hugeheap doctor`)"
         );
     }
     let _ = write!(out, "{:<9}", "workload");
@@ -280,7 +287,7 @@ mod tests {
                 cells.push(cell(w, c, t[i], rss[i]));
             }
         }
-        let report = table(&cells, &ws, &cs, 0, false);
+        let report = table(&cells, &ws, &cs, 0, None);
         assert!(report.contains("geomean time, hugeheap / mimalloc: 0.87 (target 0.90: met)"), "{report}");
         assert!(report.contains("geomean time, hugeheap / tcmalloc: 0.92 (target 0.90: NOT met)"), "{report}");
         assert!(report.contains("worst workload against the fastest peer: b 1.08x (target 1.10x: met)"), "{report}");
@@ -300,7 +307,7 @@ mod tests {
         // `touch`: 0.9 s in the program (the peer's 1.0) and 50 huge pages, 100 MiB, as the
         // peers' 25,600 small ones.
         let touch = cells_of("touch", t, (0.9, 0.4, 50));
-        let report = table(&touch, &ws[..1], &cs, 0, false);
+        let report = table(&touch, &ws[..1], &cs, 0, None);
         assert!(
             report.contains("(target 1.10x: met but for the kernel's first touch of memory all touch alike)"),
             "{report}"
@@ -314,7 +321,7 @@ mod tests {
         // `more`: as fast in the program, but 130 huge pages: 2.6 times the memory.
         let mut both = touch;
         both.extend(cells_of("more", t, (0.9, 0.4, 130)));
-        let report = table(&both, &ws, &cs, 0, false);
+        let report = table(&both, &ws, &cs, 0, None);
         assert!(
             report.contains("worst workload against the fastest peer: touch 1.30x (target 1.10x: NOT met)"),
             "{report}"
@@ -322,7 +329,7 @@ mod tests {
         assert!(report.contains("memory prepared 2.60x (hugeheap's own"), "{report}");
         // Slower in the program, the same memory: not the kernel's.
         let slow = cells_of("touch", t, (1.2, 0.1, 50));
-        let report = table(&slow, &ws[..1], &cs, 0, false);
+        let report = table(&slow, &ws[..1], &cs, 0, None);
         assert!(
             report.contains("(target 1.10x: NOT met)") && report.contains("more CPU time in the program"),
             "{report}"
@@ -337,12 +344,30 @@ mod tests {
         let ws = [workload("w")];
         let mut cells = cells_of("w", [2.0, 2.0, 1.0, 1.5, 1.3], (0.9, 0.4, 50));
         cells.push(cell("w", HH_4K, 0.5, 100));
-        let report = table(&cells, &ws, &cs, 0, false);
+        let report = table(&cells, &ws, &cs, 0, None);
         assert!(report.contains("(hh-4k: hugeheap in 4 KiB pages"), "{report}");
         assert!(report.contains("w 1.30x over mimalloc;") && report.contains("; in 4 KiB pages 0.50x"), "{report}");
         assert!(report.contains("worst workload against the fastest peer: w 1.30x"), "{report}");
         assert!(report.contains("geomean time, hugeheap / mimalloc: 1.30"), "{report}");
-        let report = table(&cells[..5], &ws, &cs[..5], 0, false);
+        let report = table(&cells[..5], &ws, &cs[..5], 0, None);
         assert!(!report.contains("hh-4k") && !report.contains("in 4 KiB pages"), "{report}");
+    }
+
+    /// A VM that hands free memory to its host is named in the header, with how long a block
+    /// waits where the kernel says; none, nothing.
+    #[test]
+    fn the_hosts_reporting_is_named_with_its_wait() {
+        let cs = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "hugeheap"];
+        let ws = [workload("w")];
+        let cells = cells_of("w", [2.0, 2.0, 1.0, 1.5, 1.3], (0.9, 0.4, 50));
+        let report = table(&cells, &ws, &cs, 0, Some(Some(0)));
+        assert!(
+            report.contains("reports free memory to its host, each free 2 MiB block once it has been free 0 ms"),
+            "{report}"
+        );
+        let report = table(&cells, &ws, &cs, 0, Some(None));
+        assert!(report.contains("reports free memory to its host: each fresh huge page"), "{report}");
+        let report = table(&cells, &ws, &cs, 0, None);
+        assert!(!report.contains("reports free memory"), "{report}");
     }
 }
