@@ -166,3 +166,57 @@ fn blocks_replaced_by_threads_while_memory_moves_keep_their_contents() {
     // and the kernel joins no mappings whose anon_vmas differ): 1 in 5-10 runs of this test.
     assert!(number(&v, "churn_maps") + 1 >= number(&v, "churn_stats_maps"), "{v:?}");
 }
+
+/// A block of three huge pages and a part grown by realloc where it cannot grow in place (a
+/// block right after it): its whole huge pages are moved into the new block (stats' moved
+/// count), the rest copied; what was written reads back, and the new part takes writes.
+fn grow_by_realloc(tag: &str) {
+    let len = 3 * HUGE + 100 * 1024;
+    let pattern = |i: usize| (i.wrapping_mul(7) ^ (i >> 12)) as u8;
+    let mut v: Vec<u8> = (0..len).map(pattern).collect();
+    let wall = vec![1u8; HUGE];
+    let (before, at) = (hugeheap::stats().moved_total, v.as_ptr() as usize);
+    v.reserve_exact(5 * HUGE);
+    let moved = hugeheap::stats().moved_total - before;
+    let intact = v.iter().enumerate().all(|(i, &b)| b == pattern(i));
+    v.resize(len + 5 * HUGE, 0x5a);
+    let grown = v[len..].iter().all(|&b| b == 0x5a) && v[..len].iter().enumerate().all(|(i, &b)| b == pattern(i));
+    let s = hugeheap::stats();
+    println!(
+        "@{tag}_moved={moved} {tag}_elsewhere={} {tag}_intact={} {tag}_grown={} {tag}_maps={} {tag}_stats_maps={}",
+        (v.as_ptr() as usize != at) as u8,
+        intact as u8,
+        grown as u8,
+        mappings_in(s.base, s.base + s.reserved),
+        s.mappings
+    );
+    drop(wall);
+}
+
+#[test]
+fn a_block_grown_by_realloc_has_its_huge_pages_moved_not_copied() {
+    if as_child(|| grow_by_realloc("grown")) {
+        return;
+    }
+    let Some(v) = run_with_thp() else { return };
+    assert_eq!(number(&v, "grown_elsewhere"), 1, "the block could not grow in place: {v:?}");
+    assert_eq!(number(&v, "grown_moved"), 3 * HUGE, "its three whole huge pages moved: {v:?}");
+    assert_eq!(number(&v, "grown_intact"), 1, "what was written reads back, moved or copied");
+    assert_eq!(number(&v, "grown_grown"), 1, "the new part takes writes, the old keeps its contents");
+    assert_eq!(number(&v, "grown_maps") + 1, number(&v, "grown_stats_maps"), "{v:?}");
+}
+
+#[test]
+fn a_block_grown_by_realloc_after_a_fork_is_copied() {
+    if as_child(|| {
+        fork_a_child_that_exits();
+        grow_by_realloc("forked_grown");
+    }) {
+        return;
+    }
+    let Some(v) = run_with_thp() else { return };
+    assert_eq!(number(&v, "forked_grown_elsewhere"), 1, "{v:?}");
+    assert_eq!(number(&v, "forked_grown_moved"), 0, "pages a child may share are not moved: {v:?}");
+    assert_eq!(number(&v, "forked_grown_intact"), 1);
+    assert_eq!(number(&v, "forked_grown_grown"), 1);
+}

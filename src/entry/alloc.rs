@@ -10,6 +10,7 @@ use crate::os::fatal_misuse;
 use crate::pageheap::{self, LOOKUP};
 use crate::runtime;
 use crate::span::Span;
+use crate::units::HUGE_SIZE;
 use core::ptr;
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory.
@@ -240,8 +241,17 @@ pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: us
         }
         return p;
     }
-    if large && new_size > usable && resize_large(span, new_size) {
-        return p;
+    if large && new_size > usable {
+        if resize_large(span, new_size) {
+            return p;
+        }
+        if align <= HUGE_SIZE {
+            // SAFETY: p is live with its span (checked above), and this realloc owns it.
+            let q = unsafe { grow_by_moving(p, span, old_size.min(usable), new_size) };
+            if !q.is_null() {
+                return q;
+            }
+        }
     }
     // SAFETY: align is a power of two (it came with p).
     let q = unsafe { alloc(config, new_size, align) };
@@ -251,6 +261,43 @@ pub unsafe fn realloc(config: &Config, p: *mut u8, old_size: usize, new_size: us
             ptr::copy_nonoverlapping(p, q, old_size.min(new_size).min(usable));
             free(p);
         }
+    }
+    q
+}
+
+/// Grows large block `p` (of `span`, its first `keep` bytes the contents) into a new span that
+/// receives its whole huge pages' memory moved, not copied (`PageHeap::grow_by_moving`);
+/// copies the rest, outside the lock, and frees the old span. Null when nothing would move
+/// (the caller copies it all).
+///
+/// # Safety
+/// `p` must be a live large allocation of this allocator whose span is `span`, owned by the
+/// caller (realloc's), and not used afterwards unless null is returned.
+#[cold]
+unsafe fn grow_by_moving(p: *mut u8, span: *mut Span, keep: usize, new_size: usize) -> *mut u8 {
+    let mut guard = pageheap::process_heap::lock();
+    let Some(ph) = guard.as_mut() else { return ptr::null_mut() };
+    // SAFETY: span is p's live span (the caller's contract), its header read under the lock.
+    if unsafe { (*span).start } != p as usize {
+        // An interior pointer: the copy's free says so.
+        return ptr::null_mut();
+    }
+    // SAFETY: span is a live large span; p's contents are the caller's alone until it is freed.
+    let Some((new, moved)) = (unsafe { ph.grow_by_moving(span, new_size) }) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: `new` is the live span just made for this caller alone.
+    let q = unsafe { (*new).start } as *mut u8;
+    drop(guard);
+    if keep > moved {
+        // SAFETY: the old block holds `keep` bytes and the new one more; what lies past
+        // `moved` is still at p (never moved), and the two spans are apart.
+        unsafe { ptr::copy_nonoverlapping(p.add(moved), q.add(moved), keep - moved) };
+    }
+    let mut guard = pageheap::process_heap::lock();
+    if let Some(ph) = guard.as_mut() {
+        // SAFETY: span is live, its contents copied or moved; `moved` came with it above.
+        unsafe { ph.free_moved_from(span, moved) };
     }
     q
 }

@@ -448,11 +448,23 @@ impl<B: Backing> PageHeap<B> {
     /// would take the resident set past [`Residency::limit`] are paid for by giving back as
     /// many free pages holding memory elsewhere ([`release_for_fresh`](PageHeap::release_for_fresh)).
     fn claim(&mut self, s: usize, n: usize) {
-        self.move_held_into(s, n);
+        self.claim_filled(s, n, 0);
+    }
+
+    /// As [`claim`](PageHeap::claim), where the first `filled` pages are to receive the memory
+    /// of a span in use, moved there ([`grow_by_moving`](PageHeap::grow_by_moving)): nothing
+    /// is moved into them (what they hold goes when the span's memory replaces it, so it may
+    /// be moved out into the rest first), and they are counted as held, not as pages to
+    /// fault in, and in use in the span's place.
+    fn claim_filled(&mut self, s: usize, n: usize, filled: usize) {
+        debug_assert!(filled <= n);
+        self.move_held_into(s + filled, n - filled);
         let descs = self.tables.descs();
         let anon = descs[s..s + n].iter().filter(|d| d.is_anon()).count();
-        let fresh = descs[s..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
-        self.res.in_use_peak = self.res.in_use_peak.max(self.res.resident - self.res.free_resident + anon);
+        let fresh_filled = descs[s..s + filled].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
+        let fresh = descs[s + filled..s + n].iter().filter(|d| d.dirty == 0 && d.is_anon()).count();
+        let in_use = self.res.resident - self.res.free_resident + anon;
+        self.res.in_use_peak = self.res.in_use_peak.max(in_use);
         if n == 1 && (fresh > 0 || descs[s].zero) && !self.ahead.wanted && self.populates_ahead() {
             // Growing page by page: the helper populates the next pages (see `prefault`).
             self.ahead.wanted = true;
@@ -467,6 +479,8 @@ impl<B: Backing> PageHeap<B> {
             }
             self.res.resident += fresh;
         }
+        // The span's pages, given back once moved, leave the resident set as these join it.
+        self.res.resident += fresh_filled;
         self.tables.map().set_range(HugePage(s), HugePage(n), false);
         for i in s..s + n {
             let d = &mut self.tables.descs()[i];

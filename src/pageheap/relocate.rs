@@ -25,6 +25,7 @@ use super::backing::Backing;
 use super::desc::{FREE, HpDesc, LARGE};
 use crate::os::mem::Renewed;
 use crate::units::{HUGE_SIZE, HugePage};
+use core::ops::RangeInclusive;
 
 /// Most mappings moves may add to the heap's own: each fork copies them (about 1.3 µs each on
 /// the test VM, where a fork of a 512 MiB THP heap takes about 0.6 ms), so they cost a
@@ -50,6 +51,21 @@ struct Search {
 /// the frontier, with shifts that differ.
 fn splits(descs: &[HpDesc], frontier: usize, i: usize) -> bool {
     i > 0 && i < frontier && descs[i - 1].is_thp() && descs[i].is_thp() && descs[i - 1].shift != descs[i].shift
+}
+
+/// How many of the boundaries `range` (between each page and the one before it) would split
+/// mappings if each page `q` had shift `shift(q)` (as [`splits`] counts them).
+fn breaks_over(descs: &[HpDesc], frontier: usize, range: RangeInclusive<usize>, shift: impl Fn(usize) -> i32) -> usize {
+    range
+        .filter(|&p| p > 0 && p < frontier && descs[p - 1].is_thp() && descs[p].is_thp() && shift(p - 1) != shift(p))
+        .count()
+}
+
+/// The shift huge page `to` takes when the memory of huge page `from` moves there: the same
+/// mapping offset, counted from `to`.
+fn moved_shift(descs: &[HpDesc], from: usize, to: usize) -> i32 {
+    // Arena indices fit an i32 (2^31 huge pages would be 4 PiB).
+    (from as i64 + descs[from].shift as i64 - to as i64) as i32
 }
 
 /// The end of the run of huge pages from `a` (below `end`) that share `a`'s shift: memory
@@ -193,8 +209,7 @@ impl<B: Backing> PageHeap<B> {
         });
         let before = self.breaks_along(i, j, k);
         let old = [self.tables.descs()[i].shift, self.tables.descs()[j].shift];
-        // Arena indices fit an i32 (2^31 huge pages would be 4 PiB).
-        let shift = (j as i64 + old[1] as i64 - i as i64) as i32;
+        let shift = moved_shift(self.tables.descs(), j, i);
         let set = |ph: &mut Self, t: i32| ph.tables.descs()[i..i + k].iter_mut().for_each(|d| d.shift = t);
         // The sources keep their offsets here: mapped afresh afterwards only where that takes
         // mappings away (`renew_moved`).
@@ -221,6 +236,84 @@ impl<B: Backing> PageHeap<B> {
         self.renew_moved(j, k);
         self.counters.moved_total += k * HUGE_SIZE;
         true
+    }
+
+    /// Whether the memory of the `k` huge pages from `j`, a large span's, may be moved to the
+    /// free huge pages from `i` ([`move_span_pages`](PageHeap::move_span_pages)): no fork
+    /// yet, all THP and none lent, THP neighbours at the target (as [`takes_a_move`] asks,
+    /// and not at the frontier), and the mappings the move adds within the bound.
+    pub(super) fn may_move_span(&mut self, j: usize, i: usize, k: usize) -> bool {
+        debug_assert!(k > 0 && (j + k <= i || i + k <= j));
+        if self.moves.off || self.backing.may_share() || i + k >= self.arena.frontier {
+            return false;
+        }
+        let descs = self.tables.descs();
+        let movable = |d: &HpDesc| d.is_thp() && !d.lent;
+        if !descs[j..j + k].iter().all(movable)
+            || !descs[i..i + k].iter().all(|d| movable(d) && d.state == FREE)
+            || !descs[i + k].is_thp()
+            || (i > 0 && !descs[i - 1].is_thp())
+        {
+            return false;
+        }
+        let (before, after) = self.span_move_breaks(j, i, k);
+        self.moves.breaks + after <= MOVED_MAPPINGS_MAX + before
+    }
+
+    /// The mappings along the target of a move of `[j, j + k)` to `i` (each boundary from `i`
+    /// to `i + k`), before and after it: memory moved keeps its offset, so the pages at `i`
+    /// take the shifts of the pages they receive, less the distance moved.
+    fn span_move_breaks(&mut self, j: usize, i: usize, k: usize) -> (usize, usize) {
+        let frontier = self.arena.frontier;
+        let descs = self.tables.descs();
+        let before = (i..=i + k).filter(|&p| splits(descs, frontier, p)).count();
+        let shift_after =
+            |q: usize| if (i..i + k).contains(&q) { moved_shift(descs, j + q - i, q) } else { descs[q].shift };
+        (before, breaks_over(descs, frontier, i..=i + k, shift_after))
+    }
+
+    /// Moves the memory of the `k` huge pages from `j`, a large span's in use, into the huge
+    /// pages from `i`, just claimed for the span that replaces it ([`may_move_span`] said it
+    /// may), in runs of one offset. Returns how many of the first pages moved: all, unless the
+    /// OS refused on the way (then no more moves). The pages at `j` that moved hold nothing.
+    pub(super) fn move_span_pages(&mut self, j: usize, i: usize, k: usize) -> usize {
+        let frontier = self.arena.frontier;
+        let mut a = j;
+        while a < j + k {
+            let b = same_shift_end(self.tables.descs(), a, j + k);
+            let (t, n) = (i + (a - j), b - a);
+            let descs = self.tables.descs();
+            let count = |descs: &[HpDesc]| (t..=t + n).filter(|&p| splits(descs, frontier, p)).count();
+            let before = count(descs);
+            let shift = moved_shift(descs, a, t);
+            let after =
+                breaks_over(
+                    descs,
+                    frontier,
+                    t..=t + n,
+                    |q| if (t..t + n).contains(&q) { shift } else { descs[q].shift },
+                );
+            // Within the bound still (what was moved into the span's other pages meanwhile
+            // counts too), else the rest is copied.
+            if self.moves.breaks + after > MOVED_MAPPINGS_MAX + before {
+                break;
+            }
+            let (from, to) = (self.arena.addr(a), self.arena.addr(t));
+            // SAFETY: [a, b) are committed THP huge pages of a live large span, whose contents
+            // nobody else reads or writes while it is replaced (`grow_by_moving`'s contract),
+            // and [t, t + n) committed THP huge pages claimed for the new span, which holds
+            // nothing live yet; the two apart (`may_move_span`), with the arena's protection
+            // and advice.
+            if !unsafe { self.backing.move_memory(from, to, n * HUGE_SIZE) } {
+                self.moves.off = true;
+                break;
+            }
+            self.tables.descs()[t..t + n].iter_mut().for_each(|d| d.shift = shift);
+            self.moves.breaks = self.moves.breaks + after - before;
+            self.counters.moved_total += n * HUGE_SIZE;
+            a = b;
+        }
+        a - j
     }
 
     /// Maps the free, released huge pages `[lo, lo + count)` afresh, with their own offsets,
