@@ -232,9 +232,9 @@ fn advise(r: &mut Report, info: &OsInfo) {
             text.push_str(&format!(
                 " Here a block is reported once it has been free {ms} ms, so even the memory a process has \
                  just freed is the host's again when the next one faults it in: as root, `echo 10000 > \
-                 /{REPORTING_WAIT}` keeps what was freed in the last 10 s backed (the VM then holds that memory \
-                 of its host's for 10 s longer; on one such VM, `sort` of 2 million lines under hugeheap took \
-                 0.60-0.64 s so, against 0.84-1.09 s with the wait at 0)."
+                 /{REPORTING_WAIT}` keeps what was freed in the last 10 s backed (the host gets freed memory \
+                 back 10 s later; on one such VM, `hugeheap bench cpath`'s `sort` under hugeheap \
+                 took 0.76 s so, against 1.05 s with the wait at 0, where tcmalloc took 0.81 and 0.78 s)."
             ));
         }
         r.advice.push(text);
