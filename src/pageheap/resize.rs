@@ -146,7 +146,7 @@ impl<B: Backing> PageHeap<B> {
         // faults too), where copying one costs about half a clear; and a move spends some of
         // the bound on mappings that moves of held memory into fresh pages (each a fault
         // saved) would spend otherwise. With the rule at "no more" instead, the replays of
-        // `large_replays_fault_in_little` faulted in 10,920 pages, not 10,065. The copy's new
+        // `large_replays_fault_in_little` faulted in 10,911 pages, not 10,057. The copy's new
         // span goes where `take_huge` puts it: the window with the fewest fresh pages.
         let frontier = self.arena.frontier;
         let copy_cost = {
@@ -177,15 +177,15 @@ impl<B: Backing> PageHeap<B> {
         if new.is_null() {
             return None;
         }
-        // What the move replaces goes back to the OS (counted so: it is faulted in again
-        // wherever it is wanted next).
-        let replaced = self.tables.descs()[i..i + full].iter().filter(|d| d.dirty != 0).count();
-        self.counters.released_total += replaced * HUGE_SIZE;
         self.claim_filled(i, count, full);
         self.arena.note_use(i + count);
+        let moved = self.move_span_pages(j, i, full);
+        // What the move replaced went back to the OS (counted so: it is faulted in again
+        // wherever it is wanted next); what it did not reach is copied into.
+        let replaced = self.tables.descs()[i..i + moved].iter().filter(|d| d.dirty != 0).count();
+        self.counters.released_total += replaced * HUGE_SIZE;
         self.mark_large(i, nfull, ntail);
         self.small.handed_out_since_release = true;
-        let moved = self.move_span_pages(j, i, full);
         let to = self.arena.addr(i);
         // SAFETY: `new` is a fresh, exclusively owned header; its pages lie in the arena.
         unsafe {

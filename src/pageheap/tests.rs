@@ -879,7 +879,7 @@ fn replay_large(seed: u64, shift: u64, grow: u64) -> (usize, usize) {
 /// (16 mappings: 12,004 at 5,717; 64: 7,149 at 5,532); best fit alone, 14,234 at 5,834; placed in the lowest
 /// window, 17,287 at 5,888. Spans grown by realloc where they cannot grow in place have their
 /// whole huge pages moved where that faults in fewer pages than a copy (`grow_by_moving`):
-/// 10,065 at 5,713 (9,977 at 5,680 with every one copied).
+/// 10,057 at 5,713 (9,977 at 5,680 with every one copied).
 #[test]
 #[cfg_attr(miri, ignore = "48 replays of 12,000 requests: minutes under Miri; the page heap's logic is the same")]
 fn large_replays_fault_in_little() {
