@@ -240,16 +240,36 @@ impl<B: Backing> PageHeap<B> {
             return ptr::null_mut();
         }
         // SAFETY: span is a fresh, exclusively owned header; its pages lie in the arena.
+        unsafe { self.fill_span(span, start, pages32, bytes, zeroed, whole) };
+        span
+    }
+
+    /// Fills a new span header's page-heap fields (no owner yet) and sets the page map for
+    /// every page of it (`whole`) or its first.
+    ///
+    /// # Safety
+    /// `span` must be a fresh header from the span pool, owned by the caller alone, and
+    /// `[start, start + pages)` pages of the arena handed out for it.
+    pub(super) unsafe fn fill_span(
+        &mut self,
+        span: *mut Span,
+        start: usize,
+        pages: u32,
+        bytes: usize,
+        zeroed: bool,
+        whole: bool,
+    ) {
+        debug_assert!(!span.is_null());
+        // SAFETY: span is a fresh header the caller owns alone (this function's contract).
         unsafe {
             (*span).start = start;
-            (*span).pages = pages32;
+            (*span).pages = pages;
             (*span).zeroed = zeroed;
             (*span).whole = whole;
             (*span).size = bytes;
             (*span).owner = crate::span::NO_OWNER;
-            self.page_map.set(start, if whole { pages } else { 1 }, span);
+            self.page_map.set(start, if whole { pages as usize } else { 1 }, span);
         }
-        span
     }
 
     /// Frees a span: clears its page map entries and gives back its pages.
@@ -258,21 +278,47 @@ impl<B: Backing> PageHeap<B> {
     /// `span` must come from `alloc_span` of this heap, hold no live allocation, and not be
     /// used afterwards.
     pub unsafe fn free_span(&mut self, span: *mut Span) {
-        debug_assert!(!span.is_null());
+        // SAFETY: free_span's contract, none of it moved.
+        unsafe { self.free_moved_from(span, 0) }
+    }
+
+    /// Frees `span`, the first `moved` bytes of whose memory
+    /// [`grow_by_moving`](PageHeap::grow_by_moving) moved away (0: none, as
+    /// [`free_span`](PageHeap::free_span)): those huge pages hold nothing and count as given
+    /// back; the rest goes back to the huge map and the filler.
+    ///
+    /// # Safety
+    /// As for [`free_span`](PageHeap::free_span); `moved` is 0 or what `grow_by_moving`
+    /// returned with the span that replaced `span`.
+    pub unsafe fn free_moved_from(&mut self, span: *mut Span, moved: usize) {
+        debug_assert!(!span.is_null() && moved % HUGE_SIZE == 0);
         // SAFETY: `span` came from this heap's `alloc_span` and is live (this function's
         // contract); its header is read under the lock `&mut self` stands for.
         let (start, pages, whole) = unsafe { ((*span).start, (*span).pages as usize, (*span).whole) };
+        let k = moved / HUGE_SIZE;
+        debug_assert!(k * PAGES_PER_HUGE <= pages);
         // SAFETY: start/pages describe the span (set at alloc); it is being retired.
         unsafe {
             self.page_map.set(start, if whole { pages } else { 1 }, ptr::null_mut());
             self.spans.free(span);
+        }
+        if k > 0 {
+            let j = self.hp_index(start);
+            self.make_free(j, k);
+            self.mark_released(j, k);
+            self.renew_moved(j, k);
+        }
+        let rest = pages - k * PAGES_PER_HUGE;
+        if rest == 0 {
+            self.release_excess();
+            return;
         }
         // A slab's pages go back with their free neighbours only from 128 KiB on, as other
         // spans' do from any size: a thread heap retiring a small slab and taking a new one,
         // as it does all the time under churn, would pay a release and page faults each time
         // (docs/benchmarks.md, "Figures behind the code").
         let releases = !whole || pages * PAGE_SIZE >= SMALL_RELEASE_FROM;
-        self.free_pages(start, pages, releases);
+        self.free_pages(start + moved, rest, releases);
     }
 
     /// Pages for a span: from the filler for spans under one huge page, else whole huge pages

@@ -25,7 +25,7 @@ use super::backing::Backing;
 use super::desc::{FREE, HpDesc, LARGE};
 use crate::os::mem::Renewed;
 use crate::units::{HUGE_SIZE, HugePage};
-use core::ops::RangeInclusive;
+use core::ops::Range;
 
 /// Most mappings moves may add to the heap's own: each fork copies them (about 1.3 µs each on
 /// the test VM, where a fork of a 512 MiB THP heap takes about 0.6 ms), so they cost a
@@ -50,15 +50,13 @@ struct Search {
 /// Whether huge pages `i - 1` and `i` lie in two mappings because of a move: both THP, below
 /// the frontier, with shifts that differ.
 fn splits(descs: &[HpDesc], frontier: usize, i: usize) -> bool {
-    i > 0 && i < frontier && descs[i - 1].is_thp() && descs[i].is_thp() && descs[i - 1].shift != descs[i].shift
+    splits_with(descs, frontier, i, |q| descs[q].shift)
 }
 
-/// How many of the boundaries `range` (between each page and the one before it) would split
-/// mappings if each page `q` had shift `shift(q)` (as [`splits`] counts them).
-fn breaks_over(descs: &[HpDesc], frontier: usize, range: RangeInclusive<usize>, shift: impl Fn(usize) -> i32) -> usize {
-    range
-        .filter(|&p| p > 0 && p < frontier && descs[p - 1].is_thp() && descs[p].is_thp() && shift(p - 1) != shift(p))
-        .count()
+/// Whether huge pages `i - 1` and `i` would lie in two mappings if each page `q` had shift
+/// `shift(q)` (see [`splits`]).
+fn splits_with(descs: &[HpDesc], frontier: usize, i: usize, shift: impl Fn(usize) -> i32) -> bool {
+    i > 0 && i < frontier && descs[i - 1].is_thp() && descs[i].is_thp() && shift(i - 1) != shift(i)
 }
 
 /// The shift huge page `to` takes when the memory of huge page `from` moves there: the same
@@ -260,16 +258,23 @@ impl<B: Backing> PageHeap<B> {
         self.moves.breaks + after <= MOVED_MAPPINGS_MAX + before
     }
 
-    /// The mappings along the target of a move of `[j, j + k)` to `i` (each boundary from `i`
-    /// to `i + k`), before and after it: memory moved keeps its offset, so the pages at `i`
-    /// take the shifts of the pages they receive, less the distance moved.
-    fn span_move_breaks(&mut self, j: usize, i: usize, k: usize) -> (usize, usize) {
+    /// The mappings along the edges and inside of huge pages `to`, before and after a move
+    /// gives each page `q` of them the shift `moved(descs, q)` (every boundary from
+    /// `to.start` to `to.end`, each counted once).
+    fn breaks_if_moved(&mut self, to: Range<usize>, moved: impl Fn(&[HpDesc], usize) -> i32) -> (usize, usize) {
         let frontier = self.arena.frontier;
         let descs = self.tables.descs();
-        let before = (i..=i + k).filter(|&p| splits(descs, frontier, p)).count();
-        let shift_after =
-            |q: usize| if (i..i + k).contains(&q) { moved_shift(descs, j + q - i, q) } else { descs[q].shift };
-        (before, breaks_over(descs, frontier, i..=i + k, shift_after))
+        let before = (to.start..=to.end).filter(|&p| splits(descs, frontier, p)).count();
+        let shift = |q: usize| if to.contains(&q) { moved(descs, q) } else { descs[q].shift };
+        let after = (to.start..=to.end).filter(|&p| splits_with(descs, frontier, p, shift)).count();
+        (before, after)
+    }
+
+    /// The mappings along the target of a move of `[j, j + k)` to `i`, before and after it:
+    /// memory moved keeps its offset, so the pages at `i` take the shifts of the pages they
+    /// receive, less the distance moved.
+    fn span_move_breaks(&mut self, j: usize, i: usize, k: usize) -> (usize, usize) {
+        self.breaks_if_moved(i..i + k, |descs, q| moved_shift(descs, j + q - i, q))
     }
 
     /// Moves the memory of the `k` huge pages from `j`, a large span's in use, into the huge
@@ -277,22 +282,12 @@ impl<B: Backing> PageHeap<B> {
     /// may), in runs of one offset. Returns how many of the first pages moved: all, unless the
     /// OS refused on the way (then no more moves). The pages at `j` that moved hold nothing.
     pub(super) fn move_span_pages(&mut self, j: usize, i: usize, k: usize) -> usize {
-        let frontier = self.arena.frontier;
         let mut a = j;
         while a < j + k {
             let b = same_shift_end(self.tables.descs(), a, j + k);
             let (t, n) = (i + (a - j), b - a);
-            let descs = self.tables.descs();
-            let count = |descs: &[HpDesc]| (t..=t + n).filter(|&p| splits(descs, frontier, p)).count();
-            let before = count(descs);
-            let shift = moved_shift(descs, a, t);
-            let after =
-                breaks_over(
-                    descs,
-                    frontier,
-                    t..=t + n,
-                    |q| if (t..t + n).contains(&q) { shift } else { descs[q].shift },
-                );
+            let shift = moved_shift(self.tables.descs(), a, t);
+            let (before, after) = self.breaks_if_moved(t..t + n, |_, _| shift);
             // Within the bound still (what was moved into the span's other pages meanwhile
             // counts too), else the rest is copied.
             if self.moves.breaks + after > MOVED_MAPPINGS_MAX + before {

@@ -10,10 +10,8 @@ use super::PageHeap;
 use super::backing::Backing;
 use super::desc::{FILLER, LARGE};
 use super::filler::run_mask;
-use super::residency::SMALL_RELEASE_FROM;
 use crate::span::Span;
-use crate::units::{HUGE_SIZE, HugePage, PAGE_SHIFT, PAGE_SIZE, PAGES_PER_HUGE, Page};
-use core::ptr;
+use crate::units::{HUGE_SIZE, HugePage, PAGE_SHIFT, PAGES_PER_HUGE, Page};
 
 impl<B: Backing> PageHeap<B> {
     /// Grows `span` (a large span) in place to `new_bytes`, taking free pages right after it
@@ -187,16 +185,8 @@ impl<B: Backing> PageHeap<B> {
         self.mark_large(i, nfull, ntail);
         self.small.handed_out_since_release = true;
         let to = self.arena.addr(i);
-        // SAFETY: `new` is a fresh, exclusively owned header; its pages lie in the arena.
-        unsafe {
-            (*new).start = to;
-            (*new).pages = new_pages32;
-            (*new).zeroed = false;
-            (*new).whole = whole;
-            (*new).size = new_bytes;
-            (*new).owner = crate::span::NO_OWNER;
-            self.page_map.set(to, if whole { new_pages } else { 1 }, new);
-        }
+        // SAFETY: `new` is a fresh, exclusively owned header; its pages were just claimed.
+        unsafe { self.fill_span(new, to, new_pages32, new_bytes, false, whole) };
         Some((new, moved * HUGE_SIZE))
     }
 
@@ -226,38 +216,5 @@ impl<B: Backing> PageHeap<B> {
             i = map.next(run_end, frontier, true);
         }
         best
-    }
-
-    /// Frees `span`, the first `moved` bytes of whose memory [`grow_by_moving`] moved away:
-    /// those huge pages hold nothing and count as given back; the rest goes as
-    /// [`free_span`](PageHeap::free_span) gives it back.
-    ///
-    /// # Safety
-    /// As for [`free_span`](PageHeap::free_span); `moved` is what `grow_by_moving` returned
-    /// with the span that replaced `span`.
-    pub unsafe fn free_moved_from(&mut self, span: *mut Span, moved: usize) {
-        debug_assert!(!span.is_null() && moved % HUGE_SIZE == 0);
-        // SAFETY: `span` came from this heap's `alloc_span` and is live (this function's
-        // contract); its header is read under the lock `&mut self` stands for.
-        let (start, pages, whole) = unsafe { ((*span).start, (*span).pages as usize, (*span).whole) };
-        let k = moved / HUGE_SIZE;
-        debug_assert!(k * PAGES_PER_HUGE <= pages);
-        // SAFETY: start/pages describe the span (set at alloc); it is being retired.
-        unsafe {
-            self.page_map.set(start, if whole { pages } else { 1 }, ptr::null_mut());
-            self.spans.free(span);
-        }
-        let j = self.hp_index(start);
-        if k > 0 {
-            self.make_free(j, k);
-            self.mark_released(j, k);
-            self.renew_moved(j, k);
-        }
-        let rest = pages - k * PAGES_PER_HUGE;
-        if rest > 0 {
-            self.free_pages(start + moved, rest, !whole || pages * PAGE_SIZE >= SMALL_RELEASE_FROM);
-        } else {
-            self.release_excess();
-        }
     }
 }
