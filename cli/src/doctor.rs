@@ -127,19 +127,37 @@ pub fn reporting_wait_ms(root: &Path) -> Option<u64> {
 }
 
 /// Whether the machine under `root` is a VM whose balloon device reports free memory to its
-/// host (a virtio device of type 5, the balloon, offering feature 5, free page reporting). The
-/// guest then hands free 2 MiB blocks back to the host, and a huge page later taken from one
-/// faults on the host again: a new THP heap's first touch is slow there, where 4 KiB pages the
-/// guest still holds are not (docs/benchmarks.md, the C path).
+/// host (a virtio device of type 5, the balloon, offering feature 5, free page reporting), and
+/// its kernel reports some free blocks (see [`reporting_order_above_every_block`]). The guest
+/// then hands free 2 MiB blocks back to the host, and a huge page later taken from one faults
+/// on the host again: a new THP heap's first touch is slow there, where 4 KiB pages the guest
+/// still holds are not (docs/benchmarks.md, the C path).
 pub fn free_page_reporting(root: &Path) -> bool {
     let Ok(devices) = std::fs::read_dir(root.join("sys/bus/virtio/devices")) else {
         return false;
     };
-    devices.flatten().any(|d| {
+    let balloon = devices.flatten().any(|d| {
         let dir = d.path();
         read(&dir, "device").is_some_and(|t| t == "0x0005")
             && read(&dir, "features").is_some_and(|f| f.as_bytes().get(5) == Some(&b'1'))
-    })
+    });
+    balloon && !reporting_order_above_every_block(root)
+}
+
+/// Where the kernel keeps the order of the smallest free block it reports (9, 2 MiB, by
+/// default).
+const REPORTING_ORDER: &str = "sys/module/page_reporting/parameters/page_reporting_order";
+
+/// Whether the kernel under `root` reports no free block at all: its reporting order is above
+/// the largest block its buddy allocator keeps (the orders are `/proc/buddyinfo`'s columns).
+/// Upstream refuses such an order; a VM kernel that takes it has reporting off, and its free
+/// memory stays backed.
+pub fn reporting_order_above_every_block(root: &Path) -> bool {
+    let order = read(root, REPORTING_ORDER).and_then(|v| v.parse::<usize>().ok());
+    let orders = read(root, "proc/buddyinfo")
+        .and_then(|b| b.lines().map(|l| l.split_whitespace().skip(4).count()).max())
+        .filter(|&n| n > 0);
+    matches!((order, orders), (Some(o), Some(n)) if o >= n)
 }
 
 /// The rule for a 2 MiB pool and forked children (docs/tuning.md), with what a pool of

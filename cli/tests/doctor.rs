@@ -188,4 +188,15 @@ fn a_balloon_that_reports_free_pages_is_named() {
     let v = t.json();
     assert_eq!(v["reporting_wait_ms"], 5000);
     assert!(!advice(&v).contains("min_free_ms"), "{}", advice(&v));
+    // Blocks of order 9 and up reported, of orders 0-10 kept: reporting is on.
+    t.put("proc/buddyinfo", "Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3\nNode 0, zone   Normal  58003  40237  27825  18686  11990   3694   1428    806    491    754   1048\n");
+    t.put("sys/module/page_reporting/parameters/page_reporting_order", "9\n");
+    assert_eq!(t.json()["free_page_reporting"], true);
+    t.put("sys/module/page_reporting/parameters/page_reporting_order", "10\n");
+    assert_eq!(t.json()["free_page_reporting"], true);
+    // An order past every block's (a VM kernel that takes it): nothing is reported.
+    t.put("sys/module/page_reporting/parameters/page_reporting_order", "11\n");
+    let v = t.json();
+    assert_eq!(v["free_page_reporting"], false);
+    assert!(!advice(&v).contains("free page reporting"), "{}", advice(&v));
 }
