@@ -456,20 +456,12 @@ impl<B: Backing> PageHeap<B> {
             return None;
         }
         let aligned = move |i: usize| (((base + i * HUGE_SIZE + align - 1) & !(align - 1)) - base) / HUGE_SIZE;
-        if self.res.free_resident > 0 {
-            // Memory the heap holds first: the window with the fewest fresh pages, in the
-            // shortest free run (best fit), lowest first. A fresh page faults in 2 MiB and grows
-            // the resident set (or costs a free resident page given back, see `claim`); a
-            // window that is fresh throughout is no better than the lowest, below.
-            let frontier = self.arena.frontier;
-            let (descs, map) = self.tables.both();
-            let fresh = |i: usize| descs[i].dirty == 0 && descs[i].is_anon();
-            if let Some((HugePage(s), f)) = map.find_cheapest(n, frontier, aligned, fresh, RESIDENT_LOOK) {
-                if f < n.0 {
-                    self.claim(s, n.0);
-                    self.arena.note_use(s + n.0);
-                    return Some(s);
-                }
+        // A window that is fresh throughout is no better than the lowest run, below.
+        if let Some((s, f)) = self.cheapest_held_window(n, aligned) {
+            if f < n.0 {
+                self.claim(s, n.0);
+                self.arena.note_use(s + n.0);
+                return Some(s);
             }
         }
         loop {
@@ -486,6 +478,21 @@ impl<B: Backing> PageHeap<B> {
                 }
             }
         }
+    }
+
+    /// Where memory the heap holds goes first, while some free page holds memory: the window of
+    /// `n` free huge pages (placed by `aligned`) with the fewest fresh pages, in the shortest
+    /// free run (best fit), lowest first, and how many of its pages are fresh. A fresh page
+    /// faults in 2 MiB and grows the resident set (or costs a free resident page given back, see
+    /// `claim`). None when no free page holds memory, or no window fits below the frontier.
+    fn cheapest_held_window(&mut self, n: HugePage, aligned: impl Fn(usize) -> usize) -> Option<(usize, usize)> {
+        if self.res.free_resident == 0 {
+            return None;
+        }
+        let frontier = self.arena.frontier;
+        let (descs, map) = self.tables.both();
+        let fresh = |i: usize| descs[i].dirty == 0 && descs[i].is_anon();
+        map.find_cheapest(n, frontier, aligned, fresh, RESIDENT_LOOK).map(|(HugePage(s), f)| (s, f))
     }
 
     /// Takes the wholly free huge pages `[s, s + n)` out of the huge map, as LARGE; the caller

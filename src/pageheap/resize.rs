@@ -145,16 +145,10 @@ impl<B: Backing> PageHeap<B> {
         // the bound on mappings that moves of held memory into fresh pages (each a fault
         // saved) would spend otherwise. With the rule at "no more" instead, the replays of
         // `large_replays_fault_in_little` faulted in 10,911 pages, not 10,057. The copy's new
-        // span goes where `take_huge` puts it: the window with the fewest fresh pages.
+        // span goes where `take_huge` puts it: the window with the fewest fresh pages, else
+        // the lowest run, all fresh.
         let frontier = self.arena.frontier;
-        let copy_cost = {
-            let (descs, map) = self.tables.both();
-            let fresh = |x: usize| descs[x].dirty == 0 && descs[x].is_anon();
-            match map.find_cheapest(HugePage(count), frontier, |x| x, fresh, super::RESIDENT_LOOK) {
-                Some((_, f)) if self.res.free_resident > 0 => f,
-                _ => count,
-            }
-        };
+        let copy_cost = self.cheapest_held_window(HugePage(count), |x| x).map_or(count, |(_, f)| f);
         let i = match self.place_moved(count, full) {
             Some((i, cost)) if cost < copy_cost && cost <= count - full => i,
             // Past the frontier, every page is fresh: only the new ones are faulted in.
